@@ -1,0 +1,74 @@
+"""jobq: background jobs for Python applications, embedded on SQLite by default.
+
+The public API is everything imported here; see ``README.md``.
+"""
+
+from .backends import DEFAULT_URL, MemoryQueue, PostgresQueue, SQLiteQueue, connect
+from .clock import Clock, FakeClock, SystemClock
+from .errors import (
+    BackendMissing,
+    CircuitOpen,
+    CorruptJob,
+    InvalidJob,
+    InvalidOption,
+    InvalidURL,
+    JobNotFound,
+    JobqError,
+    JobTimeout,
+    LeaseLost,
+    QueueClosed,
+    StoreUnavailable,
+    UnknownOption,
+)
+from .events import EVENTS, Event, ProcessorMetrics, QueueStatus
+from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
+from .processor.limits import CircuitBreaker, CircuitState, RateLimit
+from .processor.worker import JobProcessor
+from .queue import NewJob, Queue
+from .retry import ExponentialBackoff, FixedDelays, RetryPolicy
+from .sync import SyncQueue, connect_sync
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_URL",
+    "EVENTS",
+    "TERMINAL_STATUSES",
+    "BackendMissing",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "CircuitState",
+    "Clock",
+    "CorruptJob",
+    "Event",
+    "ExponentialBackoff",
+    "FakeClock",
+    "FixedDelays",
+    "InvalidJob",
+    "InvalidOption",
+    "InvalidURL",
+    "Job",
+    "JobNotFound",
+    "JobProcessor",
+    "JobStatus",
+    "JobTimeout",
+    "JobqError",
+    "LeaseLost",
+    "MemoryQueue",
+    "NewJob",
+    "PostgresQueue",
+    "ProcessorMetrics",
+    "Queue",
+    "QueueClosed",
+    "QueueStatus",
+    "RateLimit",
+    "RetryDirective",
+    "RetryPolicy",
+    "SQLiteQueue",
+    "StoreUnavailable",
+    "SyncQueue",
+    "SystemClock",
+    "UnknownOption",
+    "connect",
+    "connect_sync",
+]

@@ -1,0 +1,142 @@
+"""The backend queue classes and opening a queue from a URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .errors import BackendMissing, InvalidURL
+from .queue import Queue
+from .store.memory import MemoryStore
+from .store.sqlite import DURABILITY_MODES, BUSY_TIMEOUT, Durability, SQLiteStore
+
+DEFAULT_URL = "sqlite:///jobq.db"
+URL_FORMS = "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, postgresql://user:pass@host:port/db"
+
+
+class MemoryQueue(Queue):
+    """Jobs in this process's memory: no files, nothing survives the process.
+    A real backend (the contract suite runs on it), handy for tests and
+    scripts."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(MemoryStore(), **options)
+
+
+class SQLiteQueue(Queue):
+    """Jobs in one SQLite file, shared safely by many processes on one machine.
+
+    ``table`` (default ``"jobs"``, k-msg's table) names the job table;
+    ``durability`` is ``"full"`` (default: an enqueue that returned survives
+    power loss) or ``"fast"`` (survives crashes of the application, not of the
+    machine); ``busy_timeout`` is how many seconds a write may wait for the
+    database lock before :class:`jobq.StoreUnavailable` is raised.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "jobq.db",
+        *,
+        table: str = "jobs",
+        durability: Durability = "full",
+        busy_timeout: float = BUSY_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        self.path = os.fspath(path)
+        super().__init__(
+            SQLiteStore(path, table=table, durability=durability, busy_timeout=busy_timeout), **options
+        )
+
+
+class PostgresQueue(Queue):
+    """Jobs in PostgreSQL, for workers on many machines."""
+
+    def __init__(self, dsn: str, **options: Any) -> None:
+        raise BackendMissing(
+            "the PostgreSQL backend is not part of this jobq release yet;"
+            " use memory:// or sqlite:///path.db"
+        )
+
+
+def _options(query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in ("lease", "busy_timeout"):
+            try:
+                options[key] = float(value)
+            except ValueError:
+                raise InvalidURL(f"URL option {key}={value!r} is not a number") from None
+        elif key == "max_payload_bytes":
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise InvalidURL(f"URL option {key}={value!r} is not an int") from None
+        elif key in ("table", "durability"):
+            if key == "durability" and value not in DURABILITY_MODES:
+                raise InvalidURL(f"durability={value!r}: use one of {', '.join(DURABILITY_MODES)}")
+            options[key] = value
+        else:
+            raise InvalidURL(
+                f"unknown URL option {key!r}; known: lease, busy_timeout, max_payload_bytes, table, durability"
+            )
+    return options
+
+
+def open_queue(url: str, **options: Any) -> Queue:
+    """Builds the queue a URL names (synchronously; see :func:`connect`)."""
+    if not isinstance(url, str):
+        raise InvalidURL(f"a queue URL is a str, not {type(url).__name__}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        return MemoryQueue(**{**_options(parts.query), **options})
+    if scheme == "sqlite":
+        # sqlite:///rel.db -> "rel.db"; sqlite:////abs.db -> "/abs.db"
+        path = url.split("://", 1)[1].split("?", 1)[0]
+        if path.startswith("/"):
+            path = path[1:]
+        if parts.netloc:
+            raise InvalidURL(f"{url!r}: a SQLite URL has three slashes: sqlite:///path.db")
+        if not path:
+            raise InvalidURL(f"{url!r} names no file: use sqlite:///path.db")
+        merged = {**_options(parts.query), **options}
+        return SQLiteQueue(path, **merged)
+    if scheme in ("postgresql", "postgres"):
+        return PostgresQueue(url, **options)
+    raise InvalidURL(f"unknown queue URL scheme in {url!r}; use one of: {URL_FORMS}")
+
+
+class _Opening:
+    """What :func:`connect` returns: await it for the queue, or use it as an
+    async context manager that closes the queue on exit."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self._url = url
+        self._options = options
+        self._queue: Queue | None = None
+
+    async def _open(self) -> Queue:
+        import asyncio
+
+        # Opening a file and migrating its schema blocks: keep it off the loop.
+        return await asyncio.to_thread(open_queue, self._url, **self._options)
+
+    def __await__(self) -> Generator[Any, None, Queue]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Queue:
+        self._queue = await self._open()
+        return self._queue
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._queue is not None:
+            await self._queue.close()
+
+
+def connect(url: str = DEFAULT_URL, **options: Any) -> _Opening:
+    """Opens the queue ``url`` names: ``memory://``, ``sqlite:///path.db``
+    (the default: ``sqlite:///jobq.db``), or a PostgreSQL URL. ``options`` go
+    to the backend class (``lease``, ``clock``, ``durability``, ...)."""
+    return _Opening(url, options)

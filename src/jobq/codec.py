@@ -1,0 +1,97 @@
+"""Checking and encoding what callers hand to a queue, before anything is stored."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from typing import Any
+
+from .errors import InvalidJob
+
+MAX_TYPE_LENGTH = 255  # characters
+MAX_PAYLOAD_BYTES = 1024 * 1024  # default limit on an encoded payload: 1 MiB
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def encode(value: Any, what: str) -> str:
+    """JSON text for ``value``; :class:`InvalidJob` naming ``what`` if it has none."""
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidJob(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def encode_result(value: Any) -> str | None:
+    """A handler's return value as JSON; one that JSON cannot hold is kept as
+    its ``repr`` string rather than lost."""
+    if value is None:
+        return None
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return _encoder.encode(repr(value))
+
+
+def check_type(job_type: Any) -> str:
+    if not isinstance(job_type, str):
+        raise InvalidJob(f"job type must be a str, not {type(job_type).__name__}")
+    if not job_type.strip():
+        raise InvalidJob("job type must not be empty")
+    if len(job_type) > MAX_TYPE_LENGTH:
+        raise InvalidJob(f"job type is {len(job_type)} characters long; the limit is {MAX_TYPE_LENGTH}")
+    return job_type
+
+
+def check_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidJob(f"priority must be an int, not {type(priority).__name__}")
+    low, high = PRIORITY_RANGE
+    if not low <= priority <= high:
+        raise InvalidJob(f"priority {priority} is outside {low}..{high}")
+    return priority
+
+
+def check_delay(delay: Any, what: str = "delay") -> float:
+    """Seconds, from a number or a :class:`~datetime.timedelta`."""
+    if isinstance(delay, timedelta):
+        delay = delay.total_seconds()
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+        raise InvalidJob(f"{what} must be a number of seconds, not {type(delay).__name__}")
+    if not math.isfinite(delay) or delay < 0:
+        raise InvalidJob(f"{what} must be a finite number of seconds >= 0, not {delay!r}")
+    return float(delay)
+
+
+def check_max_attempts(max_attempts: Any) -> int:
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+        raise InvalidJob(f"max_attempts must be an int, not {type(max_attempts).__name__}")
+    if max_attempts < 1:
+        raise InvalidJob(f"max_attempts must be at least 1, not {max_attempts}")
+    return max_attempts
+
+
+def encode_payload(data: Any, limit: int) -> str:
+    text = encode(data, "payload")
+    size = len(text.encode("utf-8")) if len(text) * 4 > limit else len(text)
+    if size > limit:
+        raise InvalidJob(f"payload is {size} bytes encoded; the limit is {limit}")
+    return text
+
+
+def encode_metadata(metadata: Any) -> str:
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, dict):
+        raise InvalidJob(f"metadata must be a dict, not {type(metadata).__name__}")
+    return encode(metadata, "metadata")
+
+
+def error_text(error: BaseException | str) -> str:
+    """The message stored for a failure: the string, or the exception's message
+    (its class name when it has none)."""
+    if isinstance(error, BaseException):
+        return str(error) or type(error).__name__
+    return str(error)

@@ -1,0 +1,80 @@
+"""Every exception jobq raises, and the ones handlers raise to steer their job.
+
+All of them derive from :class:`JobqError`, so ``except jobq.JobqError``
+catches anything the package raises. Errors about bad arguments also derive
+from :class:`ValueError` or :class:`TypeError`, as Python code expects.
+A class docstring is the default message.
+"""
+
+from __future__ import annotations
+
+
+class JobqError(Exception):
+    """A jobq operation failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip().splitlines()[0])
+
+
+class InvalidJob(JobqError, ValueError):
+    """The job was rejected before anything was stored."""
+
+
+class InvalidURL(JobqError, ValueError):
+    """The queue URL cannot be opened."""
+
+
+class InvalidOption(JobqError, ValueError):
+    """An option has a value jobq cannot use."""
+
+
+class JobNotFound(JobqError, LookupError):
+    """No job has that id."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class LeaseLost(JobqError):
+    """The claim on this job is gone: it expired and the job was rescued,
+    claimed again, or finished by someone else. Nothing was changed."""
+
+    def __init__(self, job_id: str, detail: str = "") -> None:
+        message = f"lease lost on job {job_id!r}"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.job_id = job_id
+
+
+class CorruptJob(JobqError):
+    """A stored job cannot be decoded (its payload, metadata or result is not
+    valid JSON)."""
+
+    def __init__(self, job_id: str, detail: str) -> None:
+        super().__init__(f"job {job_id!r} cannot be decoded: {detail}")
+        self.job_id = job_id
+
+
+class StoreUnavailable(JobqError):
+    """The store could not be reached or stayed busy past its timeout."""
+
+
+class BackendMissing(JobqError, ImportError):
+    """A backend needs an optional dependency that is not installed."""
+
+
+class QueueClosed(JobqError):
+    """The queue was closed."""
+
+
+class JobTimeout(JobqError, TimeoutError):
+    """The handler ran past its time limit."""
+
+
+class CircuitOpen(JobqError):
+    """The circuit breaker for this job type is open."""
+
+
+class UnknownOption(JobqError, TypeError):
+    """An option name jobq does not know (often a typo)."""
+

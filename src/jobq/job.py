@@ -1,0 +1,169 @@
+"""The job record, its statuses, and the raw row every store returns.
+
+The record follows k-msg's ``Job``: the same fields and statuses, with times
+as aware UTC datetimes and the delay in seconds. Stores keep times as integer
+epoch milliseconds and JSON as text, which is also k-msg's SQLite layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from .clock import from_ms
+from .errors import CorruptJob
+
+T = TypeVar("T")
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    """Waiting, and ready to run."""
+    PROCESSING = "processing"
+    """Claimed by a worker, which holds a lease on it."""
+    COMPLETED = "completed"
+    """Finished successfully; ``completed_at`` and ``result`` are set."""
+    FAILED = "failed"
+    """Failed for good; ``failed_at`` and ``error`` are set."""
+    DELAYED = "delayed"
+    """Waiting for a future ``process_at``. Stored as ``pending`` (as k-msg
+    stores it); a job reads as delayed while its ``process_at`` is ahead."""
+    CANCELLED = "cancelled"
+    """Stopped for good by an operator; it will not run."""
+
+
+#: Statuses a job never leaves on its own; ``cleanup_terminal`` and retention
+#: act on these.
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+#: Statuses of a job that has not run to its end yet.
+WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.DELAYED})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDirective:
+    """Whether a failed job may run again, and after how many seconds."""
+
+    enabled: bool
+    delay: float | None = None
+
+
+@dataclass(slots=True, eq=True)
+class Job(Generic[T]):
+    """One job, as stored. ``data`` comes back equal to what was enqueued
+    (after a JSON round trip)."""
+
+    id: str
+    type: str
+    data: T
+    status: JobStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    delay: float
+    created_at: datetime
+    process_at: datetime
+    completed_at: datetime | None = None
+    failed_at: datetime | None = None
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # jobq's additions
+    queue: str = "default"
+    result: Any = None
+    started_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    lease_token: str | None = field(default=None, repr=False, compare=False)
+    lost_count: int = 0
+    """How many times a worker holding this job was lost (its lease expired)."""
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """A job as a store holds it: epoch milliseconds and JSON text.
+
+    ``status`` is the stored one (``pending`` also covers delayed jobs), and
+    for a processing job ``process_at`` holds the end of its lease, as in
+    k-msg's lease-aware SQLite queue; the time it was due is kept in
+    ``scheduled_at``.
+    """
+
+    id: str
+    type: str
+    data: str
+    status: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    delay: int
+    created_at: int
+    process_at: int
+    completed_at: int | None
+    failed_at: int | None
+    error: str | None
+    metadata: str | None
+    queue: str = "default"
+    result: str | None = None
+    lease_token: str | None = None
+    lease_owner: str | None = None
+    scheduled_at: int | None = None
+    started_at: int | None = None
+    lost_count: int = 0
+
+
+#: Column order of :class:`JobRecord`; SQL backends select in this order.
+RECORD_FIELDS: tuple[str, ...] = tuple(JobRecord.__dataclass_fields__)
+
+
+def _decode(job_id: str, what: str, text: str | None, default: Any) -> Any:
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise CorruptJob(job_id, f"its {what} is not valid JSON ({exc})") from None
+
+
+def to_job(record: JobRecord, now_ms: int) -> Job[Any]:
+    """Builds the public :class:`Job` from a stored row.
+
+    Raises :class:`CorruptJob` when the payload, metadata or result cannot be
+    decoded.
+    """
+    status = JobStatus(record.status) if record.status in _STATUS_VALUES else JobStatus.PENDING
+    process_at = record.process_at
+    lease_expires_at = None
+    if status is JobStatus.PROCESSING:
+        lease_expires_at = process_at
+        process_at = record.scheduled_at if record.scheduled_at is not None else process_at
+    elif status is JobStatus.PENDING and process_at > now_ms:
+        status = JobStatus.DELAYED
+    metadata = _decode(record.id, "metadata", record.metadata, {})
+    return Job(
+        id=record.id,
+        type=record.type,
+        data=_decode(record.id, "payload", record.data, None),
+        status=status,
+        priority=record.priority,
+        attempts=record.attempts,
+        max_attempts=record.max_attempts,
+        delay=record.delay / 1000,
+        created_at=from_ms(record.created_at),  # type: ignore[arg-type]
+        process_at=from_ms(process_at),  # type: ignore[arg-type]
+        completed_at=from_ms(record.completed_at),
+        failed_at=from_ms(record.failed_at),
+        error=record.error,
+        metadata=metadata if isinstance(metadata, dict) else {"value": metadata},
+        queue=record.queue,
+        result=_decode(record.id, "result", record.result, None),
+        started_at=from_ms(record.started_at),
+        lease_owner=record.lease_owner,
+        lease_expires_at=from_ms(lease_expires_at),
+        lease_token=record.lease_token,
+        lost_count=record.lost_count,
+    )
+
+
+_STATUS_VALUES = frozenset(s.value for s in JobStatus)

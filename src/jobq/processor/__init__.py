@@ -1,0 +1,1 @@
+"""The worker side: claiming jobs, running handlers, recording outcomes."""

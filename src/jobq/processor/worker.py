@@ -1,0 +1,543 @@
+"""JobProcessor: claims jobs, runs their handlers, records the outcome.
+
+One claim loop fills free slots with one batch claim; each claimed job runs in
+a tracked task (never fire-and-forget), so ``stop`` knows exactly what is in
+flight. Beside it, a lease keeper renews the leases of running jobs and a
+rescuer returns jobs whose worker was lost.
+
+The retry decision lives here alone: a handler that raises is failed with a
+retry while ``job.attempts + 1 < job.max_attempts``, after the delay the retry
+policy gives, and for good otherwise (k-msg's rules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from ..clock import FakeClock
+from ..errors import InvalidOption, JobqError, JobTimeout, LeaseLost
+from ..events import Emitter, Event, ProcessorMetrics, QueueStatus
+from ..job import Job, JobStatus, RetryDirective
+from ..options import reject_unknown
+from ..queue import Queue
+from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
+from .limits import Circuit, CircuitBreaker, RateLimit
+
+log = logging.getLogger("jobq")
+
+Handler = Callable[[Job[Any]], Any]
+H = TypeVar("H", bound=Handler)
+
+CONCURRENCY = 5  # jobs run at once by one processor
+MAX_RETRIES = 3  # max_attempts of jobs added through the processor
+POLL_INTERVAL = 1.0  # seconds; the longest an idle worker waits before looking again
+HEARTBEAT_INTERVAL = 10.0  # seconds between lease renewals of running jobs
+RESCUE_INTERVAL = 1.0  # seconds between sweeps for expired leases
+SHUTDOWN_TIMEOUT = 30.0  # seconds stop() lets jobs in flight finish before releasing them
+ADD_PRIORITY = 5  # priority of jobs added through the processor, as in k-msg
+STORE_RETRY_MAX = 5.0  # seconds; longest pause after a store error before trying again
+
+_OPTIONS = {
+    "concurrency", "retry_delays", "max_retries", "poll_interval", "rate_limit",
+    "circuit_breaker", "retry_policy", "queues", "heartbeat_interval", "rescue_interval",
+    "shutdown_timeout", "job_timeout", "batch_size", "worker_id",
+}  # fmt: skip
+
+
+def no_handler_error(job_type: str) -> str:
+    return f"No handler registered for job type: {job_type}"
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+class JobProcessor:
+    """Runs the handlers registered for job types against one queue.
+
+    Options (keyword-only, each with its default):
+
+    - ``concurrency=5``: jobs run at once.
+    - ``retry_delays=[1, 5, 15, 60]``: seconds; attempt n waits
+      ``retry_delays[min(n, len-1)]``. ``retry_policy`` (for example
+      :class:`jobq.ExponentialBackoff`) replaces it.
+    - ``max_retries=3``: ``max_attempts`` of jobs added with :meth:`add`.
+    - ``poll_interval=1.0``: seconds; the longest an idle worker waits before
+      looking again. Enqueues wake it sooner (at once in this process, within
+      about 10 ms from another process on SQLite).
+    - ``rate_limit=None``: a :class:`jobq.RateLimit` on job starts.
+    - ``circuit_breaker=None``: a :class:`jobq.CircuitBreaker`, one state per
+      job type.
+    - ``queues=None``: the named queues to take jobs from (``None``: all).
+    - ``heartbeat_interval=10.0``, ``rescue_interval=1.0``: seconds.
+    - ``shutdown_timeout=30.0``: seconds :meth:`stop` lets jobs in flight
+      finish; the rest are released to run again at once.
+    - ``job_timeout=None``: seconds a handler may run before it is cancelled
+      and the job fails with :class:`jobq.JobTimeout` (retried as usual).
+    - ``batch_size=None``: most jobs claimed in one statement (default:
+      ``concurrency``).
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        concurrency: int = CONCURRENCY,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        max_retries: int = MAX_RETRIES,
+        poll_interval: float = POLL_INTERVAL,
+        rate_limit: RateLimit | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        retry_policy: RetryPolicy | None = None,
+        queues: Sequence[str] | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        rescue_interval: float = RESCUE_INTERVAL,
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+        job_timeout: float | None = None,
+        batch_size: int | None = None,
+        worker_id: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        reject_unknown("JobProcessor", unknown, _OPTIONS)
+        if not isinstance(queue, Queue):
+            raise TypeError(f"JobProcessor needs a jobq queue, not {type(queue).__name__}")
+        for name, value in (("concurrency", concurrency), ("max_retries", max_retries)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidOption(f"{name} must be an int >= 1, not {value!r}")
+        for name, value in (
+            ("poll_interval", poll_interval),
+            ("heartbeat_interval", heartbeat_interval),
+            ("rescue_interval", rescue_interval),
+        ):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise InvalidOption(f"{name} must be a positive number of seconds, not {value!r}")
+        if heartbeat_interval >= queue.lease:
+            raise InvalidOption(
+                f"heartbeat_interval ({heartbeat_interval:g} s) must be shorter than the queue's"
+                f" lease ({queue.lease:g} s), or leases expire under running jobs"
+            )
+        if not isinstance(shutdown_timeout, (int, float)) or shutdown_timeout < 0:
+            raise InvalidOption(f"shutdown_timeout must be a number of seconds >= 0, not {shutdown_timeout!r}")
+        if job_timeout is not None and (not isinstance(job_timeout, (int, float)) or job_timeout <= 0):
+            raise InvalidOption(f"job_timeout must be a positive number of seconds, not {job_timeout!r}")
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise InvalidOption(f"rate_limit must be a jobq.RateLimit, not {type(rate_limit).__name__}")
+        if circuit_breaker is not None and not isinstance(circuit_breaker, CircuitBreaker):
+            raise InvalidOption(
+                f"circuit_breaker must be a jobq.CircuitBreaker, not {type(circuit_breaker).__name__}"
+            )
+        self.queue = queue
+        self.clock = queue.clock
+        self.concurrency = concurrency
+        self.retry_policy: RetryPolicy = retry_policy or FixedDelays(retry_delays)
+        self.max_retries = max_retries
+        self.poll_interval = float(poll_interval)
+        self.rate_limit = rate_limit
+        self.circuit_breaker = circuit_breaker
+        self.queues = list(queues) if queues is not None else None
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.rescue_interval = float(rescue_interval)
+        self.shutdown_timeout = float(shutdown_timeout)
+        self.job_timeout = job_timeout
+        self.batch_size = batch_size or concurrency
+        self.worker_id = worker_id or queue.worker_id
+
+        self._handlers: dict[str, Handler] = {}
+        self._circuits: dict[str, Circuit] = {}
+        self._events = Emitter()
+        self._metrics = ProcessorMetrics()
+        self._active: dict[str, tuple[Job[Any], asyncio.Task[None]]] = {}
+        self._releasing: set[str] = set()
+        self._running = False
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake: asyncio.Event | None = None
+        self._slot_free: asyncio.Event | None = None
+        self._unsubscribe: list[Callable[[], Any]] = []
+        self._threads: ThreadPoolExecutor | None = None
+        self._size_counted_at = 0.0
+
+    # -- registration ------------------------------------------------------
+
+    def handle(self, job_type: str, handler: Handler) -> None:
+        """Registers ``handler`` for ``job_type`` (async or plain function)."""
+        if not callable(handler):
+            raise TypeError(f"handler for {job_type!r} is not callable")
+        self._handlers[job_type] = handler
+
+    def handler(self, job_type: str) -> Callable[[H], H]:
+        """Decorator form of :meth:`handle`."""
+
+        def register(fn: H) -> H:
+            self.handle(job_type, fn)
+            return fn
+
+        return register
+
+    def on(self, event: str, callback: Callable[[Event], Any]) -> Callable[[Event], Any]:
+        """Calls ``callback(event)`` on each ``event`` (see :data:`jobq.events.EVENTS`)."""
+        return self._events.on(event, callback)
+
+    def off(self, event: str, callback: Callable[[Event], Any]) -> None:
+        self._events.off(event, callback)
+
+    # -- the k-msg verbs ---------------------------------------------------
+
+    async def add(
+        self,
+        job_type: str,
+        data: Any = None,
+        *,
+        priority: int = ADD_PRIORITY,
+        delay: float = 0,
+        max_attempts: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Enqueues a job (priority 5 and ``max_retries`` attempts unless
+        told) and returns its id."""
+        job = await self.queue.enqueue(
+            job_type,
+            data,
+            priority=priority,
+            delay=delay,
+            max_attempts=self.max_retries if max_attempts is None else max_attempts,
+            metadata=metadata,
+            queue=queue or (self.queues[0] if self.queues else "default"),
+        )
+        self._events.emit(Event("job_added", job=job))
+        return job.id
+
+    def get_metrics(self) -> ProcessorMetrics:
+        metrics = ProcessorMetrics(**{k: getattr(self._metrics, k) for k in self._metrics})
+        metrics.active_jobs = len(self._active)
+        metrics.by_type = {t: dict(c) for t, c in self._metrics.by_type.items()}
+        return metrics
+
+    async def get_queue_status(self) -> QueueStatus:
+        pending = await self.queue.size(queues=self.queues)
+        self._metrics.queue_size = pending
+        return QueueStatus(
+            pending=pending,
+            processing=len(self._active),
+            failed=self._metrics.failed,
+            total_processed=self._metrics.processed,
+        )
+
+    async def cleanup(self) -> int:
+        """Deletes completed and failed jobs; returns how many."""
+        return await self.queue.cleanup_terminal()
+
+    async def get_job(self, job_id: str) -> Job[Any] | None:
+        return await self.queue.get_job(job_id)
+
+    async def remove_job(self, job_id: str) -> bool:
+        return await self.queue.remove(job_id)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Starts the workers in the background and returns."""
+        if self._running:
+            return
+        loop = asyncio.get_running_loop()
+        self._running, self._stopping = True, False
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="jobq-handler")
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(self._wake.set)  # type: ignore[union-attr]
+
+        self._unsubscribe = [self.queue.on_enqueue(wake)]
+        if isinstance(self.clock, FakeClock):
+            self._unsubscribe.append(self.clock.on_advance(wake))
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="jobq-claim"),
+            asyncio.create_task(self._every(self.heartbeat_interval, self._renew_leases), name="jobq-leases"),
+            asyncio.create_task(self._every(self.rescue_interval, self._rescue), name="jobq-rescue"),
+        ]
+        self._events.emit(Event("processor_started"))
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stops claiming, lets jobs in flight finish for up to ``timeout``
+        seconds (default ``shutdown_timeout``), then releases the rest so they
+        run again at once, and returns."""
+        if not self._running:
+            return
+        self._stopping = True
+        assert self._wake is not None and self._slot_free is not None
+        self._wake.set()
+        self._slot_free.set()
+        claim_loop, *background = self._tasks
+        await claim_loop  # finishes its current claim, so no claimed job is dropped
+        grace = self.shutdown_timeout if timeout is None else timeout
+        in_flight = [task for _, task in self._active.values()]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=grace)
+        leftover = list(self._active.items())
+        for job_id, (_, task) in leftover:
+            self._releasing.add(job_id)
+            task.cancel()
+        if leftover:
+            await asyncio.gather(*(task for _, (_, task) in leftover), return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        if self._threads is not None:
+            # Threads of abandoned sync handlers may still run; don't wait for them.
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        self._running = False
+        self._events.emit(Event("processor_stopped"))
+        await self._events.drain()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Runs until SIGTERM or SIGINT (or cancellation), then stops gracefully."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        installed: list[int] = []
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, stop.set)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+                    pass
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    # -- the claim loop ----------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._wake is not None and self._slot_free is not None
+        failures = 0
+        while not self._stopping:
+            free = self.concurrency - len(self._active)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            now = self.clock.now()
+            limit = min(free, self.batch_size)
+            if self.rate_limit is not None:
+                allowed = self.rate_limit.available(now)
+                if allowed <= 0:
+                    await self._pause(self.rate_limit.wait_time(now))
+                    continue
+                limit = min(limit, allowed)
+            closed = [t for t, c in self._circuits.items() if not c.allows_claim(now)]
+            self._wake.clear()
+            try:
+                jobs = await self.queue.claim(
+                    limit, queues=self.queues, exclude_types=closed, owner=self.worker_id, rescue=False
+                )
+            except JobqError as exc:
+                failures += 1
+                pause = min(STORE_RETRY_MAX, 0.05 * 2**failures)
+                log.warning("jobq: claim failed (%s); trying again in %.2f s", exc, pause)
+                await self._pause(pause)
+                continue
+            failures = 0
+            if self.rate_limit is not None and jobs:
+                self.rate_limit.record(now, len(jobs))
+            for job in jobs:
+                self._spawn(job)
+            if not jobs:
+                await self._idle(now)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps up to ``seconds``, waking early on stop or a local enqueue."""
+        assert self._wake is not None
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0))
+        except TimeoutError:
+            pass
+
+    async def _idle(self, now: float) -> None:
+        """Waits for work: a local enqueue, another process's commit, the next
+        delayed job coming due, a circuit half-opening, or ``poll_interval``."""
+        assert self._wake is not None
+        timeout = self.poll_interval
+        try:
+            due = await self.queue.next_due(queues=self.queues)
+            if time.monotonic() - self._size_counted_at > 1.0:
+                self._metrics.queue_size = await self.queue.size(queues=self.queues)
+                self._size_counted_at = time.monotonic()
+        except JobqError:
+            due = None
+        if due is not None:
+            timeout = min(timeout, max(due - now, 0.0))
+        for circuit in self._circuits.values():
+            if circuit.state == "open":
+                timeout = min(timeout, max(circuit.opened_at + circuit.config.reset_timeout - now, 0.0))
+        if timeout <= 0 or self._wake.is_set():
+            await asyncio.sleep(0)
+            return
+        waiters = [
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self.queue.wait_for_change(timeout)),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    def _spawn(self, job: Job[Any]) -> None:
+        task = asyncio.create_task(self._run_job(job), name=f"jobq-job-{job.id}")
+        self._active[job.id] = (job, task)
+        task.add_done_callback(lambda _: self._finished(job.id))
+
+    def _finished(self, job_id: str) -> None:
+        self._active.pop(job_id, None)
+        self._releasing.discard(job_id)
+        if self._slot_free is not None:
+            self._slot_free.set()
+
+    # -- running one job ---------------------------------------------------
+
+    def _circuit(self, job_type: str) -> Circuit | None:
+        if self.circuit_breaker is None:
+            return None
+        circuit = self._circuits.get(job_type)
+        if circuit is None:
+            circuit = self._circuits[job_type] = Circuit(self.circuit_breaker)
+        return circuit
+
+    def _timeout(self) -> float | None:
+        limits = [t for t in (self.job_timeout, self.circuit_breaker and self.circuit_breaker.timeout) if t]
+        return min(limits) if limits else None
+
+    async def _call(self, handler: Handler, job: Job[Any]) -> Any:
+        if _is_async(handler):
+            return await handler(job)
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self._threads, handler, job)
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        return outcome
+
+    async def _run_job(self, job: Job[Any]) -> None:
+        circuit = self._circuit(job.type)
+        if circuit is not None and not circuit.start():
+            # Its circuit opened after the claim: give it back, no attempt spent.
+            await self._release(job, delay=None)
+            return
+        handler = self._handlers.get(job.type)
+        if handler is None:
+            await self._failed(job, no_handler_error(job.type), retry=False, elapsed=0.0)
+            return
+        self._events.emit(Event("job_started", job=job))
+        started = time.monotonic()
+        timeout = self._timeout()
+        try:
+            call = self._call(handler, job)
+            result = await (asyncio.wait_for(call, timeout) if timeout else call)
+        except asyncio.CancelledError:
+            if job.id in self._releasing:
+                await self._release(job, delay=None)
+                return
+            raise
+        except Exception as exc:
+            elapsed = time.monotonic() - started
+            if circuit is not None:
+                circuit.failure(self.clock.now())
+            if isinstance(exc, TimeoutError) and not isinstance(exc, JobqError):
+                exc = JobTimeout(f"job {job.id} ran past its {timeout:g} s timeout")
+            await self._failed(job, exc, retry=True, elapsed=elapsed)
+            return
+        elapsed = time.monotonic() - started
+        if circuit is not None:
+            circuit.success()
+        try:
+            await self.queue.complete(job, result)
+        except LeaseLost as exc:
+            log.warning("jobq: %s; its result was not recorded", exc)
+            return
+        self._count(job, "succeeded", elapsed)
+        self._events.emit(Event("job_completed", job=job, result=result, processing_time=elapsed))
+
+    async def _failed(self, job: Job[Any], error: BaseException | str, *, retry: bool, elapsed: float) -> None:
+        message = error if isinstance(error, str) else (str(error) or type(error).__name__)
+        will_retry = retry and job.attempts + 1 < job.max_attempts
+        delay = self.retry_policy.delay(job.attempts) if will_retry else None
+        try:
+            await self.queue.fail(job, error, RetryDirective(True, delay) if will_retry else None)
+        except LeaseLost as exc:
+            log.warning("jobq: %s; its failure was not recorded", exc)
+            return
+        if will_retry:
+            self._count(job, "retried", elapsed)
+            self._events.emit(
+                Event("job_retry", job=job, error=message, retry_delay=delay, processing_time=elapsed)
+            )
+        else:
+            self._count(job, "failed", elapsed)
+            self._events.emit(Event("job_failed", job=job, error=message, processing_time=elapsed))
+
+    async def _release(self, job: Job[Any], *, delay: float | None) -> None:
+        try:
+            await asyncio.shield(self.queue.release(job, delay=delay))
+        except LeaseLost:
+            pass
+        except JobqError as exc:
+            log.warning("jobq: could not release job %s (%s); its lease will expire", job.id, exc)
+
+    def _count(self, job: Job[Any], outcome: str, elapsed: float) -> None:
+        m = self._metrics
+        per_type = m.by_type.setdefault(job.type, {"processed": 0, "succeeded": 0, "failed": 0, "retried": 0})
+        per_type[outcome] += 1
+        if outcome == "retried":
+            m.retried += 1
+        else:
+            setattr(m, outcome, getattr(m, outcome) + 1)
+            m.processed += 1
+            per_type["processed"] += 1
+            finished = m.succeeded + m.failed
+            m.average_processing_time += (elapsed - m.average_processing_time) / finished
+        m.last_processed_at = datetime.now(UTC)
+
+    # -- background duties -------------------------------------------------
+
+    async def _every(self, interval: float, duty: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await duty()
+            except JobqError as exc:
+                log.warning("jobq: %s failed: %s", getattr(duty, "__name__", "duty"), exc)
+
+    async def _renew_leases(self) -> None:
+        jobs = [job for job, _ in self._active.values()]
+        if not jobs:
+            return
+        for job_id in await self.queue.extend_leases(jobs):
+            log.warning("jobq: lost the lease on job %s; its outcome will not be recorded", job_id)
+
+    async def _rescue(self) -> None:
+        for job in await self.queue.rescue_expired():
+            self._metrics.lost += 1
+            log.warning("jobq: job %s was rescued: %s", job.id, job.error)
+            self._events.emit(Event("job_lost", job=job, error=job.error))
+            if job.status is JobStatus.FAILED:
+                self._events.emit(Event("job_failed", job=job, error=job.error))

@@ -1,0 +1,293 @@
+"""The in-memory backend: a real backend for one process, not a test double.
+
+Ready jobs sit in one heap per queue, ordered as ``dequeue`` takes them;
+delayed jobs wait in a heap by due time and move over once due. Heap entries
+are invalidated lazily: each job carries a version bumped whenever its place
+in line changes, and a popped entry whose version is stale is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+
+from ..errors import JobNotFound, LeaseLost
+from ..job import JobRecord
+
+_ReadyEntry = tuple[int, int, int, int, str, int]  # -priority, process_at, created_at, seq, id, version
+_DelayedEntry = tuple[int, int, str, int]  # process_at, seq, id, version
+
+
+class MemoryStore:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobRecord] = {}
+        self._version: dict[str, int] = {}
+        self._ready: dict[str, list[_ReadyEntry]] = {}
+        self._delayed: list[_DelayedEntry] = []
+        self._processing: set[str] = set()
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def _enqueue_waiting(self, record: JobRecord, now_ms: int) -> None:
+        """Puts a pending job in line (ready or delayed) under a new version."""
+        version = self._version.get(record.id, 0) + 1
+        self._version[record.id] = version
+        seq = next(self._seq)
+        if record.process_at <= now_ms:
+            heap = self._ready.setdefault(record.queue, [])
+            heapq.heappush(
+                heap, (-record.priority, record.process_at, record.created_at, seq, record.id, version)
+            )
+        else:
+            heapq.heappush(self._delayed, (record.process_at, seq, record.id, version))
+
+    def _is_current(self, job_id: str, version: int) -> bool:
+        record = self._jobs.get(job_id)
+        return record is not None and record.status == "pending" and self._version.get(job_id) == version
+
+    def _promote_due(self, now_ms: int) -> None:
+        while self._delayed and self._delayed[0][0] <= now_ms:
+            _, _, job_id, version = heapq.heappop(self._delayed)
+            if self._is_current(job_id, version):
+                self._enqueue_waiting(self._jobs[job_id], now_ms)
+
+    def _top(self, queue: str) -> _ReadyEntry | None:
+        heap = self._ready.get(queue)
+        while heap:
+            entry = heap[0]
+            if self._is_current(entry[4], entry[5]):
+                return entry
+            heapq.heappop(heap)
+        return None
+
+    def _queues(self, queues: Sequence[str] | None) -> Sequence[str]:
+        return list(self._ready) if queues is None else queues
+
+    def _best(self, queues: Sequence[str] | None) -> tuple[str, _ReadyEntry] | None:
+        best: tuple[str, _ReadyEntry] | None = None
+        for queue in self._queues(queues):
+            entry = self._top(queue)
+            if entry is not None and (best is None or entry < best[1]):
+                best = (queue, entry)
+        return best
+
+    def _held(self, job_id: str, token: str | None) -> JobRecord:
+        record = self._jobs.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        if token is not None and (record.status != "processing" or record.lease_token != token):
+            raise LeaseLost(job_id, f"the job is now {record.status}")
+        return record
+
+    @staticmethod
+    def _unlease(record: JobRecord) -> None:
+        if record.status == "processing" and record.scheduled_at is not None:
+            record.process_at = record.scheduled_at
+        record.lease_token = None
+        record.lease_owner = None
+        record.scheduled_at = None
+
+    # -- the Store protocol -----------------------------------------------
+
+    async def insert(self, records: Sequence[JobRecord]) -> None:
+        with self._lock:
+            for record in records:
+                if record.id in self._jobs:
+                    raise ValueError(f"duplicate job id {record.id!r}")
+            for record in records:
+                stored = replace(record)
+                self._jobs[stored.id] = stored
+                if stored.status == "pending":
+                    # Delayed entries are compared against the time of the claim.
+                    self._enqueue_waiting(stored, stored.created_at)
+
+    async def claim(
+        self,
+        *,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None = None,
+        exclude_types: Collection[str] = (),
+    ) -> list[JobRecord]:
+        claimed: list[JobRecord] = []
+        skipped: list[tuple[str, _ReadyEntry]] = []
+        with self._lock:
+            self._promote_due(now_ms)
+            while len(claimed) < limit:
+                best = self._best(queues)
+                if best is None:
+                    break
+                queue, entry = best
+                heapq.heappop(self._ready[queue])
+                record = self._jobs[entry[4]]
+                if record.type in exclude_types:
+                    skipped.append(best)
+                    continue
+                record.status = "processing"
+                record.scheduled_at = record.process_at
+                record.process_at = lease_until_ms
+                record.lease_token = token
+                record.lease_owner = owner
+                record.started_at = now_ms
+                self._processing.add(record.id)
+                claimed.append(replace(record))
+            for queue, entry in skipped:
+                heapq.heappush(self._ready[queue], entry)
+        return claimed
+
+    async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
+        with self._lock:
+            self._promote_due(now_ms)
+            best = self._best(queues)
+            return None if best is None else replace(self._jobs[best[1][4]])
+
+    async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self._jobs.values()
+                if r.status == "pending" and r.process_at <= now_ms and (queues is None or r.queue in queues)
+            )
+
+    async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
+        with self._lock:
+            due = [
+                r.process_at
+                for r in self._jobs.values()
+                if r.status == "pending" and (queues is None or r.queue in queues)
+            ]
+            return min(due, default=None)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            return None if record is None else replace(record)
+
+    async def complete(self, job_id: str, *, token: str | None, result: str | None, now_ms: int) -> None:
+        with self._lock:
+            record = self._held(job_id, token)
+            self._unlease(record)
+            record.status = "completed"
+            record.completed_at = now_ms
+            record.result = result
+            self._processing.discard(job_id)
+
+    async def fail(
+        self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
+    ) -> JobRecord:
+        with self._lock:
+            record = self._held(job_id, token)
+            if record.status == "completed":
+                return replace(record)
+            self._unlease(record)
+            self._processing.discard(job_id)
+            record.attempts += 1
+            record.error = error
+            if retry_at_ms is not None and record.attempts < record.max_attempts:
+                record.status = "pending"
+                record.process_at = retry_at_ms
+                self._enqueue_waiting(record, now_ms)
+            else:
+                record.status = "failed"
+                record.failed_at = now_ms
+            return replace(record)
+
+    async def release(self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int) -> None:
+        with self._lock:
+            record = self._held(job_id, token)
+            self._unlease(record)
+            self._processing.discard(job_id)
+            record.status = "pending"
+            if process_at_ms is not None:
+                record.process_at = process_at_ms
+            self._enqueue_waiting(record, now_ms)
+
+    async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
+        lost: set[str] = set()
+        with self._lock:
+            for job_id, token in leases:
+                record = self._jobs.get(job_id)
+                if record is None or record.status != "processing" or record.lease_token != token:
+                    lost.add(job_id)
+                else:
+                    record.process_at = until_ms
+        return lost
+
+    async def rescue_expired(self, *, now_ms: int, max_lost: int, error: str) -> list[JobRecord]:
+        rescued: list[JobRecord] = []
+        with self._lock:
+            for job_id in list(self._processing):
+                record = self._jobs.get(job_id)
+                if record is None or record.status != "processing":
+                    self._processing.discard(job_id)
+                    continue
+                if record.process_at > now_ms:
+                    continue
+                self._processing.discard(job_id)
+                owner = record.lease_owner
+                self._unlease(record)
+                record.attempts += 1
+                record.lost_count += 1
+                record.error = error.replace("{owner}", owner or "unknown")
+                if record.attempts < record.max_attempts and record.lost_count < max_lost:
+                    record.status = "pending"
+                    record.process_at = now_ms
+                    self._enqueue_waiting(record, now_ms)
+                else:
+                    record.status = "failed"
+                    record.failed_at = now_ms
+                rescued.append(replace(record))
+        return rescued
+
+    async def remove(self, job_id: str) -> bool:
+        with self._lock:
+            self._processing.discard(job_id)
+            self._version.pop(job_id, None)
+            return self._jobs.pop(job_id, None) is not None
+
+    async def clear(self) -> None:
+        with self._lock:
+            self._jobs.clear()
+            self._version.clear()
+            self._ready.clear()
+            self._delayed.clear()
+            self._processing.clear()
+
+    async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        with self._lock:
+            doomed = [
+                r.id
+                for r in self._jobs.values()
+                if r.status in statuses
+                and (before_ms is None or (r.completed_at or r.failed_at or r.created_at) < before_ms)
+            ]
+            for job_id in doomed:
+                del self._jobs[job_id]
+                self._version.pop(job_id, None)
+            return len(doomed)
+
+    async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            for r in self._jobs.values():
+                status = "delayed" if r.status == "pending" and r.process_at > now_ms else r.status
+                counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    async def wait_for_change(self, timeout: float) -> None:
+        # Nothing outside this process can change an in-memory store.
+        await asyncio.sleep(timeout)
+
+    async def close(self) -> None:
+        return None

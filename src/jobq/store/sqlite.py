@@ -1,0 +1,381 @@
+"""The SQLite backend: one database file shared by many worker processes.
+
+- WAL journal, so readers never wait for the writer.
+- Every write is one short ``BEGIN IMMEDIATE`` transaction: it takes the write
+  lock up front, so two writers never deadlock upgrading read locks. Waits for
+  the lock go through SQLite's busy handler, then a bounded retry; a caller
+  sees :class:`~jobq.errors.StoreUnavailable` only after ``busy_timeout``
+  seconds, never "database is locked".
+- Durability: ``"full"`` (the default) syncs the WAL on every commit, so an
+  enqueue that returned survives power loss. ``"fast"`` (``synchronous=NORMAL``)
+  syncs only at checkpoints: an application or worker crash still loses
+  nothing, but a power loss or OS crash can lose the last transactions
+  committed before it (enqueues, completions; a lost completion means the job
+  runs again).
+- All statements run on one thread per store, so the event loop never blocks
+  on the file; cross-process wake-ups watch ``PRAGMA data_version`` from a
+  second connection, which changes whenever another connection commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
+
+from ..errors import InvalidOption, JobNotFound, LeaseLost, QueueClosed, StoreUnavailable
+from ..job import RECORD_FIELDS, JobRecord
+from .sqlite_schema import check_table_name, migrate
+
+R = TypeVar("R")
+
+Durability = Literal["full", "fast"]
+DURABILITY_MODES: dict[str, str] = {"full": "FULL", "fast": "NORMAL"}
+
+BUSY_TIMEOUT = 30.0  # seconds a write may wait for the lock before giving up
+_BUSY_HANDLER_MS = 5_000  # one wait inside SQLite's busy handler, in milliseconds
+WAKE_POLL_MIN = 0.001  # seconds between data_version checks right after activity
+WAKE_POLL_MAX = 0.010  # seconds between checks once idle: bounds cross-process wake-up delay
+
+_COLUMNS = ", ".join(RECORD_FIELDS)
+_DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
+# Clearing a claim: a processing row's process_at holds its lease end, and the
+# time it was due goes back in place.
+_UNLEASE = (
+    "process_at = CASE WHEN status = 'processing' THEN COALESCE(scheduled_at, process_at)"
+    " ELSE process_at END, lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
+)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SQLiteStore:
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "jobs",
+        durability: Durability = "full",
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise InvalidOption(
+                f"durability {durability!r} is not one of {', '.join(map(repr, DURABILITY_MODES))}"
+            )
+        self.path = os.fspath(path)
+        self.table = check_table_name(table)
+        self.durability = durability
+        self.busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite")
+        self._closed = False
+        self._conn = self._connect()
+        self._write(lambda c: migrate(c, self.table), in_transaction=False)
+        self._watch = self._connect()
+        self._last_version = self._data_version()
+
+    # -- connection plumbing ----------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_HANDLER_MS / 1000
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from None
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_HANDLER_MS}")
+        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute(f"PRAGMA synchronous = {DURABILITY_MODES[self.durability]}")
+        return conn
+
+    def _retry_busy(self, fn: Callable[[], R]) -> R:
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"SQLite database {self.path!r} stayed locked for {self.busy_timeout:g} s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], R], *, in_transaction: bool = True) -> R:
+        """Runs ``fn`` in one ``BEGIN IMMEDIATE`` transaction, retrying while busy."""
+        conn = self._conn
+
+        def attempt() -> R:
+            if not in_transaction:
+                return fn(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return self._retry_busy(attempt)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        return self._retry_busy(lambda: fn(self._conn))
+
+    async def _run(self, fn: Callable[..., R], *args: Any) -> R:
+        if self._closed:
+            raise QueueClosed()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _data_version(self) -> int:
+        return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
+    @staticmethod
+    def _records(rows: list[Any]) -> list[JobRecord]:
+        return [JobRecord(*row) for row in rows]
+
+    # -- the Store protocol -----------------------------------------------
+
+    async def insert(self, records: Sequence[JobRecord]) -> None:
+        placeholders = ", ".join("?" * len(RECORD_FIELDS))
+        sql = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({placeholders})"
+        rows = [tuple(getattr(r, f) for f in RECORD_FIELDS) for r in records]
+
+        def do(conn: sqlite3.Connection) -> None:
+            if len(rows) == 1:
+                conn.execute(sql, rows[0])
+            else:
+                conn.executemany(sql, rows)
+
+        await self._run(self._write, do)
+
+    @staticmethod
+    def _filters(queues: Sequence[str] | None, exclude_types: Collection[str]) -> tuple[str, list[Any]]:
+        sql, params = "", []
+        if queues is not None:
+            sql += f" AND queue IN ({', '.join('?' * len(queues))})"
+            params.extend(queues)
+        if exclude_types:
+            sql += f" AND type NOT IN ({', '.join('?' * len(exclude_types))})"
+            params.extend(exclude_types)
+        return sql, params
+
+    async def claim(
+        self,
+        *,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None = None,
+        exclude_types: Collection[str] = (),
+    ) -> list[JobRecord]:
+        where, params = self._filters(queues, exclude_types)
+        sql = (
+            f"UPDATE {self.table} SET status = 'processing', scheduled_at = process_at,"
+            f" process_at = ?, lease_token = ?, lease_owner = ?, started_at = ?"
+            f" WHERE id IN (SELECT id FROM {self.table} WHERE status = 'pending'"
+            f" AND process_at <= ?{where} ORDER BY {_DUE_ORDER} LIMIT ?)"
+            f" RETURNING {_COLUMNS}"
+        )
+        args = (lease_until_ms, token, owner, now_ms, now_ms, *params, limit)
+        rows = await self._run(self._write, lambda c: c.execute(sql, args).fetchall())
+        records = self._records(rows)
+        # RETURNING gives no order; hand the batch out in dequeue order.
+        records.sort(key=lambda r: (-r.priority, r.scheduled_at or 0, r.created_at))
+        return records
+
+    async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
+        where, params = self._filters(queues, ())
+        sql = (
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE status = 'pending' AND process_at <= ?"
+            f"{where} ORDER BY {_DUE_ORDER} LIMIT 1"
+        )
+        rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms, *params)).fetchall())
+        return JobRecord(*rows[0]) if rows else None
+
+    async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
+        where, params = self._filters(queues, ())
+        sql = f"SELECT count(*) FROM {self.table} WHERE status = 'pending' AND process_at <= ?{where}"
+        return await self._run(self._read, lambda c: c.execute(sql, (now_ms, *params)).fetchone()[0])
+
+    async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
+        where, params = self._filters(queues, ())
+        sql = f"SELECT min(process_at) FROM {self.table} WHERE status = 'pending'{where}"
+        return await self._run(self._read, lambda c: c.execute(sql, params).fetchone()[0])
+
+    def _get(self, conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM {self.table} WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else JobRecord(*row)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return await self._run(self._read, lambda c: self._get(c, job_id))
+
+    def _missing(self, conn: sqlite3.Connection, job_id: str, token: str | None) -> Exception:
+        """Why a fenced or unfenced update touched no row."""
+        record = self._get(conn, job_id)
+        if record is None:
+            return JobNotFound(job_id)
+        return LeaseLost(job_id, f"the job is now {record.status}")
+
+    @staticmethod
+    def _fence(token: str | None) -> tuple[str, tuple[Any, ...]]:
+        if token is None:
+            return "", ()
+        return " AND status = 'processing' AND lease_token = ?", (token,)
+
+    async def complete(self, job_id: str, *, token: str | None, result: str | None, now_ms: int) -> None:
+        fence, fence_args = self._fence(token)
+        sql = (
+            f"UPDATE {self.table} SET {_UNLEASE}, status = 'completed', completed_at = ?, result = ?"
+            f" WHERE id = ?{fence}"
+        )
+
+        def do(conn: sqlite3.Connection) -> None:
+            if conn.execute(sql, (now_ms, result, job_id, *fence_args)).rowcount == 0:
+                raise self._missing(conn, job_id, token)
+
+        await self._run(self._write, do)
+
+    async def fail(
+        self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
+    ) -> JobRecord:
+        fence, fence_args = self._fence(token)
+        retry = "(? IS NOT NULL AND attempts + 1 < max_attempts)"
+        sql = (
+            f"UPDATE {self.table} SET"
+            f" process_at = CASE WHEN {retry} THEN ? WHEN status = 'processing'"
+            f" THEN COALESCE(scheduled_at, process_at) ELSE process_at END,"
+            f" status = CASE WHEN {retry} THEN 'pending' ELSE 'failed' END,"
+            f" failed_at = CASE WHEN {retry} THEN failed_at ELSE ? END,"
+            f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
+            f" attempts = attempts + 1, error = ?"
+            f" WHERE id = ? AND status <> 'completed'{fence} RETURNING {_COLUMNS}"
+        )
+        args = (retry_at_ms, retry_at_ms, retry_at_ms, retry_at_ms, now_ms, error, job_id, *fence_args)
+
+        def do(conn: sqlite3.Connection) -> JobRecord:
+            row = conn.execute(sql, args).fetchone()
+            if row is not None:
+                return JobRecord(*row)
+            record = self._get(conn, job_id)
+            if record is not None and token is None:
+                return record  # a completed job stays completed
+            raise self._missing(conn, job_id, token)
+
+        return await self._run(self._write, do)
+
+    async def release(self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int) -> None:
+        sql = (
+            f"UPDATE {self.table} SET process_at = COALESCE(?, scheduled_at, process_at),"
+            f" status = 'pending', lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
+            f" WHERE id = ? AND status = 'processing' AND lease_token = ?"
+        )
+
+        def do(conn: sqlite3.Connection) -> None:
+            if conn.execute(sql, (process_at_ms, job_id, token)).rowcount == 0:
+                raise self._missing(conn, job_id, token)
+
+        await self._run(self._write, do)
+
+    async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
+        sql = (
+            f"UPDATE {self.table} SET process_at = ?"
+            f" WHERE id = ? AND status = 'processing' AND lease_token = ?"
+        )
+
+        def do(conn: sqlite3.Connection) -> set[str]:
+            return {
+                job_id
+                for job_id, token in leases
+                if conn.execute(sql, (until_ms, job_id, token)).rowcount == 0
+            }
+
+        return await self._run(self._write, do) if leases else set()
+
+    async def rescue_expired(self, *, now_ms: int, max_lost: int, error: str) -> list[JobRecord]:
+        again = "(attempts + 1 < max_attempts AND lost_count + 1 < ?)"
+        sql = (
+            f"UPDATE {self.table} SET"
+            f" status = CASE WHEN {again} THEN 'pending' ELSE 'failed' END,"
+            f" failed_at = CASE WHEN {again} THEN failed_at ELSE ? END,"
+            f" process_at = CASE WHEN {again} THEN ? ELSE COALESCE(scheduled_at, process_at) END,"
+            f" error = replace(?, '{{owner}}', COALESCE(lease_owner, 'unknown')),"
+            f" attempts = attempts + 1, lost_count = lost_count + 1,"
+            f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
+            f" WHERE status = 'processing' AND process_at <= ? RETURNING {_COLUMNS}"
+        )
+        args = (max_lost, max_lost, now_ms, max_lost, now_ms, error, now_ms)
+        rows = await self._run(self._write, lambda c: c.execute(sql, args).fetchall())
+        return self._records(rows)
+
+    async def remove(self, job_id: str) -> bool:
+        sql = f"DELETE FROM {self.table} WHERE id = ?"
+        return await self._run(self._write, lambda c: c.execute(sql, (job_id,)).rowcount > 0)
+
+    async def clear(self) -> None:
+        await self._run(self._write, lambda c: c.execute(f"DELETE FROM {self.table}"))
+
+    async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        if not statuses:
+            return 0
+        sql = f"DELETE FROM {self.table} WHERE status IN ({', '.join('?' * len(statuses))})"
+        args: list[Any] = list(statuses)
+        if before_ms is not None:
+            sql += " AND COALESCE(completed_at, failed_at, created_at) < ?"
+            args.append(before_ms)
+        return await self._run(self._write, lambda c: c.execute(sql, args).rowcount)
+
+    async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
+        sql = (
+            f"SELECT CASE WHEN status = 'pending' AND process_at > ? THEN 'delayed' ELSE status END"
+            f" AS s, count(*) FROM {self.table} GROUP BY s"
+        )
+        rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms,)).fetchall())
+        return {status: count for status, count in rows}
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Polls ``PRAGMA data_version`` (a read of the WAL index, no lock),
+        quickly at first and more slowly while nothing changes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = WAKE_POLL_MIN
+        while not self._closed:
+            version = self._data_version()
+            if version != self._last_version:
+                self._last_version = version
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, WAKE_POLL_MAX)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=True)
+        self._watch.close()
+
+    def close_sync(self) -> None:
+        """Closes from code that has no event loop."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.submit(self._conn.close).result()
+        self._executor.shutdown(wait=True)
+        self._watch.close()
