@@ -246,6 +246,15 @@ class JobProcessor:
     def running(self) -> bool:
         return self._running
 
+    def bind(self, queue: Queue) -> None:
+        """Points a processor that is not running at another queue (the CLI's
+        ``--url``); handlers and options stay."""
+        if self._running:
+            raise InvalidOption("cannot change the queue of a running processor")
+        if self.worker_id == self.queue.worker_id:
+            self.worker_id = queue.worker_id
+        self.queue, self.clock = queue, queue.clock
+
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:

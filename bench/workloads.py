@@ -1,0 +1,285 @@
+"""The measurements themselves. Each function runs inside a fresh child
+interpreter (see :mod:`bench.child`) and returns a JSON-able dict.
+
+Timings use ``time.perf_counter``; latencies use ``time.time`` because they
+compare clocks of two processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import secrets
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jobq
+from jobq.job import RECORD_FIELDS
+from jobq.store.sqlite_schema import migrate
+
+JOB_TYPE = "bench"
+PRELOAD_BATCH = 1_000  # jobs per enqueue_many when filling a queue before a timed drain
+WARMUP = 20  # untimed enqueues before a timed single-enqueue loop
+
+
+def _emit(tag: str, payload: Any = None) -> None:
+    """One protocol line to the parent on stdout."""
+    import json
+
+    line = tag if payload is None else f"{tag} {json.dumps(payload)}"
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def _preload(queue: jobq.Queue, n: int) -> None:
+    for start in range(0, n, PRELOAD_BATCH):
+        await queue.enqueue_many(
+            [jobq.NewJob(JOB_TYPE, {"i": i}) for i in range(start, min(n, start + PRELOAD_BATCH))]
+        )
+
+
+# -- 1. enqueue, one job per call ------------------------------------------
+
+
+async def enqueue_single(url: str, n: int) -> dict[str, Any]:
+    async with jobq.connect(url) as queue:
+        for i in range(WARMUP):
+            await queue.enqueue(JOB_TYPE, {"i": -i})
+        started = time.perf_counter()
+        for i in range(n):
+            await queue.enqueue(JOB_TYPE, {"i": i})
+        seconds = time.perf_counter() - started
+    return {"n": n, "seconds": seconds, "rate": n / seconds}
+
+
+# -- 2. enqueue_many in batches --------------------------------------------
+
+
+async def enqueue_batch(url: str, n: int, size: int) -> dict[str, Any]:
+    async with jobq.connect(url) as queue:
+        await queue.enqueue_many([jobq.NewJob(JOB_TYPE, {"i": -1})])
+        started = time.perf_counter()
+        for start in range(0, n, size):
+            await queue.enqueue_many(
+                [jobq.NewJob(JOB_TYPE, {"i": i}) for i in range(start, min(n, start + size))]
+            )
+        seconds = time.perf_counter() - started
+    return {"n": n, "batch": size, "seconds": seconds, "rate": n / seconds}
+
+
+# -- 3. one processor draining a full queue --------------------------------
+
+
+class _Profilers:
+    """cProfile on the event-loop thread and, for SQLite, on the store's one
+    database thread (where every statement runs)."""
+
+    def __init__(self, queue: jobq.Queue, prefix: str) -> None:
+        self.prefix = prefix
+        self.main = cProfile.Profile()
+        self.db: cProfile.Profile | None = None
+        self.executor = getattr(queue.store, "_executor", None)
+        if self.executor is not None:
+            self.db = cProfile.Profile()
+
+    def start(self) -> None:
+        if self.db is not None and self.executor is not None:
+            self.executor.submit(self.db.enable).result()
+        self.main.enable()
+
+    def stop(self) -> None:
+        self.main.disable()
+        if self.db is not None and self.executor is not None:
+            self.executor.submit(self.db.disable).result()
+        self.main.dump_stats(f"{self.prefix}.main.prof")
+        if self.db is not None:
+            self.db.dump_stats(f"{self.prefix}.db.prof")
+
+
+async def process(
+    url: str, n: int, concurrency: int, timeout: float, profile: str | None = None
+) -> dict[str, Any]:
+    async with jobq.connect(url) as queue:
+        await _preload(queue, n)
+        processor = jobq.JobProcessor(queue, concurrency=concurrency)
+
+        async def noop(job: jobq.Job[Any]) -> None:
+            return None
+
+        processor.handle(JOB_TYPE, noop)
+        done = asyncio.Event()
+        completed = 0
+        finished_at = 0.0
+
+        def on_completed(event: jobq.Event) -> None:
+            nonlocal completed, finished_at
+            completed += 1
+            if completed == n:
+                finished_at = time.perf_counter()
+                done.set()
+
+        processor.on("job_completed", on_completed)
+        profilers = _Profilers(queue, profile) if profile else None
+        if profilers:
+            profilers.start()
+        started = time.perf_counter()
+        await processor.start()
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"only {completed} of {n} jobs completed within {timeout:g} s") from None
+        finally:
+            if profilers:
+                profilers.stop()
+            await processor.stop()
+        seconds = finished_at - started
+        counts = await queue.counts()
+    if counts[jobq.JobStatus.COMPLETED] != n:
+        raise RuntimeError(f"expected {n} completed jobs, the queue counts {dict(counts)}")
+    return {"n": n, "concurrency": concurrency, "seconds": seconds, "rate": n / seconds}
+
+
+# -- 4. enqueue-to-start latency -------------------------------------------
+
+
+def _latency_handler(latencies: list[float], n: int, done: asyncio.Event) -> Callable[..., Any]:
+    async def handler(job: jobq.Job[Any]) -> None:
+        latencies.append(time.time() - job.data["t"])
+        if len(latencies) >= n:
+            done.set()
+
+    return handler
+
+
+async def latency_worker(url: str, n: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    """The worker side across processes: idles on the queue, reports each
+    job's start minus the producer's ``time.time()`` in its payload."""
+    async with jobq.connect(url) as queue:
+        processor = jobq.JobProcessor(queue, concurrency=concurrency)
+        latencies: list[float] = []
+        done = asyncio.Event()
+        processor.handle(JOB_TYPE, _latency_handler(latencies, n, done))
+        await processor.start()
+        await asyncio.sleep(0.2)  # let the claim loop find the queue empty and go idle
+        _emit("READY")
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        finally:
+            await processor.stop()
+    return {"n": n, "latencies": latencies}
+
+
+async def produce_steady(queue: jobq.Queue, n: int, rate: float) -> float:
+    """Enqueues ``n`` jobs one at a time on a fixed schedule of ``rate`` per
+    second (absolute slots, so a slow enqueue does not shift the rest);
+    returns the rate achieved."""
+    interval = 1.0 / rate
+    loop = asyncio.get_running_loop()
+    first = loop.time()
+    for i in range(n):
+        wait = first + i * interval - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await queue.enqueue(JOB_TYPE, {"t": time.time(), "i": i})
+    elapsed = loop.time() - first
+    return n / elapsed if elapsed > 0 else float("inf")
+
+
+async def latency_inprocess(url: str, n: int, rate: float, concurrency: int, timeout: float) -> dict[str, Any]:
+    """Producer and processor in one event loop (the only way for memory://)."""
+    async with jobq.connect(url) as queue:
+        processor = jobq.JobProcessor(queue, concurrency=concurrency)
+        latencies: list[float] = []
+        done = asyncio.Event()
+        processor.handle(JOB_TYPE, _latency_handler(latencies, n, done))
+        await processor.start()
+        await asyncio.sleep(0.2)
+        try:
+            achieved = await produce_steady(queue, n, rate)
+            await asyncio.wait_for(done.wait(), timeout)
+        finally:
+            await processor.stop()
+    return {"n": n, "latencies": latencies, "achieved_rate": achieved}
+
+
+# -- 5. raw sqlite3 reference ----------------------------------------------
+
+_INSERT = f"INSERT INTO jobs ({', '.join(RECORD_FIELDS)}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
+_CLAIM = (
+    "UPDATE jobs SET status = 'processing', scheduled_at = process_at,"
+    " process_at = ?, lease_token = ?, lease_owner = ?, started_at = ?"
+    " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND process_at <= ?"
+    " ORDER BY priority DESC, process_at ASC, created_at ASC LIMIT 1)"
+    f" RETURNING {', '.join(RECORD_FIELDS)}"
+)
+_COMPLETE = (
+    "UPDATE jobs SET process_at = CASE WHEN status = 'processing'"
+    " THEN COALESCE(scheduled_at, process_at) ELSE process_at END,"
+    " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
+    " status = 'completed', completed_at = ?, result = ?"
+    " WHERE id = ? AND status = 'processing' AND lease_token = ?"
+)
+
+
+def _raw_connect(path: str, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    migrate(conn, "jobs")  # the very table and indexes jobq uses
+    return conn
+
+
+def _raw_rows(n: int) -> list[tuple[Any, ...]]:
+    """Rows as jobq stores them, built before the clock starts."""
+    rows = []
+    for i in range(n):
+        now = int(time.time() * 1000)
+        rows.append((
+            f"{now:012x}{secrets.token_hex(10)}", JOB_TYPE, f'{{"i":{i}}}', "pending", 0, 0, 3, 0,
+            now, now, None, None, None, "{}", "default", None, None, None, None, None, 0,
+        ))  # fmt: skip
+    return rows
+
+
+def raw_insert(path: str, synchronous: str, n: int) -> dict[str, Any]:
+    conn = _raw_connect(path, synchronous)
+    rows = _raw_rows(n + WARMUP)
+    for row in rows[:WARMUP]:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_INSERT, row)
+        conn.execute("COMMIT")
+    started = time.perf_counter()
+    for row in rows[WARMUP:]:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_INSERT, row)
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return {"n": n, "synchronous": synchronous, "seconds": seconds, "rate": n / seconds}
+
+
+def raw_claim_complete(path: str, synchronous: str, n: int) -> dict[str, Any]:
+    conn = _raw_connect(path, synchronous)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(_INSERT, _raw_rows(n))
+    conn.execute("COMMIT")
+    owner = "bench"
+    started = time.perf_counter()
+    for _ in range(n):
+        now = int(time.time() * 1000)
+        token = secrets.token_hex(8)
+        conn.execute("BEGIN IMMEDIATE")
+        (row,) = conn.execute(_CLAIM, (now + 30_000, token, owner, now, now)).fetchall()
+        conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_COMPLETE, (int(time.time() * 1000), None, row[0], token))
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    left = conn.execute("SELECT count(*) FROM jobs WHERE status <> 'completed'").fetchone()[0]
+    conn.close()
+    if left:
+        raise RuntimeError(f"{left} rows were not completed")
+    return {"n": n, "synchronous": synchronous, "seconds": seconds, "rate": n / seconds}
