@@ -81,6 +81,11 @@ class Queue:
             raise InvalidOption(f"max_lost_leases must be an int >= 1, not {max_lost_leases!r}")
         self.store = store
         self.clock: Clock = clock or SYSTEM_CLOCK
+        # A store with a clock of its own (PostgreSQL's) uses it unless the
+        # caller injected one, so workers with skewed clocks agree on "now".
+        use_clock = getattr(store, "use_clock", None)
+        if use_clock is not None:
+            use_clock(self.clock)
         self.lease = float(lease)
         self.max_payload_bytes = max_payload_bytes
         self.max_lost_leases = max_lost_leases

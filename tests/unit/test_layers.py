@@ -1,0 +1,57 @@
+"""The layers hold: the model knows no storage, storage knows no worker, and
+the core imports no optional dependency."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "jobq"
+
+# module (relative to src/jobq) -> jobq modules it must not import
+FORBIDDEN = {
+    "job.py": {"store", "processor", "queue", "backends", "cli", "demo"},
+    "errors.py": {"store", "processor", "queue", "job", "backends", "cli"},
+    "clock.py": {"store", "processor", "queue", "backends", "cli"},
+    "codec.py": {"store", "processor", "queue", "backends", "cli"},
+    "store": {"processor", "queue", "backends", "cli", "demo", "sync", "events"},
+    "queue.py": {"processor", "backends", "cli", "demo"},
+}
+
+
+def jobq_imports(path: Path) -> set[str]:
+    """First components of the jobq modules ``path`` imports (relative imports)."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            depth_in_package = len(path.relative_to(SRC).parts) - 1
+            if node.level - 1 < depth_in_package:
+                continue  # a sibling inside the same subpackage
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("target", sorted(FORBIDDEN))
+def test_layer_does_not_import_upwards(target: str) -> None:
+    files = sorted((SRC / target).glob("*.py")) if (SRC / target).is_dir() else [SRC / target]
+    for path in files:
+        bad = jobq_imports(path) & FORBIDDEN[target]
+        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+def test_core_import_pulls_no_optional_dependency() -> None:
+    code = (
+        "import sys, jobq; "
+        "heavy = [m for m in ('psycopg', 'psycopg_pool', 'prometheus_client', 'starlette') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
