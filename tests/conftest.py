@@ -1,17 +1,64 @@
 """Shared fixtures. ``queue`` is parametrised over every backend, so each
-test in ``tests/contract`` runs against all of them."""
+test in ``tests/contract`` runs against all of them.
+
+PostgreSQL joins the backends when ``JOBQ_TEST_POSTGRES_URL`` names a
+database the tests may use (``.ci/run`` starts one and sets it). Each test
+then gets a schema of its own, named after its ``tmp_path`` and dropped when
+the test ends, so a test sees only its own tables, like a fresh SQLite file.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
 import jobq
 
-BACKENDS = ["memory", "sqlite"]
+POSTGRES_URL = os.environ.get("JOBQ_TEST_POSTGRES_URL", "")
+
+BACKENDS = ["memory", "sqlite"] + (["postgres"] if POSTGRES_URL else [])
+
+# Schemas created by backend_url during the running test, dropped after it.
+_pg_schemas: set[str] = set()
+
+
+def postgres_schema_url(schema: str) -> str:
+    """JOBQ_TEST_POSTGRES_URL with ``schema`` created and first on the search_path."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    _pg_schemas.add(schema)
+    parts = urlsplit(POSTGRES_URL)
+    option = "options=" + quote(f"-csearch_path={schema}", safe="")
+    query = f"{parts.query}&{option}" if parts.query else option
+    return urlunsplit(parts._replace(query=query))
+
+
+def drop_postgres_schemas() -> None:
+    if not _pg_schemas:
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        while _pg_schemas:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(_pg_schemas.pop())))
+
+
+@pytest.fixture(autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    """Drops the PostgreSQL schemas a test created, after its other fixtures
+    (which close their queues) are torn down."""
+    yield
+    drop_postgres_schemas()
 
 MakeQueue = Callable[..., Awaitable[jobq.Queue]]
 
@@ -21,6 +68,9 @@ def backend_url(backend: str, tmp_path: Path) -> str:
         return "memory://"
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.db'}"
+    if backend == "postgres":
+        # One schema per test, as SQLite has one file per test.
+        return postgres_schema_url("jobq_t_" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16])
     raise ValueError(backend)
 
 
@@ -54,3 +104,9 @@ async def make_queue(backend: str, tmp_path: Path) -> AsyncIterator[MakeQueue]:
 async def queue(make_queue: MakeQueue, clock: jobq.FakeClock) -> jobq.Queue:
     """A fresh queue on each backend, on a fake clock."""
     return await make_queue(clock=clock)
+
+
+@pytest.fixture
+def queue_url(backend: str, tmp_path: Path) -> str:
+    """The URL of the test's backend (a fresh file for SQLite)."""
+    return backend_url(backend, tmp_path)

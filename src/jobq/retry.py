@@ -62,6 +62,12 @@ class ExponentialBackoff:
             raise InvalidOption(f"jitter must be between 0 and 1, not {self.jitter!r}")
 
     def delay(self, attempts: int) -> float:
-        exponent = min(max(attempts, 0), 64)
-        ceiling = min(self.max_delay, self.base * self.factor**exponent)
+        exponent = max(attempts, 0)
+        if self.base == 0 or self.max_delay == 0:
+            ceiling = 0.0
+        elif exponent * math.log(self.factor) >= math.log(self.max_delay / self.base):
+            # Decided in log space: factor ** attempts overflows long before the cap.
+            ceiling = self.max_delay
+        else:
+            ceiling = self.base * self.factor**exponent
         return ceiling - self.jitter * ceiling * self.rng.random()

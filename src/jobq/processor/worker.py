@@ -156,6 +156,9 @@ class JobProcessor:
         self._metrics = ProcessorMetrics()
         self._active: dict[str, tuple[Job[Any], asyncio.Task[None]]] = {}
         self._releasing: set[str] = set()
+        # Jobs whose handler is done and whose outcome is being stored: their
+        # lease ends with that write, so the lease keeper must not call it lost.
+        self._settling: set[str] = set()
         self._running = False
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -340,6 +343,10 @@ class JobProcessor:
         assert self._wake is not None and self._slot_free is not None
         failures = 0
         while not self._stopping:
+            # Cleared before each pass (not just before a claim), so a wake-up
+            # that arrived during a rate-limit or error pause cannot turn the
+            # next pause into a spin; one that arrives later still ends it.
+            self._wake.clear()
             free = self.concurrency - len(self._active)
             if free <= 0:
                 self._slot_free.clear()
@@ -354,7 +361,6 @@ class JobProcessor:
                     continue
                 limit = min(limit, allowed)
             closed = [t for t, c in self._circuits.items() if not c.allows_claim(now)]
-            self._wake.clear()
             try:
                 jobs = await self.queue.claim(
                     limit, queues=self.queues, exclude_types=closed, owner=self.worker_id, rescue=False
@@ -420,6 +426,7 @@ class JobProcessor:
     def _finished(self, job_id: str) -> None:
         self._active.pop(job_id, None)
         self._releasing.discard(job_id)
+        self._settling.discard(job_id)
         if self._slot_free is not None:
             self._slot_free.set()
 
@@ -478,6 +485,7 @@ class JobProcessor:
         elapsed = time.monotonic() - started
         if circuit is not None:
             circuit.success()
+        self._settling.add(job.id)
         try:
             await self.queue.complete(job, result)
         except LeaseLost as exc:
@@ -490,6 +498,7 @@ class JobProcessor:
         message = error if isinstance(error, str) else (str(error) or type(error).__name__)
         will_retry = retry and job.attempts + 1 < job.max_attempts
         delay = self.retry_policy.delay(job.attempts) if will_retry else None
+        self._settling.add(job.id)
         try:
             await self.queue.fail(job, error, RetryDirective(True, delay) if will_retry else None)
         except LeaseLost as exc:
@@ -505,6 +514,7 @@ class JobProcessor:
             self._events.emit(Event("job_failed", job=job, error=message, processing_time=elapsed))
 
     async def _release(self, job: Job[Any], *, delay: float | None) -> None:
+        self._settling.add(job.id)
         try:
             await asyncio.shield(self.queue.release(job, delay=delay))
         except LeaseLost:
@@ -537,11 +547,14 @@ class JobProcessor:
                 log.warning("jobq: %s failed: %s", getattr(duty, "__name__", "duty"), exc)
 
     async def _renew_leases(self) -> None:
-        jobs = [job for job, _ in self._active.values()]
+        jobs = [job for job_id, (job, _) in self._active.items() if job_id not in self._settling]
         if not jobs:
             return
         for job_id in await self.queue.extend_leases(jobs):
-            log.warning("jobq: lost the lease on job %s; its outcome will not be recorded", job_id)
+            # A job whose outcome was stored meanwhile (by this processor)
+            # has no lease left to renew; that is not a lost lease.
+            if job_id in self._active and job_id not in self._settling:
+                log.warning("jobq: lost the lease on job %s; its outcome will not be recorded", job_id)
 
     async def _rescue(self) -> None:
         for job in await self.queue.rescue_expired():
