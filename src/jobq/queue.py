@@ -19,7 +19,7 @@ from typing import Any
 from . import codec
 from .clock import SYSTEM_CLOCK, Clock, to_ms
 from .errors import CorruptJob, InvalidOption
-from .job import Job, JobRecord, JobStatus, RetryDirective, to_job
+from .job import TERMINAL_STATUSES, Job, JobRecord, JobStatus, RetryDirective, to_job
 from .store.base import Store
 
 LEASE = 30.0  # seconds a claim holds a job before a rescuer may take it back
@@ -199,9 +199,11 @@ class Queue:
         if not records:
             return []
         await self.store.insert(records)
-        if any(r.process_at <= now_ms for r in records):
+        # A store on its own clock (PostgreSQL's) writes the times it stored
+        # back into the records; each job's status is judged as of then.
+        if any(r.process_at <= max(now_ms, r.created_at) for r in records):
             self._notify()
-        return [self._to_job(r, now_ms) for r in records]
+        return [self._to_job(r, max(now_ms, r.created_at)) for r in records]
 
     async def claim(
         self,
@@ -344,7 +346,17 @@ class Queue:
     ) -> int:
         """Deletes jobs in ``statuses`` (finished more than ``older_than``
         seconds ago, when given); returns how many."""
-        values = {JobStatus(s).value for s in statuses}
+        try:
+            chosen = {JobStatus(s) for s in statuses}
+        except ValueError as exc:
+            raise InvalidOption(f"cleanup_terminal: {exc}") from None
+        unfinished = chosen - TERMINAL_STATUSES
+        if unfinished:
+            raise InvalidOption(
+                f"cleanup_terminal deletes finished jobs only ({', '.join(sorted(TERMINAL_STATUSES))}),"
+                f" not {', '.join(sorted(unfinished))}; use remove() or clear()"
+            )
+        values = {s.value for s in chosen}
         before = None if older_than is None else self.now_ms() - to_ms(codec.check_delay(older_than))
         return await self.store.delete_terminal(values, before_ms=before)
 

@@ -626,3 +626,11 @@ async def test_batch_claim_hands_jobs_out_in_dequeue_order(queue: jobq.Queue, cl
     assert all(j.status is JobStatus.PROCESSING for j in jobs)
     rest = await queue.claim(5)
     assert [j.id for j in rest] == [c.id]
+
+
+async def test_cleanup_terminal_refuses_unfinished_statuses(queue: jobq.Queue) -> None:
+    waiting = await queue.enqueue("t", 1)
+    for status in (jobq.JobStatus.PENDING, jobq.JobStatus.DELAYED, jobq.JobStatus.PROCESSING):
+        with pytest.raises(jobq.InvalidOption, match="finished jobs only"):
+            await queue.cleanup_terminal([status])
+    assert await queue.get_job(waiting.id) is not None
