@@ -196,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(args.run(args))
+        status: int = asyncio.run(args.run(args))
+        return status
     except KeyboardInterrupt:
         return 130
     except (JobqError, OSError) as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import codec
 from .clock import SYSTEM_CLOCK, Clock, to_ms
-from .errors import CorruptJob, InvalidOption
+from .errors import CorruptJob, InvalidJob, InvalidOption
 from .job import TERMINAL_STATUSES, Job, JobRecord, JobStatus, RetryDirective, to_job
 from .store.base import Store
 
@@ -152,7 +152,7 @@ class Queue:
         data = codec.encode_payload(spec.data, self.max_payload_bytes)
         metadata = codec.encode_metadata(spec.metadata)
         if not isinstance(spec.queue, str) or not spec.queue.strip():
-            raise codec.InvalidJob(f"queue must be a non-empty str, not {spec.queue!r}")
+            raise InvalidJob(f"queue must be a non-empty str, not {spec.queue!r}")
         delay_ms = to_ms(delay)
         return JobRecord(
             id=new_job_id(now_ms),
@@ -296,9 +296,9 @@ class Queue:
     async def extend_leases(self, jobs: Sequence[Job[Any]], lease: float | None = None) -> set[str]:
         """Renews the claims on ``jobs`` for another ``lease`` seconds; returns
         the ids of those whose claim is gone."""
-        pairs = [(j.id, j.lease_token) for j in jobs if j.lease_token]
+        pairs = [(j.id, j.lease_token) for j in jobs if j.lease_token is not None]
         until = self.now_ms() + to_ms(self.lease if lease is None else lease)
-        return await self.store.extend_leases(pairs, until_ms=until)  # type: ignore[arg-type]
+        return await self.store.extend_leases(pairs, until_ms=until)
 
     async def rescue_expired(self) -> list[Job[Any]]:
         """Returns every job whose lease expired to waiting (a failed attempt,

@@ -16,8 +16,12 @@ from ..errors import InvalidOption
 
 
 def _positive(name: str, value: object, *, integer: bool = False) -> None:
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type]
+    number = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not number:
+        ok = False
+    else:
+        ok = math.isfinite(value) and value > 0
+    if not ok:
         kind = "a positive int" if integer else "a positive number"
         raise InvalidOption(f"{name} must be {kind}, not {value!r}")
 

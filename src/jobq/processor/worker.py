@@ -112,13 +112,14 @@ class JobProcessor:
         for name, value in (("concurrency", concurrency), ("max_retries", max_retries)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOption(f"{name} must be an int >= 1, not {value!r}")
-        for name, value in (
+        intervals: tuple[tuple[str, float], ...] = (
             ("poll_interval", poll_interval),
             ("heartbeat_interval", heartbeat_interval),
             ("rescue_interval", rescue_interval),
-        ):
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise InvalidOption(f"{name} must be a positive number of seconds, not {value!r}")
+        )
+        for name, seconds in intervals:
+            if not isinstance(seconds, (int, float)) or seconds <= 0:
+                raise InvalidOption(f"{name} must be a positive number of seconds, not {seconds!r}")
         if heartbeat_interval >= queue.lease:
             raise InvalidOption(
                 f"heartbeat_interval ({heartbeat_interval:g} s) must be shorter than the queue's"
@@ -321,7 +322,7 @@ class JobProcessor:
         """Runs until SIGTERM or SIGINT (or cancellation), then stops gracefully."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 try:

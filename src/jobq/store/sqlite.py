@@ -162,7 +162,7 @@ class SQLiteStore:
 
     @staticmethod
     def _filters(queues: Sequence[str] | None, exclude_types: Collection[str]) -> tuple[str, list[Any]]:
-        sql, params = "", []
+        sql, params = "", list[Any]()
         if queues is not None:
             sql += f" AND queue IN ({', '.join('?' * len(queues))})"
             params.extend(queues)
