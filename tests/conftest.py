@@ -50,7 +50,9 @@ def drop_postgres_schemas() -> None:
 
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         while _pg_schemas:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(_pg_schemas.pop())))
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(_pg_schemas.pop()))
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +61,7 @@ def _drop_postgres_schemas() -> Iterator[None]:
     (which close their queues) are torn down."""
     yield
     drop_postgres_schemas()
+
 
 MakeQueue = Callable[..., Awaitable[jobq.Queue]]
 

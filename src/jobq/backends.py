@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import BackendMissing, InvalidURL
 from .queue import Queue
@@ -51,13 +51,66 @@ class SQLiteQueue(Queue):
 
 
 class PostgresQueue(Queue):
-    """Jobs in PostgreSQL, for workers on many machines."""
+    """Jobs in PostgreSQL, for workers on many machines.
 
-    def __init__(self, dsn: str, **options: Any) -> None:
-        raise BackendMissing(
-            "the PostgreSQL backend is not part of this jobq release yet;"
-            " use memory:// or sqlite:///path.db"
+    ``dsn`` is a libpq connection string or ``postgresql://`` URL. ``table``
+    (default ``"kmsg_jobs"``, the table k-msg's PostgreSQL adapter uses) names
+    the job table, created or upgraded on open; ``pool_size`` (default 10) is
+    the most connections the queue opens, plus one that listens for
+    wake-ups; ``pool_timeout`` (default 30) is how many seconds a verb waits
+    for a free connection before :class:`jobq.StoreUnavailable` is raised.
+    Needs the ``postgres`` extra: ``pip install 'jobq[postgres]'``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = "kmsg_jobs",
+        pool_size: int = 10,
+        pool_timeout: float = 30.0,
+        **options: Any,
+    ) -> None:
+        try:
+            from .store.postgres import PostgresStore
+        except ImportError as exc:
+            raise BackendMissing(
+                "the PostgreSQL backend needs psycopg 3 and psycopg-pool:"
+                f" pip install 'jobq[postgres]' ({exc})"
+            ) from None
+        super().__init__(
+            PostgresStore(dsn, table=table, pool_size=pool_size, pool_timeout=pool_timeout), **options
         )
+
+
+#: URL query options that jobq reads from a PostgreSQL URL; any other option
+#: is a libpq parameter (``sslmode``, ``options``, ...) and stays in the DSN.
+POSTGRES_URL_OPTIONS = {
+    "table": str,
+    "lease": float,
+    "max_payload_bytes": int,
+    "pool_size": int,
+    "pool_timeout": float,
+}
+
+
+def _postgres_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Splits jobq's options off a PostgreSQL URL; returns the DSN left and them."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        kind = POSTGRES_URL_OPTIONS.get(key)
+        if kind is None:
+            rest.append((key, value))
+            continue
+        try:
+            options[key] = kind(value)
+        except ValueError:
+            what = "an int" if kind is int else "a number"
+            raise InvalidURL(f"URL option {key}={value!r} is not {what}") from None
+    dsn = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
+    return dsn, options
 
 
 def _options(query: str) -> dict[str, Any]:
@@ -104,7 +157,8 @@ def open_queue(url: str, **options: Any) -> Queue:
         merged = {**_options(parts.query), **options}
         return SQLiteQueue(path, **merged)
     if scheme in ("postgresql", "postgres"):
-        return PostgresQueue(url, **options)
+        dsn, url_options = _postgres_url(url)
+        return PostgresQueue(dsn, **{**url_options, **options})
     raise InvalidURL(f"unknown queue URL scheme in {url!r}; use one of: {URL_FORMS}")
 
 

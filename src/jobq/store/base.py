@@ -26,7 +26,9 @@ class Store(Protocol):
     name: str
 
     async def insert(self, records: Sequence[JobRecord]) -> None:
-        """Stores new jobs, all or none."""
+        """Stores new jobs, all or none. A store that keeps time by its own
+        clock (PostgreSQL's) writes the ``created_at`` and ``process_at`` it
+        stored back into ``records``."""
         ...
 
     async def claim(

@@ -1,0 +1,158 @@
+"""The PostgreSQL schema: k-msg's ``kmsg_jobs`` table plus jobq's columns, versioned.
+
+The table has the columns of the SQLite one (times as epoch milliseconds in
+``BIGINT``, JSON as text), under the name k-msg's PostgreSQL adapter uses by
+default, so a k-msg producer and jobq workers can share it. jobq's columns
+all have defaults, so k-msg's ``INSERT`` statements still work.
+
+:func:`migrate` brings a table to the latest version. It runs in one
+transaction that first takes a transaction-level advisory lock, so any number
+of processes may open (or ``jobq migrate``) the same database at once: the
+first migrates, the others wait for its commit and then find the work done.
+The version reached is kept per table in ``jobq_schema``, which lives in the
+first schema of the ``search_path``, like the job table.
+
+Table names are checked with :func:`~jobq.store.sqlite_schema.check_table_name`
+and always quoted with :class:`psycopg.sql.Identifier`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+from ..errors import InvalidOption
+from .sqlite_schema import check_table_name
+
+#: The default table: k-msg's PostgreSQL (Hyperdrive) job queue uses this name.
+DEFAULT_TABLE = "kmsg_jobs"
+
+#: Key of the advisory lock that serialises migrations in a database.
+MIGRATION_LOCK_KEY = 0x6A6F6271_0001  # "jobq", 1
+
+# PostgreSQL truncates longer identifiers, so derived names stay within it.
+_MAX_IDENTIFIER = 63
+
+#: Autovacuum settings for the job table: a busy queue rewrites and deletes
+#: rows all the time, so vacuum and analyze run after 1 % / 2 % of the table
+#: changed rather than the defaults' 20 % / 10 %.
+AUTOVACUUM = (
+    ("autovacuum_vacuum_scale_factor", "0.01"),
+    ("autovacuum_analyze_scale_factor", "0.02"),
+)
+
+_KMSG_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+  id TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  data TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  priority INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL DEFAULT 3,
+  delay BIGINT NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL,
+  process_at BIGINT NOT NULL,
+  completed_at BIGINT,
+  failed_at BIGINT,
+  error TEXT,
+  metadata TEXT
+)
+"""
+
+#: jobq's own columns, added to a table k-msg may have created first.
+JOBQ_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("queue", "TEXT NOT NULL DEFAULT 'default'"),
+    ("result", "TEXT"),
+    ("lease_token", "TEXT"),
+    ("lease_owner", "TEXT"),
+    ("scheduled_at", "BIGINT"),
+    ("started_at", "BIGINT"),
+    ("lost_count", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def derived_name(table: str, suffix: str) -> str:
+    """``<table>_<suffix>`` for an index or channel, shortened with a hash of
+    the table name when it would exceed PostgreSQL's identifier length (two
+    long table names must not end up sharing one index name)."""
+    name = f"{table}_{suffix}"
+    if len(name) <= _MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha1(table.encode()).hexdigest()[:12]
+    return f"{table[: _MAX_IDENTIFIER - len(suffix) - 14]}_{digest}_{suffix}"
+
+
+def notify_channel(table: str) -> str:
+    """The LISTEN/NOTIFY channel on which a table's changes are announced."""
+    return derived_name(table, "jobq")
+
+
+def _v1_create(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+    ident = sql.Identifier(table)
+    cur.execute(sql.SQL(_KMSG_TABLE).format(table=ident))
+    for name, decl in JOBQ_COLUMNS:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + decl).format(ident, sql.Identifier(name))
+        )
+    # Claiming walks only waiting rows, in dequeue order: its cost does not
+    # grow with the finished jobs the table keeps.
+    cur.execute(
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (priority DESC, process_at, created_at)"
+            " WHERE status = 'pending'"
+        ).format(sql.Identifier(derived_name(table, "jobq_ready")), ident)
+    )
+    # The rescuer looks for expired leases among processing rows only.
+    cur.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (process_at) WHERE status = 'processing'").format(
+            sql.Identifier(derived_name(table, "jobq_leases")), ident
+        )
+    )
+    cur.execute(
+        sql.SQL("ALTER TABLE {} SET ({})").format(
+            ident,
+            sql.SQL(", ").join(sql.SQL(f"{key} = {value}") for key, value in AUTOVACUUM),
+        )
+    )
+
+
+#: Migration n (1-based) brings the schema from version n-1 to n.
+MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...] = (_v1_create,)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: psycopg.Connection[tuple[object, ...]], table: str = DEFAULT_TABLE) -> int:
+    """Brings ``table`` to the latest schema version on ``conn``; returns the
+    version found before. Idempotent, and safe to run from several processes
+    at once. ``conn`` must not be inside a transaction."""
+    check_table_name(table)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        cur.execute("CREATE TABLE IF NOT EXISTS jobq_schema (tbl TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        cur.execute("SELECT version FROM jobq_schema WHERE tbl = %s", (table,))
+        row = cur.fetchone()
+        found = int(row[0]) if row else 0  # type: ignore[call-overload]
+        if found > LATEST_VERSION:
+            raise InvalidOption(
+                f"table {table!r} has jobq schema version {found}, newer than this jobq"
+                f" knows ({LATEST_VERSION}); upgrade jobq"
+            )
+        for version in range(found + 1, LATEST_VERSION + 1):
+            MIGRATIONS[version - 1](cur, table)
+        if found != LATEST_VERSION:
+            cur.execute(
+                "INSERT INTO jobq_schema (tbl, version) VALUES (%s, %s)"
+                " ON CONFLICT (tbl) DO UPDATE SET version = excluded.version",
+                (table, LATEST_VERSION),
+            )
+    return found
+
+
+def migrate_url(dsn: str, table: str = DEFAULT_TABLE) -> int:
+    """:func:`migrate` on a fresh connection to ``dsn`` (for ``jobq migrate URL``)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return migrate(conn, table)
