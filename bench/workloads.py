@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jobq
-from jobq.job import RECORD_FIELDS
+from jobq.job import RECORD_FIELDS, JobRecord
 from jobq.store.sqlite_schema import migrate
 
 JOB_TYPE = "bench"
@@ -188,7 +188,9 @@ async def produce_steady(queue: jobq.Queue, n: int, rate: float) -> float:
     return n / elapsed if elapsed > 0 else float("inf")
 
 
-async def latency_inprocess(url: str, n: int, rate: float, concurrency: int, timeout: float) -> dict[str, Any]:
+async def latency_inprocess(
+    url: str, n: int, rate: float, concurrency: int, timeout: float
+) -> dict[str, Any]:
     """Producer and processor in one event loop (the only way for memory://)."""
     async with jobq.connect(url) as queue:
         processor = jobq.JobProcessor(queue, concurrency=concurrency)
@@ -233,14 +235,17 @@ def _raw_connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 
 def _raw_rows(n: int) -> list[tuple[Any, ...]]:
-    """Rows as jobq stores them, built before the clock starts."""
+    """Rows exactly as jobq stores a fresh job (every column of its record,
+    defaults included), built before the clock starts."""
     rows = []
     for i in range(n):
         now = int(time.time() * 1000)
-        rows.append((
-            f"{now:012x}{secrets.token_hex(10)}", JOB_TYPE, f'{{"i":{i}}}', "pending", 0, 0, 3, 0,
-            now, now, None, None, None, "{}", "default", None, None, None, None, None, 0,
-        ))  # fmt: skip
+        record = JobRecord(
+            id=f"{now:012x}{secrets.token_hex(10)}", type=JOB_TYPE, data=f'{{"i":{i}}}', status="pending",
+            priority=0, attempts=0, max_attempts=3, delay=0, created_at=now, process_at=now,
+            completed_at=None, failed_at=None, error=None, metadata="{}",
+        )  # fmt: skip
+        rows.append(tuple(getattr(record, f) for f in RECORD_FIELDS))
     return rows
 
 

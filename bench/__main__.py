@@ -1,0 +1,104 @@
+"""``python -m bench``: jobq's throughput and latency figures.
+
+python -m bench                 # default run, ~5-8 minutes on 2 cores
+python -m bench --quick         # small counts, under a minute
+python -m bench --only process --runs 5
+python -m bench --profile       # cProfile of process/s on SQLite
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .config import DEFAULT, QUICK
+from .report import RESULTS_DIR, build_table, write_json
+from .runner import WORKLOADS, Bench, BenchError, make_workdir
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke test, under a minute")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs per figure; the median is reported (default 3)"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=WORKLOADS, metavar="NAME",
+        help=f"run only this workload (repeatable): {', '.join(WORKLOADS)}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--concurrency", type=int, action="append", default=None,
+        help="processor concurrency for process/s (repeatable; default 16 and 32)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dir", default=None, help="where the temporary database files go (default: the system temp dir)"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="instead of the benchmark: cProfile the process/s workload on sqlite and print the top entries",
+    )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="print only the table")
+    args = parser.parse_args(argv)
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    counts = QUICK if args.quick else DEFAULT
+    runs = args.runs or counts.runs
+    concurrencies = tuple(args.concurrency) if args.concurrency else counts.concurrencies
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    if args.profile:
+        from .profiling import run_profile
+
+        run_profile(counts.process_jobs, concurrencies[0], "full", lambda line: print(line, flush=True))
+        return 0
+
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    workdir = make_workdir(args.dir)
+    log(f"jobq bench ({'quick' if args.quick else 'default'}), {runs} run(s), databases in {workdir}")
+    try:
+        bench = Bench(replace(counts, runs=runs), runs, args.only, workdir, log, concurrencies)
+        samples = bench.run()
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    lines, table = build_table(samples, counts, concurrencies)
+    print()
+    print(
+        f"jobq bench: {'quick' if args.quick else 'default'} counts, median of {runs} run(s), {seconds:.0f} s"
+    )
+    print("\n".join(lines))
+    write_json(
+        args.output, samples=samples, counts=replace(counts, runs=runs),
+        args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        table=table, started=started_at, seconds=seconds,
+    )  # fmt: skip
+    print(f"\nwrote {args.output}")
+    if samples.errors:
+        print(f"{len(samples.errors)} measurement(s) failed (see 'errors' in the JSON):", file=sys.stderr)
+        for error in samples.errors:
+            first = error["error"].splitlines()[0]
+            print(f"  run {error['run'] + 1} {error['metric']} {error['backend']}: {first}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
