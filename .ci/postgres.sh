@@ -3,6 +3,9 @@
 #
 #   bash .ci/postgres.sh start   # prints the URL of database jobq_test
 #   bash .ci/postgres.sh stop    # stops the server and deletes its data
+#   bash .ci/postgres.sh restart-immediate
+#                                # crashes and restarts the server (pg_ctl
+#                                # restart -m immediate), for the outage tests
 #
 # The server has its own data directory under $TMPDIR, listens on loopback
 # only (127.0.0.1, port $JOBQ_PG_PORT, default 54329; no Unix socket outside
@@ -86,9 +89,23 @@ stop() {
     rm -rf "$ROOT"
 }
 
+# An immediate shutdown (like a crash: no checkpoint, every connection cut),
+# then a start with the same options; returns once the server accepts
+# connections again.
+restart_immediate() {
+    if ! running; then
+        log "no server running in $DATA (start one with: bash $0 start)"
+        exit 1
+    fi
+    log "restarting the server on 127.0.0.1:$PORT (-m immediate)"
+    as_owner "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 restart -m immediate >/dev/null \
+        || { tail -n 30 "$LOG" >&2; exit 1; }
+}
+
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
+    restart-immediate) restart_immediate ;;
     url) echo "$URL" ;;
-    *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|restart-immediate|url" >&2; exit 2 ;;
 esac

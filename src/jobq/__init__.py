@@ -7,6 +7,7 @@ from .backends import DEFAULT_URL, MemoryQueue, PostgresQueue, SQLiteQueue, conn
 from .clock import Clock, FakeClock, SystemClock
 from .errors import (
     BackendMissing,
+    CancelJob,
     CircuitOpen,
     CorruptJob,
     InvalidJob,
@@ -14,9 +15,13 @@ from .errors import (
     InvalidURL,
     JobNotFound,
     JobqError,
+    NoCurrentJob,
+    NotRetryable,
     JobTimeout,
     LeaseLost,
     QueueClosed,
+    RetryJob,
+    SnoozeJob,
     StoreUnavailable,
     UnknownOption,
 )
@@ -24,17 +29,39 @@ from .events import EVENTS, Event, ProcessorMetrics, QueueStatus
 from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
 from .processor.limits import CircuitBreaker, CircuitState, RateLimit
 from .processor.worker import JobProcessor
-from .queue import NewJob, Queue
+from .keylimits import KeyLimit
+from .queue import (
+    CountRow,
+    JobPage,
+    NewJob,
+    Queue,
+    Retention,
+    ThroughputRow,
+    current_job,
+    report_progress,
+    report_progress_sync,
+)
 from .retry import ExponentialBackoff, FixedDelays, RetryPolicy
 from .sync import SyncQueue, connect_sync
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CountRow",
+    "JobPage",
+    "KeyLimit",
+    "NoCurrentJob",
+    "NotRetryable",
+    "Retention",
+    "ThroughputRow",
+    "current_job",
+    "report_progress",
+    "report_progress_sync",
     "DEFAULT_URL",
     "EVENTS",
     "TERMINAL_STATUSES",
     "BackendMissing",
+    "CancelJob",
     "CircuitBreaker",
     "CircuitOpen",
     "CircuitState",
@@ -63,8 +90,10 @@ __all__ = [
     "QueueStatus",
     "RateLimit",
     "RetryDirective",
+    "RetryJob",
     "RetryPolicy",
     "SQLiteQueue",
+    "SnoozeJob",
     "StoreUnavailable",
     "SyncQueue",
     "SystemClock",

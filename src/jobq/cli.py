@@ -14,10 +14,12 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import cli_admin
 from .backends import DEFAULT_URL, connect
 from .errors import InvalidOption, JobqError
 from .job import JobStatus
@@ -91,9 +93,41 @@ async def _processor_for(target: Any, args: argparse.Namespace) -> JobProcessor:
     return processor
 
 
+def _child_command(args: argparse.Namespace) -> list[str]:
+    """The argv of one supervised worker process: this command without
+    ``--processes``."""
+    command = [sys.executable, "-m", "jobq", "--log-level", str(args.log_level), "worker", args.target]
+    if args.url:
+        command += ["--url", args.url]
+    if args.concurrency is not None:
+        command += ["--concurrency", str(args.concurrency)]
+    if args.max_jobs_per_child is not None:
+        command += ["--max-jobs-per-child", str(args.max_jobs_per_child)]
+    return command
+
+
 async def cmd_worker(args: argparse.Namespace) -> int:
-    processor = await _processor_for(load_target(args.target), args)
+    from .processor import supervisor
+
+    for flag, value in (("--processes", args.processes), ("--max-jobs-per-child", args.max_jobs_per_child)):
+        if value is not None and value < 1:
+            raise InvalidOption(f"{flag} must be at least 1, not {value}")
     log = logging.getLogger("jobq")
+    if args.processes is not None:
+        load_target(args.target)  # fail here, once, rather than in a crash loop of children
+        log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
+        # Blocking is fine: this event loop has nothing else to do.
+        return supervisor.Supervisor(_child_command(args), args.processes).run()
+    processor = await _processor_for(load_target(args.target), args)
+    loop = asyncio.get_running_loop()
+
+    def stop_self() -> None:  # the same graceful path as SIGTERM
+        loop.call_soon_threadsafe(os.kill, os.getpid(), signal.SIGTERM)
+
+    if args.max_jobs_per_child is not None:
+        supervisor.recycle_after(processor, args.max_jobs_per_child, stop_self)
+    if args.supervisor_pid is not None:
+        supervisor.watch_supervisor(args.supervisor_pid, stop_self)
     log.info(
         "worker %s on %r, concurrency %d", processor.worker_id, processor.queue, processor.concurrency
     )
@@ -124,20 +158,33 @@ async def cmd_enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_stats(args: argparse.Namespace) -> int:
-    async with connect(_url(args)) as queue:
-        counts = await queue.counts()
-        ready = await queue.size()
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    """Creates or upgrades the job table's schema and says which version it
+    found and reached. Opening a queue migrates under a lock (SQLite's write
+    lock, a PostgreSQL advisory lock), so several ``jobq migrate`` (and
+    workers) may run at once: one migrates, the others find it done."""
+    from .backends import open_queue
+    from .store import sqlite_schema
+
+    url = args.url_arg or _url(args)
+    queue = await asyncio.to_thread(open_queue, url)
+    try:
+        store = queue.store
+        found = getattr(store, "schema_found", None)
+        if found is None:
+            print(f"{store.name}: nothing to migrate (no schema)")
+            return 0
+        reached = getattr(store, "schema_version", sqlite_schema.LATEST_VERSION)
+        table = getattr(store, "table", "?")
+        where = getattr(store, "where", None) or getattr(store, "path", "")
+    finally:
+        await queue.close()
     if args.json:
-        print(json.dumps({"counts": {s.value: n for s, n in counts.items()}, "ready": ready}))
-        return 0
-    rows = [(status.value, str(counts[status])) for status in JobStatus]
-    rows.append(("total", str(sum(counts.values()))))
-    width = max(len(name) for name, _ in rows)
-    number = max(len(n) for _, n in rows)
-    print(f"{'status':<{width}}  {'jobs':>{number}}")
-    for name, n in rows:
-        print(f"{name:<{width}}  {n:>{number}}")
+        print(json.dumps({"backend": store.name, "table": table, "found": found, "reached": reached}))
+    elif found == reached:
+        print(f"{store.name} {where} table {table}: schema version {found}, up to date")
+    else:
+        print(f"{store.name} {where} table {table}: schema version {found} -> {reached}")
     return 0
 
 
@@ -162,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker = command("worker", "run a processor until SIGTERM or Ctrl-C")
     worker.add_argument("target", help="MODULE:PROCESSOR, a JobProcessor or a function(queue) returning one")
     worker.add_argument("--concurrency", type=int, help="jobs run at once (default: the processor's)")
+    worker.add_argument(
+        "--processes", type=int, metavar="N", help="run N worker processes under a supervisor that restarts them"
+    )
+    worker.add_argument(
+        "--max-jobs-per-child",
+        type=int,
+        metavar="M",
+        help="exit gracefully after M jobs (under --processes, a new process replaces it)",
+    )
+    worker.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     worker.set_defaults(run=cmd_worker)
 
     enqueue = command("enqueue", "add one job and print its id")
@@ -175,9 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--json", action="store_true", help="print JSON")
     enqueue.set_defaults(run=cmd_enqueue)
 
-    stats = command("stats", "job counts per status")
+    stats = command("stats", "job counts per status, queue and type; recent throughput")
+    stats.add_argument("--minutes", type=int, default=cli_admin.STATS_MINUTES, help="throughput window (default 15)")
     stats.add_argument("--json", action="store_true", help="print JSON")
-    stats.set_defaults(run=cmd_stats)
+    stats.set_defaults(run=cli_admin.cmd_stats)
+
+    migrate = command("migrate", "create or upgrade the job table's schema (idempotent; safe to run at once)")
+    migrate.add_argument("url_arg", nargs="?", metavar="URL", help="queue URL (or --url)")
+    migrate.add_argument("--json", action="store_true", help="print JSON")
+    migrate.set_defaults(run=cmd_migrate)
 
     demo = command("demo", "send a few thousand fake messages through a worker, with live progress")
     demo.add_argument("--jobs", type=int, default=3000, help="messages to queue (default 3000)")
@@ -185,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
     demo.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
     demo.set_defaults(run=cmd_demo)
+
+    # list, show, retry, cancel, remove, prune, dashboard
+    cli_admin.add_commands(command)
     return parser
 
 
@@ -201,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (JobqError, OSError) as exc:
-        print(f"jobq: error: {exc}", file=sys.stderr)
+        # One line, even when a driver's message spans several.
+        print("jobq: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 1
 
 

@@ -78,3 +78,53 @@ class CircuitOpen(JobqError):
 class UnknownOption(JobqError, TypeError):
     """An option name jobq does not know (often a typo)."""
 
+
+# -- steering: exceptions a handler raises to decide what happens to its job --
+
+
+def _check_delay(what: str, delay: object) -> None:
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < float("inf"):
+        raise InvalidOption(f"{what} delay must be a number of seconds >= 0, not {delay!r}")
+
+
+class RetryJob(JobqError):
+    """Retry this job after ``delay`` seconds.
+
+    Spends an attempt, like any failure; a job out of attempts fails for good
+    with this exception's message. ``delay=None`` uses the processor's retry
+    policy."""
+
+    def __init__(self, delay: float | None = None, message: str | None = None) -> None:
+        if delay is not None:
+            _check_delay("RetryJob", delay)
+        super().__init__(message or (f"retry requested in {delay:g} s" if delay is not None else None))
+        self.delay = delay
+
+
+class SnoozeJob(JobqError):
+    """Put this job back to wait ``delay`` seconds without spending an attempt
+    (for example, a resource it needs is busy). Its ``attempts`` do not
+    change, so a handler that snoozes forever runs forever."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        _check_delay("SnoozeJob", delay)
+        super().__init__(f"snoozed for {delay:g} s")
+        self.delay = delay
+
+
+class CancelJob(JobqError):
+    """Stop this job for good: it ends in status ``cancelled`` with
+    ``reason`` as its error, and is never retried."""
+
+    def __init__(self, reason: str = "cancelled by its handler") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotRetryable(JobqError, ValueError):
+    """Only a failed or cancelled job can be retried."""
+
+
+class NoCurrentJob(JobqError):
+    """No job is running here: report_progress works only inside a handler
+    run by a JobProcessor."""

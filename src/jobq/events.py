@@ -28,6 +28,10 @@ EVENTS: dict[str, str] = {
     "job_retry": "a handler raised and the job will run again (event.error, event.retry_delay)",
     "job_failed": "a job failed for good (event.error)",
     "job_lost": "a job's lease expired and the rescuer took it back (event.job.status tells if it failed for good)",
+    "job_snoozed": "a handler raised SnoozeJob: the job waits event.retry_delay seconds, no attempt spent",
+    "job_cancelled": "a handler raised CancelJob: the job ended as cancelled (event.error is the reason)",
+    "job_quarantined": "a job whose worker was lost max_lost_leases times failed for good (event.error)",
+    "cron_enqueued": "a cron schedule's slot was won by this processor and its job enqueued",
     "processor_started": "start() has workers running",
     "processor_stopped": "stop() finished",
 }
@@ -121,6 +125,12 @@ class ProcessorMetrics(_Record):
     last_processed_at: datetime | None = None
     lost: int = 0
     """Jobs this processor rescued after their worker was lost."""
+    quarantined: int = 0
+    """Rescued jobs that failed for good after max_lost_leases lost workers."""
+    snoozed: int = 0
+    """Jobs whose handler raised SnoozeJob."""
+    cancelled: int = 0
+    """Jobs whose handler raised CancelJob."""
     by_type: dict[str, dict[str, int]] = field(default_factory=dict)
     """processed/succeeded/failed/retried per job type."""
 

@@ -38,6 +38,9 @@ class JobStatus(StrEnum):
 #: Statuses a job never leaves on its own; ``cleanup_terminal`` and retention
 #: act on these.
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+#: Stored statuses of a job that has not finished (a delayed job is stored as
+#: pending); a ``unique_key`` is held while its job is in one of these.
+UNFINISHED_STORED = ("pending", "processing")
 #: Statuses of a job that has not run to its end yet.
 WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.DELAYED})
 
@@ -78,6 +81,19 @@ class Job(Generic[T]):
     lease_token: str | None = field(default=None, repr=False, compare=False)
     lost_count: int = 0
     """How many times a worker holding this job was lost (its lease expired)."""
+    unique_key: str | None = None
+    """While a job with this key is unfinished, enqueueing the key again
+    returns that job instead of adding one."""
+    progress: float | None = None
+    """The last progress its handler reported (see :func:`jobq.report_progress`)."""
+    progress_message: str | None = None
+    cancelled_at: datetime | None = None
+    """When it was cancelled (status ``CANCELLED``)."""
+    cancel_requested_at: datetime | None = None
+    """When a cancel was asked of it while it ran; its processor stops it."""
+    deduplicated: bool = field(default=False, compare=False)
+    """Not stored: ``True`` on the job ``enqueue`` returned because another
+    unfinished job already held its ``unique_key``."""
 
 
 @dataclass(slots=True)
@@ -111,6 +127,11 @@ class JobRecord:
     scheduled_at: int | None = None
     started_at: int | None = None
     lost_count: int = 0
+    unique_key: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    cancelled_at: int | None = None
+    cancel_requested_at: int | None = None
 
 
 #: Column order of :class:`JobRecord`; SQL backends select in this order.
@@ -163,6 +184,11 @@ def to_job(record: JobRecord, now_ms: int) -> Job[Any]:
         lease_expires_at=from_ms(lease_expires_at),
         lease_token=record.lease_token,
         lost_count=record.lost_count,
+        unique_key=record.unique_key,
+        progress=None if record.progress is None else float(record.progress),
+        progress_message=record.progress_message,
+        cancelled_at=from_ms(record.cancelled_at),
+        cancel_requested_at=from_ms(record.cancel_requested_at),
     )
 
 

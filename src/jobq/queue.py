@@ -9,23 +9,34 @@ job is enqueued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import math
 import os
 import secrets
 import socket
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import codec
-from .clock import SYSTEM_CLOCK, Clock, to_ms
-from .errors import CorruptJob, InvalidJob, InvalidOption
+from .clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
+from .errors import CorruptJob, InvalidJob, InvalidOption, JobqError, NoCurrentJob
 from .job import TERMINAL_STATUSES, Job, JobRecord, JobStatus, RetryDirective, to_job
+from .keylimits import KeyLimit
 from .store.base import Store
 
 LEASE = 30.0  # seconds a claim holds a job before a rescuer may take it back
 RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps piggybacked on dequeue
 MAX_LOST_LEASES = 3  # a job whose worker was lost this many times fails for good
 LOST_WORKER_ERROR = "worker {owner} was lost: its lease expired before the job finished"
+#: The error of a job failed for good because its workers kept being lost
+#: (``{lost}`` is ``max_lost_leases``); the processor emits ``job_quarantined``.
+QUARANTINE_ERROR = (
+    "quarantined after {lost} lost workers: the job may be killing its worker"
+    " (the last lost was worker {owner}, whose lease expired before the job finished)"
+)
 DEFAULT_QUEUE = "default"
 
 
@@ -49,6 +60,132 @@ class NewJob:
     max_attempts: int = 3
     metadata: dict[str, Any] | None = None
     queue: str = DEFAULT_QUEUE
+    unique_key: str | None = None
+
+
+LIST_LIMIT = 50  # jobs per list_jobs page unless told
+MAX_LIST_LIMIT = 1000  # most jobs one list_jobs page returns
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished jobs are kept, in seconds, per status (``None``:
+    forever). ``Queue.prune`` and the processor's periodic pruning use it."""
+
+    completed_after: float | None = 86_400.0  # 1 day
+    failed_after: float | None = 604_800.0  # 7 days
+    cancelled_after: float | None = 604_800.0  # 7 days
+
+    def __post_init__(self) -> None:
+        for name in ("completed_after", "failed_after", "cancelled_after"):
+            value = getattr(self, name)
+            if value is not None:
+                codec.check_delay(value, name)
+
+
+@dataclass(slots=True)
+class JobPage:
+    """One page of :meth:`Queue.list_jobs`: the jobs, and how many match in all."""
+
+    jobs: list[Job[Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    """How many jobs one named queue holds of one type in one status."""
+
+    queue: str
+    type: str
+    status: JobStatus
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRow:
+    """Jobs finished in the minute starting at ``minute`` (aware UTC)."""
+
+    minute: datetime
+    completed: int
+    failed: int
+
+
+def _names(value: str | Collection[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+_STATUS_VALUES = frozenset(s.value for s in JobStatus)
+
+
+class _Current:
+    """The job a handler runs, for :func:`report_progress`."""
+
+    __slots__ = ("queue", "job", "loop")
+
+    def __init__(self, queue: Queue, job: Job[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.queue, self.job, self.loop = queue, job, loop
+
+
+_CURRENT: contextvars.ContextVar[_Current | None] = contextvars.ContextVar("jobq_current_job", default=None)
+
+
+@contextlib.contextmanager
+def running_job(queue: Queue, job: Job[Any]) -> Iterator[None]:
+    """Marks ``job`` as the one running in this context (the processor wraps
+    each handler call in it), so the handler can call :func:`report_progress`."""
+    reset = _CURRENT.set(_Current(queue, job, asyncio.get_running_loop()))
+    try:
+        yield
+    finally:
+        _CURRENT.reset(reset)
+
+
+def current_job() -> Job[Any] | None:
+    """The job whose handler is running here, or ``None``."""
+    current = _CURRENT.get()
+    return None if current is None else current.job
+
+
+def _current(verb: str) -> _Current:
+    current = _CURRENT.get()
+    if current is None:
+        raise NoCurrentJob(f"{verb} works only inside a handler run by a jobq.JobProcessor")
+    return current
+
+
+async def report_progress(value: float, message: str | None = None) -> None:
+    """From inside a handler: stores the running job's progress (fenced by
+    its claim). Raises :class:`~jobq.NoCurrentJob` outside a handler."""
+    current = _current("report_progress")
+    call = current.queue.set_progress(current.job, value, message)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is current.loop:
+        await call
+    else:  # a sync handler's thread running a loop of its own
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, current.loop))
+
+
+def report_progress_sync(value: float, message: str | None = None) -> None:
+    """:func:`report_progress` for a plain (sync) handler, which runs in a
+    worker thread. Raises :class:`~jobq.NoCurrentJob` outside a handler."""
+    current = _current("report_progress_sync")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise NoCurrentJob("report_progress_sync is for sync handlers; await report_progress instead")
+    future = asyncio.run_coroutine_threadsafe(
+        current.queue.set_progress(current.job, value, message), current.loop
+    )
+    future.result()
 
 
 class Queue:
@@ -91,6 +228,7 @@ class Queue:
         self.max_lost_leases = max_lost_leases
         self.worker_id = worker_id or default_worker_id()
         self._listeners: list[Callable[[], None]] = []
+        self._cancel_listeners: list[Callable[[str], None]] = []
         self._next_rescue_ms = 0
 
     def __repr__(self) -> str:
@@ -153,6 +291,14 @@ class Queue:
         metadata = codec.encode_metadata(spec.metadata)
         if not isinstance(spec.queue, str) or not spec.queue.strip():
             raise InvalidJob(f"queue must be a non-empty str, not {spec.queue!r}")
+        unique_key = spec.unique_key
+        if unique_key is not None and (
+            not isinstance(unique_key, str) or not unique_key or len(unique_key) > codec.MAX_TYPE_LENGTH
+        ):
+            raise InvalidJob(
+                f"unique_key must be a non-empty str of at most {codec.MAX_TYPE_LENGTH} characters,"
+                f" not {unique_key!r}"
+            )
         delay_ms = to_ms(delay)
         return JobRecord(
             id=new_job_id(now_ms),
@@ -170,6 +316,7 @@ class Queue:
             error=None,
             metadata=metadata,
             queue=spec.queue,
+            unique_key=unique_key,
         )
 
     # -- the verbs ---------------------------------------------------------
@@ -184,26 +331,66 @@ class Queue:
         max_attempts: int = 3,
         metadata: dict[str, Any] | None = None,
         queue: str = DEFAULT_QUEUE,
+        connection: Any = None,
+        unique_key: str | None = None,
     ) -> Job[Any]:
-        """Stores a new job and returns it (``DELAYED`` when ``delay > 0``)."""
+        """Stores a new job and returns it (``DELAYED`` when ``delay > 0``).
+        ``connection``: see :meth:`enqueue_many`.
+
+        ``unique_key``: while a job with this key is unfinished (waiting or
+        running), enqueueing the key again stores nothing and returns that
+        job, with ``job.deduplicated == True``. Once it finished (completed,
+        failed or cancelled) the key is free again. The database enforces it,
+        so concurrent producers in any number of processes store one job."""
         jobs = await self.enqueue_many(
-            [NewJob(type, data, priority, delay, max_attempts, metadata, queue)]
+            [NewJob(type, data, priority, delay, max_attempts, metadata, queue, unique_key)],
+            connection=connection,
         )
         return jobs[0]
 
-    async def enqueue_many(self, jobs: Iterable[NewJob]) -> list[Job[Any]]:
+    async def enqueue_many(self, jobs: Iterable[NewJob], *, connection: Any = None) -> list[Job[Any]]:
         """Stores several jobs in one transaction: all of them or, on bad
-        input anywhere, none."""
+        input anywhere, none.
+
+        ``connection`` (PostgreSQL only): the application's own psycopg
+        connection (async, or plain under :func:`jobq.connect_sync`). The jobs
+        are inserted inside the transaction it has open and not committed:
+        they exist, and run, only if the application commits."""
         now_ms = self.now_ms()
         records = [self._record(spec, now_ms) for spec in jobs]
         if not records:
             return []
+        if connection is not None:
+            insert_on = getattr(self.store, "insert_on", None)
+            if insert_on is None:
+                raise InvalidOption(
+                    f"connection= joins a PostgreSQL transaction; the {self.store.name} backend has none"
+                )
+            await insert_on(connection, records)
+            # Workers learn of the jobs at commit, through the store.
+            return [self._to_job(r, max(now_ms, r.created_at)) for r in records]
+        if any(r.unique_key is not None for r in records):
+            return await self._insert_unique(records, now_ms)
         await self.store.insert(records)
         # A store on its own clock (PostgreSQL's) writes the times it stored
         # back into the records; each job's status is judged as of then.
         if any(r.process_at <= max(now_ms, r.created_at) for r in records):
             self._notify()
         return [self._to_job(r, max(now_ms, r.created_at)) for r in records]
+
+    async def _insert_unique(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:
+        held = await self.store.insert_unique(records)
+        jobs: list[Job[Any]] = []
+        for record, holder in zip(records, held, strict=True):
+            if holder is None:
+                jobs.append(self._to_job(record, max(now_ms, record.created_at)))
+            else:
+                job = self._lenient_job(holder)
+                job.deduplicated = True
+                jobs.append(job)
+        if any(h is None and r.process_at <= max(now_ms, r.created_at) for r, h in zip(records, held)):
+            self._notify()
+        return jobs
 
     async def claim(
         self,
@@ -214,12 +401,14 @@ class Queue:
         lease: float | None = None,
         owner: str | None = None,
         rescue: bool = True,
+        limits: Sequence[KeyLimit] = (),
     ) -> list[Job[Any]]:
         """Claims up to ``limit`` ready jobs in one transaction, in dequeue
         order. A job whose stored JSON cannot be decoded is failed for good
         with an error saying so, and skipped. With ``rescue`` (the default),
         expired leases are swept first, at most once a second; a processor
-        sweeps on its own schedule instead."""
+        sweeps on its own schedule instead. ``limits``: per-key limits
+        (:class:`jobq.KeyLimit`) the claim respects, counted in the store."""
         now_ms = self.now_ms()
         if rescue and now_ms >= self._next_rescue_ms:
             await self.rescue_expired()
@@ -231,6 +420,7 @@ class Queue:
             owner=owner or self.worker_id,
             queues=queues,
             exclude_types=exclude_types,
+            **({"limits": limits} if limits else {}),
         )
         jobs: list[Job[Any]] = []
         for record in records:
@@ -262,6 +452,17 @@ class Queue:
         await self.store.complete(
             job_id, token=token, result=codec.encode_result(result), now_ms=self.now_ms()
         )
+
+    async def complete_many(self, items: Sequence[tuple[str | Job[Any], Any]]) -> list[JobqError | None]:
+        """Completes several jobs in one transaction: ``(job, result)`` pairs,
+        each fenced or not as in :meth:`complete`. Returns, per item, ``None``
+        or the error (``LeaseLost``, ``JobNotFound``) that item alone met."""
+        targets = [self._target(job) for job, _ in items]
+        encoded = [
+            (job_id, token, codec.encode_result(result))
+            for (job_id, token), (_, result) in zip(targets, items, strict=True)
+        ]
+        return await self.store.complete_many(encoded, now_ms=self.now_ms())
 
     async def fail(
         self, job: str | Job[Any], error: BaseException | str, retry: RetryDirective | None = None
@@ -306,8 +507,13 @@ class Queue:
         lost ``max_lost_leases`` times."""
         now_ms = self.now_ms()
         self._next_rescue_ms = now_ms + to_ms(RESCUE_INTERVAL)
+        # A job asked to stop whose worker was lost ends cancelled, not retried.
+        await self.store.cancel_expired(now_ms=now_ms)
         records = await self.store.rescue_expired(
-            now_ms=now_ms, max_lost=self.max_lost_leases, error=LOST_WORKER_ERROR
+            now_ms=now_ms,
+            max_lost=self.max_lost_leases,
+            error=LOST_WORKER_ERROR,
+            quarantine_error=QUARANTINE_ERROR.replace("{lost}", str(self.max_lost_leases)),
         )
         if any(r.status == "pending" for r in records):
             self._notify()
@@ -364,6 +570,182 @@ class Queue:
         """How many jobs are in each status (every status present, 0 if none)."""
         raw = await self.store.count_by_status(now_ms=self.now_ms())
         return {status: raw.get(status.value, 0) for status in JobStatus}
+
+    # -- cancellation --------------------------------------------------------
+
+    def on_cancel(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Calls ``listener(job_id)`` (from any thread) when this queue object
+        asks a running job to stop; returns a function that unregisters it.
+        A processor in this process stops the job at once; others notice the
+        stored request within their ``cancel_check_interval``."""
+        self._cancel_listeners.append(listener)
+        return lambda: self._cancel_listeners.remove(listener) if listener in self._cancel_listeners else None
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancels a job so that it ends in status ``CANCELLED``.
+
+        - waiting (pending or delayed): cancelled at once, it never runs;
+          returns ``True``.
+        - running: a cancel request is stored (``cancel_requested_at``); the
+          processor running it cancels an async handler cooperatively (a sync
+          handler is abandoned in its thread) and stores ``cancelled``;
+          returns ``True``. If the handler finishes first, its outcome stands.
+          A request on a job whose worker was lost is honoured when its lease
+          expires.
+        - finished (completed, failed, cancelled): nothing changes; returns
+          ``False``.
+        - unknown id: raises :class:`~jobq.JobNotFound`.
+        """
+        changed, record = await self.store.cancel(job_id, token=None, now_ms=self.now_ms())
+        if changed and record.status == "processing":
+            for listener in list(self._cancel_listeners):
+                listener(job_id)
+        return changed
+
+    async def cancel_running(self, job: Job[Any], reason: str | None = None) -> Job[Any]:
+        """Ends a job this caller holds (the ``Job`` from ``dequeue``) as
+        ``CANCELLED``, storing ``reason`` as its error when given. Fenced:
+        raises :class:`~jobq.LeaseLost` if that claim is gone."""
+        job_id, token = self._target(job)
+        if token is None:
+            raise TypeError("cancel_running needs the Job returned by dequeue, not an id; use cancel()")
+        _, record = await self.store.cancel(job_id, token=token, now_ms=self.now_ms(), error=reason)
+        return self._lenient_job(record)
+
+    async def cancel_requests(self, jobs: Sequence[Job[Any] | str]) -> set[str]:
+        """The ids among ``jobs`` (running ones) that have a cancel request."""
+        return await self.store.cancel_requested([self._target(j)[0] for j in jobs])
+
+    # -- retry and inspection ---------------------------------------------------
+
+    async def retry(self, job_id: str) -> Job[Any]:
+        """Puts a failed or cancelled job back to waiting, ready now, with
+        ``attempts`` reset to 0 so it gets its full ``max_attempts`` again.
+        Its last ``error`` is kept until the next run. Raises
+        :class:`~jobq.NotRetryable` for any other status (or when another
+        unfinished job now holds its ``unique_key``), :class:`~jobq.JobNotFound`
+        for an unknown id."""
+        record = await self.store.retry(job_id, now_ms=self.now_ms())
+        self._notify()
+        return self._lenient_job(record)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | Collection[JobStatus | str] | None = None,
+        type: str | Collection[str] | None = None,
+        queue: str | Collection[str] | None = None,
+        limit: int = LIST_LIMIT,
+        offset: int = 0,
+        order: str = "newest",
+    ) -> JobPage:
+        """A page of jobs, newest (or oldest) ``created_at`` first, filtered
+        by status (one or several; ``DELAYED`` and ``PENDING`` apart, as
+        ``get_job`` reports them), type and named queue; ``total`` counts
+        every match."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidOption(f"offset must be an int >= 0, not {offset!r}")
+        if order not in ("newest", "oldest"):
+            raise InvalidOption(f"order must be 'newest' or 'oldest', not {order!r}")
+        statuses: set[str] | None = None
+        if status is not None:
+            chosen = [status] if isinstance(status, str) else list(status)
+            try:
+                statuses = {JobStatus(s).value for s in chosen}
+            except ValueError as exc:
+                raise InvalidOption(f"list_jobs: {exc}") from None
+        records, total = await self.store.list_jobs(
+            statuses=statuses,
+            types=_names(type),
+            queues=_names(queue),
+            limit=limit,
+            offset=offset,
+            newest_first=order == "newest",
+            now_ms=self.now_ms(),
+        )
+        return JobPage([self._lenient_job(r) for r in records], total, limit, offset)
+
+    async def summary(self) -> list[CountRow]:
+        """How many jobs there are per named queue, type and status (only
+        combinations that have jobs)."""
+        rows = await self.store.summary(now_ms=self.now_ms())
+        return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in _STATUS_VALUES]
+
+    async def throughput(self, minutes: int = 15) -> list[ThroughputRow]:
+        """Jobs completed and failed (for good) per minute over the last
+        ``minutes`` minutes, oldest first, one row per minute (zeros
+        included); the last row is the current, partial minute."""
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 24 * 60:
+            raise InvalidOption(f"minutes must be an int from 1 to 1440, not {minutes!r}")
+        current = self.now_ms() // 60_000 * 60_000
+        since = current - (minutes - 1) * 60_000
+        found = {m: (c, f) for m, c, f in await self.store.throughput(since_ms=since)}
+        return [
+            ThroughputRow(from_ms(minute), *found.get(minute, (0, 0)))  # type: ignore[arg-type]
+            for minute in range(since, current + 1, 60_000)
+        ]
+
+    # -- progress ----------------------------------------------------------------
+
+    async def set_progress(self, job: str | Job[Any], value: float, message: str | None = None) -> None:
+        """Stores a job's progress (any finite number; a fraction or a
+        percentage, as the application likes) and an optional message, shown
+        by ``get_job``. Given the ``Job`` from ``dequeue``, fenced like
+        ``complete``."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidOption(f"progress must be a finite number, not {value!r}")
+        if message is not None and not isinstance(message, str):
+            raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
+        job_id, token = self._target(job)
+        await self.store.set_progress(job_id, token=token, progress=float(value), message=message)
+
+    # -- retention ---------------------------------------------------------------
+
+    async def prune(
+        self,
+        *,
+        completed_after: float | None = 86_400.0,
+        failed_after: float | None = 604_800.0,
+        cancelled_after: float | None = 604_800.0,
+        statuses: Collection[JobStatus | str] | None = None,
+        older_than: float | None = None,
+    ) -> int:
+        """Deletes finished jobs older than their status's age in seconds
+        (counted from ``completed_at``, ``failed_at`` or ``cancelled_at``;
+        ``None`` keeps that status forever); returns how many. Waiting and
+        running jobs are never touched.
+
+        ``older_than`` (seconds) replaces the three ages with one, for the
+        ``statuses`` given (default: every finished status)."""
+        ages: dict[str, float | None] = {
+            "completed": completed_after,
+            "failed": failed_after,
+            "cancelled": cancelled_after,
+        }
+        if older_than is not None or statuses is not None:
+            try:
+                chosen = {JobStatus(s) for s in (statuses if statuses is not None else TERMINAL_STATUSES)}
+            except ValueError as exc:
+                raise InvalidOption(f"prune: {exc}") from None
+            unfinished = chosen - TERMINAL_STATUSES
+            if unfinished:
+                raise InvalidOption(
+                    f"prune deletes finished jobs only, not {', '.join(sorted(unfinished))}"
+                )
+            names = {s.value for s in chosen}
+            ages = {
+                name: (older_than if older_than is not None else age) if name in names else None
+                for name, age in ages.items()
+            }
+        now_ms = self.now_ms()
+        removed = 0
+        for status, age in ages.items():
+            if age is not None:
+                seconds = codec.check_delay(age, f"{status}_after")
+                removed += await self.store.delete_terminal({status}, before_ms=now_ms - to_ms(seconds))
+        return removed
 
     async def wait_for_change(self, timeout: float) -> None:
         """Returns when another process may have stored work, or after ``timeout``."""

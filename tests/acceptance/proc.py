@@ -319,6 +319,8 @@ async def worker(cfg: dict[str, Any]) -> None:
     )
     for job_type, behaviour in cfg["handlers"].items():
         processor.handle(job_type, _make_handler(behaviour, cfg, exec_log, start_log))
+    for expression, job_type in cfg.get("cron", []):
+        processor.cron(expression, job_type, {"cron": expression})
 
     def log_event(event: Any) -> None:
         job = event.job
@@ -335,7 +337,7 @@ async def worker(cfg: dict[str, Any]) -> None:
         if event.name in ("job_retry", "job_failed"):
             print(f"jobq event {event.name} for {job.id if job else None}: {event.error}", file=sys.stderr)
 
-    for event_name in ("job_retry", "job_failed", "job_lost", "processor_stopped"):
+    for event_name in ("job_retry", "job_failed", "job_lost", "processor_stopped", *cfg.get("events", ())):
         processor.on(event_name, log_event)
     processor.on("processor_started", lambda _: touch(workdir / f"ready-{name}"))
 

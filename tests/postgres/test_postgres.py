@@ -214,6 +214,9 @@ async def test_schema_columns_indexes_and_autovacuum(make_pg: MakePg, pg_admin: 
         "process_at": "bigint", "completed_at": "bigint", "failed_at": "bigint", "error": "text",
         "metadata": "text", "queue": "text", "result": "text", "lease_token": "text",
         "lease_owner": "text", "scheduled_at": "bigint", "started_at": "bigint", "lost_count": "integer",
+        # schema version 2
+        "unique_key": "text", "progress": "double precision", "progress_message": "text",
+        "cancelled_at": "bigint", "cancel_requested_at": "bigint",
     }  # fmt: skip
     indexes = dict(
         pg_admin.execute(

@@ -18,6 +18,7 @@ FORBIDDEN = {
     "errors.py": {"store", "processor", "queue", "job", "backends", "cli"},
     "clock.py": {"store", "processor", "queue", "backends", "cli"},
     "codec.py": {"store", "processor", "queue", "backends", "cli"},
+    "keylimits.py": {"store", "processor", "queue", "backends", "cli"},
     "store": {"processor", "queue", "backends", "cli", "demo", "sync", "events"},
     "queue.py": {"processor", "backends", "cli", "demo"},
 }

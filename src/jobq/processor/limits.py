@@ -118,6 +118,11 @@ class Circuit:
     def success(self) -> None:
         self.state, self.failures, self.trial_running = CircuitState.CLOSED, 0, False
 
+    def abandon_trial(self) -> None:
+        """The job neither succeeded nor failed (it was snoozed, retried or
+        cancelled by its handler): a half-open circuit lets another trial run."""
+        self.trial_running = False
+
     def failure(self, now: float) -> None:
         self.trial_running = False
         self.failures += 1

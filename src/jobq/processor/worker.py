@@ -13,22 +13,33 @@ policy gives, and for good otherwise (k-msg's rules).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from ..clock import FakeClock
-from ..errors import InvalidOption, JobqError, JobTimeout, LeaseLost
+from ..clock import FakeClock, to_ms
+from ..errors import (
+    CancelJob,
+    InvalidOption,
+    JobqError,
+    JobTimeout,
+    LeaseLost,
+    RetryJob,
+    SnoozeJob,
+)
 from ..events import Emitter, Event, ProcessorMetrics, QueueStatus
-from ..job import Job, JobStatus, RetryDirective
+from ..job import Job, JobRecord, JobStatus, RetryDirective
 from ..options import reject_unknown
-from ..queue import Queue
+from ..keylimits import KeyLimit, check_limits, wait_hint
+from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, running_job
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
+from .cron import CRON_RETRY, CronSchedule, seconds_until_next
 from .limits import Circuit, CircuitBreaker, RateLimit
 
 log = logging.getLogger("jobq")
@@ -44,16 +55,28 @@ RESCUE_INTERVAL = 1.0  # seconds between sweeps for expired leases
 SHUTDOWN_TIMEOUT = 30.0  # seconds stop() lets jobs in flight finish before releasing them
 ADD_PRIORITY = 5  # priority of jobs added through the processor, as in k-msg
 STORE_RETRY_MAX = 5.0  # seconds; longest pause after a store error before trying again
+ABANDONED_THREADS = 32  # spare handler threads, so abandoned sync handlers do not hold slots
+#: Metadata key of a job's own timeout in seconds (set by ``add(timeout=)``).
+TIMEOUT_KEY = "jobq.timeout"
 
 _OPTIONS = {
     "concurrency", "retry_delays", "max_retries", "poll_interval", "rate_limit",
     "circuit_breaker", "retry_policy", "queues", "heartbeat_interval", "rescue_interval",
     "shutdown_timeout", "job_timeout", "batch_size", "worker_id",
+    "limits", "prune_interval", "retention", "cancel_check_interval",
 }  # fmt: skip
+PRUNE_INTERVAL = 300.0  # seconds between prunes of finished jobs (None: never)
+CANCEL_CHECK_INTERVAL = 1.0  # seconds between checks for cancel requests on running jobs
 
 
 def no_handler_error(job_type: str) -> str:
     return f"No handler registered for job type: {job_type}"
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise InvalidOption(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -81,9 +104,24 @@ class JobProcessor:
     - ``shutdown_timeout=30.0``: seconds :meth:`stop` lets jobs in flight
       finish; the rest are released to run again at once.
     - ``job_timeout=None``: seconds a handler may run before it is cancelled
-      and the job fails with :class:`jobq.JobTimeout` (retried as usual).
+      and the job fails with :class:`jobq.JobTimeout` (retried as usual). A
+      job type's ``timeout`` (:meth:`handle`) overrides it, and a job's own
+      (``add(timeout=)``, metadata key ``"jobq.timeout"``) overrides both. A
+      sync handler cannot be interrupted: it is abandoned in its thread, its
+      slot is freed, and whatever it returns later is ignored.
     - ``batch_size=None``: most jobs claimed in one statement (default:
       ``concurrency``).
+    - ``queues`` may also map queue names to their own concurrency
+      (``{"emails": 4, "default": 8}``): each queue gets that many slots and
+      is claimed on its own; ``concurrency`` is then their sum.
+    - ``limits=()``: :class:`jobq.KeyLimit` s (per-key rate or concurrency),
+      enforced by the store across every process configured with them.
+    - ``prune_interval=300.0``: seconds between deletions of finished jobs
+      older than ``retention`` (a :class:`jobq.Retention`; default: completed
+      after 1 day, failed and cancelled after 7 days); ``None`` disables it.
+    - ``cancel_check_interval=1.0``: seconds between checks for cancel
+      requests on running jobs (a cancel through this process's queue object
+      is seen at once).
     """
 
     def __init__(
@@ -97,16 +135,48 @@ class JobProcessor:
         rate_limit: RateLimit | None = None,
         circuit_breaker: CircuitBreaker | None = None,
         retry_policy: RetryPolicy | None = None,
-        queues: Sequence[str] | None = None,
+        queues: Sequence[str] | Mapping[str, int] | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         rescue_interval: float = RESCUE_INTERVAL,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
         job_timeout: float | None = None,
         batch_size: int | None = None,
         worker_id: str | None = None,
+        limits: Sequence[KeyLimit] = (),
+        prune_interval: float | None = PRUNE_INTERVAL,
+        retention: Retention | None = None,
+        cancel_check_interval: float = CANCEL_CHECK_INTERVAL,
         **unknown: Any,
     ) -> None:
         reject_unknown("JobProcessor", unknown, _OPTIONS)
+        per_queue: dict[str, int] | None = None
+        if isinstance(queues, Mapping):
+            per_queue = {}
+            for name, slots in queues.items():
+                if not isinstance(name, str) or not name:
+                    raise InvalidOption(f"queue names must be non-empty strs, not {name!r}")
+                if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+                    raise InvalidOption(f"concurrency of queue {name!r} must be an int >= 1, not {slots!r}")
+                per_queue[name] = slots
+            if not per_queue:
+                raise InvalidOption("queues must name at least one queue")
+            concurrency = sum(per_queue.values())
+        elif isinstance(queues, str):
+            raise InvalidOption(f"queues must be a list of names (or a mapping), not the str {queues!r}")
+        for name, seconds in (("prune_interval", prune_interval), ("cancel_check_interval", cancel_check_interval)):
+            if seconds is not None and (
+                isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0
+            ):
+                raise InvalidOption(f"{name} must be a positive number of seconds, not {seconds!r}")
+        if retention is not None and not isinstance(retention, Retention):
+            raise InvalidOption(f"retention must be a jobq.Retention, not {type(retention).__name__}")
+        self.limits = check_limits(limits)
+        self.queue_concurrency = per_queue
+        self.prune_interval = prune_interval
+        self.retention = retention or Retention()
+        self.cancel_check_interval = float(cancel_check_interval)
+        self._cancelling: set[str] = set()
+        self._next_queue = 0
         if not isinstance(queue, Queue):
             raise TypeError(f"JobProcessor needs a jobq queue, not {type(queue).__name__}")
         for name, value in (("concurrency", concurrency), ("max_retries", max_retries)):
@@ -152,6 +222,9 @@ class JobProcessor:
         self.worker_id = worker_id or queue.worker_id
 
         self._handlers: dict[str, Handler] = {}
+        self._type_timeouts: dict[str, float] = {}
+        self._crons: dict[str, CronSchedule] = {}
+        self._cron_wake: asyncio.Event | None = None
         self._circuits: dict[str, Circuit] = {}
         self._events = Emitter()
         self._metrics = ProcessorMetrics()
@@ -171,20 +244,77 @@ class JobProcessor:
 
     # -- registration ------------------------------------------------------
 
-    def handle(self, job_type: str, handler: Handler) -> None:
-        """Registers ``handler`` for ``job_type`` (async or plain function)."""
+    def handle(self, job_type: str, handler: Handler, *, timeout: float | None = None) -> None:
+        """Registers ``handler`` for ``job_type`` (async or plain function).
+        ``timeout``: seconds a job of this type may run (overrides
+        ``job_timeout``; a job's own timeout overrides this)."""
         if not callable(handler):
             raise TypeError(f"handler for {job_type!r} is not callable")
         self._handlers[job_type] = handler
+        if timeout is None:
+            self._type_timeouts.pop(job_type, None)
+        else:
+            self._type_timeouts[job_type] = _check_timeout(timeout)
 
-    def handler(self, job_type: str) -> Callable[[H], H]:
+    def handler(self, job_type: str, *, timeout: float | None = None) -> Callable[[H], H]:
         """Decorator form of :meth:`handle`."""
+
+        def register(fn: H) -> H:
+            self.handle(job_type, fn, timeout=timeout)
+            return fn
+
+        return register
+
+    def cron(
+        self,
+        expression: str,
+        job_type: str,
+        data: Any = None,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        priority: int = ADD_PRIORITY,
+        max_attempts: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        queue: str | None = None,
+    ) -> Callable[[H], H]:
+        """Enqueues a ``job_type`` job with ``data`` at every slot of the cron
+        ``expression`` while this processor runs; with any number of
+        processors (or processes) on the same store, exactly one job per
+        slot. A slot missed while no worker ran is run once at start-up
+        (see :mod:`jobq.processor.cron`). Needs ``jobq[cron]``.
+
+        Returns a decorator that registers the type's handler, so
+        ``@processor.cron("*/5 * * * *", "report")`` over a function does both.
+        """
+        if self._running:
+            raise InvalidOption("add cron schedules before start()")
+        schedule = CronSchedule(
+            expression,
+            job_type,
+            data,
+            name=name or "",
+            timezone=timezone,
+            priority=priority,
+            max_attempts=max_attempts,
+            metadata=metadata,
+            queue=queue,
+        )
+        if schedule.name in self._crons:
+            raise InvalidOption(f"a cron schedule named {schedule.name!r} exists; give this one a name=")
+        self._cron_job(schedule, 0, 0.0)  # bad data or options raise InvalidJob now, not at each slot
+        self._crons[schedule.name] = schedule
 
         def register(fn: H) -> H:
             self.handle(job_type, fn)
             return fn
 
         return register
+
+    @property
+    def cron_schedules(self) -> dict[str, CronSchedule]:
+        """The cron schedules, by name."""
+        return dict(self._crons)
 
     def on(self, event: str, callback: Callable[[Event], Any]) -> Callable[[Event], Any]:
         """Calls ``callback(event)`` on each ``event`` (see :data:`jobq.events.EVENTS`)."""
@@ -205,9 +335,13 @@ class JobProcessor:
         max_attempts: int | None = None,
         metadata: dict[str, Any] | None = None,
         queue: str | None = None,
+        timeout: float | None = None,
     ) -> str:
         """Enqueues a job (priority 5 and ``max_retries`` attempts unless
-        told) and returns its id."""
+        told) and returns its id. ``timeout``: seconds this job may run
+        (kept in its metadata as ``"jobq.timeout"``)."""
+        if timeout is not None:
+            metadata = {**(metadata or {}), TIMEOUT_KEY: _check_timeout(timeout)}
         job = await self.queue.enqueue(
             job_type,
             data,
@@ -269,7 +403,11 @@ class JobProcessor:
         self._running, self._stopping = True, False
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
-        self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="jobq-handler")
+        # Slots bound how many handlers run; the spare threads keep a sync
+        # handler abandoned after its timeout from holding up the next one.
+        self._threads = ThreadPoolExecutor(
+            max_workers=self.concurrency + ABANDONED_THREADS, thread_name_prefix="jobq-handler"
+        )
 
         def wake() -> None:
             loop.call_soon_threadsafe(self._wake.set)  # type: ignore[union-attr]
@@ -281,7 +419,26 @@ class JobProcessor:
             asyncio.create_task(self._claim_loop(), name="jobq-claim"),
             asyncio.create_task(self._every(self.heartbeat_interval, self._renew_leases), name="jobq-leases"),
             asyncio.create_task(self._every(self.rescue_interval, self._rescue), name="jobq-rescue"),
+            asyncio.create_task(
+                self._every(self.cancel_check_interval, self._check_cancels), name="jobq-cancels"
+            ),
         ]
+        if self.prune_interval is not None:
+            self._tasks.append(asyncio.create_task(self._every(self.prune_interval, self._prune), name="jobq-prune"))
+
+        def cancel_requested(job_id: str) -> None:
+            loop.call_soon_threadsafe(self._request_cancel, job_id)
+
+        self._unsubscribe.append(self.queue.on_cancel(cancel_requested))
+        if self._crons:
+            cron_wake = self._cron_wake = asyncio.Event()
+            if isinstance(self.clock, FakeClock):
+
+                def cron_tick() -> None:
+                    loop.call_soon_threadsafe(cron_wake.set)
+
+                self._unsubscribe.append(self.clock.on_advance(cron_tick))
+            self._tasks.append(asyncio.create_task(self._cron_loop(), name="jobq-cron"))
         self._events.emit(Event("processor_started"))
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -317,6 +474,40 @@ class JobProcessor:
         self._running = False
         self._events.emit(Event("processor_stopped"))
         await self._events.drain()
+
+    async def drain(self, *, max_jobs: int = 10_000) -> int:
+        """Runs every job that is ready now, one at a time in the calling
+        task, until none is (or ``max_jobs`` ran); returns how many ran.
+
+        The processor need not be started: this is the inline mode of
+        :mod:`jobq.testing` and of scripts. Each job goes through the same
+        code as under :meth:`start` (handlers, timeouts, retries, steering,
+        circuit breakers, events); cron schedules settle their due slot
+        first. Rate limits are not applied. A handler that snoozes with no
+        delay is run again at once, up to ``max_jobs``.
+        """
+        ran = 0
+        if self._crons:
+            await self._cron_tick(self.clock.now())
+        while ran < max_jobs:
+            now = self.clock.now()
+            closed = [t for t, c in self._circuits.items() if not c.allows_claim(now)]
+            jobs = await self.queue.claim(
+                1, queues=self.queues, exclude_types=closed, owner=self.worker_id, rescue=False
+            )
+            if not jobs:
+                break
+            job = jobs[0]
+            task = asyncio.current_task()
+            assert task is not None
+            self._active[job.id] = (job, task)
+            try:
+                await self._run_job(job)
+            finally:
+                self._finished(job.id)
+            ran += 1
+        await self._events.drain()
+        return ran
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Runs until SIGTERM or SIGINT (or cancellation), then stops gracefully."""
@@ -363,9 +554,7 @@ class JobProcessor:
                 limit = min(limit, allowed)
             closed = [t for t, c in self._circuits.items() if not c.allows_claim(now)]
             try:
-                jobs = await self.queue.claim(
-                    limit, queues=self.queues, exclude_types=closed, owner=self.worker_id, rescue=False
-                )
+                jobs = await self._claim_batch(limit, closed)
             except JobqError as exc:
                 failures += 1
                 pause = min(STORE_RETRY_MAX, 0.05 * 2**failures)
@@ -378,7 +567,60 @@ class JobProcessor:
             for job in jobs:
                 self._spawn(job)
             if not jobs:
-                await self._idle(now)
+                if self.limits or self.queue_concurrency:
+                    # Ready jobs may be held back by a limit or a full queue:
+                    # look again once one may have room, not at once.
+                    await self._idle_limited(now)
+                else:
+                    await self._idle(now)
+
+    async def _claim_batch(self, limit: int, closed: list[str]) -> list[Job[Any]]:
+        """One claim of up to ``limit`` jobs; with per-queue concurrency, one
+        claim per queue that has free slots (starting with a different queue
+        each time), each with the per-key limits."""
+        if self.queue_concurrency is None:
+            return await self.queue.claim(
+                limit, queues=self.queues, exclude_types=closed, owner=self.worker_id, rescue=False,
+                limits=self.limits,
+            )  # fmt: skip
+        busy: dict[str, int] = {}
+        for job, _ in self._active.values():
+            busy[job.queue] = busy.get(job.queue, 0) + 1
+        names = list(self.queue_concurrency)
+        start, self._next_queue = self._next_queue % len(names), self._next_queue + 1
+        jobs: list[Job[Any]] = []
+        for name in names[start:] + names[:start]:
+            free = min(self.queue_concurrency[name] - busy.get(name, 0), limit - len(jobs))
+            if free > 0:
+                jobs += await self.queue.claim(
+                    free, queues=[name], exclude_types=closed, owner=self.worker_id, rescue=False,
+                    limits=self.limits,
+                )  # fmt: skip
+        return jobs
+
+    async def _idle_limited(self, now: float) -> None:
+        """Waits for a local wake-up, another process's commit, or the time
+        after which a limit may have room again."""
+        assert self._wake is not None
+        timeout = min(self.poll_interval, wait_hint(self.limits) if self.limits else self.poll_interval)
+        try:
+            due = await self.queue.next_due(queues=self.queues)
+        except JobqError:
+            due = None
+        if due is not None and due > now:
+            timeout = min(timeout, due - now)
+        if self._wake.is_set():
+            return
+        waiters = [
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self.queue.wait_for_change(timeout)),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps up to ``seconds``, waking early on stop or a local enqueue."""
@@ -428,6 +670,7 @@ class JobProcessor:
         self._active.pop(job_id, None)
         self._releasing.discard(job_id)
         self._settling.discard(job_id)
+        self._cancelling.discard(job_id)
         if self._slot_free is not None:
             self._slot_free.set()
 
@@ -441,18 +684,27 @@ class JobProcessor:
             circuit = self._circuits[job_type] = Circuit(self.circuit_breaker)
         return circuit
 
-    def _timeout(self) -> float | None:
-        limits = [t for t in (self.job_timeout, self.circuit_breaker and self.circuit_breaker.timeout) if t]
+    def _timeout(self, job: Job[Any]) -> float | None:
+        """The job's own timeout, else its type's, else ``job_timeout``; a
+        circuit breaker's ``timeout`` caps it."""
+        own = job.metadata.get(TIMEOUT_KEY)
+        if isinstance(own, bool) or not isinstance(own, (int, float)) or own <= 0:
+            own = None
+        chosen = own or self._type_timeouts.get(job.type) or self.job_timeout
+        limits = [t for t in (chosen, self.circuit_breaker and self.circuit_breaker.timeout) if t]
         return min(limits) if limits else None
 
     async def _call(self, handler: Handler, job: Job[Any]) -> Any:
-        if _is_async(handler):
-            return await handler(job)
-        loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(self._threads, handler, job)
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        return outcome
+        # The handler (and a sync one's thread) sees its job, for report_progress.
+        with running_job(self.queue, job):
+            if _is_async(handler):
+                return await handler(job)
+            loop = asyncio.get_running_loop()
+            context = contextvars.copy_context()
+            outcome = await loop.run_in_executor(self._threads, context.run, handler, job)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            return outcome
 
     async def _run_job(self, job: Job[Any]) -> None:
         circuit = self._circuit(job.type)
@@ -466,7 +718,7 @@ class JobProcessor:
             return
         self._events.emit(Event("job_started", job=job))
         started = time.monotonic()
-        timeout = self._timeout()
+        timeout = self._timeout(job)
         try:
             call = self._call(handler, job)
             result = await (asyncio.wait_for(call, timeout) if timeout else call)
@@ -474,7 +726,15 @@ class JobProcessor:
             if job.id in self._releasing:
                 await self._release(job, delay=None)
                 return
+            if job.id in self._cancelling:
+                await self._cancelled_by_request(job, time.monotonic() - started)
+                return
             raise
+        except (RetryJob, SnoozeJob, CancelJob) as steer:
+            if circuit is not None:
+                circuit.abandon_trial()
+            await self._steer(job, steer, time.monotonic() - started)
+            return
         except Exception as exc:
             elapsed = time.monotonic() - started
             if circuit is not None:
@@ -492,18 +752,105 @@ class JobProcessor:
         except LeaseLost as exc:
             log.warning("jobq: %s; its result was not recorded", exc)
             return
+        except JobqError as exc:
+            # The store stayed unreachable: the job's lease expires and it runs again.
+            log.warning(
+                "jobq: could not record the result of job %s (%s); it runs again after its lease", job.id, exc
+            )
+            return
         self._count(job, "succeeded", elapsed)
         self._events.emit(Event("job_completed", job=job, result=result, processing_time=elapsed))
 
-    async def _failed(self, job: Job[Any], error: BaseException | str, *, retry: bool, elapsed: float) -> None:
+    async def _steer(self, job: Job[Any], steer: RetryJob | SnoozeJob | CancelJob, elapsed: float) -> None:
+        """Does what a handler asked by raising a steering exception."""
+        if isinstance(steer, RetryJob):
+            await self._failed(job, steer, retry=True, elapsed=elapsed, delay=steer.delay)
+        elif isinstance(steer, SnoozeJob):
+            self._settling.add(job.id)
+            try:
+                await self.queue.release(job, delay=steer.delay)
+            except LeaseLost as exc:
+                log.warning("jobq: %s; its snooze was not recorded", exc)
+                return
+            self._metrics.snoozed += 1
+            self._events.emit(Event("job_snoozed", job=job, retry_delay=steer.delay, processing_time=elapsed))
+        else:
+            self._settling.add(job.id)
+            try:
+                await self._cancel_running(job, steer.reason)
+            except LeaseLost as exc:
+                log.warning("jobq: %s; its cancellation was not recorded", exc)
+                return
+            self._metrics.cancelled += 1
+            self._events.emit(Event("job_cancelled", job=job, error=steer.reason, processing_time=elapsed))
+
+    def _request_cancel(self, job_id: str) -> None:
+        """Stops a running job whose cancel was requested: its task is
+        cancelled (an async handler sees ``CancelledError`` at its next
+        await; a sync one is abandoned in its thread)."""
+        entry = self._active.get(job_id)
+        if entry is None or job_id in self._settling or job_id in self._cancelling or job_id in self._releasing:
+            return
+        self._cancelling.add(job_id)
+        entry[1].cancel()
+
+    async def _check_cancels(self) -> None:
+        running = [job for job_id, (job, _) in self._active.items() if job_id not in self._settling]
+        if running:
+            for job_id in await self.queue.cancel_requests(running):
+                self._request_cancel(job_id)
+
+    async def _cancelled_by_request(self, job: Job[Any], elapsed: float) -> None:
+        self._settling.add(job.id)
+        try:
+            await asyncio.shield(self.queue.cancel_running(job))
+        except LeaseLost as exc:
+            log.warning("jobq: %s; its cancellation was not recorded", exc)
+            return
+        except JobqError as exc:
+            log.warning("jobq: could not record the cancellation of job %s (%s)", job.id, exc)
+            return
+        finally:
+            self._cancelling.discard(job.id)
+        self._metrics.cancelled += 1
+        self._events.emit(Event("job_cancelled", job=job, error="cancel requested", processing_time=elapsed))
+
+    async def _prune(self) -> None:
+        r = self.retention
+        await self.queue.prune(
+            completed_after=r.completed_after, failed_after=r.failed_after, cancelled_after=r.cancelled_after
+        )
+
+    async def _cancel_running(self, job: Job[Any], reason: str) -> None:
+        """Ends the job as ``cancelled`` under this processor's claim, through
+        the queue's fenced cancel verb."""
+        await self.queue.cancel_running(job, reason)
+
+    async def _failed(
+        self,
+        job: Job[Any],
+        error: BaseException | str,
+        *,
+        retry: bool,
+        elapsed: float,
+        delay: float | None = None,
+    ) -> None:
         message = error if isinstance(error, str) else (str(error) or type(error).__name__)
         will_retry = retry and job.attempts + 1 < job.max_attempts
-        delay = self.retry_policy.delay(job.attempts) if will_retry else None
+        if will_retry and delay is None:
+            delay = self.retry_policy.delay(job.attempts)
+        elif not will_retry:
+            delay = None
         self._settling.add(job.id)
         try:
             await self.queue.fail(job, error, RetryDirective(True, delay) if will_retry else None)
         except LeaseLost as exc:
             log.warning("jobq: %s; its failure was not recorded", exc)
+            return
+        except JobqError as exc:
+            log.warning(
+                "jobq: could not record the failure of job %s (%s); it runs again after its lease", job.id, exc
+            )
             return
         if will_retry:
             self._count(job, "retried", elapsed)
@@ -539,6 +886,60 @@ class JobProcessor:
 
     # -- background duties -------------------------------------------------
 
+    async def _cron_loop(self) -> None:
+        """Settles each schedule's latest due slot, then sleeps until the next
+        slot of any schedule (or a fake clock moves)."""
+        assert self._cron_wake is not None
+        while True:
+            self._cron_wake.clear()
+            now = self.clock.now()
+            retry = not await self._cron_tick(now)
+            wait = seconds_until_next(list(self._crons.values()), now)
+            if retry:
+                wait = min(wait, CRON_RETRY)
+            try:
+                await asyncio.wait_for(self._cron_wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def _cron_tick(self, now: float) -> bool:
+        """Settles every schedule's due slot; ``False`` if a store error left
+        one to try again."""
+        settled = True
+        for schedule in list(self._crons.values()):
+            slot = schedule.due(now)
+            if slot is None:
+                continue
+            try:
+                await self._fire_cron(schedule, slot, now)
+            except Exception as exc:  # noqa: BLE001 - the schedule tries again; the loop must not die
+                log.warning("jobq: cron schedule %r could not claim its slot: %s", schedule.name, exc)
+                settled = False
+                continue
+            schedule.last_seen_ms = slot
+        return settled
+
+    def _cron_job(self, schedule: CronSchedule, slot_ms: int, now: float) -> JobRecord:
+        spec = NewJob(
+            type=schedule.job_type,
+            data=schedule.data,
+            priority=ADD_PRIORITY if schedule.priority is None else schedule.priority,
+            max_attempts=self.max_retries if schedule.max_attempts is None else schedule.max_attempts,
+            metadata=schedule.job_metadata(slot_ms),
+            queue=schedule.queue or (self.queues[0] if self.queues else DEFAULT_QUEUE),
+        )
+        return self.queue._record(spec, to_ms(now))
+
+    async def _fire_cron(self, schedule: CronSchedule, slot_ms: int, now: float) -> None:
+        now_ms = to_ms(now)
+        record = self._cron_job(schedule, slot_ms, now)
+        if not await self.queue.store.claim_cron_slot(schedule.name, slot_ms, record):
+            return
+        self.queue._notify()
+        job = self.queue._to_job(record, now_ms)
+        log.info("jobq: cron schedule %r enqueued job %s for its slot", schedule.name, job.id)
+        self._events.emit(Event("cron_enqueued", job=job))
+
     async def _every(self, interval: float, duty: Callable[[], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -563,4 +964,7 @@ class JobProcessor:
             log.warning("jobq: job %s was rescued: %s", job.id, job.error)
             self._events.emit(Event("job_lost", job=job, error=job.error))
             if job.status is JobStatus.FAILED:
+                if job.lost_count >= self.queue.max_lost_leases:
+                    self._metrics.quarantined += 1
+                    self._events.emit(Event("job_quarantined", job=job, error=job.error))
                 self._events.emit(Event("job_failed", job=job, error=job.error))

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
+from ..errors import JobqError
 from ..job import JobRecord
+from ..keylimits import KeyLimit
 
 
 @runtime_checkable
@@ -41,10 +43,16 @@ class Store(Protocol):
         owner: str,
         queues: Sequence[str] | None = None,
         exclude_types: Collection[str] = (),
+        limits: Sequence[KeyLimit] = (),
     ) -> list[JobRecord]:
         """Atomically moves up to ``limit`` ready jobs to ``processing``, in
         dequeue order (priority desc, process_at asc, created_at asc), leased
-        to ``owner`` under ``token`` until ``lease_until_ms``."""
+        to ``owner`` under ``token`` until ``lease_until_ms``.
+
+        With ``limits`` (see :mod:`jobq.keylimits`), candidates are taken
+        round-robin over their keys and only while every limit leaves room,
+        counted in the same transaction; the starts are logged for rate
+        limits."""
         ...
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
@@ -65,6 +73,14 @@ class Store(Protocol):
         self, job_id: str, *, token: str | None, result: str | None, now_ms: int
     ) -> None:
         """Marks the job completed. Raises ``JobNotFound`` or ``LeaseLost``."""
+        ...
+
+    async def complete_many(
+        self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
+    ) -> list[JobqError | None]:
+        """Completes ``(job_id, token, result)`` items in one transaction, each
+        as :meth:`complete` would; returns per item ``None`` or the error
+        (``JobNotFound``, ``LeaseLost``) that item alone met."""
         ...
 
     async def fail(
@@ -96,12 +112,23 @@ class Store(Protocol):
         ...
 
     async def rescue_expired(
-        self, *, now_ms: int, max_lost: int, error: str
+        self, *, now_ms: int, max_lost: int, error: str, quarantine_error: str | None = None
     ) -> list[JobRecord]:
         """Returns every processing job whose lease has expired to waiting,
         counting a failed attempt and a lost worker; a job out of attempts or
-        lost ``max_lost`` times fails for good. Returns the rescued jobs as
+        lost ``max_lost`` times fails for good. ``error`` (and, for a job lost
+        ``max_lost`` times, ``quarantine_error`` when given) is stored with
+        ``{owner}`` replaced by the lost worker. Returns the rescued jobs as
         stored afterwards."""
+        ...
+
+    async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
+        """Compare-and-set on the last slot run by the cron schedule ``name``:
+        if the stored slot is older than ``slot_ms``, stores ``slot_ms`` and
+        inserts ``job`` in the same transaction, and returns ``True``. Any
+        number of processes may race for one slot; exactly one wins. A
+        schedule seen for the first time stores ``slot_ms`` without
+        inserting the job (nothing was missed) and returns ``False``."""
         ...
 
     async def remove(self, job_id: str) -> bool: ...
@@ -120,6 +147,73 @@ class Store(Protocol):
     async def wait_for_change(self, timeout: float) -> None:
         """Returns when another process may have changed the store, or after
         ``timeout`` seconds. In-process changes are signalled by the queue."""
+        ...
+
+    # -- unique jobs, cancellation, progress, inspection ---------------------
+
+    async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
+        """Stores new jobs, all or none, like :meth:`insert`, except that a
+        record whose ``unique_key`` an unfinished (pending or processing) job
+        already holds is not stored: its slot in the answer is that job, as
+        read in the same transaction (``None`` for records stored). Enforced
+        by a unique index over unfinished rows, not by a read-then-write."""
+        ...
+
+    async def cancel(
+        self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
+    ) -> tuple[bool, JobRecord]:
+        """Cancels a job; returns whether anything changed and the job after.
+
+        Unfenced (``token=None``): a waiting job becomes ``cancelled``; a
+        processing job gets ``cancel_requested_at`` (its processor stops it);
+        a finished job is left alone (``False``). Fenced: a processing job
+        held under ``token`` becomes ``cancelled`` (``error`` stored when
+        given), else ``LeaseLost``. Unknown id: ``JobNotFound``."""
+        ...
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these processing jobs have a cancel request."""
+        ...
+
+    async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
+        """Moves processing jobs with a cancel request whose lease expired
+        (their processor is gone) to ``cancelled``; returns them."""
+        ...
+
+    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
+        """A failed or cancelled job back to ``pending`` now, attempts 0,
+        error kept. Raises ``JobNotFound``, or ``NotRetryable`` for any other
+        status or when an unfinished job now holds its ``unique_key``."""
+        ...
+
+    async def set_progress(
+        self, job_id: str, *, token: str | None, progress: float, message: str | None
+    ) -> None:
+        """Stores a job's progress. Raises ``JobNotFound`` or ``LeaseLost``."""
+        ...
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Collection[str] | None,
+        types: Collection[str] | None,
+        queues: Collection[str] | None,
+        limit: int,
+        offset: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> tuple[list[JobRecord], int]:
+        """A page of jobs by created_at (ties by id), and how many match.
+        ``statuses`` are public ones: ``delayed`` and ``pending`` apart."""
+        ...
+
+    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
+        """(queue, type, public status, count) for every combination present."""
+        ...
+
+    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
+        """(minute start in ms, completed, failed) for minutes with any, from
+        ``completed_at`` / ``failed_at`` at or after ``since_ms``."""
         ...
 
     async def close(self) -> None: ...

@@ -15,8 +15,10 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
-from ..errors import JobNotFound, LeaseLost
-from ..job import JobRecord
+from .. import keylimits
+from ..errors import JobNotFound, JobqError, LeaseLost, NotRetryable
+from ..job import UNFINISHED_STORED, JobRecord
+from ..keylimits import KeyLimit
 
 _ReadyEntry = tuple[int, int, int, int, str, int]  # -priority, process_at, created_at, seq, id, version
 _DelayedEntry = tuple[int, int, str, int]  # process_at, seq, id, version
@@ -33,6 +35,12 @@ class MemoryStore:
         self._processing: set[str] = set()
         self._seq = itertools.count()
         self._lock = threading.Lock()
+        # unique_key -> id of the job that held it last; checked on use, so a
+        # finished or removed holder frees the key without bookkeeping.
+        self._unique: dict[str, str] = {}
+        # Per-key rate limits: limit name -> (start ms, key), oldest first.
+        self._starts: dict[str, list[tuple[int, str]]] = {}
+        self._cron: dict[str, int] = {}  # cron schedule name -> last slot run (epoch ms)
 
     # -- bookkeeping -------------------------------------------------------
 
@@ -119,7 +127,12 @@ class MemoryStore:
         owner: str,
         queues: Sequence[str] | None = None,
         exclude_types: Collection[str] = (),
+        limits: Sequence[KeyLimit] = (),
     ) -> list[JobRecord]:
+        if limits:
+            return self._claim_limited(
+                limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
+            )
         claimed: list[JobRecord] = []
         skipped: list[tuple[str, _ReadyEntry]] = []
         with self._lock:
@@ -183,6 +196,19 @@ class MemoryStore:
             record.result = result
             self._processing.discard(job_id)
 
+    async def complete_many(
+        self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
+    ) -> list[JobqError | None]:
+        outcomes: list[JobqError | None] = []
+        for job_id, token, result in items:
+            try:
+                await self.complete(job_id, token=token, result=result, now_ms=now_ms)
+            except (JobNotFound, LeaseLost) as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
     async def fail(
         self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
     ) -> JobRecord:
@@ -224,7 +250,9 @@ class MemoryStore:
                     record.process_at = until_ms
         return lost
 
-    async def rescue_expired(self, *, now_ms: int, max_lost: int, error: str) -> list[JobRecord]:
+    async def rescue_expired(
+        self, *, now_ms: int, max_lost: int, error: str, quarantine_error: str | None = None
+    ) -> list[JobRecord]:
         rescued: list[JobRecord] = []
         with self._lock:
             for job_id in list(self._processing):
@@ -239,7 +267,8 @@ class MemoryStore:
                 self._unlease(record)
                 record.attempts += 1
                 record.lost_count += 1
-                record.error = error.replace("{owner}", owner or "unknown")
+                template = quarantine_error if quarantine_error and record.lost_count >= max_lost else error
+                record.error = template.replace("{owner}", owner or "unknown")
                 if record.attempts < record.max_attempts and record.lost_count < max_lost:
                     record.status = "pending"
                     record.process_at = now_ms
@@ -249,6 +278,21 @@ class MemoryStore:
                     record.failed_at = now_ms
                 rescued.append(replace(record))
         return rescued
+
+    async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
+        with self._lock:
+            last = self._cron.get(name)
+            if last is not None and last >= slot_ms:
+                return False
+            self._cron[name] = slot_ms
+            if last is None:
+                return False
+            if job.id in self._jobs:
+                raise ValueError(f"duplicate job id {job.id!r}")
+            stored = replace(job)
+            self._jobs[stored.id] = stored
+            self._enqueue_waiting(stored, stored.created_at)
+            return True
 
     async def remove(self, job_id: str) -> bool:
         with self._lock:
@@ -270,7 +314,7 @@ class MemoryStore:
                 r.id
                 for r in self._jobs.values()
                 if r.status in statuses
-                and (before_ms is None or (r.completed_at or r.failed_at or r.created_at) < before_ms)
+                and (before_ms is None or (r.completed_at or r.failed_at or r.cancelled_at or r.created_at) < before_ms)
             ]
             for job_id in doomed:
                 del self._jobs[job_id]
@@ -284,6 +328,207 @@ class MemoryStore:
                 status = "delayed" if r.status == "pending" and r.process_at > now_ms else r.status
                 counts[status] = counts.get(status, 0) + 1
         return counts
+
+    # -- per-key limits ------------------------------------------------------
+
+    def _claim_limited(
+        self,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None,
+        exclude_types: Collection[str],
+        limits: Sequence[KeyLimit],
+    ) -> list[JobRecord]:
+        with self._lock:
+            ready = sorted(
+                (
+                    r
+                    for r in self._jobs.values()
+                    if r.status == "pending"
+                    and r.process_at <= now_ms
+                    and (queues is None or r.queue in queues)
+                    and r.type not in exclude_types
+                ),
+                key=lambda r: (-r.priority, r.process_at, r.created_at),
+            )
+            candidates = keylimits.round_robin(ready, limits, limit)[: keylimits.candidate_cap(limit)]
+            running = [(r.type, r.metadata) for r in self._jobs.values() if r.status == "processing"]
+            recent: list[tuple[str, str]] = []
+            for lim in keylimits.rate_limits(limits):
+                log = self._starts.setdefault(lim.name, [])
+                log[:] = [(at, key) for at, key in log if at > now_ms - lim.per_ms]
+                recent.extend((lim.name, key) for _, key in log)
+            chosen, starts = keylimits.choose(
+                candidates, limit, limits, keylimits.usage(limits, running, recent)
+            )
+            for name, key in starts:
+                self._starts.setdefault(name, []).append((now_ms, key))
+            claimed: list[JobRecord] = []
+            for record in chosen:
+                record.status = "processing"
+                record.scheduled_at = record.process_at
+                record.process_at = lease_until_ms
+                record.lease_token = token
+                record.lease_owner = owner
+                record.started_at = now_ms
+                self._processing.add(record.id)
+                claimed.append(replace(record))
+        return claimed
+
+    # -- unique jobs, cancellation, progress, inspection ---------------------
+
+    def _holder(self, unique_key: str) -> JobRecord | None:
+        job_id = self._unique.get(unique_key)
+        record = None if job_id is None else self._jobs.get(job_id)
+        if record is None or record.unique_key != unique_key or record.status not in UNFINISHED_STORED:
+            return None
+        return record
+
+    async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
+        with self._lock:
+            for record in records:
+                if record.id in self._jobs:
+                    raise ValueError(f"duplicate job id {record.id!r}")
+            answer: list[JobRecord | None] = []
+            for record in records:
+                if record.unique_key is not None:
+                    holder = self._holder(record.unique_key)
+                    if holder is not None:
+                        answer.append(replace(holder))
+                        continue
+                stored = replace(record)
+                self._jobs[stored.id] = stored
+                if stored.unique_key is not None:
+                    self._unique[stored.unique_key] = stored.id
+                if stored.status == "pending":
+                    self._enqueue_waiting(stored, stored.created_at)
+                answer.append(None)
+            return answer
+
+    async def cancel(
+        self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
+    ) -> tuple[bool, JobRecord]:
+        with self._lock:
+            record = self._held(job_id, token)
+            if record.status == "pending" or (token is not None and record.status == "processing"):
+                self._unlease(record)
+                self._processing.discard(job_id)
+                record.status = "cancelled"
+                record.cancelled_at = now_ms
+                if error is not None:
+                    record.error = error
+                return True, replace(record)
+            if record.status == "processing":
+                if record.cancel_requested_at is None:
+                    record.cancel_requested_at = now_ms
+                return True, replace(record)
+            return False, replace(record)
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {
+                job_id
+                for job_id in job_ids
+                if (r := self._jobs.get(job_id)) is not None
+                and r.status == "processing"
+                and r.cancel_requested_at is not None
+            }
+
+    async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
+        done: list[JobRecord] = []
+        with self._lock:
+            for job_id in list(self._processing):
+                record = self._jobs.get(job_id)
+                if (
+                    record is None
+                    or record.status != "processing"
+                    or record.cancel_requested_at is None
+                    or record.process_at > now_ms
+                ):
+                    continue
+                self._processing.discard(job_id)
+                self._unlease(record)
+                record.status = "cancelled"
+                record.cancelled_at = now_ms
+                done.append(replace(record))
+        return done
+
+    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
+        with self._lock:
+            record = self._held(job_id, None)
+            if record.status not in ("failed", "cancelled"):
+                raise NotRetryable(f"job {job_id!r} is {record.status}; only failed or cancelled jobs can be retried")
+            if record.unique_key is not None:
+                holder = self._holder(record.unique_key)
+                if holder is not None and holder.id != job_id:
+                    raise NotRetryable(
+                        f"job {job_id!r} cannot be retried: job {holder.id!r} holds its unique key"
+                        f" {record.unique_key!r}"
+                    )
+                self._unique[record.unique_key] = job_id
+            record.status = "pending"
+            record.attempts = 0
+            record.process_at = now_ms
+            record.failed_at = None
+            record.cancelled_at = None
+            record.cancel_requested_at = None
+            self._enqueue_waiting(record, now_ms)
+            return replace(record)
+
+    async def set_progress(
+        self, job_id: str, *, token: str | None, progress: float, message: str | None
+    ) -> None:
+        with self._lock:
+            record = self._held(job_id, token)
+            record.progress = progress
+            record.progress_message = message
+
+    @staticmethod
+    def _public_status(record: JobRecord, now_ms: int) -> str:
+        return "delayed" if record.status == "pending" and record.process_at > now_ms else record.status
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Collection[str] | None,
+        types: Collection[str] | None,
+        queues: Collection[str] | None,
+        limit: int,
+        offset: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> tuple[list[JobRecord], int]:
+        with self._lock:
+            found = [
+                r
+                for r in self._jobs.values()
+                if (statuses is None or self._public_status(r, now_ms) in statuses)
+                and (types is None or r.type in types)
+                and (queues is None or r.queue in queues)
+            ]
+            found.sort(key=lambda r: (r.created_at, r.id), reverse=newest_first)
+            return [replace(r) for r in found[offset : offset + limit]], len(found)
+
+    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
+        counts: dict[tuple[str, str, str], int] = {}
+        with self._lock:
+            for r in self._jobs.values():
+                group = (r.queue, r.type, self._public_status(r, now_ms))
+                counts[group] = counts.get(group, 0) + 1
+        return [(*group, count) for group, count in sorted(counts.items())]
+
+    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
+        minutes: dict[int, list[int]] = {}
+        with self._lock:
+            for r in self._jobs.values():
+                if r.status == "completed" and r.completed_at is not None and r.completed_at >= since_ms:
+                    minutes.setdefault(r.completed_at // 60_000 * 60_000, [0, 0])[0] += 1
+                elif r.status == "failed" and r.failed_at is not None and r.failed_at >= since_ms:
+                    minutes.setdefault(r.failed_at // 60_000 * 60_000, [0, 0])[1] += 1
+        return [(minute, done, failed) for minute, (done, failed) in sorted(minutes.items())]
 
     async def wait_for_change(self, timeout: float) -> None:
         # Nothing outside this process can change an in-memory store.

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
-from collections.abc import AsyncIterator, Collection, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import sql
@@ -46,17 +48,29 @@ from ..errors import (
     InvalidOption,
     InvalidURL,
     JobNotFound,
+    JobqError,
     LeaseLost,
+    NotRetryable,
     QueueClosed,
     StoreUnavailable,
 )
+from .. import keylimits
 from ..job import RECORD_FIELDS, JobRecord
-from .postgres_schema import DEFAULT_TABLE, migrate, notify_channel
+from ..keylimits import KeyLimit
+from .postgres_schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
 from .sqlite_schema import check_table_name
 
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 10  # most connections the pool opens
+LIMITS_LOCK_SPACE = 0x6A6F6271  # "jobq": advisory locks serialising per-key limited claims, per table
+UNIQUE_INSERT_TRIES = 5  # a unique key whose holder keeps finishing mid-insert: attempts before giving up
+#: Cron schedules' last slots (epoch ms), per job table; see ``claim_cron_slot``.
+CRON_TABLE = (
+    "CREATE TABLE IF NOT EXISTS jobq_cron (tbl TEXT NOT NULL, name TEXT NOT NULL,"
+    " last_slot BIGINT NOT NULL, PRIMARY KEY (tbl, name))"
+)
+CRON_LOCK_KEY = 0x6A6F6271_0002  # advisory lock serialising the creation of jobq_cron
 POOL_TIMEOUT = 30.0  # seconds a verb waits for a pooled connection before StoreUnavailable
 CONNECT_TIMEOUT = 10  # seconds to establish one connection, unless the DSN says otherwise
 LISTEN_FALLBACK_POLL = 1.0  # seconds between wake-ups while the listening connection is down
@@ -65,6 +79,20 @@ LISTEN_RETRY_MAX = 5.0  # seconds between attempts to re-listen, at most
 # TCP keepalives on the listening connection, which is otherwise silent for
 # long stretches: a dead peer is noticed in about idle + interval * count s.
 LISTEN_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+# Outages. A verb that meets a transient error (the server restarting or
+# unreachable, a connection dropped, a serialisation failure) tries again
+# after RETRY_MIN seconds, doubling up to RETRY_MAX, until pool_timeout
+# seconds have passed since it began; then it raises StoreUnavailable.
+RETRY_MIN = 0.05  # seconds before the first retry of a verb
+RETRY_MAX = 2.0  # seconds between retries of a verb, at most
+# seconds a pooled connection keeps retrying to reconnect with the pool's own
+# doubling backoff before it gives up; the next verb that needs a connection
+# starts a fresh attempt, so the wait between attempts stays short.
+RECONNECT_TIMEOUT = 5.0
+# Pooled connections: keepalives, and at most 20 s for sent data to go
+# unacknowledged, so a verb on a connection to a vanished host fails (and is
+# retried) instead of hanging; the DSN's own settings win.
+POOL_TCP = {**LISTEN_KEEPALIVES, "tcp_user_timeout": 20_000}
 
 # "now" in every statement: the caller's time, or the database's in epoch ms.
 _NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
@@ -78,6 +106,40 @@ _UNLEASE = (
     "process_at = CASE WHEN status = 'processing' THEN COALESCE(scheduled_at, process_at)"
     " ELSE process_at END, lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
 )
+
+
+class _Transient(StoreUnavailable):
+    """A transient failure inside a verb: the verb may be tried again."""
+
+
+# When the verb running in this task gives up (event-loop time); bounds how
+# long it waits for a pooled connection.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("jobq_pg_deadline", default=None)
+
+_V = TypeVar("_V", bound=Callable[..., Awaitable[Any]])
+
+
+def _resilient(*, retry_if: Callable[[dict[str, Any]], bool] | None = None, settle: str | None = None) -> Callable[[_V], _V]:
+    """Runs a verb again after a transient error (see :data:`RETRY_MIN`).
+
+    A retried verb may find that its earlier attempt committed although the
+    reply was lost. Verbs are safe to run again: reads; claims (a claim that
+    committed unseen leaves its rows in ``processing`` under a token nobody
+    holds, and the lease expiry returns them); fenced writes (the claim is gone
+    once the write committed, so a repeat raises ``LeaseLost`` and changes
+    nothing); inserts (the ids are chosen before the first attempt). ``retry_if``
+    (given the keyword arguments) says when a verb may be retried at all;
+    ``settle`` names a method that, after a retry, may turn an error into the
+    outcome the committed first attempt had."""
+
+    def wrap(method: _V) -> _V:
+        @functools.wraps(method)
+        async def call(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
+            return await self._resilient_call(method, args, kwargs, retry_if, settle)
+
+        return cast(_V, call)
+
+    return wrap
 
 
 def _describe(params: dict[str, Any]) -> str:
@@ -130,10 +192,20 @@ class PostgresStore:
         self.listener_pid: int | None = None
         """Server process id of the listening connection while it is up."""
         self._sql: dict[str, str] = {}
+        self._outage = False  # a verb is retrying after a transient error
+        self._checking = False  # the pool's idle connections are being tested
+        self._cron_ready = False  # jobq_cron exists (created on first claim_cron_slot)
         try:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
-                migrate(conn, self.table)
+                self.schema_found = migrate(conn, self.table)
+                """The schema version found on open (``jobq migrate`` reports it)."""
+                self.schema_version = LATEST_VERSION
                 self._ident = sql.Identifier(self.table).as_string(conn)
+                # The schema the table lives in: transactional enqueues run on
+                # the application's connection, whose search_path may differ.
+                row = conn.execute("SELECT current_schema()").fetchone()
+                schema = row[0] if row and row[0] else "public"
+                self._qualified = sql.Identifier(schema, self.table).as_string(conn)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"cannot open PostgreSQL at {self.where}: {exc}".strip()) from None
 
@@ -171,12 +243,15 @@ class PostgresStore:
             self._pool_lock = asyncio.Lock()
         async with self._pool_lock:
             if self._pool is None:
+                params = conninfo_to_dict(self.dsn)
+                tcp = {key: value for key, value in POOL_TCP.items() if key not in params}
                 pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                    self.dsn,
+                    make_conninfo(self.dsn, **tcp),
                     min_size=1,
                     max_size=self.pool_size,
                     timeout=self.pool_timeout,
                     kwargs={"autocommit": True},
+                    reconnect_timeout=RECONNECT_TIMEOUT,
                     name=f"jobq-{self.table}",
                     open=False,
                 )
@@ -187,15 +262,110 @@ class PostgresStore:
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         pool = await self._get_pool()
+        deadline = _DEADLINE.get()
+        timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
         try:
-            async with pool.connection() as conn:
+            async with pool.connection(timeout=timeout) as conn:
                 yield conn
         except PoolTimeout:
             raise StoreUnavailable(
                 f"no connection to PostgreSQL at {self.where} within {self.pool_timeout:g} s"
             ) from None
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"PostgreSQL at {self.where}: {exc}".strip()) from None
+            raise _Transient(f"PostgreSQL at {self.where}: {exc}".strip()) from None
+
+    async def _resilient_call(
+        self,
+        method: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry_if: Callable[[dict[str, Any]], bool] | None,
+        settle: str | None,
+    ) -> Any:
+        """Runs ``method`` (see :func:`_resilient`) until it succeeds, fails
+        for a reason that is not transient, or ``pool_timeout`` seconds pass."""
+        loop = asyncio.get_running_loop()
+        deadline = _DEADLINE.get()
+        own = deadline is None
+        if own:
+            deadline = loop.time() + self.pool_timeout
+        reset = _DEADLINE.set(deadline) if own else None
+        pause, retried = RETRY_MIN, False
+        try:
+            while True:
+                try:
+                    outcome = await method(self, *args, **kwargs)
+                except _Transient as exc:
+                    if self._closed or (retry_if is not None and not retry_if(kwargs)):
+                        raise StoreUnavailable(str(exc)) from None
+                    remaining = deadline - loop.time()  # type: ignore[operator]
+                    if remaining <= 0:
+                        raise StoreUnavailable(
+                            f"{exc}; still failing after {self.pool_timeout:g} s of retries"
+                        ) from None
+                    if not self._outage:
+                        self._outage = True
+                        log.warning("jobq: %s; retrying for up to %g s", exc, self.pool_timeout)
+                    await self._check_pool()
+                    await asyncio.sleep(min(pause, remaining))
+                    pause, retried = min(pause * 2, RETRY_MAX), True
+                    continue
+                except JobqError as exc:
+                    if retried and settle is not None:
+                        settled, value = await getattr(self, settle)(exc, args, kwargs)
+                        if settled:
+                            return value
+                    raise
+                except psycopg.Error as exc:
+                    if retried and settle is not None:
+                        settled, value = await getattr(self, settle)(exc, args, kwargs)
+                        if settled:
+                            return value
+                    raise StoreUnavailable(f"PostgreSQL at {self.where}: {exc}".strip()) from None
+                if self._outage and retried:
+                    self._outage = False
+                    log.warning("jobq: PostgreSQL at %s is back", self.where)
+                return outcome
+        finally:
+            if reset is not None:
+                _DEADLINE.reset(reset)
+
+    async def _check_pool(self) -> None:
+        """After a transient error, tests the idle pooled connections once
+        (not by every failing verb at once), so the broken ones are replaced
+        together instead of failing one verb each."""
+        if self._checking or self._pool is None:
+            return
+        self._checking = True
+        try:
+            await self._pool.check()
+        except Exception as exc:  # noqa: BLE001 - the retry that follows reports
+            log.debug("jobq: checking pooled connections failed: %s", exc)
+        finally:
+            self._checking = False
+
+    async def _settle_insert(
+        self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[bool, None]:
+        """A repeated insert that meets its own ids: the first attempt committed."""
+        if not isinstance(exc, psycopg.errors.UniqueViolation):
+            return False, None
+        records: Sequence[JobRecord] = args[0] if args else kwargs["records"]
+        query = self._q("count_ids", "SELECT count(*) FROM {t} WHERE id = ANY(%(ids)s::text[])")
+        rows = await self._fetchall(query, {"ids": [r.id for r in records]})
+        return int(rows[0][0]) == len(records), None
+
+    async def _settle_complete(
+        self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[bool, None]:
+        """A repeated completion that finds the job completed: the first
+        attempt committed (or, after a lost lease, another worker finished it;
+        either way the job is done)."""
+        if not isinstance(exc, LeaseLost):
+            return False, None
+        job_id: str = args[0] if args else kwargs["job_id"]
+        record = await self.get(job_id)
+        return record is not None and record.status == "completed", None
 
     async def _fetchall(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._conn() as conn:
@@ -227,7 +397,7 @@ class PostgresStore:
         row = await cur.fetchone()
         return None if row is None else JobRecord(*row)
 
-    async def _missing(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> Exception:
+    async def _missing(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> JobqError:
         """Why a fenced or unfenced update touched no row."""
         record = await self._get(conn, job_id)
         if record is None:
@@ -236,6 +406,7 @@ class PostgresStore:
 
     # -- the Store protocol -----------------------------------------------------
 
+    @_resilient(settle="_settle_insert")
     async def insert(self, records: Sequence[JobRecord]) -> None:
         """Stores the jobs in one transaction. On the database clock, the
         database's "now" replaces the caller's: each record's ``created_at``
@@ -262,6 +433,7 @@ class PostgresStore:
         except psycopg.DataError as exc:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
 
+    @_resilient()
     async def claim(
         self,
         *,
@@ -272,7 +444,12 @@ class PostgresStore:
         owner: str,
         queues: Sequence[str] | None = None,
         exclude_types: Collection[str] = (),
+        limits: Sequence[KeyLimit] = (),
     ) -> list[JobRecord]:
+        if limits:
+            return await self._claim_limited(
+                limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
+            )
         where, key = self._filters(queues, exclude_types)
         query = self._q(
             "claim" + key,
@@ -297,6 +474,7 @@ class PostgresStore:
         records.sort(key=lambda r: (-r.priority, r.scheduled_at or 0, r.created_at))
         return records
 
+    @_resilient()
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, key = self._filters(queues)
         query = self._q(
@@ -308,6 +486,7 @@ class PostgresStore:
         rows = await self._fetchall(query, params)
         return JobRecord(*rows[0]) if rows else None
 
+    @_resilient()
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
         where, key = self._filters(queues)
         query = self._q(
@@ -317,6 +496,7 @@ class PostgresStore:
         params = {"now": self._now(now_ms), "queues": list(queues) if queues is not None else None}
         return int((await self._fetchall(query, params))[0][0])
 
+    @_resilient()
     async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
         where, key = self._filters(queues)
         query = self._q(
@@ -331,10 +511,12 @@ class PostgresStore:
         # On the database clock, report the due time on the caller's clock.
         return int(due) - int(db_now) + caller_now if self._db_clock else int(due)
 
+    @_resilient()
     async def get(self, job_id: str) -> JobRecord | None:
         async with self._conn() as conn:
             return await self._get(conn, job_id)
 
+    @_resilient(settle="_settle_complete")
     async def complete(self, job_id: str, *, token: str | None, result: str | None, now_ms: int) -> None:
         fence = "" if token is None else _FENCE
         query = self._q(
@@ -348,6 +530,53 @@ class PostgresStore:
             if cur.rowcount == 0:
                 raise await self._missing(conn, job_id)
 
+    @_resilient()
+    async def complete_many(
+        self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
+    ) -> list[JobqError | None]:
+        """Fenced items in one statement joined to the batch (``unnest``),
+        unfenced ones one by one, all in one transaction. After a reply lost
+        mid-outage the retried batch reports ``LeaseLost`` for jobs its first
+        attempt completed: they are completed all the same."""
+        if not items:
+            return []
+        batch = self._q(
+            "complete_many",
+            f"UPDATE {{t}} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
+            f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
+            f" status = 'completed', completed_at = {{now}}, result = b.result"
+            f" FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
+            f" WHERE j.id = b.id AND j.status = 'processing' AND j.lease_token = b.token"
+            f" RETURNING j.id",
+        )
+        single = self._q(
+            "complete",
+            f"UPDATE {{t}} SET {_UNLEASE}, status = 'completed', completed_at = {{now}}, result = %(result)s"
+            f" WHERE id = %(id)s",
+        )
+        now = self._now(now_ms)
+        fenced = [(i, t, r) for i, t, r in items if t is not None]
+        done: set[str] = set()
+        async with self._conn() as conn, conn.transaction():
+            if fenced:
+                cur = await conn.execute(
+                    batch,
+                    {
+                        "now": now,
+                        "ids": [i for i, _, _ in fenced],
+                        "tokens": [t for _, t, _ in fenced],
+                        "results": [None if r is None else _no_nul(r) for _, _, r in fenced],
+                    },
+                )
+                done.update(row[0] for row in await cur.fetchall())
+            for job_id, token, result in items:
+                if token is None:
+                    cur = await conn.execute(single, {"now": now, "result": result, "id": job_id})
+                    if cur.rowcount:
+                        done.add(job_id)
+            return [None if job_id in done else await self._missing(conn, job_id) for job_id, _, _ in items]
+
+    @_resilient(retry_if=lambda kwargs: kwargs.get("token") is not None)
     async def fail(
         self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
     ) -> JobRecord:
@@ -384,6 +613,7 @@ class PostgresStore:
                 return current  # a completed job stays completed
             raise await self._missing(conn, job_id)
 
+    @_resilient()
     async def release(self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int) -> None:
         query = self._q(
             "release",
@@ -403,6 +633,7 @@ class PostgresStore:
                 raise await self._missing(conn, job_id)
             await self._notify(conn)
 
+    @_resilient()
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         if not leases:
             return set()
@@ -422,7 +653,10 @@ class PostgresStore:
         kept = {row[0] for row in await self._fetchall(query, params)}
         return {job_id for job_id, _ in leases} - kept
 
-    async def rescue_expired(self, *, now_ms: int, max_lost: int, error: str) -> list[JobRecord]:
+    @_resilient()
+    async def rescue_expired(
+        self, *, now_ms: int, max_lost: int, error: str, quarantine_error: str | None = None
+    ) -> list[JobRecord]:
         again = "(j.attempts + 1 < j.max_attempts AND j.lost_count + 1 < %(max_lost)s)"
         query = self._q(
             "rescue",
@@ -432,7 +666,8 @@ class PostgresStore:
             f" status = CASE WHEN {again} THEN 'pending' ELSE 'failed' END,"
             f" failed_at = CASE WHEN {again} THEN j.failed_at ELSE {{now}} END,"
             f" process_at = CASE WHEN {again} THEN {{now}} ELSE COALESCE(j.scheduled_at, j.process_at) END,"
-            f" error = replace(%(error)s, %(owner_field)s, COALESCE(j.lease_owner, 'unknown')),"
+            f" error = replace(CASE WHEN j.lost_count + 1 >= %(max_lost)s THEN %(quarantine_error)s"
+            f" ELSE %(error)s END, %(owner_field)s, COALESCE(j.lease_owner, 'unknown')),"
             f" attempts = j.attempts + 1, lost_count = j.lost_count + 1,"
             f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
             f" FROM expired WHERE j.id = expired.id RETURNING {_J_COLUMNS}",
@@ -441,6 +676,7 @@ class PostgresStore:
             "now": self._now(now_ms),
             "max_lost": max_lost,
             "error": _no_nul(error),
+            "quarantine_error": _no_nul(quarantine_error or error),
             "owner_field": "{owner}",
         }
         async with self._conn() as conn, conn.transaction():
@@ -450,16 +686,57 @@ class PostgresStore:
                 await self._notify(conn)
         return records
 
+    async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
+        """One transaction: an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``
+        moves the schedule's last slot forward only if it is older (the row
+        lock makes racing processes queue up and re-check), then the job is
+        inserted and workers notified at commit. The ``jobq_cron`` table is
+        created on first use (additively, beside the versioned job table)."""
+        upsert = (
+            "INSERT INTO jobq_cron (tbl, name, last_slot) VALUES (%(tbl)s, %(name)s, %(slot)s)"
+            " ON CONFLICT (tbl, name) DO UPDATE SET last_slot = EXCLUDED.last_slot"
+            " WHERE jobq_cron.last_slot < EXCLUDED.last_slot RETURNING (xmax = 0) AS inserted"
+        )
+        insert = self._q(
+            "insert",
+            f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
+        )
+        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
+        try:
+            async with self._conn() as conn, conn.transaction():
+                if not self._cron_ready:
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CRON_LOCK_KEY,))
+                    await conn.execute(CRON_TABLE)
+                cur = await conn.execute(upsert, {"tbl": self.table, "name": name, "slot": slot_ms})
+                found = await cur.fetchone()
+                # No row: the stored slot is not older. inserted: a new schedule.
+                won = found is not None and not found[0]
+                if won:
+                    cur = await conn.execute(stamp, {"channel": self.channel, "now": None})
+                    row = await cur.fetchone()
+                    assert row is not None
+                    if self._db_clock:
+                        job.process_at = int(row[1]) + (job.process_at - job.created_at)
+                        job.created_at = int(row[1])
+                    await conn.execute(insert, {f: getattr(job, f) for f in RECORD_FIELDS})
+        except psycopg.DataError as exc:
+            raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
+        self._cron_ready = True
+        return won
+
+    @_resilient()
     async def remove(self, job_id: str) -> bool:
         query = self._q("remove", "DELETE FROM {t} WHERE id = %(id)s")
         async with self._conn() as conn:
             cur = await conn.execute(query, {"id": job_id})
             return cur.rowcount > 0
 
+    @_resilient()
     async def clear(self) -> None:
         async with self._conn() as conn:
             await conn.execute(self._q("clear", "DELETE FROM {t}"))
 
+    @_resilient()
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
         if not statuses:
             return 0
@@ -470,7 +747,7 @@ class PostgresStore:
             query = self._q(
                 "delete_terminal_before",
                 "DELETE FROM {t} WHERE status = ANY(%(statuses)s::text[])"
-                " AND COALESCE(completed_at, failed_at, created_at) < {now} + %(before_in)s::bigint",
+                " AND COALESCE(completed_at, failed_at, cancelled_at, created_at) < {now} + %(before_in)s::bigint",
             )
             caller_now = self._caller_now()
             params.update(now=self._now(caller_now), before_in=before_ms - caller_now)
@@ -478,6 +755,7 @@ class PostgresStore:
             cur = await conn.execute(query, params)
             return cur.rowcount
 
+    @_resilient()
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
         query = self._q(
             "count_by_status",
@@ -486,6 +764,374 @@ class PostgresStore:
         )
         rows = await self._fetchall(query, {"now": self._now(now_ms)})
         return {status: int(count) for status, count in rows}
+
+    # -- per-key limits ------------------------------------------------------------
+
+    async def _claim_limited(
+        self,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None,
+        exclude_types: Collection[str],
+        limits: Sequence[KeyLimit],
+    ) -> list[JobRecord]:
+        where, key = self._filters(queues, exclude_types)
+        parts: list[str] = []
+        params: dict[str, Any] = {
+            "now": self._now(now_ms),
+            "lease": lease_until_ms - now_ms,
+            "token": token,
+            "owner": owner,
+            "per_key": limit,
+            "cap": keylimits.candidate_cap(limit),
+            "queues": list(queues) if queues is not None else None,
+            "exclude": list(exclude_types),
+            "lock_space": LIMITS_LOCK_SPACE,
+            "tbl": self.table,
+        }
+        for i, lim in enumerate(limits):
+            applies = f"type = %(type{i})s" if lim.type is not None else "TRUE"
+            parts.append(f"CASE WHEN {applies} THEN jobq_json_field(metadata, %(field{i})s) END")
+            params[f"type{i}"], params[f"field{i}"] = lim.type, lim.key
+            key += "t" if lim.type is not None else "a"
+        # The first waiting jobs of each key combination, round-robin.
+        candidates_sql = self._q(
+            "claim_limited" + key,
+            f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, row_number() OVER"
+            f" (PARTITION BY {', '.join(parts)} ORDER BY {_DUE_ORDER}) AS jobq_rank"
+            f" FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}) AS ranked"
+            f" WHERE jobq_rank <= %(per_key)s ORDER BY jobq_rank, {_DUE_ORDER} LIMIT %(cap)s",
+        )
+        take = self._q(
+            "claim_limited_take",
+            f"UPDATE {{t}} AS j SET status = 'processing', scheduled_at = j.process_at,"
+            f" process_at = {{now}} + %(lease)s::bigint, lease_token = %(token)s,"
+            f" lease_owner = %(owner)s, started_at = {{now}}"
+            f" WHERE j.id = ANY(%(ids)s::text[]) AND j.status = 'pending' RETURNING {_J_COLUMNS}",
+        )
+        starts = sql.Identifier(starts_table(self.table)).as_string(None)
+        rated = keylimits.rate_limits(limits)
+        async with self._conn() as conn, conn.transaction():
+            # Limited claims take turns, so each counts what the others took.
+            cur = await conn.execute(
+                self._q("limits_lock", "SELECT pg_advisory_xact_lock(%(lock_space)s, hashtext(%(tbl)s)), {now}"),
+                params,
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            db_now = int(row[1])
+            cur = await conn.execute(candidates_sql, params)
+            candidates = self._records(await cur.fetchall())
+            if not candidates:
+                return []
+            running: list[tuple[str, Any]] = []
+            if any(lim.concurrency is not None for lim in limits):
+                cur = await conn.execute(
+                    self._q("limits_running", "SELECT type, metadata FROM {t} WHERE status = 'processing'"), {}
+                )
+                running = [(r[0], r[1]) for r in await cur.fetchall()]
+            recent: list[tuple[str, str]] = []
+            for lim in rated:
+                await conn.execute(
+                    f"DELETE FROM {starts} WHERE name = %s AND at_ms <= %s", (lim.name, db_now - lim.per_ms)
+                )
+                cur = await conn.execute(f"SELECT name, key FROM {starts} WHERE name = %s", (lim.name,))
+                recent += [(r[0], r[1]) for r in await cur.fetchall()]
+            chosen, new_starts = keylimits.choose(
+                candidates, limit, limits, keylimits.usage(limits, running, recent)
+            )
+            if not chosen:
+                return []
+            cur = await conn.execute(take, {**params, "ids": [r.id for r in chosen]})
+            records = self._records(await cur.fetchall())
+            taken = {r.id for r in records}
+            if new_starts and taken:
+                async with conn.cursor() as scur:
+                    await scur.executemany(
+                        f"INSERT INTO {starts} (name, key, at_ms) VALUES (%s, %s, %s)",
+                        [(name, k, db_now) for name, k in new_starts],
+                    )
+        records.sort(key=lambda r: (-r.priority, r.scheduled_at or 0, r.created_at))
+        return records
+
+    # -- unique jobs, cancellation, progress, inspection -------------------------
+
+    @_resilient()
+    async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
+        """:meth:`insert`, except that a record whose ``unique_key`` an
+        unfinished job holds is not stored (``INSERT ... ON CONFLICT DO
+        NOTHING`` on the partial unique index); its holder is read back in
+        the same transaction. A conflicting insert still in flight elsewhere
+        is waited for by the database, so exactly one job is stored."""
+        values = ", ".join(f"%({f})s" for f in RECORD_FIELDS)
+        plain = self._q("insert", f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({values})")
+        keyed = self._q(
+            "insert_unique", f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING id"
+        )
+        holder = self._q(
+            "unique_holder",
+            f"SELECT {_COLUMNS} FROM {{t}} WHERE unique_key = %(key)s AND status IN ('pending', 'processing')",
+        )
+        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
+        answer: list[JobRecord | None] = []
+        try:
+            async with self._conn() as conn, conn.transaction():
+                cur = await conn.execute(stamp, {"channel": self.channel, "now": None})
+                row = await cur.fetchone()
+                assert row is not None
+                if self._db_clock:
+                    db_now = int(row[1])
+                    for record in records:
+                        record.process_at = db_now + (record.process_at - record.created_at)
+                        record.created_at = db_now
+                for record in records:
+                    fields = {f: getattr(record, f) for f in RECORD_FIELDS}
+                    if record.unique_key is None:
+                        await conn.execute(plain, fields)
+                        answer.append(None)
+                        continue
+                    for _ in range(UNIQUE_INSERT_TRIES):
+                        cur = await conn.execute(keyed, fields)
+                        if await cur.fetchone() is not None:
+                            answer.append(None)
+                            break
+                        cur = await conn.execute(holder, {"key": record.unique_key})
+                        found = await cur.fetchone()
+                        if found is not None:
+                            held = JobRecord(*found)
+                            # A retried call may meet its own committed insert.
+                            answer.append(None if held.id == record.id else held)
+                            break
+                        # The holder finished between the two statements: try again.
+                    else:
+                        raise StoreUnavailable(f"job id {record.id!r} already exists")
+        except psycopg.DataError as exc:
+            raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
+        return answer
+
+    @_resilient()
+    async def cancel(
+        self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
+    ) -> tuple[bool, JobRecord]:
+        lock = self._q("cancel_lock", f"SELECT {_COLUMNS} FROM {{t}} WHERE id = %(id)s FOR UPDATE")
+        stop = self._q(
+            "cancel_stop",
+            f"UPDATE {{t}} SET {_UNLEASE}, status = 'cancelled', cancelled_at = {{now}},"
+            f" error = COALESCE(%(error)s, error) WHERE id = %(id)s RETURNING {_COLUMNS}",
+        )
+        request = self._q(
+            "cancel_request",
+            f"UPDATE {{t}} SET cancel_requested_at = COALESCE(cancel_requested_at, {{now}})"
+            f" WHERE id = %(id)s RETURNING {_COLUMNS}",
+        )
+        params = {"id": job_id, "now": self._now(now_ms), "error": None if error is None else _no_nul(error)}
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(lock, params)
+            row = await cur.fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            record = JobRecord(*row)
+            if token is not None and (record.status != "processing" or record.lease_token != token):
+                raise LeaseLost(job_id, f"the job is now {record.status}")
+            if record.status == "pending" or token is not None:
+                cur = await conn.execute(stop, params)
+            elif record.status == "processing":
+                cur = await conn.execute(request, params)
+            else:
+                return False, record
+            after = await cur.fetchone()
+            assert after is not None
+            return True, JobRecord(*after)
+
+    @_resilient()
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        query = self._q(
+            "cancel_requested",
+            "SELECT id FROM {t} WHERE id = ANY(%(ids)s::text[]) AND status = 'processing'"
+            " AND cancel_requested_at IS NOT NULL",
+        )
+        return {row[0] for row in await self._fetchall(query, {"ids": list(job_ids)})}
+
+    @_resilient()
+    async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
+        query = self._q(
+            "cancel_expired",
+            f"UPDATE {{t}} SET {_UNLEASE}, status = 'cancelled', cancelled_at = {{now}}"
+            f" WHERE status = 'processing' AND cancel_requested_at IS NOT NULL AND process_at <= {{now}}"
+            f" RETURNING {_COLUMNS}",
+        )
+        return self._records(await self._fetchall(query, {"now": self._now(now_ms)}))
+
+    @_resilient()
+    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
+        query = self._q(
+            "retry",
+            f"UPDATE {{t}} SET status = 'pending', attempts = 0, process_at = {{now}},"
+            f" failed_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL"
+            f" WHERE id = %(id)s AND status IN ('failed', 'cancelled') RETURNING {_COLUMNS}",
+        )
+        try:
+            async with self._conn() as conn, conn.transaction():
+                cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
+                row = await cur.fetchone()
+                if row is not None:
+                    record = JobRecord(*row)
+                    await self._notify(conn)
+                    return record
+                current = await self._get(conn, job_id)
+        except psycopg.errors.UniqueViolation:
+            raise NotRetryable(
+                f"job {job_id!r} cannot be retried: another unfinished job holds its unique key"
+            ) from None
+        if current is None:
+            raise JobNotFound(job_id)
+        raise NotRetryable(f"job {job_id!r} is {current.status}; only failed or cancelled jobs can be retried")
+
+    @_resilient()
+    async def set_progress(
+        self, job_id: str, *, token: str | None, progress: float, message: str | None
+    ) -> None:
+        fence = "" if token is None else _FENCE
+        query = self._q(
+            "progress" + ("f" if fence else ""),
+            f"UPDATE {{t}} SET progress = %(progress)s, progress_message = %(message)s WHERE id = %(id)s{fence}",
+        )
+        params = {
+            "progress": progress,
+            "message": None if message is None else _no_nul(message),
+            "id": job_id,
+            "token": token,
+        }
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(query, params)
+            if cur.rowcount == 0:
+                raise await self._missing(conn, job_id)
+
+    @_resilient()
+    async def list_jobs(
+        self,
+        *,
+        statuses: Collection[str] | None,
+        types: Collection[str] | None,
+        queues: Collection[str] | None,
+        limit: int,
+        offset: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> tuple[list[JobRecord], int]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {"now": self._now(now_ms), "limit": limit, "offset": offset}
+        if statuses is not None:
+            either: list[str] = []
+            stored = sorted(set(statuses) - {"pending", "delayed"})
+            if "pending" in statuses:
+                either.append("(status = 'pending' AND process_at <= {now})")
+            if "delayed" in statuses:
+                either.append("(status = 'pending' AND process_at > {now})")
+            if stored:
+                either.append("status = ANY(%(statuses)s::text[])")
+                params["statuses"] = stored
+            clauses.append("(" + (" OR ".join(either) or "FALSE") + ")")
+        if types is not None:
+            clauses.append("type = ANY(%(types)s::text[])")
+            params["types"] = list(types)
+        if queues is not None:
+            clauses.append("queue = ANY(%(queues)s::text[])")
+            params["queues"] = list(queues)
+        where = (" WHERE " + " AND ".join(clauses) if clauses else "").replace("{now}", _NOW)
+        direction = "DESC" if newest_first else "ASC"
+        page = (
+            f"SELECT {_COLUMNS} FROM {self._ident}{where}"
+            f" ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s OFFSET %(offset)s"
+        )
+        count = f"SELECT count(*) FROM {self._ident}{where}"
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(page, params)
+            records = self._records(await cur.fetchall())
+            cur = await conn.execute(count, params)
+            row = await cur.fetchone()
+        return records, int(row[0]) if row else 0
+
+    @_resilient()
+    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
+        query = self._q(
+            "summary",
+            "SELECT queue, type, CASE WHEN status = 'pending' AND process_at > {now} THEN 'delayed'"
+            " ELSE status END AS s, count(*) FROM {t} GROUP BY queue, type, s ORDER BY queue, type, s",
+        )
+        rows = await self._fetchall(query, {"now": self._now(now_ms)})
+        return [(q, t, st, int(n)) for q, t, st, n in rows]
+
+    @_resilient()
+    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
+        query = self._q(
+            "throughput",
+            "SELECT minute, sum(done), sum(failed) FROM ("
+            "SELECT completed_at / 60000 * 60000 AS minute, 1 AS done, 0 AS failed FROM {t}"
+            " WHERE status = 'completed' AND completed_at >= %(since)s"
+            " UNION ALL SELECT failed_at / 60000 * 60000, 0, 1 FROM {t}"
+            " WHERE status = 'failed' AND failed_at >= %(since)s) AS finished GROUP BY minute ORDER BY minute",
+        )
+        rows = await self._fetchall(query, {"since": since_ms})
+        return [(int(m), int(d), int(f)) for m, d, f in rows]
+
+    # -- transactional enqueue ---------------------------------------------------
+
+    def _stamp(self, records: Sequence[JobRecord], db_now: int) -> None:
+        """On the database clock, the transaction's "now" replaces the caller's."""
+        if self._db_clock:
+            for record in records:
+                record.process_at = db_now + (record.process_at - record.created_at)
+                record.created_at = db_now
+
+    async def insert_on(self, conn: Any, records: Sequence[JobRecord]) -> None:
+        """Inserts the jobs on the application's own psycopg connection
+        (``psycopg.AsyncConnection`` or ``psycopg.Connection``), inside the
+        transaction it has open, without committing: the jobs exist, and
+        ``pg_notify`` wakes workers, only if that transaction commits. On a
+        connection in autocommit mode with no transaction open, the jobs are
+        inserted in a transaction of their own. The table is named with its
+        schema, so the connection's ``search_path`` does not matter."""
+        insert = self._sql.get("insert_on")
+        if insert is None:
+            insert = self._sql["insert_on"] = (
+                f"INSERT INTO {self._qualified} ({_COLUMNS})"
+                f" VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})"
+            )
+        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
+        stamp_params = {"channel": self.channel, "now": None}
+        idle = psycopg.pq.TransactionStatus.IDLE
+        try:
+            if isinstance(conn, psycopg.AsyncConnection):
+                own = conn.autocommit and conn.info.transaction_status == idle
+                async with conn.transaction() if own else contextlib.nullcontext():
+                    cur = await conn.execute(stamp, stamp_params)
+                    row = await cur.fetchone()
+                    assert row is not None
+                    self._stamp(records, int(row[1]))
+                    async with conn.cursor() as acur:
+                        await acur.executemany(insert, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
+            elif isinstance(conn, psycopg.Connection):
+                own = conn.autocommit and conn.info.transaction_status == idle
+                with conn.transaction() if own else contextlib.nullcontext():
+                    srow = conn.execute(stamp, stamp_params).fetchone()
+                    assert srow is not None
+                    self._stamp(records, int(srow[1]))
+                    with conn.cursor() as scur:
+                        scur.executemany(insert, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
+            else:
+                raise TypeError(
+                    f"connection= takes a psycopg Connection or AsyncConnection, not {type(conn).__name__}"
+                )
+        except psycopg.DataError as exc:
+            raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"PostgreSQL (the application's connection): {exc}".strip()) from None
 
     # -- wake-ups ----------------------------------------------------------------
 

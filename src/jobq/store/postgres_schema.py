@@ -120,8 +120,79 @@ def _v1_create(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
     )
 
 
+#: Columns version 2 adds: unique jobs, progress, cancellation.
+V2_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("unique_key", "TEXT"),
+    ("progress", "DOUBLE PRECISION"),
+    ("progress_message", "TEXT"),
+    ("cancelled_at", "BIGINT"),
+    ("cancel_requested_at", "BIGINT"),
+)
+
+#: A metadata field as text, or NULL when the metadata is not valid JSON (a
+#: damaged row must not break the claims of every other job).
+JSON_FIELD_FUNCTION = """
+CREATE OR REPLACE FUNCTION jobq_json_field(doc text, field text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  RETURN doc::jsonb ->> field;
+EXCEPTION WHEN others THEN
+  RETURN NULL;
+END
+$$
+"""
+
+
+def starts_table(table: str) -> str:
+    """The table of recent job starts that per-key rate limits count."""
+    return derived_name(table, "jobq_starts")
+
+
+def _v2_features(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+    ident = sql.Identifier(table)
+    for name, decl in V2_COLUMNS:
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + decl).format(ident, sql.Identifier(name))
+        )
+    # The database itself keeps a unique key to one unfinished job.
+    cur.execute(
+        sql.SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (unique_key)"
+            " WHERE unique_key IS NOT NULL AND status IN ('pending', 'processing')"
+        ).format(sql.Identifier(derived_name(table, "jobq_unique")), ident)
+    )
+    # Claiming from one named queue walks only that queue's waiting rows.
+    cur.execute(
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (queue, priority DESC, process_at, created_at)"
+            " WHERE status = 'pending'"
+        ).format(sql.Identifier(derived_name(table, "jobq_queue_ready")), ident)
+    )
+    # Listing jobs by status, newest or oldest first.
+    cur.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (status, created_at)").format(
+            sql.Identifier(derived_name(table, "jobq_status_created")), ident
+        )
+    )
+    starts = starts_table(table)
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (name TEXT NOT NULL, key TEXT NOT NULL, at_ms BIGINT NOT NULL)"
+        ).format(sql.Identifier(starts))
+    )
+    cur.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (name, at_ms)").format(
+            sql.Identifier(derived_name(starts, "window")), sql.Identifier(starts)
+        )
+    )
+    cur.execute(JSON_FIELD_FUNCTION)
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
-MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...] = (_v1_create,)
+MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...] = (
+    _v1_create,
+    _v2_features,
+)
 LATEST_VERSION = len(MIGRATIONS)
 
 

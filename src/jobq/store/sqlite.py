@@ -27,9 +27,19 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
-from ..errors import InvalidOption, JobNotFound, LeaseLost, QueueClosed, StoreUnavailable
+from .. import keylimits
+from ..errors import (
+    InvalidOption,
+    JobNotFound,
+    JobqError,
+    LeaseLost,
+    NotRetryable,
+    QueueClosed,
+    StoreUnavailable,
+)
 from ..job import RECORD_FIELDS, JobRecord
-from .sqlite_schema import check_table_name, migrate
+from ..keylimits import KeyLimit
+from .sqlite_schema import check_table_name, migrate, starts_table
 
 R = TypeVar("R")
 
@@ -42,6 +52,11 @@ WAKE_POLL_MIN = 0.001  # seconds between data_version checks right after activit
 WAKE_POLL_MAX = 0.010  # seconds between checks once idle: bounds cross-process wake-up delay
 
 _COLUMNS = ", ".join(RECORD_FIELDS)
+#: Cron schedules' last slots (epoch ms), per job table; see ``claim_cron_slot``.
+CRON_TABLE = (
+    "CREATE TABLE IF NOT EXISTS jobq_cron (tbl TEXT NOT NULL, name TEXT NOT NULL,"
+    " last_slot INTEGER NOT NULL, PRIMARY KEY (tbl, name))"
+)
 _DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
 # Clearing a claim: a processing row's process_at holds its lease end, and the
 # time it was due goes back in place.
@@ -49,6 +64,11 @@ _UNLEASE = (
     "process_at = CASE WHEN status = 'processing' THEN COALESCE(scheduled_at, process_at)"
     " ELSE process_at END, lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
 )
+
+
+def _json_path(field: str) -> str:
+    """A JSON path naming one top-level field, whatever characters it has."""
+    return '$."' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -78,7 +98,7 @@ class SQLiteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite")
         self._closed = False
         self._conn = self._connect()
-        self._write(lambda c: migrate(c, self.table), in_transaction=False)
+        self.schema_found: int = self._write(lambda c: migrate(c, self.table), in_transaction=False)
         self._watch = self._connect()
         self._last_version = self._data_version()
 
@@ -181,7 +201,12 @@ class SQLiteStore:
         owner: str,
         queues: Sequence[str] | None = None,
         exclude_types: Collection[str] = (),
+        limits: Sequence[KeyLimit] = (),
     ) -> list[JobRecord]:
+        if limits:
+            return await self._claim_limited(
+                limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
+            )
         where, params = self._filters(queues, exclude_types)
         sql = (
             f"UPDATE {self.table} SET status = 'processing', scheduled_at = process_at,"
@@ -223,7 +248,7 @@ class SQLiteStore:
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(self._read, lambda c: self._get(c, job_id))
 
-    def _missing(self, conn: sqlite3.Connection, job_id: str, token: str | None) -> Exception:
+    def _missing(self, conn: sqlite3.Connection, job_id: str, token: str | None) -> JobqError:
         """Why a fenced or unfenced update touched no row."""
         record = self._get(conn, job_id)
         if record is None:
@@ -248,6 +273,30 @@ class SQLiteStore:
                 raise self._missing(conn, job_id, token)
 
         await self._run(self._write, do)
+
+    async def complete_many(
+        self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
+    ) -> list[JobqError | None]:
+        fenced = (
+            f"UPDATE {self.table} SET {_UNLEASE}, status = 'completed', completed_at = ?, result = ?"
+            f" WHERE id = ? AND status = 'processing' AND lease_token = ?"
+        )
+        unfenced = (
+            f"UPDATE {self.table} SET {_UNLEASE}, status = 'completed', completed_at = ?, result = ?"
+            f" WHERE id = ?"
+        )
+
+        def do(conn: sqlite3.Connection) -> list[JobqError | None]:
+            outcomes: list[JobqError | None] = []
+            for job_id, token, result in items:
+                if token is None:
+                    changed = conn.execute(unfenced, (now_ms, result, job_id)).rowcount
+                else:
+                    changed = conn.execute(fenced, (now_ms, result, job_id, token)).rowcount
+                outcomes.append(None if changed else self._missing(conn, job_id, token))
+            return outcomes
+
+        return await self._run(self._write, do) if items else []
 
     async def fail(
         self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
@@ -305,21 +354,53 @@ class SQLiteStore:
 
         return await self._run(self._write, do) if leases else set()
 
-    async def rescue_expired(self, *, now_ms: int, max_lost: int, error: str) -> list[JobRecord]:
+    async def rescue_expired(
+        self, *, now_ms: int, max_lost: int, error: str, quarantine_error: str | None = None
+    ) -> list[JobRecord]:
         again = "(attempts + 1 < max_attempts AND lost_count + 1 < ?)"
         sql = (
             f"UPDATE {self.table} SET"
             f" status = CASE WHEN {again} THEN 'pending' ELSE 'failed' END,"
             f" failed_at = CASE WHEN {again} THEN failed_at ELSE ? END,"
             f" process_at = CASE WHEN {again} THEN ? ELSE COALESCE(scheduled_at, process_at) END,"
-            f" error = replace(?, '{{owner}}', COALESCE(lease_owner, 'unknown')),"
+            f" error = replace(CASE WHEN lost_count + 1 >= ? THEN ? ELSE ? END,"
+            f" '{{owner}}', COALESCE(lease_owner, 'unknown')),"
             f" attempts = attempts + 1, lost_count = lost_count + 1,"
             f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
             f" WHERE status = 'processing' AND process_at <= ? RETURNING {_COLUMNS}"
         )
-        args = (max_lost, max_lost, now_ms, max_lost, now_ms, error, now_ms)
+        args = (max_lost, max_lost, now_ms, max_lost, now_ms, max_lost, quarantine_error or error, error, now_ms)
         rows = await self._run(self._write, lambda c: c.execute(sql, args).fetchall())
         return self._records(rows)
+
+    async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
+        """One ``BEGIN IMMEDIATE`` transaction: read the schedule's last slot,
+        move it forward and insert the job, or change nothing. The
+        ``jobq_cron`` table is created here on first use (additively, beside
+        the versioned job table)."""
+        insert = (
+            f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
+        )
+        row = tuple(getattr(job, f) for f in RECORD_FIELDS)
+
+        def do(conn: sqlite3.Connection) -> bool:
+            conn.execute(CRON_TABLE)
+            found = conn.execute(
+                "SELECT last_slot FROM jobq_cron WHERE tbl = ? AND name = ?", (self.table, name)
+            ).fetchone()
+            if found is not None and found[0] >= slot_ms:
+                return False
+            conn.execute(
+                "INSERT INTO jobq_cron (tbl, name, last_slot) VALUES (?, ?, ?)"
+                " ON CONFLICT (tbl, name) DO UPDATE SET last_slot = excluded.last_slot",
+                (self.table, name, slot_ms),
+            )
+            if found is None:
+                return False
+            conn.execute(insert, row)
+            return True
+
+        return await self._run(self._write, do)
 
     async def remove(self, job_id: str) -> bool:
         sql = f"DELETE FROM {self.table} WHERE id = ?"
@@ -334,7 +415,7 @@ class SQLiteStore:
         sql = f"DELETE FROM {self.table} WHERE status IN ({', '.join('?' * len(statuses))})"
         args: list[Any] = list(statuses)
         if before_ms is not None:
-            sql += " AND COALESCE(completed_at, failed_at, created_at) < ?"
+            sql += " AND COALESCE(completed_at, failed_at, cancelled_at, created_at) < ?"
             args.append(before_ms)
         return await self._run(self._write, lambda c: c.execute(sql, args).rowcount)
 
@@ -345,6 +426,251 @@ class SQLiteStore:
         )
         rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms,)).fetchall())
         return {status: count for status, count in rows}
+
+    # -- per-key limits ------------------------------------------------------
+
+    async def _claim_limited(
+        self,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None,
+        exclude_types: Collection[str],
+        limits: Sequence[KeyLimit],
+    ) -> list[JobRecord]:
+        where, params = self._filters(queues, exclude_types)
+        parts: list[str] = []
+        part_args: list[Any] = []
+        for lim in limits:
+            applies = "type = ? AND " if lim.type is not None else ""
+            parts.append(f"CASE WHEN {applies}json_valid(metadata) THEN json_extract(metadata, ?) END")
+            part_args += ([lim.type] if lim.type is not None else []) + [_json_path(lim.key)]
+        # The first waiting jobs of each key combination, round-robin.
+        candidates_sql = (
+            f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, row_number() OVER"
+            f" (PARTITION BY {', '.join(parts)} ORDER BY {_DUE_ORDER}) AS jobq_rank"
+            f" FROM {self.table} WHERE status = 'pending' AND process_at <= ?{where})"
+            f" WHERE jobq_rank <= ? ORDER BY jobq_rank, {_DUE_ORDER} LIMIT ?"
+        )
+        candidates_args = (*part_args, now_ms, *params, limit, keylimits.candidate_cap(limit))
+        starts = starts_table(self.table)
+        rated = keylimits.rate_limits(limits)
+        take = (
+            f"UPDATE {self.table} SET status = 'processing', scheduled_at = process_at,"
+            f" process_at = ?, lease_token = ?, lease_owner = ?, started_at = ?"
+            f" WHERE id = ? AND status = 'pending' RETURNING {_COLUMNS}"
+        )
+
+        def do(conn: sqlite3.Connection) -> list[JobRecord]:
+            candidates = self._records(conn.execute(candidates_sql, candidates_args).fetchall())
+            if not candidates:
+                return []
+            running: list[tuple[str, Any]] = []
+            if any(lim.concurrency is not None for lim in limits):
+                running = conn.execute(
+                    f"SELECT type, metadata FROM {self.table} WHERE status = 'processing'"
+                ).fetchall()
+            recent: list[tuple[str, str]] = []
+            for lim in rated:
+                conn.execute(f"DELETE FROM {starts} WHERE name = ? AND at_ms <= ?", (lim.name, now_ms - lim.per_ms))
+                recent += conn.execute(f"SELECT name, key FROM {starts} WHERE name = ?", (lim.name,)).fetchall()
+            chosen, new_starts = keylimits.choose(
+                candidates, limit, limits, keylimits.usage(limits, running, recent)
+            )
+            claimed = []
+            for record in chosen:
+                row = conn.execute(take, (lease_until_ms, token, owner, now_ms, record.id)).fetchone()
+                if row is not None:
+                    claimed.append(JobRecord(*row))
+            if new_starts:
+                conn.executemany(
+                    f"INSERT INTO {starts} (name, key, at_ms) VALUES (?, ?, ?)",
+                    [(name, key, now_ms) for name, key in new_starts],
+                )
+            return claimed
+
+        return await self._run(self._write, do)
+
+    # -- unique jobs, cancellation, progress, inspection ---------------------
+
+    async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
+        placeholders = ", ".join("?" * len(RECORD_FIELDS))
+        plain = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({placeholders})"
+        # A unique key held by an unfinished job trips the partial unique
+        # index; DO NOTHING then leaves the holder to be read back.
+        keyed = plain + " ON CONFLICT DO NOTHING"
+        holder = (
+            f"SELECT {_COLUMNS} FROM {self.table}"
+            f" WHERE unique_key = ? AND status IN ('pending', 'processing')"
+        )
+        rows = [tuple(getattr(r, f) for f in RECORD_FIELDS) for r in records]
+
+        def do(conn: sqlite3.Connection) -> list[JobRecord | None]:
+            answer: list[JobRecord | None] = []
+            for record, row in zip(records, rows, strict=True):
+                if record.unique_key is None:
+                    conn.execute(plain, row)
+                    answer.append(None)
+                    continue
+                if conn.execute(keyed, row).rowcount == 1:
+                    answer.append(None)
+                    continue
+                found = conn.execute(holder, (record.unique_key,)).fetchone()
+                if found is None:
+                    raise StoreUnavailable(f"job id {record.id!r} already exists")
+                answer.append(JobRecord(*found))
+            return answer
+
+        return await self._run(self._write, do)
+
+    async def cancel(
+        self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
+    ) -> tuple[bool, JobRecord]:
+        stop = (
+            f"UPDATE {self.table} SET {_UNLEASE}, status = 'cancelled', cancelled_at = ?,"
+            f" error = COALESCE(?, error) WHERE id = ?"
+        )
+        request = (
+            f"UPDATE {self.table} SET cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?"
+        )
+
+        def do(conn: sqlite3.Connection) -> tuple[bool, JobRecord]:
+            record = self._get(conn, job_id)
+            if record is None:
+                raise JobNotFound(job_id)
+            if token is not None and (record.status != "processing" or record.lease_token != token):
+                raise LeaseLost(job_id, f"the job is now {record.status}")
+            if record.status == "pending" or token is not None:
+                conn.execute(stop, (now_ms, error, job_id))
+            elif record.status == "processing":
+                conn.execute(request, (now_ms, job_id))
+            else:
+                return False, record
+            after = self._get(conn, job_id)
+            assert after is not None
+            return True, after
+
+        return await self._run(self._write, do)
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        sql = (
+            f"SELECT id FROM {self.table} WHERE id IN ({', '.join('?' * len(job_ids))})"
+            f" AND status = 'processing' AND cancel_requested_at IS NOT NULL"
+        )
+        rows = await self._run(self._read, lambda c: c.execute(sql, tuple(job_ids)).fetchall())
+        return {row[0] for row in rows}
+
+    async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
+        sql = (
+            f"UPDATE {self.table} SET {_UNLEASE}, status = 'cancelled', cancelled_at = ?"
+            f" WHERE status = 'processing' AND cancel_requested_at IS NOT NULL AND process_at <= ?"
+            f" RETURNING {_COLUMNS}"
+        )
+        rows = await self._run(self._write, lambda c: c.execute(sql, (now_ms, now_ms)).fetchall())
+        return self._records(rows)
+
+    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
+        sql = (
+            f"UPDATE {self.table} SET status = 'pending', attempts = 0, process_at = ?,"
+            f" failed_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL"
+            f" WHERE id = ? AND status IN ('failed', 'cancelled') RETURNING {_COLUMNS}"
+        )
+
+        def do(conn: sqlite3.Connection) -> JobRecord:
+            try:
+                row = conn.execute(sql, (now_ms, job_id)).fetchone()
+            except sqlite3.IntegrityError:
+                raise NotRetryable(
+                    f"job {job_id!r} cannot be retried: another unfinished job holds its unique key"
+                ) from None
+            if row is not None:
+                return JobRecord(*row)
+            record = self._get(conn, job_id)
+            if record is None:
+                raise JobNotFound(job_id)
+            raise NotRetryable(f"job {job_id!r} is {record.status}; only failed or cancelled jobs can be retried")
+
+        return await self._run(self._write, do)
+
+    async def set_progress(
+        self, job_id: str, *, token: str | None, progress: float, message: str | None
+    ) -> None:
+        fence, fence_args = self._fence(token)
+        sql = f"UPDATE {self.table} SET progress = ?, progress_message = ? WHERE id = ?{fence}"
+
+        def do(conn: sqlite3.Connection) -> None:
+            if conn.execute(sql, (progress, message, job_id, *fence_args)).rowcount == 0:
+                raise self._missing(conn, job_id, token)
+
+        await self._run(self._write, do)
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Collection[str] | None,
+        types: Collection[str] | None,
+        queues: Collection[str] | None,
+        limit: int,
+        offset: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> tuple[list[JobRecord], int]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if statuses is not None:
+            either: list[str] = []
+            for status in sorted(statuses):
+                if status == "pending":
+                    either.append("(status = 'pending' AND process_at <= ?)")
+                    args.append(now_ms)
+                elif status == "delayed":
+                    either.append("(status = 'pending' AND process_at > ?)")
+                    args.append(now_ms)
+                else:
+                    either.append("status = ?")
+                    args.append(status)
+            clauses.append("(" + (" OR ".join(either) or "0") + ")")
+        for column, values in (("type", types), ("queue", queues)):
+            if values is not None:
+                clauses.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
+                args.extend(values)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        direction = "DESC" if newest_first else "ASC"
+        page = (
+            f"SELECT {_COLUMNS} FROM {self.table}{where}"
+            f" ORDER BY created_at {direction}, id {direction} LIMIT ? OFFSET ?"
+        )
+        count = f"SELECT count(*) FROM {self.table}{where}"
+
+        def do(conn: sqlite3.Connection) -> tuple[list[JobRecord], int]:
+            rows = conn.execute(page, (*args, limit, offset)).fetchall()
+            return self._records(rows), int(conn.execute(count, args).fetchone()[0])
+
+        return await self._run(self._read, do)
+
+    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
+        sql = (
+            f"SELECT queue, type, CASE WHEN status = 'pending' AND process_at > ? THEN 'delayed'"
+            f" ELSE status END AS s, count(*) FROM {self.table} GROUP BY queue, type, s"
+            f" ORDER BY queue, type, s"
+        )
+        rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms,)).fetchall())
+        return [(q, t, st, int(n)) for q, t, st, n in rows]
+
+    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
+        sql = (
+            f"SELECT minute, sum(done), sum(failed) FROM ("
+            f"SELECT completed_at / 60000 * 60000 AS minute, 1 AS done, 0 AS failed FROM {self.table}"
+            f" WHERE status = 'completed' AND completed_at >= ?"
+            f" UNION ALL SELECT failed_at / 60000 * 60000, 0, 1 FROM {self.table}"
+            f" WHERE status = 'failed' AND failed_at >= ?) GROUP BY minute ORDER BY minute"
+        )
+        rows = await self._run(self._read, lambda c: c.execute(sql, (since_ms, since_ms)).fetchall())
+        return [(int(m), int(d), int(f)) for m, d, f in rows]
 
     async def wait_for_change(self, timeout: float) -> None:
         """Polls ``PRAGMA data_version`` (a read of the WAL index, no lock),

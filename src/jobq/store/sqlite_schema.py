@@ -82,8 +82,47 @@ def _v1_create(conn: sqlite3.Connection, table: str) -> None:
     )
 
 
+#: Columns version 2 adds: unique jobs, progress, cancellation.
+V2_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("unique_key", "TEXT"),
+    ("progress", "REAL"),
+    ("progress_message", "TEXT"),
+    ("cancelled_at", "INTEGER"),
+    ("cancel_requested_at", "INTEGER"),
+)
+
+
+def starts_table(table: str) -> str:
+    """The table of recent job starts that per-key rate limits count."""
+    return f"jobq_{table}_starts"
+
+
+def _v2_features(conn: sqlite3.Connection, table: str) -> None:
+    existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, decl in V2_COLUMNS:
+        if name not in existing:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+    # The database itself keeps a unique key to one unfinished job.
+    conn.execute(
+        f"CREATE UNIQUE INDEX IF NOT EXISTS jobq_{table}_unique ON {table} (unique_key)"
+        f" WHERE unique_key IS NOT NULL AND status IN ('pending', 'processing')"
+    )
+    # Claiming from one named queue walks only that queue's waiting rows.
+    conn.execute(
+        f"CREATE INDEX IF NOT EXISTS jobq_{table}_queue_ready ON {table}"
+        f" (queue, priority DESC, process_at, created_at) WHERE status = 'pending'"
+    )
+    # Listing jobs by status, newest or oldest first.
+    conn.execute(f"CREATE INDEX IF NOT EXISTS jobq_{table}_status_created ON {table} (status, created_at)")
+    starts = starts_table(table)
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {starts} (name TEXT NOT NULL, key TEXT NOT NULL, at_ms INTEGER NOT NULL)"
+    )
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {starts}_window ON {starts} (name, at_ms)")
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (_v1_create,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (_v1_create, _v2_features)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,183 @@
+"""Operator views and actions shared by the command line and the dashboard.
+
+Everything here is built from the queue's public verbs (``counts``,
+``summary``, ``throughput``, ``list_jobs``, ``get_job``, ``retry``), so every
+backend shows the same thing. Nothing here imports an optional dependency.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .job import Job, JobStatus
+from .queue import Queue
+
+PREVIEW_CHARS = 120  # characters of a payload shown in job lists
+RETRY_ALL_BATCH = 200  # failed jobs fetched per round by retry_all_failed
+WORKER_SCAN_LIMIT = 1000  # processing jobs read to find the workers holding them
+THROUGHPUT_MINUTES = 60  # minutes of history on the dashboard's chart
+
+
+def iso(value: Any) -> Any:
+    """A datetime as ISO 8601 text; anything else unchanged."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def status_text(value: Any) -> str:
+    return value.value if isinstance(value, JobStatus) else str(value)
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """A payload as compact JSON, cut to ``limit`` characters with an ellipsis."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def job_dict(job: Job[Any], *, full: bool = True) -> dict[str, Any]:
+    """A job as JSON-ready values. ``full=False`` (lists) replaces the
+    payload, result and metadata with a truncated ``data_preview``."""
+    out: dict[str, Any] = {
+        "id": job.id,
+        "type": job.type,
+        "queue": job.queue,
+        "status": status_text(job.status),
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "delay": job.delay,
+        "created_at": iso(job.created_at),
+        "process_at": iso(job.process_at),
+        "started_at": iso(job.started_at),
+        "completed_at": iso(job.completed_at),
+        "failed_at": iso(job.failed_at),
+        "lease_owner": job.lease_owner,
+        "lease_expires_at": iso(job.lease_expires_at),
+        "lost_count": job.lost_count,
+        "error": job.error,
+    }
+    if full:
+        out.update(data=job.data, result=job.result, metadata=job.metadata)
+    else:
+        out["data_preview"] = preview(job.data)
+        if job.error is not None:
+            out["error"] = preview(job.error)
+    return out
+
+
+def timeline(job: Job[Any]) -> list[tuple[str, datetime]]:
+    """The job's timestamps that are set, in time order."""
+    stamps = [
+        ("created", job.created_at),
+        ("due", job.process_at),
+        ("started", job.started_at),
+        ("lease expires", job.lease_expires_at),
+        ("completed", job.completed_at),
+        ("failed", job.failed_at),
+    ]
+    return sorted(((name, at) for name, at in stamps if at is not None), key=lambda item: item[1])
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSeen:
+    """A worker known from the jobs it holds under an unexpired lease."""
+
+    owner: str
+    jobs: int
+    lease_expires_at: datetime
+
+
+async def workers_alive(queue: Queue) -> list[WorkerSeen]:
+    """Workers holding jobs right now: processing jobs with an unexpired lease,
+    grouped by ``lease_owner``. An idle worker holds nothing and is not seen."""
+    now = datetime.fromtimestamp(queue.clock.now(), UTC)
+    page = await queue.list_jobs(status=JobStatus.PROCESSING.value, limit=WORKER_SCAN_LIMIT)
+    held: dict[str, tuple[int, datetime]] = {}
+    for job in page.jobs:
+        until = job.lease_expires_at
+        if job.lease_owner is None or until is None or until <= now:
+            continue
+        count, latest = held.get(job.lease_owner, (0, until))
+        held[job.lease_owner] = (count + 1, max(latest, until))
+    return [WorkerSeen(owner, n, until) for owner, (n, until) in sorted(held.items())]
+
+
+async def retry_all_failed(queue: Queue, *, type: str | None = None) -> int:
+    """Retries every failed job (of ``type``, when given); returns how many."""
+    done: set[str] = set()
+    while True:
+        page = await queue.list_jobs(
+            status=JobStatus.FAILED.value, type=type, limit=RETRY_ALL_BATCH, order="oldest"
+        )
+        fresh = [job for job in page.jobs if job.id not in done]
+        if not fresh:
+            return len(done)
+        for job in fresh:
+            done.add(job.id)
+            await queue.retry(job.id)
+
+
+def _group(rows: Iterable[Any], key: str) -> dict[str, dict[str, int]]:
+    grouped: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = grouped.setdefault(str(getattr(row, key)), {})
+        status = status_text(row.status)
+        counts[status] = counts.get(status, 0) + int(row.count)
+    return dict(sorted(grouped.items()))
+
+
+async def stats(queue: Queue, *, minutes: int = 15) -> dict[str, Any]:
+    """Counts per status, per queue and per type, and recent throughput."""
+    counts = await queue.counts()
+    rows = await queue.summary()
+    history = await queue.throughput(minutes=minutes)
+    completed = sum(int(r.completed) for r in history)
+    failed = sum(int(r.failed) for r in history)
+    return {
+        "counts": {status_text(s): n for s, n in counts.items()},
+        "total": sum(counts.values()),
+        "by_queue": _group(rows, "queue"),
+        "by_type": _group(rows, "type"),
+        "throughput": {
+            "minutes": minutes,
+            "completed": completed,
+            "failed": failed,
+            "per_minute": round((completed + failed) / minutes, 2) if minutes else 0.0,
+            "failure_rate": round(failed / (completed + failed), 4) if completed + failed else 0.0,
+            "series": [
+                {"minute": iso(r.minute), "completed": int(r.completed), "failed": int(r.failed)}
+                for r in history
+            ],
+        },
+    }
+
+
+async def overview(queue: Queue, *, minutes: int = THROUGHPUT_MINUTES) -> dict[str, Any]:
+    """What the dashboard's overview shows, as JSON-ready values."""
+    out = await stats(queue, minutes=minutes)
+    now = datetime.fromtimestamp(queue.clock.now(), UTC)
+    oldest_page = await queue.list_jobs(status=JobStatus.PENDING.value, limit=1, order="oldest")
+    oldest = oldest_page.jobs[0] if oldest_page.jobs else None
+    out["oldest_waiting"] = (
+        None
+        if oldest is None
+        else {
+            "id": oldest.id,
+            "type": oldest.type,
+            "queue": oldest.queue,
+            "created_at": iso(oldest.created_at),
+            "waiting_seconds": max(0.0, (now - oldest.created_at).total_seconds()),
+        }
+    )
+    out["workers"] = [
+        {"owner": w.owner, "jobs": w.jobs, "lease_expires_at": iso(w.lease_expires_at)}
+        for w in await workers_alive(queue)
+    ]
+    out["now"] = datetime.now(UTC).isoformat()
+    return out

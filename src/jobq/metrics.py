@@ -1,0 +1,197 @@
+"""Prometheus metrics (needs ``prometheus-client``, in the ``web`` extra).
+
+Two sources. The queue's own counts (jobs by status and queue) are read from
+the store when scraped, so any process sees the same numbers. Processor
+metrics (jobs processed, failed and retried per type, processing time,
+enqueue-to-start latency, lease rescues, circuit-breaker state) are counted
+from a processor's events by :func:`instrument`, in the process that runs it.
+
+The dashboard serves both at ``/metrics``; ``jobq worker --metrics-port N``
+serves a worker's on a port of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    from .errors import BackendMissing
+
+    raise BackendMissing(f"metrics need prometheus-client: pip install 'jobq[web]' ({exc})") from None
+
+from .events import Event
+from .processor.limits import CircuitState
+from .processor.worker import JobProcessor
+from .queue import Queue
+
+SCRAPE_TIMEOUT = 10.0  # seconds a worker's scrape waits for the store
+#: Seconds; histogram buckets of processing time and of enqueue-to-start latency.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+__all__ = ["CONTENT_TYPE", "QueueCollector", "instrument", "queue_metrics", "render_latest", "serve_worker_metrics"]
+
+
+def queue_metrics(rows: Iterable[Any]) -> list[Metric]:
+    """``jobq_jobs{queue,status}`` from the rows of ``Queue.summary()``."""
+    jobs = GaugeMetricFamily("jobq_jobs", "Jobs in the store, by queue and status", labels=["queue", "status"])
+    totals: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (str(row.queue), str(getattr(row.status, "value", row.status)))
+        totals[key] = totals.get(key, 0) + int(row.count)
+    for (queue, status), count in sorted(totals.items()):
+        jobs.add_metric([queue, status], count)
+    return [jobs]
+
+
+class _Rows(Collector):
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.rows = rows
+
+    def collect(self) -> Iterable[Metric]:
+        return queue_metrics(self.rows)
+
+
+class QueueCollector(Collector):
+    """The queue's counts, read when scraped from another thread (the
+    metrics server's) through the event loop that owns the queue."""
+
+    def __init__(self, queue: Queue, loop: asyncio.AbstractEventLoop) -> None:
+        self.queue = queue
+        self.loop = loop
+
+    def collect(self) -> Iterable[Metric]:
+        future = asyncio.run_coroutine_threadsafe(self.queue.summary(), self.loop)
+        try:
+            rows = future.result(SCRAPE_TIMEOUT)
+        except Exception:  # an unreachable store leaves this scrape without counts
+            future.cancel()
+            return []
+        return queue_metrics(rows)
+
+
+class _CircuitCollector(Collector):
+    """``jobq_circuit_state{type,state}``: 1 for each type's current state."""
+
+    def __init__(self) -> None:
+        self.processors: weakref.WeakSet[JobProcessor] = weakref.WeakSet()
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "jobq_circuit_state", "Circuit-breaker state per job type (1 = current)", labels=["type", "state"]
+        )
+        for processor in list(self.processors):
+            circuits: dict[str, Any] = getattr(processor, "_circuits", {})
+            for job_type, circuit in sorted(circuits.items()):
+                current = str(getattr(circuit, "state", CircuitState.CLOSED))
+                for state in CircuitState:
+                    family.add_metric([job_type, state.value], 1.0 if state.value == current else 0.0)
+        return [family]
+
+
+class _Instruments:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.processed = Counter(
+            "jobq_jobs_processed", "Jobs that reached an end (completed or failed for good)", ["type"],
+            registry=registry,
+        )
+        self.succeeded = Counter("jobq_jobs_succeeded", "Jobs completed", ["type"], registry=registry)
+        self.failed = Counter("jobq_jobs_failed", "Jobs failed for good", ["type"], registry=registry)
+        self.retried = Counter("jobq_jobs_retried", "Failed attempts scheduled to run again", ["type"], registry=registry)
+        self.rescued = Counter(
+            "jobq_lease_rescues", "Jobs taken back after their worker's lease expired", ["type"], registry=registry
+        )
+        self.processing = Histogram(
+            "jobq_job_processing_seconds", "Seconds a handler ran", ["type"], buckets=BUCKETS, registry=registry
+        )
+        self.latency = Histogram(
+            "jobq_job_start_latency_seconds",
+            "Seconds from when a job was due (enqueued, or its delay over) to its handler starting",
+            ["type"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.circuits = _CircuitCollector()
+        registry.register(self.circuits)
+
+
+_instruments: dict[int, _Instruments] = {}
+_lock = threading.Lock()
+
+
+def _for(registry: CollectorRegistry) -> _Instruments:
+    with _lock:
+        found = _instruments.get(id(registry))
+        if found is None:
+            found = _instruments[id(registry)] = _Instruments(registry)
+        return found
+
+
+def instrument(processor: JobProcessor, registry: CollectorRegistry | None = None) -> None:
+    """Counts ``processor``'s events into ``registry`` (default: the
+    process-wide one, which the dashboard's ``/metrics`` also serves)."""
+    m = _for(REGISTRY if registry is None else registry)
+    m.circuits.processors.add(processor)
+
+    def started(event: Event) -> None:
+        job = event.job
+        if job is None:
+            return
+        due = max(job.created_at, job.process_at).timestamp()
+        begun = job.started_at.timestamp() if job.started_at else processor.clock.now()
+        m.latency.labels(job.type).observe(max(0.0, begun - due))
+
+    def ended(outcome: str) -> Any:
+        def count(event: Event) -> None:
+            if event.job is None:
+                return
+            job_type = event.job.type
+            if outcome == "retried":
+                m.retried.labels(job_type).inc()
+            else:
+                m.processed.labels(job_type).inc()
+                (m.succeeded if outcome == "succeeded" else m.failed).labels(job_type).inc()
+            if event.processing_time is not None:
+                m.processing.labels(job_type).observe(event.processing_time)
+
+        return count
+
+    def lost(event: Event) -> None:
+        if event.job is not None:
+            m.rescued.labels(event.job.type).inc()
+
+    processor.on("job_started", started)
+    processor.on("job_completed", ended("succeeded"))
+    processor.on("job_retry", ended("retried"))
+    processor.on("job_failed", ended("failed"))
+    processor.on("job_lost", lost)
+
+
+async def render_latest(queue: Queue, registry: CollectorRegistry | None = None) -> bytes:
+    """The text exposition the dashboard serves: the queue's counts, then
+    ``registry`` (default: the process-wide one)."""
+    rows = await queue.summary()
+    counts = CollectorRegistry(auto_describe=False)
+    counts.register(_Rows(rows))
+    return generate_latest(counts) + generate_latest(REGISTRY if registry is None else registry)
+
+
+def serve_worker_metrics(processor: JobProcessor, port: int, host: str = "127.0.0.1") -> Any:
+    """Serves ``processor``'s metrics and its queue's counts on ``host:port``
+    (a thread of its own); call from the event loop that runs the processor.
+    Returns the HTTP server (``.shutdown()`` stops it)."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry()
+    instrument(processor, registry)
+    registry.register(QueueCollector(processor.queue, asyncio.get_running_loop()))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server

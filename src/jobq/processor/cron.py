@@ -1,0 +1,108 @@
+"""Cron schedules: one job per slot, however many worker processes run them.
+
+A schedule is a cron expression (five fields, or six with seconds last, as
+``croniter`` reads them), a job type and a payload. Every processor that
+knows a schedule looks for its latest due slot; the store decides who gets
+it (``claim_cron_slot``, a compare-and-set on the last slot run, with the
+job inserted in the same transaction), so exactly one job is enqueued per
+slot across threads, processes and machines.
+
+Missed slots: a processor that starts after slots passed while no worker
+ran enqueues the latest of them once, not one per missed slot. A schedule
+seen for the first time starts from the slot due then, without running it
+(nothing was missed before it existed).
+
+``croniter`` is an optional dependency: ``pip install 'jobq[cron]'``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..clock import to_ms
+from ..errors import BackendMissing, InvalidOption
+
+CRON_CHECK_MAX = 60.0  # seconds; longest wait between checks, so a clock jump is noticed
+CRON_RETRY = 1.0  # seconds before trying a slot again after a store error
+#: Metadata keys of a job enqueued by a schedule: its name and slot (epoch ms).
+CRON_KEY = "jobq.cron"
+SLOT_KEY = "jobq.cron_slot"
+
+
+def _croniter() -> Any:
+    try:
+        from croniter import croniter
+    except ImportError:
+        raise BackendMissing("cron schedules need the croniter package: pip install 'jobq[cron]'") from None
+    return croniter
+
+
+@dataclass
+class CronSchedule:
+    """Enqueue a ``job_type`` job with ``data`` at every slot of ``expression``.
+
+    - ``name``: identifies the schedule in the store (default
+      ``"<job_type> <expression>"``); two processes with the same name share
+      its slots, so give schedules of one type with different data
+      different names.
+    - ``timezone``: an IANA name the expression is read in (default UTC).
+    - ``priority``, ``max_attempts``, ``metadata``, ``queue``: those of the
+      enqueued job (``None``: the processor's defaults).
+    """
+
+    expression: str
+    job_type: str
+    data: Any = None
+    name: str = ""
+    timezone: str = "UTC"
+    priority: int | None = None
+    max_attempts: int | None = None
+    metadata: dict[str, Any] | None = None
+    queue: str | None = None
+    last_seen_ms: int = field(default=-1, init=False, repr=False)
+    """The latest slot this process has settled (won, lost or recorded)."""
+
+    def __post_init__(self) -> None:
+        croniter = _croniter()
+        if not isinstance(self.expression, str) or not croniter.is_valid(self.expression):
+            raise InvalidOption(f"{self.expression!r} is not a valid cron expression")
+        if not isinstance(self.job_type, str) or not self.job_type.strip():
+            raise InvalidOption(f"a cron schedule needs a job type, not {self.job_type!r}")
+        try:
+            self._zone = ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise InvalidOption(f"unknown timezone {self.timezone!r}") from None
+        self.name = self.name or f"{self.job_type} {self.expression}"
+
+    def _iter(self, at: float) -> Any:
+        return _croniter()(self.expression, datetime.fromtimestamp(at, self._zone))
+
+    def latest_slot(self, now: float) -> float:
+        """Epoch seconds of the latest slot at or before ``now``."""
+        previous = float(self._iter(now).get_prev(float))
+        following = float(self._iter(previous).get_next(float))
+        return following if following <= now else previous
+
+    def next_slot(self, now: float) -> float:
+        """Epoch seconds of the first slot after ``now``."""
+        return float(self._iter(now).get_next(float))
+
+    def due(self, now: float) -> int | None:
+        """The latest due slot in epoch ms, if this process has not settled it."""
+        slot = to_ms(self.latest_slot(now))
+        return slot if slot > self.last_seen_ms else None
+
+    def job_metadata(self, slot_ms: int) -> dict[str, Any]:
+        return {**(self.metadata or {}), CRON_KEY: self.name, SLOT_KEY: slot_ms}
+
+
+def seconds_until_next(schedules: list[CronSchedule], now: float) -> float:
+    """How long to wait before any schedule has a new slot (capped)."""
+    wait = CRON_CHECK_MAX
+    for schedule in schedules:
+        wait = min(wait, schedule.next_slot(now) - now)
+    return max(wait, 0.0) if math.isfinite(wait) else CRON_CHECK_MAX

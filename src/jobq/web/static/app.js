@@ -1,0 +1,219 @@
+// jobq dashboard: live updates by polling the JSON API, and the throughput
+// chart. Everything from a job is put in the page as text (textContent),
+// never as HTML.
+"use strict";
+(function () {
+  var POLL_MS = 2000;
+  var SVG = "http://www.w3.org/2000/svg";
+  var body = document.body;
+  var base = body.getAttribute("data-base") || "";
+  var page = body.getAttribute("data-page");
+  var STATUSES = ["pending", "processing", "completed", "failed", "delayed", "cancelled"];
+
+  function el(tag, text, cls) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+  function setText(id, text) {
+    var node = document.getElementById(id);
+    if (node && node.textContent !== String(text)) node.textContent = String(text);
+  }
+  function link(href, text) {
+    var a = el("a", text);
+    a.setAttribute("href", href);
+    return a;
+  }
+  function replaceRows(tbody, rows) {
+    while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
+    rows.forEach(function (row) { tbody.appendChild(row); });
+  }
+  function live(ok) {
+    var badge = document.getElementById("live");
+    if (!badge) return;
+    badge.className = ok ? "live" : "live off";
+    badge.textContent = ok ? "live " + new Date().toLocaleTimeString() : "offline";
+  }
+  function getJSON(path) {
+    return fetch(base + path, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        if (!r.ok) throw new Error(r.status);
+        return r.json();
+      });
+  }
+
+  // -- chart ---------------------------------------------------------------
+  function svg(tag, attrs) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    return node;
+  }
+  function drawChart(container, series) {
+    var W = 720, H = 200, P = 28;
+    var root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img" });
+    var max = 1;
+    series.forEach(function (p) { max = Math.max(max, p.completed + p.failed); });
+    var n = Math.max(series.length, 1);
+    var step = (W - 2 * P) / n;
+    var y = function (v) { return H - P - (v / max) * (H - 2 * P); };
+    root.appendChild(svg("line", { x1: P, y1: H - P, x2: W - P, y2: H - P, class: "axis" }));
+    var label = svg("text", { x: 2, y: P - 8, class: "tick" });
+    label.textContent = max + " jobs/min";
+    root.appendChild(label);
+    var rate = [];
+    series.forEach(function (p, i) {
+      var x = P + i * step;
+      var w = Math.max(step - 2, 1);
+      var total = p.completed + p.failed;
+      root.appendChild(svg("rect", { x: x, y: y(p.completed), width: w, height: H - P - y(p.completed), class: "bar completed" }));
+      root.appendChild(svg("rect", { x: x, y: y(total), width: w, height: y(p.completed) - y(total), class: "bar failed" }));
+      if (total > 0) rate.push((x + w / 2) + "," + (H - P - (p.failed / total) * (H - 2 * P)));
+      var tip = svg("title", {});
+      tip.textContent = String(p.minute).slice(11, 16) + "  completed " + p.completed + ", failed " + p.failed;
+      root.lastChild.appendChild(tip);
+    });
+    if (rate.length > 1) root.appendChild(svg("polyline", { points: rate.join(" "), class: "rate" }));
+    if (series.length) {
+      var first = svg("text", { x: P, y: H - 8, class: "tick" });
+      first.textContent = String(series[0].minute).slice(11, 16);
+      var last = svg("text", { x: W - P, y: H - 8, class: "tick end" });
+      last.textContent = String(series[series.length - 1].minute).slice(11, 16);
+      root.appendChild(first);
+      root.appendChild(last);
+    }
+    while (container.firstChild) container.removeChild(container.firstChild);
+    container.appendChild(root);
+  }
+
+  function countRows(grouped, param) {
+    return Object.keys(grouped).map(function (name) {
+      var tr = el("tr");
+      var td = el("td");
+      td.appendChild(link(base + "/jobs?" + param + "=" + encodeURIComponent(name), name));
+      tr.appendChild(td);
+      STATUSES.forEach(function (s) { tr.appendChild(el("td", grouped[name][s] || 0, "num")); });
+      return tr;
+    });
+  }
+
+  // -- pages ---------------------------------------------------------------
+  function updateOverview() {
+    return getJSON("/api/overview").then(function (d) {
+      STATUSES.forEach(function (s) {
+        var node = document.querySelector('[data-count="' + s + '"]');
+        if (node) node.textContent = String(d.counts[s] || 0);
+      });
+      setText("total", d.total);
+      setText("tp-completed", d.throughput.completed);
+      setText("tp-failed", d.throughput.failed);
+      setText("tp-rate", d.throughput.per_minute);
+      setText("tp-failure", (d.throughput.failure_rate * 100).toFixed(1));
+      var chart = document.getElementById("chart");
+      if (chart) drawChart(chart, d.throughput.series);
+      var q = document.getElementById("by-queue");
+      if (q) replaceRows(q, countRows(d.by_queue, "queue"));
+      var t = document.getElementById("by-type");
+      if (t) replaceRows(t, countRows(d.by_type, "type"));
+      var workers = document.getElementById("workers");
+      if (workers) {
+        var rows = d.workers.map(function (w) {
+          var tr = el("tr");
+          tr.appendChild(el("td", w.owner));
+          tr.appendChild(el("td", w.jobs, "num"));
+          return tr;
+        });
+        if (!rows.length) {
+          var tr = el("tr");
+          var td = el("td", "none", "muted");
+          td.setAttribute("colspan", "2");
+          tr.appendChild(td);
+          rows.push(tr);
+        }
+        replaceRows(workers, rows);
+      }
+      var oldest = document.getElementById("oldest");
+      if (oldest) {
+        while (oldest.firstChild) oldest.removeChild(oldest.firstChild);
+        var o = d.oldest_waiting;
+        if (o) {
+          oldest.appendChild(link(base + "/jobs/" + encodeURIComponent(o.id), o.type));
+          oldest.appendChild(document.createTextNode(" in "));
+          oldest.appendChild(el("b", o.queue));
+          oldest.appendChild(document.createTextNode(", waiting " + o.waiting_seconds.toFixed(1) + " s"));
+        } else {
+          oldest.appendChild(el("span", "nothing is waiting", "muted"));
+        }
+      }
+    });
+  }
+
+  function updateJobs() {
+    var table = document.getElementById("jobs");
+    var query = table.getAttribute("data-query");
+    return getJSON("/api/jobs" + (query ? "?" + query : "")).then(function (d) {
+      setText("total", d.total);
+      var rows = d.jobs.map(function (j) {
+        var tr = el("tr");
+        var id = el("td", null, "mono");
+        id.appendChild(link(base + "/jobs/" + encodeURIComponent(j.id), j.id));
+        tr.appendChild(id);
+        tr.appendChild(el("td", j.type));
+        tr.appendChild(el("td", j.queue));
+        var st = el("td");
+        st.appendChild(el("span", j.status, "badge s-" + j.status));
+        tr.appendChild(st);
+        tr.appendChild(el("td", j.attempts + "/" + j.max_attempts, "num"));
+        tr.appendChild(el("td", String(j.created_at).slice(0, 19).replace("T", " "), "mono"));
+        tr.appendChild(el("td", j.data_preview, "mono preview"));
+        tr.appendChild(el("td", j.error || "", "preview"));
+        return tr;
+      });
+      if (!rows.length) {
+        var tr = el("tr");
+        var td = el("td", "no jobs", "muted");
+        td.setAttribute("colspan", "8");
+        tr.appendChild(td);
+        rows.push(tr);
+      }
+      replaceRows(document.getElementById("job-rows"), rows);
+    });
+  }
+
+  function updateJob() {
+    var box = document.getElementById("job");
+    var id = box.getAttribute("data-id");
+    var shown = document.getElementById("job-status").textContent;
+    return getJSON("/api/jobs/" + encodeURIComponent(id)).then(function (j) {
+      if (j.status !== shown) {
+        // The actions on offer depend on the status: render the page anew.
+        window.location.reload();
+        return;
+      }
+      setText("job-attempts", j.attempts + " of " + j.max_attempts);
+      setText("job-owner", j.lease_owner || "");
+      setText("job-error", j.error || "");
+      setText("job-result", JSON.stringify(j.result, null, 2));
+    });
+  }
+
+  var updaters = { overview: updateOverview, jobs: updateJobs, job: updateJob };
+  var update = updaters[page];
+
+  document.querySelectorAll("form.confirm").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm("Remove this job for good?")) event.preventDefault();
+    });
+  });
+  var chart = document.getElementById("chart");
+  if (chart) {
+    try { drawChart(chart, JSON.parse(chart.getAttribute("data-series") || "[]")); } catch (e) { /* redrawn on the next poll */ }
+  }
+  if (!update) return;
+  function tick() {
+    if (document.hidden) { setTimeout(tick, POLL_MS); return; }
+    update().then(function () { live(true); }, function () { live(false); })
+      .then(function () { setTimeout(tick, POLL_MS); });
+  }
+  setTimeout(tick, POLL_MS);
+})();
