@@ -33,6 +33,9 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 
+if os.environ.get("CI") and not Path(CHROMIUM).exists():
+    # CI installs Chromium (.ci/run): there, a missing browser is a failure, not a skip.
+    raise RuntimeError(f"no Chromium at {CHROMIUM}; .ci/run should have installed it")
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright package")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)

@@ -206,6 +206,7 @@ class PostgresStore:
                 row = conn.execute("SELECT current_schema()").fetchone()
                 schema = row[0] if row and row[0] else "public"
                 self._qualified = sql.Identifier(schema, self.table).as_string(conn)
+                self.channel = notify_channel(self.table, schema)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"cannot open PostgreSQL at {self.where}: {exc}".strip()) from None
 

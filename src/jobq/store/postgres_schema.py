@@ -86,9 +86,13 @@ def derived_name(table: str, suffix: str) -> str:
     return f"{table[: _MAX_IDENTIFIER - len(suffix) - 14]}_{digest}_{suffix}"
 
 
-def notify_channel(table: str) -> str:
-    """The LISTEN/NOTIFY channel on which a table's changes are announced."""
-    return derived_name(table, "jobq")
+def notify_channel(table: str, schema: str = "public") -> str:
+    """The LISTEN/NOTIFY channel on which a table's changes are announced.
+    Channels are database-wide, so tables of the same name in different
+    schemas get different channels (and do not wake each other's workers)."""
+    if schema == "public":
+        return derived_name(table, "jobq")
+    return derived_name(f"{schema}_{table}", "jobq")
 
 
 def _v1_create(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
