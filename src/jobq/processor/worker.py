@@ -35,10 +35,11 @@ from ..errors import (
 )
 from ..events import Emitter, Event, ProcessorMetrics, QueueStatus
 from ..job import Job, JobRecord, JobStatus, RetryDirective
-from ..options import reject_unknown
 from ..keylimits import KeyLimit, check_limits, wait_hint
+from ..options import reject_unknown
 from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, running_job
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
+from .completer import Completer
 from .cron import CRON_RETRY, CronSchedule, seconds_until_next
 from .limits import Circuit, CircuitBreaker, RateLimit
 
@@ -233,6 +234,7 @@ class JobProcessor:
         # Jobs whose handler is done and whose outcome is being stored: their
         # lease ends with that write, so the lease keeper must not call it lost.
         self._settling: set[str] = set()
+        self._completer = Completer(queue)
         self._running = False
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -392,6 +394,7 @@ class JobProcessor:
         if self.worker_id == self.queue.worker_id:
             self.worker_id = queue.worker_id
         self.queue, self.clock = queue, queue.clock
+        self._completer = Completer(queue)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -472,6 +475,7 @@ class JobProcessor:
             # Threads of abandoned sync handlers may still run; don't wait for them.
             self._threads.shutdown(wait=False, cancel_futures=True)
         self._running = False
+        await self._completer.drain()
         self._events.emit(Event("processor_stopped"))
         await self._events.drain()
 
@@ -748,7 +752,7 @@ class JobProcessor:
             circuit.success()
         self._settling.add(job.id)
         try:
-            await self.queue.complete(job, result)
+            await self._completer.complete(job, result)
         except LeaseLost as exc:
             log.warning("jobq: %s; its result was not recorded", exc)
             return
