@@ -113,3 +113,18 @@ async def queue(make_queue: MakeQueue, clock: jobq.FakeClock) -> jobq.Queue:
 def queue_url(backend: str, tmp_path: Path) -> str:
     """The URL of the test's backend (a fresh file for SQLite)."""
     return backend_url(backend, tmp_path)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``shared_store`` need a store that several queue objects or
+    processes share, which an in-memory store is not: they are not generated
+    for it (rather than skipped)."""
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        memory = callspec is not None and callspec.params.get("backend") == "memory"
+        (drop if memory and item.get_closest_marker("shared_store") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

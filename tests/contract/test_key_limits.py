@@ -73,9 +73,8 @@ async def test_concurrency_per_key(queue: jobq.Queue) -> None:
     assert [j.metadata["tenant"] for j in more] == ["x"]
 
 
+@pytest.mark.shared_store
 async def test_limits_hold_across_connections(make_queue: Any, backend: str, clock: jobq.FakeClock) -> None:
-    if backend == "memory":
-        pytest.skip("an in-memory store has one queue object")
     first, second = await make_queue(clock=clock), await make_queue(clock=clock)
     limits = [jobq.KeyLimit(key="provider", rate=4, per=1.0), jobq.KeyLimit(key="provider", concurrency=3)]
     await fill(first, {"a": 20, "b": 20})

@@ -108,9 +108,8 @@ def _produce(url: str, start: Any, results: Any) -> None:
     results.put(asyncio.run(main()))
 
 
+@pytest.mark.shared_store
 async def test_64_producers_in_8_processes_leave_one_job(backend: str, queue_url: str) -> None:
-    if backend == "memory":
-        pytest.skip("an in-memory queue lives in one process")
     queue = await jobq.connect(queue_url)  # creates the schema before the race
     try:
         ctx = multiprocessing.get_context("spawn")
