@@ -21,7 +21,7 @@ from typing import Any
 
 from . import cli_admin
 from .backends import DEFAULT_URL, connect
-from .errors import InvalidOption, JobqError
+from .errors import BackendMissing, InvalidOption, JobqError
 from .job import JobStatus
 from .processor.worker import JobProcessor
 from .queue import Queue
@@ -113,6 +113,8 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise InvalidOption(f"{flag} must be at least 1, not {value}")
     log = logging.getLogger("jobq")
+    if args.processes is not None and args.metrics_port is not None:
+        raise InvalidOption("--metrics-port serves one worker process; it cannot be combined with --processes")
     if args.processes is not None:
         load_target(args.target)  # fail here, once, rather than in a crash loop of children
         log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
@@ -128,12 +130,22 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         supervisor.recycle_after(processor, args.max_jobs_per_child, stop_self)
     if args.supervisor_pid is not None:
         supervisor.watch_supervisor(args.supervisor_pid, stop_self)
+    metrics_server = None
+    if args.metrics_port is not None:
+        try:
+            from .metrics import serve_worker_metrics
+        except ImportError:
+            raise BackendMissing("--metrics-port needs prometheus-client: pip install 'jobq[web]'") from None
+        metrics_server = serve_worker_metrics(processor, args.metrics_port, args.metrics_host)
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
     log.info(
         "worker %s on %r, concurrency %d", processor.worker_id, processor.queue, processor.concurrency
     )
     try:
         await processor.run()
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         await processor.queue.close()
     return 0
 
@@ -218,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="exit gracefully after M jobs (under --processes, a new process replaces it)",
     )
+    worker.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics of this worker on PORT"
+    )
+    worker.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (127.0.0.1)")
     worker.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     worker.set_defaults(run=cmd_worker)
 

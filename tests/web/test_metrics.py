@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,64 @@ async def test_instrumented_processor_counts_per_type() -> None:
     assert 'jobq_job_processing_seconds_count{type="bad"} 2.0' in text
     assert 'jobq_job_start_latency_seconds_count{type="ok"} 1.0' in text
     assert 'jobq_circuit_state{state="closed",type="ok"} 1.0' in text
+
+
+def test_worker_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
+    """``jobq worker --metrics-port`` serves the worker's counters and the queue's counts."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    import urllib.request
+
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent(
+            """
+            import jobq
+
+            def make(queue):
+                processor = jobq.JobProcessor(queue, concurrency=2)
+                processor.handle("ping", lambda job: "pong")
+                return processor
+            """
+        )
+    )
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with jobq.connect_sync(url) as queue:
+        for n in range(5):
+            queue.enqueue("ping", n)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobq", "worker", "app:make", "--url", url, "--metrics-port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    body = response.read().decode()
+                if 'jobq_jobs_succeeded_total{type="ping"} 5.0' in body:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert 'jobq_jobs_succeeded_total{type="ping"} 5.0' in body, body[-2000:]
+        assert 'jobq_jobs{queue="default",status="completed"} 5.0' in body
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+        assert worker.returncode == 0, stderr
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
