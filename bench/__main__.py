@@ -4,6 +4,9 @@ python -m bench                 # default run, ~5-8 minutes on 2 cores
 python -m bench --quick         # small counts, under a minute
 python -m bench --only process --runs 5
 python -m bench --profile       # cProfile of process/s on SQLite
+
+With JOBQ_BENCH_POSTGRES_URL (or JOBQ_TEST_POSTGRES_URL) set to a
+postgresql:// URL, a postgres column joins the table.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import pg
 from .config import DEFAULT, QUICK
 from .report import RESULTS_DIR, build_table, write_json
 from .runner import WORKLOADS, Bench, BenchError, make_workdir
@@ -43,6 +47,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--profile", action="store_true",
         help="instead of the benchmark: cProfile the process/s workload on sqlite and print the top entries",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-postgres", action="store_true",
+        help=f"leave out the postgres column even when {' or '.join(pg.ENV_VARS)} is set",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="print only the table")
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
@@ -66,20 +74,39 @@ def main(argv: list[str] | None = None) -> int:
         run_profile(counts.process_jobs, concurrencies[0], "full", lambda line: print(line, flush=True))
         return 0
 
+    postgres: pg.Server | None = None
+    found = None if args.no_postgres else pg.server_url()
+    if found is not None:
+        url, source = found
+        try:
+            postgres = pg.Server(url, source)
+        except Exception as exc:  # noqa: BLE001 - asked for a postgres column: say why there is none
+            print(f"bench failed: cannot use {source}={pg.redacted(url)}: {exc}", file=sys.stderr)
+            return 1
+
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     workdir = make_workdir(args.dir)
     log(f"jobq bench ({'quick' if args.quick else 'default'}), {runs} run(s), databases in {workdir}")
+    if postgres is not None:
+        info = postgres.describe()
+        log(
+            f"postgres: {info['url']} (from {info['from']}), server {info['server_version']},"
+            f" fsync={info['fsync']}, synchronous_commit={info['synchronous_commit']}; a schema per measurement"
+        )
     try:
-        bench = Bench(replace(counts, runs=runs), runs, args.only, workdir, log, concurrencies)
+        bench = Bench(replace(counts, runs=runs), runs, args.only, workdir, log, concurrencies, postgres)
         samples = bench.run()
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if postgres is not None:
+            postgres.close()
     seconds = time.perf_counter() - started
-    lines, table = build_table(samples, counts, concurrencies)
+    pg_info = postgres.describe() if postgres is not None else None
+    lines, table = build_table(samples, counts, concurrencies, pg_info)
     print()
     print(
         f"jobq bench: {'quick' if args.quick else 'default'} counts, median of {runs} run(s), {seconds:.0f} s"
@@ -88,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.output, samples=samples, counts=replace(counts, runs=runs),
         args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        table=table, started=started_at, seconds=seconds,
+        table=table, started=started_at, seconds=seconds, postgres=pg_info,
     )  # fmt: skip
     print(f"\nwrote {args.output}")
     if samples.errors:

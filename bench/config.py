@@ -11,12 +11,16 @@ BACKENDS: dict[str, str] = {
     "sqlite-fast": "sqlite:///{path}?durability=fast",
 }
 SQLITE_BACKENDS = ("sqlite", "sqlite-fast")
+#: The optional column: a PostgreSQL server named by JOBQ_BENCH_POSTGRES_URL
+#: (or JOBQ_TEST_POSTGRES_URL), a fresh schema per measurement (see bench/pg.py).
+POSTGRES = "postgres"
 
 
 @dataclass(frozen=True)
 class Counts:
     #: jobs enqueued one ``await queue.enqueue`` at a time, per backend
-    #: (sqlite full syncs the WAL on every commit, so it gets fewer)
+    #: (sqlite full syncs the WAL on every commit, so it gets fewer; postgres
+    #: pays a network round trip per statement)
     enqueue: dict[str, int]
     #: jobs enqueued through ``enqueue_many`` in batches of ``batch_size``
     batch_jobs: int
@@ -35,7 +39,7 @@ class Counts:
 
 
 DEFAULT = Counts(
-    enqueue={"memory": 20_000, "sqlite": 2_000, "sqlite-fast": 5_000},
+    enqueue={"memory": 20_000, "sqlite": 2_000, "sqlite-fast": 5_000, "postgres": 3_000},
     batch_jobs=20_000,
     batch_size=100,
     process_jobs=20_000,
@@ -47,7 +51,7 @@ DEFAULT = Counts(
 )
 
 QUICK = Counts(
-    enqueue={"memory": 2_000, "sqlite": 200, "sqlite-fast": 500},
+    enqueue={"memory": 2_000, "sqlite": 200, "sqlite-fast": 500, "postgres": 300},
     batch_jobs=2_000,
     batch_size=100,
     process_jobs=1_000,

@@ -13,11 +13,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .config import BACKENDS, Counts
+from . import pg
+from .config import BACKENDS, POSTGRES, Counts
 from .runner import Samples
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-COLUMNS = tuple(BACKENDS)  # memory, sqlite, sqlite-fast
+COLUMNS = tuple(BACKENDS)  # memory, sqlite, sqlite-fast; postgres joins when a server is set
+#: Ratio column -> (numerator backend, denominator backend).
+RATIOS = {"fast/full": ("sqlite-fast", "sqlite"), "memory/full": ("memory", "sqlite")}
+PG_RATIO = {"postgres/full": (POSTGRES, "sqlite")}
 
 
 def medians(samples: Samples) -> dict[str, dict[str, float]]:
@@ -35,11 +39,13 @@ def spread(values: list[float]) -> float | None:
     return (max(values) - min(values)) / 2 / mid if mid else None
 
 
-def derive(samples: Samples, med: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+def derive(
+    samples: Samples, med: dict[str, dict[str, float]], columns: tuple[str, ...] = COLUMNS
+) -> dict[str, dict[str, Any]]:
     """Figures computed from medians: the best concurrency, jobq/raw ratios."""
     out: dict[str, dict[str, Any]] = {"process_best": {}, "ratio_enqueue": {}, "ratio_process": {}}
     process = {m: v for m, v in med.items() if m.startswith("process_c")}
-    for backend in COLUMNS:
+    for backend in columns:
         candidates = [(v[backend], m) for m, v in process.items() if backend in v]
         if candidates:
             rate, metric = max(candidates)
@@ -89,19 +95,26 @@ def _num(value: float, unit: str) -> str:
 
 
 def build_table(
-    samples: Samples, counts: Counts, concurrencies: tuple[int, ...]
+    samples: Samples,
+    counts: Counts,
+    concurrencies: tuple[int, ...],
+    postgres: dict[str, Any] | None = None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """Printed lines, and the same rows as data for the JSON file."""
+    """Printed lines, and the same rows as data for the JSON file. ``postgres``
+    (the server's description, see :meth:`bench.pg.Server.describe`) adds the
+    postgres column and its ratio to sqlite (full)."""
     med = medians(samples)
-    derived = derive(samples, med)
-    header = ["figure", "unit", *COLUMNS, "fast/full", "memory/full"]
+    columns = COLUMNS + ((POSTGRES,) if postgres is not None else ())
+    ratio_columns = {**RATIOS, **(PG_RATIO if postgres is not None else {})}
+    derived = derive(samples, med, columns)
+    header = ["figure", "unit", *columns, *ratio_columns]
     lines: list[list[str]] = []
     data: list[dict[str, Any]] = []
     notes: list[str] = []
     for metric, label, unit in _rows(counts, concurrencies):
         cells: dict[str, str] = {}
         values: dict[str, float] = {}
-        for backend in COLUMNS:
+        for backend in columns:
             if metric in derived:
                 entry = derived[metric].get(backend)
                 if entry is None:
@@ -123,26 +136,49 @@ def build_table(
         if not values:
             continue
         ratios: dict[str, float] = {}
-        if unit != "ratio" and values.get("sqlite"):
-            if "sqlite-fast" in values:
-                ratios["fast/full"] = values["sqlite-fast"] / values["sqlite"]
-            if "memory" in values:
-                ratios["memory/full"] = values["memory"] / values["sqlite"]
+        if unit != "ratio":
+            for name, (top, bottom) in ratio_columns.items():
+                if top in values and values.get(bottom):
+                    ratios[name] = values[top] / values[bottom]
         lines.append(
-            [label, unit, *(cells.get(b, "-") for b in COLUMNS),
-             *(f"{ratios[k]:.2f}x" if k in ratios else "-" for k in ("fast/full", "memory/full"))]
+            [label, unit, *(cells.get(b, "-") for b in columns),
+             *(f"{ratios[k]:.2f}x" if k in ratios else "-" for k in ratio_columns)]
         )  # fmt: skip
         data.append(
             {"figure": metric, "label": label.strip(), "unit": unit, "values": values, "ratios": ratios}
         )
     if any(m.startswith("latency") for m in med):
         notes.append("* memory: producer and processor in one process and event loop (in-process latency);")
-        notes.append("  sqlite: the parent enqueues, a separate worker process runs the jobs.")
+        if postgres is not None:
+            notes.append("  sqlite, postgres: the parent enqueues, a separate worker process runs the jobs")
+            notes.append(
+                "  (sqlite: the worker polls PRAGMA data_version; postgres: woken by LISTEN/NOTIFY)."
+            )
+        else:
+            notes.append("  sqlite: the parent enqueues, a separate worker process runs the jobs.")
     notes.append("Cells are medians over runs; ±x% is half the range across runs relative to the median.")
     notes.append("raw rows: sqlite column = synchronous FULL, sqlite-fast column = NORMAL (WAL, same table);")
     notes.append(
         "  ratio rows are medians of per-run ratios (each raw figure is taken beside its jobq figure)."
     )
+    if postgres is not None:
+        version = str(postgres["server_version"]).split()[0]
+        notes.append(f"postgres: PostgreSQL {version} at {postgres['url']}, a fresh schema per measurement;")
+        notes.append(
+            f"  server fsync={postgres['fsync']}, synchronous_commit={postgres['synchronous_commit']},"
+            f" full_page_writes={postgres['full_page_writes']}."
+        )
+        if postgres["fsync"] != "on" or postgres["synchronous_commit"] == "off":
+            notes.append(
+                "  Its commits do not wait for the disk, unlike sqlite (full): postgres/full compares"
+                " unequal durability."
+            )
+    else:
+        notes.append(
+            f"No postgres column: set {pg.ENV_VARS[0]} (or {pg.ENV_VARS[1]}) to a postgresql:// URL"
+            " to add one"
+        )
+        notes.append("  (bash .ci/postgres.sh start prints a URL for a throwaway local server).")
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     rule = "  ".join("-" * w for w in widths)
 
@@ -154,12 +190,13 @@ def build_table(
     return [fmt(header), rule, *map(fmt, lines), rule, *notes], data
 
 
-def environment() -> dict[str, Any]:
+def environment(postgres: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "postgres": postgres,
     }
 
 
@@ -172,6 +209,7 @@ def write_json(
     table: list[dict[str, Any]],
     started: str,
     seconds: float,
+    postgres: dict[str, Any] | None = None,
 ) -> None:
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
@@ -185,7 +223,7 @@ def write_json(
     document = {
         "started": started,
         "seconds": round(seconds, 1),
-        "environment": environment(),
+        "environment": environment(postgres),
         "args": args,
         "counts": asdict(counts),
         "table": table,

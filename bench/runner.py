@@ -21,7 +21,8 @@ from typing import Any
 import jobq
 
 from . import workloads
-from .config import BACKENDS, Counts
+from .config import BACKENDS, POSTGRES, Counts
+from .pg import Server
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root, where ``bench`` imports from
 WORKLOADS = ("enqueue", "batch", "process", "latency", "raw")
@@ -91,8 +92,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _latency_across_processes(url: str, n: int, rate: float, timeout: float) -> dict[str, Any]:
-    """A worker child idles on the queue; this process produces at ``rate``."""
-    async with jobq.connect(url) as queue:  # creates the file before the worker opens it
+    """A worker child idles on the queue; this process produces at ``rate``.
+    On PostgreSQL the idle worker is woken by LISTEN/NOTIFY."""
+    async with jobq.connect(url) as queue:  # creates the file/table before the worker opens it
         proc = await asyncio.create_subprocess_exec(
             *_child_cmd("latency_worker", url=url, n=n, concurrency=LATENCY_CONCURRENCY, timeout=timeout),
             cwd=ROOT, env=_child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -125,6 +127,7 @@ class Bench:
         workdir: str,
         log: Callable[[str], None],
         concurrencies: tuple[int, ...] | None = None,
+        postgres: Server | None = None,
     ) -> None:
         self.counts = counts
         self.runs = runs
@@ -132,19 +135,33 @@ class Bench:
         self.workdir = workdir
         self.log = log
         self.concurrencies = concurrencies or counts.concurrencies
+        self.postgres = postgres
+        self.backends = list(BACKENDS) + ([POSTGRES] if postgres is not None else [])
         self.samples = Samples()
         self._files = 0
 
     def _url(self, backend: str) -> tuple[str, str | None]:
+        """A fresh queue URL and what to remove afterwards: a database file,
+        or (postgres) a schema of its own."""
         if backend == "memory":
             return BACKENDS[backend], None
+        if backend == POSTGRES:
+            assert self.postgres is not None
+            schema, url = self.postgres.fresh()
+            return url, schema
         self._files += 1
         path = os.path.join(self.workdir, f"bench-{self._files}.db")
         return BACKENDS[backend].format(path=path), path
 
-    @staticmethod
-    def _remove(path: str | None) -> None:
+    def _remove(self, backend: str, path: str | None) -> None:
         if path is None:
+            return
+        if backend == POSTGRES:
+            assert self.postgres is not None
+            try:
+                self.postgres.drop(path)
+            except Exception as exc:  # noqa: BLE001 - a leftover schema costs no figure
+                self.log(f"  could not drop schema {path}: {exc!r}")
             return
         for suffix in ("", "-wal", "-shm"):
             try:
@@ -153,7 +170,12 @@ class Bench:
                 pass
 
     def _measure(self, metric: str, backend: str, run: int, fn: Callable[[str], dict[str, Any]]) -> None:
-        url, path = self._url(backend)
+        try:
+            url, path = self._url(backend)
+        except Exception as exc:  # noqa: BLE001 - e.g. the server went away: this cell only
+            self.samples.errors.append({"metric": metric, "backend": backend, "run": run, "error": repr(exc)})
+            self.log(f"  run {run + 1} {metric:<18} {backend:<12} FAILED: {exc!r}")
+            return
         try:
             started = time.perf_counter()
             result = fn(url)
@@ -164,7 +186,7 @@ class Bench:
             self.log(f"  run {run + 1} {metric:<18} {backend:<12} FAILED: {str(exc).splitlines()[0]}")
             return
         finally:
-            self._remove(path)
+            self._remove(backend, path)
         result.setdefault("run", run)
         value = result.pop("value", None)
         if value is None:
@@ -264,7 +286,7 @@ class Bench:
         return steps
 
     def run(self) -> Samples:
-        backends = list(BACKENDS)
+        backends = self.backends
         for run in range(self.runs):
             shift = run % len(backends)
             order = backends[shift:] + backends[:shift]

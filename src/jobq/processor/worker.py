@@ -615,6 +615,12 @@ class JobProcessor:
             timeout = min(timeout, due - now)
         if self._wake.is_set():
             return
+        await self._wait_for_work(timeout)
+
+    async def _wait_for_work(self, timeout: float) -> None:
+        """Returns on a local wake-up, a change stored by another process, or
+        after ``timeout`` seconds, whichever comes first."""
+        assert self._wake is not None
         waiters = [
             asyncio.ensure_future(self._wake.wait()),
             asyncio.ensure_future(self.queue.wait_for_change(timeout)),
@@ -654,16 +660,7 @@ class JobProcessor:
         if timeout <= 0 or self._wake.is_set():
             await asyncio.sleep(0)
             return
-        waiters = [
-            asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(self.queue.wait_for_change(timeout)),
-        ]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await self._wait_for_work(timeout)
 
     def _spawn(self, job: Job[Any]) -> None:
         task = asyncio.create_task(self._run_job(job), name=f"jobq-job-{job.id}")
