@@ -8,6 +8,7 @@ epoch milliseconds and JSON as text, which is also k-msg's SQLite layout.
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -136,6 +137,14 @@ class JobRecord:
 
 #: Column order of :class:`JobRecord`; SQL backends select in this order.
 RECORD_FIELDS: tuple[str, ...] = tuple(JobRecord.__dataclass_fields__)
+_record_values = operator.attrgetter(*RECORD_FIELDS)
+
+
+def copy_record(record: JobRecord) -> JobRecord:
+    """A shallow copy (every field is immutable), several times faster than
+    ``dataclasses.replace``, which the in-memory store would otherwise pay on
+    every claim."""
+    return JobRecord(*_record_values(record))
 
 
 def _decode(job_id: str, what: str, text: str | None, default: Any) -> Any:

@@ -13,11 +13,10 @@ import heapq
 import itertools
 import threading
 from collections.abc import Collection, Sequence
-from dataclasses import replace
 
 from .. import keylimits
 from ..errors import JobNotFound, JobqError, LeaseLost, NotRetryable
-from ..job import UNFINISHED_STORED, JobRecord
+from ..job import UNFINISHED_STORED, JobRecord, copy_record
 from ..keylimits import KeyLimit
 
 _ReadyEntry = tuple[int, int, int, int, str, int]  # -priority, process_at, created_at, seq, id, version
@@ -111,7 +110,7 @@ class MemoryStore:
                 if record.id in self._jobs:
                     raise ValueError(f"duplicate job id {record.id!r}")
             for record in records:
-                stored = replace(record)
+                stored = copy_record(record)
                 self._jobs[stored.id] = stored
                 if stored.status == "pending":
                     # Delayed entries are compared against the time of the claim.
@@ -154,7 +153,7 @@ class MemoryStore:
                 record.lease_owner = owner
                 record.started_at = now_ms
                 self._processing.add(record.id)
-                claimed.append(replace(record))
+                claimed.append(copy_record(record))
             for queue, entry in skipped:
                 heapq.heappush(self._ready[queue], entry)
         return claimed
@@ -163,7 +162,7 @@ class MemoryStore:
         with self._lock:
             self._promote_due(now_ms)
             best = self._best(queues)
-            return None if best is None else replace(self._jobs[best[1][4]])
+            return None if best is None else copy_record(self._jobs[best[1][4]])
 
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
         with self._lock:
@@ -185,7 +184,7 @@ class MemoryStore:
     async def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
             record = self._jobs.get(job_id)
-            return None if record is None else replace(record)
+            return None if record is None else copy_record(record)
 
     async def complete(self, job_id: str, *, token: str | None, result: str | None, now_ms: int) -> None:
         with self._lock:
@@ -215,7 +214,7 @@ class MemoryStore:
         with self._lock:
             record = self._held(job_id, token)
             if record.status == "completed":
-                return replace(record)
+                return copy_record(record)
             self._unlease(record)
             self._processing.discard(job_id)
             record.attempts += 1
@@ -227,7 +226,7 @@ class MemoryStore:
             else:
                 record.status = "failed"
                 record.failed_at = now_ms
-            return replace(record)
+            return copy_record(record)
 
     async def release(self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int) -> None:
         with self._lock:
@@ -276,7 +275,7 @@ class MemoryStore:
                 else:
                     record.status = "failed"
                     record.failed_at = now_ms
-                rescued.append(replace(record))
+                rescued.append(copy_record(record))
         return rescued
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
@@ -289,7 +288,7 @@ class MemoryStore:
                 return False
             if job.id in self._jobs:
                 raise ValueError(f"duplicate job id {job.id!r}")
-            stored = replace(job)
+            stored = copy_record(job)
             self._jobs[stored.id] = stored
             self._enqueue_waiting(stored, stored.created_at)
             return True
@@ -375,7 +374,7 @@ class MemoryStore:
                 record.lease_owner = owner
                 record.started_at = now_ms
                 self._processing.add(record.id)
-                claimed.append(replace(record))
+                claimed.append(copy_record(record))
         return claimed
 
     # -- unique jobs, cancellation, progress, inspection ---------------------
@@ -397,9 +396,9 @@ class MemoryStore:
                 if record.unique_key is not None:
                     holder = self._holder(record.unique_key)
                     if holder is not None:
-                        answer.append(replace(holder))
+                        answer.append(copy_record(holder))
                         continue
-                stored = replace(record)
+                stored = copy_record(record)
                 self._jobs[stored.id] = stored
                 if stored.unique_key is not None:
                     self._unique[stored.unique_key] = stored.id
@@ -420,12 +419,12 @@ class MemoryStore:
                 record.cancelled_at = now_ms
                 if error is not None:
                     record.error = error
-                return True, replace(record)
+                return True, copy_record(record)
             if record.status == "processing":
                 if record.cancel_requested_at is None:
                     record.cancel_requested_at = now_ms
-                return True, replace(record)
-            return False, replace(record)
+                return True, copy_record(record)
+            return False, copy_record(record)
 
     async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         with self._lock:
@@ -453,7 +452,7 @@ class MemoryStore:
                 self._unlease(record)
                 record.status = "cancelled"
                 record.cancelled_at = now_ms
-                done.append(replace(record))
+                done.append(copy_record(record))
         return done
 
     async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
@@ -476,7 +475,7 @@ class MemoryStore:
             record.cancelled_at = None
             record.cancel_requested_at = None
             self._enqueue_waiting(record, now_ms)
-            return replace(record)
+            return copy_record(record)
 
     async def set_progress(
         self, job_id: str, *, token: str | None, progress: float, message: str | None
@@ -510,7 +509,7 @@ class MemoryStore:
                 and (queues is None or r.queue in queues)
             ]
             found.sort(key=lambda r: (r.created_at, r.id), reverse=newest_first)
-            return [replace(r) for r in found[offset : offset + limit]], len(found)
+            return [copy_record(r) for r in found[offset : offset + limit]], len(found)
 
     async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
         counts: dict[tuple[str, str, str], int] = {}
