@@ -208,13 +208,15 @@ async def latency_inprocess(
 
 
 # -- 5. raw sqlite3 reference ----------------------------------------------
+# The same statements jobq's SQLite store issues (src/jobq/store/sqlite.py),
+# run bare: keep them in step with it.
 
 _INSERT = f"INSERT INTO jobs ({', '.join(RECORD_FIELDS)}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
 _CLAIM = (
     "UPDATE jobs SET status = 'processing', scheduled_at = process_at,"
     " process_at = ?, lease_token = ?, lease_owner = ?, started_at = ?"
-    " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND process_at <= ?"
-    " ORDER BY priority DESC, process_at ASC, created_at ASC LIMIT 1)"
+    " WHERE id IN (SELECT id FROM jobs INDEXED BY jobq_jobs_ready WHERE status = 'pending'"
+    " AND process_at <= ? ORDER BY priority DESC, process_at ASC, created_at ASC LIMIT 1)"
     f" RETURNING {', '.join(RECORD_FIELDS)}"
 )
 _COMPLETE = (
