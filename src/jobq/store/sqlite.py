@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from .. import keylimits
 from ..errors import (
@@ -101,17 +101,20 @@ class SQLiteStore:
         self.schema_found: int = self._write(lambda c: migrate(c, self.table), in_transaction=False)
         self._watch = self._connect()
         self._last_version = self._data_version()
+        # Statements that cannot wait run on the caller's thread, saving the
+        # hand-off to the database thread (see _run_now).
+        self._now_conn = self._connect(busy_ms=0)
 
     # -- connection plumbing ----------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_ms: int = _BUSY_HANDLER_MS) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_HANDLER_MS / 1000
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000
             )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from None
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_HANDLER_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
         self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute(f"PRAGMA synchronous = {DURABILITY_MODES[self.durability]}")
         return conn
@@ -156,7 +159,40 @@ class SQLiteStore:
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         if self._closed:
             raise QueueClosed()
+        if len(args) == 1 and (fn == self._read or (fn == self._write and self.durability == "fast")):
+            done, result = self._run_now(args[0], write=fn == self._write)
+            if done:
+                return cast(R, result)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _run_now(self, do: Callable[[sqlite3.Connection], R], *, write: bool) -> tuple[bool, Any]:
+        """Runs ``do`` on the calling thread if it need not wait: a read (WAL
+        readers never wait), or a write while nobody holds the write lock.
+        This connection's busy timeout is 0, so a held lock answers at once,
+        and the statement goes to the database thread, which waits for it.
+        Writes with durability "full" always go there: their commit waits for
+        the disk, which must not stall the event loop."""
+        conn = self._now_conn
+        try:
+            if not write:
+                return True, do(conn)
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                return False, None
+            raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+        try:
+            result = do(conn)
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            conn.execute("ROLLBACK")
+            if _is_busy(exc):
+                return False, None
+            raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return True, result
 
     def _data_version(self) -> int:
         return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
@@ -708,6 +744,7 @@ class SQLiteStore:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=True)
         self._watch.close()
+        self._now_conn.close()
 
     def close_sync(self) -> None:
         """Closes from code that has no event loop."""
@@ -717,3 +754,4 @@ class SQLiteStore:
         self._executor.submit(self._conn.close).result()
         self._executor.shutdown(wait=True)
         self._watch.close()
+        self._now_conn.close()
