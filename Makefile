@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo dashboard test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,20 @@ $(VENV)/.installed-core: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+$(VENV)/.installed-web: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[web]'
+	touch $@ $(VENV)/.installed-core
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@ $(VENV)/.installed-core
+	touch $@ $(VENV)/.installed-core $(VENV)/.installed-web
 
 demo: $(VENV)/.installed-core
 	$(BIN)/jobq demo
+
+# The web dashboard on the demo's database (jobq.db); prints its login URL.
+dashboard: $(VENV)/.installed-web
+	$(BIN)/jobq dashboard
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
