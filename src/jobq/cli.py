@@ -22,9 +22,7 @@ from typing import Any
 from . import cli_admin
 from .backends import DEFAULT_URL, connect
 from .errors import BackendMissing, InvalidOption, JobqError
-from .job import JobStatus
 from .processor.worker import JobProcessor
-from .queue import Queue
 
 URL_ENV = "JOBQ_URL"
 

@@ -392,6 +392,24 @@ class Queue:
             self._notify()
         return jobs
 
+    def validate(self, spec: NewJob) -> None:
+        """Raises :class:`~jobq.InvalidJob` if ``spec`` would be refused by
+        :meth:`enqueue_many`; stores nothing."""
+        self._record(spec, self.now_ms())
+
+    async def enqueue_for_slot(self, schedule: str, slot_ms: int, spec: NewJob) -> Job[Any] | None:
+        """Enqueues ``spec`` for one slot of a recurring schedule, once across
+        every process: in the store's transaction that moves the schedule's
+        last slot forward to ``slot_ms``. Returns the job, or ``None`` when
+        another process already took this slot (or it is the first slot this
+        schedule is seen at, which only records it)."""
+        now_ms = self.now_ms()
+        record = self._record(spec, now_ms)
+        if not await self.store.claim_cron_slot(schedule, slot_ms, record):
+            return None
+        self._notify()
+        return self._to_job(record, now_ms)
+
     async def claim(
         self,
         limit: int = 1,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import time
 from collections import Counter
 from typing import Any
 

@@ -21,3 +21,14 @@ def test_package_passes_mypy_strict() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_code_passes_ruff() -> None:
+    pytest.importorskip("ruff", reason="ruff is part of the test extra")
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from ..clock import FakeClock, to_ms
+from ..clock import FakeClock
 from ..errors import (
     CancelJob,
     InvalidOption,
@@ -34,7 +34,7 @@ from ..errors import (
     SnoozeJob,
 )
 from ..events import Emitter, Event, ProcessorMetrics, QueueStatus
-from ..job import Job, JobRecord, JobStatus, RetryDirective
+from ..job import Job, JobStatus, RetryDirective
 from ..keylimits import KeyLimit, check_limits, wait_hint
 from ..options import reject_unknown
 from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, running_job
@@ -304,7 +304,7 @@ class JobProcessor:
         )
         if schedule.name in self._crons:
             raise InvalidOption(f"a cron schedule named {schedule.name!r} exists; give this one a name=")
-        self._cron_job(schedule, 0, 0.0)  # bad data or options raise InvalidJob now, not at each slot
+        self.queue.validate(self._cron_job(schedule, 0))  # bad data or options fail now, not at each slot
         self._crons[schedule.name] = schedule
 
         def register(fn: H) -> H:
@@ -912,7 +912,7 @@ class JobProcessor:
             if slot is None:
                 continue
             try:
-                await self._fire_cron(schedule, slot, now)
+                await self._fire_cron(schedule, slot)
             except Exception as exc:  # noqa: BLE001 - the schedule tries again; the loop must not die
                 log.warning("jobq: cron schedule %r could not claim its slot: %s", schedule.name, exc)
                 settled = False
@@ -920,8 +920,8 @@ class JobProcessor:
             schedule.last_seen_ms = slot
         return settled
 
-    def _cron_job(self, schedule: CronSchedule, slot_ms: int, now: float) -> JobRecord:
-        spec = NewJob(
+    def _cron_job(self, schedule: CronSchedule, slot_ms: int) -> NewJob:
+        return NewJob(
             type=schedule.job_type,
             data=schedule.data,
             priority=ADD_PRIORITY if schedule.priority is None else schedule.priority,
@@ -929,15 +929,11 @@ class JobProcessor:
             metadata=schedule.job_metadata(slot_ms),
             queue=schedule.queue or (self.queues[0] if self.queues else DEFAULT_QUEUE),
         )
-        return self.queue._record(spec, to_ms(now))
 
-    async def _fire_cron(self, schedule: CronSchedule, slot_ms: int, now: float) -> None:
-        now_ms = to_ms(now)
-        record = self._cron_job(schedule, slot_ms, now)
-        if not await self.queue.store.claim_cron_slot(schedule.name, slot_ms, record):
+    async def _fire_cron(self, schedule: CronSchedule, slot_ms: int) -> None:
+        job = await self.queue.enqueue_for_slot(schedule.name, slot_ms, self._cron_job(schedule, slot_ms))
+        if job is None:
             return
-        self.queue._notify()
-        job = self.queue._to_job(record, now_ms)
         log.info("jobq: cron schedule %r enqueued job %s for its slot", schedule.name, job.id)
         self._events.emit(Event("cron_enqueued", job=job))
 

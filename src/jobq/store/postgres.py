@@ -543,12 +543,12 @@ class PostgresStore:
             return []
         batch = self._q(
             "complete_many",
-            f"UPDATE {{t}} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
-            f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
-            f" status = 'completed', completed_at = {{now}}, result = b.result"
-            f" FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
-            f" WHERE j.id = b.id AND j.status = 'processing' AND j.lease_token = b.token"
-            f" RETURNING j.id",
+            "UPDATE {t} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
+            " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
+            " status = 'completed', completed_at = {now}, result = b.result"
+            " FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
+            " WHERE j.id = b.id AND j.status = 'processing' AND j.lease_token = b.token"
+            " RETURNING j.id",
         )
         single = self._q(
             "complete",

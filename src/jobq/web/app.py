@@ -363,7 +363,7 @@ def create_app(
     elif auth is None or isinstance(auth, (TokenAuth, BasicAuth)):
         chosen = auth
     else:
-        raise InvalidOption(f"auth must be a TokenAuth, a BasicAuth, a token, a (user, password) pair or None")
+        raise InvalidOption("auth must be a TokenAuth, a BasicAuth, a token, a (user, password) pair or None")
     key = secret or secrets.token_bytes(32)
     board = Dashboard(queue, chosen, key, set(allowed_origins))
     routes = [
