@@ -9,11 +9,12 @@ which ``jobq`` prints as one line before exiting with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import admin
@@ -216,6 +217,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _graceful_server_class() -> Any:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """Returns after a graceful stop on SIGTERM or SIGINT, so the command
+        exits 0; uvicorn would raise the signal again once it has stopped."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
+
+    return GracefulServer
+
+
 async def cmd_dashboard(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -249,7 +268,7 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
             app, host=args.host, port=args.port, log_level=args.log_level_uvicorn, access_log=False,
             lifespan="off", server_header=False,
         )  # fmt: skip
-        server = uvicorn.Server(config)
+        server = _graceful_server_class()(config)
         await server.serve()
         if not server.started:
             raise CommandError(f"could not listen on {args.host}:{args.port}")

@@ -213,4 +213,4 @@ def test_dashboard_serves_the_demo_database(queue_url: str, tmp_path: Path) -> N
     finally:
         server.terminate()
         server.communicate(timeout=30)
-    assert server.returncode in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
+    assert server.returncode == 0  # a graceful stop on SIGTERM
