@@ -12,14 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from contract_helpers import DEADLINE, QUIET
 
 import jobq
 from jobq import JobStatus
 
 pytest.importorskip("croniter")
 
-DEADLINE = 10.0  # seconds any expected event may take on a slow machine
-QUIET = 0.3  # seconds to watch for something that must not happen
 EVERY_5_MIN = "*/5 * * * *"
 # The fake clock starts at 2023-11-14 22:13:20 UTC: the last slot of
 # EVERY_5_MIN is 22:10, the next 22:15.

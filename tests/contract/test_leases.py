@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from contract_helpers import stored
 
 import jobq
 from jobq import JobStatus, RetryDirective
@@ -23,10 +24,6 @@ async def leased(make_queue: Any, clock: jobq.FakeClock) -> jobq.Queue:
     return await make_queue(clock=clock, lease=LEASE, worker_id="w1")
 
 
-async def stored(queue: jobq.Queue, job_id: str) -> jobq.Job[Any]:
-    job = await queue.get_job(job_id)
-    assert job is not None
-    return job
 
 
 async def claim(queue: jobq.Queue) -> jobq.Job[Any]:

@@ -8,72 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
+from contract_helpers import DEADLINE, QUIET, MakeProcessor, Recorder, stored, wait_until
 
 import jobq
 from jobq import JobStatus
-
-DEADLINE = 10.0  # seconds any expected event may take on a slow machine
-QUIET = 0.3  # seconds to watch for something that must not happen
-
-MakeProcessor = Callable[..., jobq.JobProcessor]
-
-
-@pytest.fixture
-async def make_processor(queue: jobq.Queue) -> AsyncIterator[MakeProcessor]:
-    """Builds processors on the test's queue and stops them at the end."""
-    made: list[jobq.JobProcessor] = []
-
-    def make(**options: Any) -> jobq.JobProcessor:
-        options.setdefault("poll_interval", 0.05)
-        processor = jobq.JobProcessor(queue, **options)
-        made.append(processor)
-        return processor
-
-    yield make
-    for processor in made:
-        await processor.stop(timeout=1)
-
-
-class Recorder:
-    """Collects events of one name and lets a test wait for the n-th."""
-
-    def __init__(self, processor: jobq.JobProcessor, name: str) -> None:
-        self.events: list[jobq.Event] = []
-        self._changed = asyncio.Event()
-        processor.on(name, self._record)
-
-    def _record(self, event: jobq.Event) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait_for(self, count: int = 1) -> list[jobq.Event]:
-        async def reach() -> None:
-            while len(self.events) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(reach(), DEADLINE)
-        return self.events
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE) -> None:
-    async def poll() -> None:
-        while not await predicate() if asyncio.iscoroutinefunction(predicate) else not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
-async def stored(queue: jobq.Queue, job_id: str) -> jobq.Job[Any]:
-    job = await queue.get_job(job_id)
-    assert job is not None
-    return job
-
 
 # -- add ---------------------------------------------------------------------------
 

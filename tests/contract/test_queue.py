@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from contract_helpers import stored
 
 import jobq
 from jobq import JobStatus, RetryDirective
@@ -16,10 +17,6 @@ def at(clock: jobq.FakeClock, offset: float = 0.0) -> datetime:
     return datetime.fromtimestamp(clock.now() + offset, tz=UTC)
 
 
-async def stored(queue: jobq.Queue, job_id: str) -> jobq.Job[Any]:
-    job = await queue.get_job(job_id)
-    assert job is not None
-    return job
 
 
 async def total(queue: jobq.Queue) -> int:
