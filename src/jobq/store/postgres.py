@@ -416,19 +416,9 @@ class PostgresStore:
             "insert",
             f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
         )
-        # The notification goes out at commit; the same statement reads the
-        # transaction's time.
-        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
         try:
             async with self._conn() as conn, conn.transaction():
-                cur = await conn.execute(stamp, {"channel": self.channel, "now": None})
-                row = await cur.fetchone()
-                assert row is not None
-                if self._db_clock:
-                    db_now = int(row[1])
-                    for record in records:
-                        record.process_at = db_now + (record.process_at - record.created_at)
-                        record.created_at = db_now
+                await self._announce(conn, records)
                 async with conn.cursor() as cur:
                     await cur.executemany(query, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
         except psycopg.DataError as exc:
@@ -702,7 +692,6 @@ class PostgresStore:
             "insert",
             f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
         )
-        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
         try:
             async with self._conn() as conn, conn.transaction():
                 if not self._cron_ready:
@@ -713,12 +702,7 @@ class PostgresStore:
                 # No row: the stored slot is not older. inserted: a new schedule.
                 won = found is not None and not found[0]
                 if won:
-                    cur = await conn.execute(stamp, {"channel": self.channel, "now": None})
-                    row = await cur.fetchone()
-                    assert row is not None
-                    if self._db_clock:
-                        job.process_at = int(row[1]) + (job.process_at - job.created_at)
-                        job.created_at = int(row[1])
+                    await self._announce(conn, [job])
                     await conn.execute(insert, {f: getattr(job, f) for f in RECORD_FIELDS})
         except psycopg.DataError as exc:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
@@ -876,18 +860,10 @@ class PostgresStore:
             "unique_holder",
             f"SELECT {_COLUMNS} FROM {{t}} WHERE unique_key = %(key)s AND status IN ('pending', 'processing')",
         )
-        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
         answer: list[JobRecord | None] = []
         try:
             async with self._conn() as conn, conn.transaction():
-                cur = await conn.execute(stamp, {"channel": self.channel, "now": None})
-                row = await cur.fetchone()
-                assert row is not None
-                if self._db_clock:
-                    db_now = int(row[1])
-                    for record in records:
-                        record.process_at = db_now + (record.process_at - record.created_at)
-                        record.created_at = db_now
+                await self._announce(conn, records)
                 for record in records:
                     fields = {f: getattr(record, f) for f in RECORD_FIELDS}
                     if record.unique_key is None:
@@ -1083,6 +1059,15 @@ class PostgresStore:
 
     # -- transactional enqueue ---------------------------------------------------
 
+    async def _announce(self, conn: psycopg.AsyncConnection[Any], records: Sequence[JobRecord]) -> None:
+        """Queues the wake-up notification (PostgreSQL sends it at commit) and,
+        on the database clock, stamps ``records`` with the transaction's time."""
+        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
+        cur = await conn.execute(stamp, {"channel": self.channel, "now": None})
+        row = await cur.fetchone()
+        assert row is not None
+        self._stamp(records, int(row[1]))
+
     def _stamp(self, records: Sequence[JobRecord], db_now: int) -> None:
         """On the database clock, the transaction's "now" replaces the caller's."""
         if self._db_clock:
@@ -1111,10 +1096,7 @@ class PostgresStore:
             if isinstance(conn, psycopg.AsyncConnection):
                 own = conn.autocommit and conn.info.transaction_status == idle
                 async with conn.transaction() if own else contextlib.nullcontext():
-                    cur = await conn.execute(stamp, stamp_params)
-                    row = await cur.fetchone()
-                    assert row is not None
-                    self._stamp(records, int(row[1]))
+                    await self._announce(conn, records)
                     async with conn.cursor() as acur:
                         await acur.executemany(insert, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
             elif isinstance(conn, psycopg.Connection):
