@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -16,23 +17,55 @@ PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def encode(value: Any, what: str) -> str:
-    """JSON text for ``value``; :class:`InvalidJob` naming ``what`` if it has none."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ascii_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def _utf8_size(text: str, what: str) -> int:
+    """How many bytes ``text`` takes in UTF-8; :class:`InvalidJob` naming
+    ``what`` if it holds a lone surrogate, which UTF-8 (and so every store
+    but the in-memory one) cannot hold."""
+    if text.isascii():  # O(1) in CPython
+        return len(text)
     try:
-        return _encoder.encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidJob(
+            f"{what} is not valid Unicode: it holds the lone surrogate {text[exc.start]!r},"
+            " which UTF-8 cannot encode"
+        ) from None
+
+
+def encode(value: Any, what: str) -> str:
+    """JSON text for ``value``; :class:`InvalidJob` naming ``what`` if it has
+    none, or if it holds a string that is not valid Unicode."""
+    try:
+        text = _encoder.encode(value)
+    except RecursionError:
+        raise InvalidJob(f"{what} is not JSON-serialisable: it is nested too deeply") from None
+    except (TypeError, ValueError) as exc:
         raise InvalidJob(f"{what} is not JSON-serialisable: {exc}") from None
+    _utf8_size(text, what)
+    return text
 
 
 def encode_result(value: Any) -> str | None:
     """A handler's return value as JSON; one that JSON cannot hold is kept as
-    its ``repr`` string rather than lost."""
+    its ``repr`` string rather than lost. A lone surrogate in it is kept as a
+    JSON escape (UTF-8 cannot hold it raw)."""
     if value is None:
         return None
     try:
-        return _encoder.encode(value)
+        text = _encoder.encode(value)
     except (TypeError, ValueError, RecursionError):
-        return _encoder.encode(repr(value))
+        value = repr(value)
+        text = _encoder.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = _ascii_encoder.encode(value)
+    return text
 
 
 def check_type(job_type: Any) -> str:
@@ -42,7 +75,18 @@ def check_type(job_type: Any) -> str:
         raise InvalidJob("job type must not be empty")
     if len(job_type) > MAX_TYPE_LENGTH:
         raise InvalidJob(f"job type is {len(job_type)} characters long; the limit is {MAX_TYPE_LENGTH}")
+    check_text(job_type, "job type")
     return job_type
+
+
+def check_text(text: str, what: str) -> str:
+    """A name stored as text (a job type, a queue name, a unique key): no NUL
+    characters (PostgreSQL's text cannot hold them) and no lone surrogates
+    (UTF-8 cannot), on every backend alike."""
+    if "\x00" in text:
+        raise InvalidJob(f"{what} must not contain NUL characters: {text[:80]!r}")
+    _utf8_size(text, what)
+    return text
 
 
 def check_priority(priority: Any) -> int:
@@ -74,8 +118,13 @@ def check_max_attempts(max_attempts: Any) -> int:
 
 
 def encode_payload(data: Any, limit: int) -> str:
-    text = encode(data, "payload")
-    size = len(text.encode("utf-8")) if len(text) * 4 > limit else len(text)
+    try:
+        text = _encoder.encode(data)
+    except RecursionError:
+        raise InvalidJob("payload is not JSON-serialisable: it is nested too deeply") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(f"payload is not JSON-serialisable: {exc}") from None
+    size = _utf8_size(text, "payload")
     if size > limit:
         raise InvalidJob(f"payload is {size} bytes encoded; the limit is {limit}")
     return text
@@ -92,6 +141,9 @@ def encode_metadata(metadata: Any) -> str:
 def error_text(error: BaseException | str) -> str:
     """The message stored for a failure: the string, or the exception's message
     (its class name when it has none)."""
-    if isinstance(error, BaseException):
-        return str(error) or type(error).__name__
-    return str(error)
+    text = (str(error) or type(error).__name__) if isinstance(error, BaseException) else str(error)
+    if not text.isascii():
+        # A lone surrogate (UTF-8 cannot hold it) becomes U+FFFD, so the
+        # failure is still recorded rather than lost with the write.
+        text = _SURROGATE.sub("\ufffd", text)
+    return text

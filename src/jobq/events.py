@@ -70,6 +70,10 @@ class Emitter:
         if callback in callbacks:
             callbacks.remove(callback)
 
+    def wants(self, name: str) -> bool:
+        """Whether anyone listens for ``name``: lets a hot path skip building the event."""
+        return bool(self._callbacks.get(name))
+
     def emit(self, event: Event) -> None:
         for callback in self._callbacks.get(event.name, ()):
             try:

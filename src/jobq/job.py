@@ -147,13 +147,32 @@ def copy_record(record: JobRecord) -> JobRecord:
     return JobRecord(*_record_values(record))
 
 
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def _decode(job_id: str, what: str, text: str | None, default: Any) -> Any:
     if text is None:
         return default
+    if text == "{}":
+        return {}
+    try:
+        # The decoder's scanner without json.loads' wrapper (two regex
+        # matches per call); text it does not consume whole, or that does
+        # not start with a value, goes through json.loads for its verdict.
+        value, end = _scan_json(text, 0)
+        if end == len(text):
+            return value
+    except (StopIteration, ValueError, TypeError, RecursionError):
+        pass
     try:
         return json.loads(text)
     except (ValueError, TypeError) as exc:
         raise CorruptJob(job_id, f"its {what} is not valid JSON ({exc})") from None
+    except RecursionError:
+        # Nested deeper than Python's recursion limit lets json decode (a row
+        # written by another producer, or one just under the limit at enqueue
+        # and decoded deeper in a worker's stack): the job fails, the worker lives.
+        raise CorruptJob(job_id, f"its {what} is JSON nested too deeply to decode") from None
 
 
 def to_job(record: JobRecord, now_ms: int) -> Job[Any]:
@@ -162,7 +181,7 @@ def to_job(record: JobRecord, now_ms: int) -> Job[Any]:
     Raises :class:`CorruptJob` when the payload, metadata or result cannot be
     decoded.
     """
-    status = JobStatus(record.status) if record.status in _STATUS_VALUES else JobStatus.PENDING
+    status = _STATUSES.get(record.status, JobStatus.PENDING)
     process_at = record.process_at
     lease_expires_at = None
     if status is JobStatus.PROCESSING:
@@ -201,4 +220,4 @@ def to_job(record: JobRecord, now_ms: int) -> Job[Any]:
     )
 
 
-_STATUS_VALUES = frozenset(s.value for s in JobStatus)
+_STATUSES: dict[str, JobStatus] = {s.value: s for s in JobStatus}

@@ -431,15 +431,57 @@ class Queue:
         if rescue and now_ms >= self._next_rescue_ms:
             await self.rescue_expired()
         records = await self.store.claim(
-            limit=limit,
-            now_ms=now_ms,
-            lease_until_ms=now_ms + to_ms(self.lease if lease is None else lease),
-            token=secrets.token_hex(8),
-            owner=owner or self.worker_id,
-            queues=queues,
-            exclude_types=exclude_types,
-            **({"limits": limits} if limits else {}),
+            **self._claim_args(now_ms, limit, queues, exclude_types, lease, owner, limits)
         )
+        return await self._claimed_jobs(records, now_ms)
+
+    async def complete_and_claim(
+        self,
+        completions: Sequence[tuple[Job[Any], Any]],
+        limit: int,
+        *,
+        queues: Sequence[str] | None = None,
+        exclude_types: Collection[str] = (),
+        lease: float | None = None,
+        owner: str | None = None,
+        limits: Sequence[KeyLimit] = (),
+    ) -> tuple[list[JobqError | None], list[Job[Any]]]:
+        """:meth:`complete_many` then :meth:`claim` (without the sweep), in
+        one transaction where the store allows: a worker finishing a batch
+        and taking the next pays for one commit. Returns the completions'
+        outcomes (as :meth:`complete_many`) and the claimed jobs."""
+        now_ms = self.now_ms()
+        outcomes, records = await self.store.complete_and_claim(
+            self._completions(completions),
+            completed_ms=now_ms,
+            **self._claim_args(now_ms, limit, queues, exclude_types, lease, owner, limits),
+        )
+        return outcomes, await self._claimed_jobs(records, now_ms)
+
+    def _claim_args(
+        self,
+        now_ms: int,
+        limit: int,
+        queues: Sequence[str] | None,
+        exclude_types: Collection[str],
+        lease: float | None,
+        owner: str | None,
+        limits: Sequence[KeyLimit],
+    ) -> dict[str, Any]:
+        return {
+            "limit": limit,
+            "now_ms": now_ms,
+            "lease_until_ms": now_ms + to_ms(self.lease if lease is None else lease),
+            "token": secrets.token_hex(8),
+            "owner": owner or self.worker_id,
+            "queues": queues,
+            "exclude_types": exclude_types,
+            **({"limits": limits} if limits else {}),
+        }
+
+    async def _claimed_jobs(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:
+        """Decodes claimed rows; one whose stored JSON cannot be decoded is
+        failed for good with an error saying so, and skipped."""
         jobs: list[Job[Any]] = []
         for record in records:
             try:
@@ -475,12 +517,15 @@ class Queue:
         """Completes several jobs in one transaction: ``(job, result)`` pairs,
         each fenced or not as in :meth:`complete`. Returns, per item, ``None``
         or the error (``LeaseLost``, ``JobNotFound``) that item alone met."""
-        targets = [self._target(job) for job, _ in items]
-        encoded = [
-            (job_id, token, codec.encode_result(result))
-            for (job_id, token), (_, result) in zip(targets, items, strict=True)
-        ]
-        return await self.store.complete_many(encoded, now_ms=self.now_ms())
+        return await self.store.complete_many(self._completions(items), now_ms=self.now_ms())
+
+    def _completions(self, items: Sequence[tuple[str | Job[Any], Any]]) -> list[tuple[str, str | None, str | None]]:
+        """``(job, result)`` pairs as the store takes them: ``(id, token, JSON)``."""
+        encoded = []
+        for job, result in items:
+            job_id, token = self._target(job)
+            encoded.append((job_id, token, codec.encode_result(result)))
+        return encoded
 
     async def fail(
         self, job: str | Job[Any], error: BaseException | str, retry: RetryDirective | None = None

@@ -39,7 +39,7 @@ from ..keylimits import KeyLimit, check_limits, wait_hint
 from ..options import reject_unknown
 from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, running_job
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
-from .completer import Completer
+from .completer import Completion, Completer
 from .cron import CRON_RETRY, CronSchedule, seconds_until_next
 from .limits import Circuit, CircuitBreaker, RateLimit
 
@@ -223,18 +223,20 @@ class JobProcessor:
         self.worker_id = worker_id or queue.worker_id
 
         self._handlers: dict[str, Handler] = {}
+        self._async_handlers: dict[str, bool] = {}  # by job type: is its handler a coroutine function
         self._type_timeouts: dict[str, float] = {}
         self._crons: dict[str, CronSchedule] = {}
         self._cron_wake: asyncio.Event | None = None
         self._circuits: dict[str, Circuit] = {}
         self._events = Emitter()
         self._metrics = ProcessorMetrics()
+        self._last_processed: float | None = None  # epoch seconds; see get_metrics
         self._active: dict[str, tuple[Job[Any], asyncio.Task[None]]] = {}
         self._releasing: set[str] = set()
         # Jobs whose handler is done and whose outcome is being stored: their
         # lease ends with that write, so the lease keeper must not call it lost.
         self._settling: set[str] = set()
-        self._completer = Completer(queue)
+        self._completer = Completer(queue, self._completion_settled)
         self._running = False
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -253,6 +255,7 @@ class JobProcessor:
         if not callable(handler):
             raise TypeError(f"handler for {job_type!r} is not callable")
         self._handlers[job_type] = handler
+        self._async_handlers[job_type] = _is_async(handler)
         if timeout is None:
             self._type_timeouts.pop(job_type, None)
         else:
@@ -359,6 +362,8 @@ class JobProcessor:
     def get_metrics(self) -> ProcessorMetrics:
         metrics = ProcessorMetrics(**{k: getattr(self._metrics, k) for k in self._metrics})
         metrics.active_jobs = len(self._active)
+        if self._last_processed is not None:
+            metrics.last_processed_at = datetime.fromtimestamp(self._last_processed, UTC)
         metrics.by_type = {t: dict(c) for t, c in self._metrics.by_type.items()}
         return metrics
 
@@ -394,7 +399,7 @@ class JobProcessor:
         if self.worker_id == self.queue.worker_id:
             self.worker_id = queue.worker_id
         self.queue, self.clock = queue, queue.clock
-        self._completer = Completer(queue)
+        self._completer = Completer(queue, self._completion_settled)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -507,6 +512,7 @@ class JobProcessor:
             self._active[job.id] = (job, task)
             try:
                 await self._run_job(job)
+                await self._completer.drain()  # stored before the next job, as a caller expects
             finally:
                 self._finished(job.id)
             ran += 1
@@ -543,6 +549,9 @@ class JobProcessor:
             # that arrived during a rate-limit or error pause cannot turn the
             # next pause into a spin; one that arrives later still ends it.
             self._wake.clear()
+            # Completions handed in meanwhile go with the next claim; every
+            # path below that does not claim flushes them instead.
+            self._completer.defer()
             free = self.concurrency - len(self._active)
             if free <= 0:
                 self._slot_free.clear()
@@ -583,10 +592,7 @@ class JobProcessor:
         claim per queue that has free slots (starting with a different queue
         each time), each with the per-key limits."""
         if self.queue_concurrency is None:
-            return await self.queue.claim(
-                limit, queues=self.queues, exclude_types=closed, owner=self.worker_id, rescue=False,
-                limits=self.limits,
-            )  # fmt: skip
+            return await self._complete_and_claim(limit, self.queues, closed)
         busy: dict[str, int] = {}
         for job, _ in self._active.values():
             busy[job.queue] = busy.get(job.queue, 0) + 1
@@ -596,15 +602,45 @@ class JobProcessor:
         for name in names[start:] + names[:start]:
             free = min(self.queue_concurrency[name] - busy.get(name, 0), limit - len(jobs))
             if free > 0:
-                jobs += await self.queue.claim(
-                    free, queues=[name], exclude_types=closed, owner=self.worker_id, rescue=False,
-                    limits=self.limits,
-                )  # fmt: skip
+                jobs += await self._complete_and_claim(free, [name], closed)
         return jobs
+
+    async def _complete_and_claim(
+        self, limit: int, queues: Sequence[str] | None, closed: list[str]
+    ) -> list[Job[Any]]:
+        """One claim, carrying the completions waiting to be written."""
+        batch = self._completer.take()
+        try:
+            outcomes, jobs = await self.queue.complete_and_claim(
+                [(job, result) for job, result, _ in batch], limit, queues=queues, exclude_types=closed,
+                owner=self.worker_id, limits=self.limits,
+            )  # fmt: skip
+        except BaseException:
+            self._completer.give_back(batch)
+            raise
+        self._completer.settle(batch, outcomes)
+        return jobs
+
+    def _completion_settled(self, completion: Completion, error: BaseException | None) -> None:
+        job, result, elapsed = completion
+        if error is None:
+            self._count(job, "succeeded", elapsed)
+            if self._events.wants("job_completed"):
+                self._events.emit(Event("job_completed", job=job, result=result, processing_time=elapsed))
+        elif isinstance(error, LeaseLost):
+            log.warning("jobq: %s; its result was not recorded", error)
+        elif isinstance(error, JobqError):
+            # The store stayed unreachable: the job's lease expires and it runs again.
+            log.warning(
+                "jobq: could not record the result of job %s (%s); it runs again after its lease", job.id, error
+            )
+        elif not isinstance(error, asyncio.CancelledError):
+            log.error("jobq: recording the result of job %s failed", job.id, exc_info=error)
 
     async def _idle_limited(self, now: float) -> None:
         """Waits for a local wake-up, another process's commit, or the time
         after which a limit may have room again."""
+        self._completer.flush()
         assert self._wake is not None
         timeout = min(self.poll_interval, wait_hint(self.limits) if self.limits else self.poll_interval)
         try:
@@ -634,6 +670,7 @@ class JobProcessor:
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps up to ``seconds``, waking early on stop or a local enqueue."""
+        self._completer.flush()
         assert self._wake is not None
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0))
@@ -643,6 +680,7 @@ class JobProcessor:
     async def _idle(self, now: float) -> None:
         """Waits for work: a local enqueue, another process's commit, the next
         delayed job coming due, a circuit half-opening, or ``poll_interval``."""
+        self._completer.flush()
         assert self._wake is not None
         timeout = self.poll_interval
         try:
@@ -688,6 +726,13 @@ class JobProcessor:
     def _timeout(self, job: Job[Any]) -> float | None:
         """The job's own timeout, else its type's, else ``job_timeout``; a
         circuit breaker's ``timeout`` caps it."""
+        if (
+            TIMEOUT_KEY not in job.metadata
+            and not self._type_timeouts
+            and self.job_timeout is None
+            and (self.circuit_breaker is None or not self.circuit_breaker.timeout)
+        ):
+            return None
         own = job.metadata.get(TIMEOUT_KEY)
         if isinstance(own, bool) or not isinstance(own, (int, float)) or own <= 0:
             own = None
@@ -698,7 +743,7 @@ class JobProcessor:
     async def _call(self, handler: Handler, job: Job[Any]) -> Any:
         # The handler (and a sync one's thread) sees its job, for report_progress.
         with running_job(self.queue, job):
-            if _is_async(handler):
+            if self._async_handlers.get(job.type, False):
                 return await handler(job)
             loop = asyncio.get_running_loop()
             context = contextvars.copy_context()
@@ -717,7 +762,8 @@ class JobProcessor:
         if handler is None:
             await self._failed(job, no_handler_error(job.type), retry=False, elapsed=0.0)
             return
-        self._events.emit(Event("job_started", job=job))
+        if self._events.wants("job_started"):
+            self._events.emit(Event("job_started", job=job))
         started = time.monotonic()
         timeout = self._timeout(job)
         try:
@@ -747,20 +793,9 @@ class JobProcessor:
         elapsed = time.monotonic() - started
         if circuit is not None:
             circuit.success()
-        self._settling.add(job.id)
-        try:
-            await self._completer.complete(job, result)
-        except LeaseLost as exc:
-            log.warning("jobq: %s; its result was not recorded", exc)
-            return
-        except JobqError as exc:
-            # The store stayed unreachable: the job's lease expires and it runs again.
-            log.warning(
-                "jobq: could not record the result of job %s (%s); it runs again after its lease", job.id, exc
-            )
-            return
-        self._count(job, "succeeded", elapsed)
-        self._events.emit(Event("job_completed", job=job, result=result, processing_time=elapsed))
+        # The task ends here and frees its slot; the completion is written
+        # with the next claim, or by the completer (see completer.py).
+        self._completer.hand_in(job, result, elapsed)
 
     async def _steer(self, job: Job[Any], steer: RetryJob | SnoozeJob | CancelJob, elapsed: float) -> None:
         """Does what a handler asked by raising a steering exception."""
@@ -883,7 +918,7 @@ class JobProcessor:
             per_type["processed"] += 1
             finished = m.succeeded + m.failed
             m.average_processing_time += (elapsed - m.average_processing_time) / finished
-        m.last_processed_at = datetime.now(UTC)
+        self._last_processed = time.time()  # a datetime when metrics are read
 
     # -- background duties -------------------------------------------------
 

@@ -55,6 +55,27 @@ class Store(Protocol):
         limits."""
         ...
 
+    async def complete_and_claim(
+        self,
+        completions: Sequence[tuple[str, str | None, str | None]],
+        *,
+        completed_ms: int,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None = None,
+        exclude_types: Collection[str] = (),
+        limits: Sequence[KeyLimit] = (),
+    ) -> tuple[list[JobqError | None], list[JobRecord]]:
+        """:meth:`complete_many` of ``completions`` (at ``completed_ms``),
+        then :meth:`claim` with the other arguments; returns both outcomes.
+        A worker's hot path: a store that can should do both in one
+        transaction, so finishing a batch and taking the next cost one
+        commit."""
+        ...
+
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         """The job ``claim`` would take first, unchanged."""
         ...

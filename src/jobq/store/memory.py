@@ -158,6 +158,35 @@ class MemoryStore:
                 heapq.heappush(self._ready[queue], entry)
         return claimed
 
+    async def complete_and_claim(
+        self,
+        completions: Sequence[tuple[str, str | None, str | None]],
+        *,
+        completed_ms: int,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None = None,
+        exclude_types: Collection[str] = (),
+        limits: Sequence[KeyLimit] = (),
+    ) -> tuple[list[JobqError | None], list[JobRecord]]:
+        """Nothing to commit: the two verbs one after the other."""
+        outcomes = await self.complete_many(completions, now_ms=completed_ms) if completions else []
+        try:
+            claimed = await self.claim(
+                limit=limit, now_ms=now_ms, lease_until_ms=lease_until_ms, token=token, owner=owner,
+                queues=queues, exclude_types=exclude_types, limits=limits,
+            )  # fmt: skip
+        except JobqError:
+            if not completions:
+                raise
+            # The completions are stored: report them; the next claim meets
+            # the error again and the caller backs off then.
+            return outcomes, []
+        return outcomes, claimed
+
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         with self._lock:
             self._promote_due(now_ms)

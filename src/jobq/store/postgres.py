@@ -272,6 +272,8 @@ class PostgresStore:
             raise StoreUnavailable(
                 f"no connection to PostgreSQL at {self.where} within {self.pool_timeout:g} s"
             ) from None
+        except psycopg.errors.ProgramLimitExceeded:
+            raise  # a row too large for an index: the same statement fails again
         except psycopg.OperationalError as exc:
             raise _Transient(f"PostgreSQL at {self.where}: {exc}".strip()) from None
 
@@ -421,7 +423,7 @@ class PostgresStore:
                 await self._announce(conn, records)
                 async with conn.cursor() as cur:
                     await cur.executemany(query, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
-        except psycopg.DataError as exc:
+        except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
 
     @_resilient()
@@ -464,6 +466,36 @@ class PostgresStore:
         # RETURNING gives no order; hand the batch out in dequeue order.
         records.sort(key=lambda r: (-r.priority, r.scheduled_at or 0, r.created_at))
         return records
+
+    async def complete_and_claim(
+        self,
+        completions: Sequence[tuple[str, str | None, str | None]],
+        *,
+        completed_ms: int,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None = None,
+        exclude_types: Collection[str] = (),
+        limits: Sequence[KeyLimit] = (),
+    ) -> tuple[list[JobqError | None], list[JobRecord]]:
+        """Two transactions, each retried on its own after a transient error
+        (see :func:`_resilient`): a claim never rolls back completions."""
+        outcomes = await self.complete_many(completions, now_ms=completed_ms) if completions else []
+        try:
+            claimed = await self.claim(
+                limit=limit, now_ms=now_ms, lease_until_ms=lease_until_ms, token=token, owner=owner,
+                queues=queues, exclude_types=exclude_types, limits=limits,
+            )  # fmt: skip
+        except JobqError:
+            if not completions:
+                raise
+            # The completions are stored: report them; the next claim meets
+            # the error again and the caller backs off then.
+            return outcomes, []
+        return outcomes, claimed
 
     @_resilient()
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
@@ -704,7 +736,7 @@ class PostgresStore:
                 if won:
                     await self._announce(conn, [job])
                     await conn.execute(insert, {f: getattr(job, f) for f in RECORD_FIELDS})
-        except psycopg.DataError as exc:
+        except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
         self._cron_ready = True
         return won
@@ -885,7 +917,7 @@ class PostgresStore:
                         # The holder finished between the two statements: try again.
                     else:
                         raise StoreUnavailable(f"job id {record.id!r} already exists")
-        except psycopg.DataError as exc:
+        except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
         return answer
 
@@ -1111,7 +1143,7 @@ class PostgresStore:
                 raise TypeError(
                     f"connection= takes a psycopg Connection or AsyncConnection, not {type(conn).__name__}"
                 )
-        except psycopg.DataError as exc:
+        except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL (the application's connection): {exc}".strip()) from None

@@ -71,6 +71,10 @@ def _json_path(field: str) -> str:
     return '$."' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _dequeue_order(record: JobRecord) -> tuple[int, int, int]:
+    return (-record.priority, record.scheduled_at or 0, record.created_at)
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -255,6 +259,20 @@ class SQLiteStore:
             return await self._claim_limited(
                 limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
             )
+        sql, args = self._claim_statement(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
+        rows = await self._run(self._write, lambda c: c.execute(sql, args).fetchall())
+        return self._claimed(rows)
+
+    def _claim_statement(
+        self,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None,
+        exclude_types: Collection[str],
+    ) -> tuple[str, tuple[Any, ...]]:
         where, params = self._filters(queues, exclude_types)
         sql = (
             f"UPDATE {self.table} SET status = 'processing', scheduled_at = process_at,"
@@ -263,12 +281,43 @@ class SQLiteStore:
             f" WHERE status = 'pending' AND process_at <= ?{where} ORDER BY {_DUE_ORDER} LIMIT ?)"
             f" RETURNING {_COLUMNS}"
         )
-        args = (lease_until_ms, token, owner, now_ms, now_ms, *params, limit)
-        rows = await self._run(self._write, lambda c: c.execute(sql, args).fetchall())
+        return sql, (lease_until_ms, token, owner, now_ms, now_ms, *params, limit)
+
+    def _claimed(self, rows: list[Any]) -> list[JobRecord]:
         records = self._records(rows)
         # RETURNING gives no order; hand the batch out in dequeue order.
-        records.sort(key=lambda r: (-r.priority, r.scheduled_at or 0, r.created_at))
+        records.sort(key=_dequeue_order)
         return records
+
+    async def complete_and_claim(
+        self,
+        completions: Sequence[tuple[str, str | None, str | None]],
+        *,
+        completed_ms: int,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None = None,
+        exclude_types: Collection[str] = (),
+        limits: Sequence[KeyLimit] = (),
+    ) -> tuple[list[JobqError | None], list[JobRecord]]:
+        if limits:
+            outcomes = await self.complete_many(completions, now_ms=completed_ms)
+            claimed = await self.claim(
+                limit=limit, now_ms=now_ms, lease_until_ms=lease_until_ms, token=token, owner=owner,
+                queues=queues, exclude_types=exclude_types, limits=limits,
+            )  # fmt: skip
+            return outcomes, claimed
+        complete = self._completer(completions, completed_ms)
+        sql, args = self._claim_statement(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
+
+        def do(conn: sqlite3.Connection) -> tuple[list[JobqError | None], list[Any]]:
+            return complete(conn), conn.execute(sql, args).fetchall()
+
+        outcomes, rows = await self._run(self._write, do)
+        return outcomes, self._claimed(rows)
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, params = self._filters(queues, ())
@@ -325,6 +374,15 @@ class SQLiteStore:
     async def complete_many(
         self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
     ) -> list[JobqError | None]:
+        return await self._run(self._write, self._completer(items, now_ms)) if items else []
+
+    def _completer(
+        self, items: Sequence[tuple[str, str | None, str | None]], now_ms: int
+    ) -> Callable[[sqlite3.Connection], list[JobqError | None]]:
+        """The statements completing ``items`` inside a write transaction.
+        Fenced items go in one ``executemany``; only when it changes fewer
+        rows than it was given are they rolled back and done one by one, to
+        learn which claims were lost."""
         fenced = (
             f"UPDATE {self.table} SET {_UNLEASE}, status = 'completed', completed_at = ?, result = ?"
             f" WHERE id = ? AND status = 'processing' AND lease_token = ?"
@@ -334,7 +392,7 @@ class SQLiteStore:
             f" WHERE id = ?"
         )
 
-        def do(conn: sqlite3.Connection) -> list[JobqError | None]:
+        def one_by_one(conn: sqlite3.Connection) -> list[JobqError | None]:
             outcomes: list[JobqError | None] = []
             for job_id, token, result in items:
                 if token is None:
@@ -344,7 +402,23 @@ class SQLiteStore:
                 outcomes.append(None if changed else self._missing(conn, job_id, token))
             return outcomes
 
-        return await self._run(self._write, do) if items else []
+        def do(conn: sqlite3.Connection) -> list[JobqError | None]:
+            if not items:
+                return []
+            if any(token is None for _, token, _ in items):
+                return one_by_one(conn)
+            conn.execute("SAVEPOINT jobq_complete")
+            changed = conn.executemany(
+                fenced, [(now_ms, result, job_id, token) for job_id, token, result in items]
+            ).rowcount
+            if changed != len(items):
+                conn.execute("ROLLBACK TO jobq_complete")
+                conn.execute("RELEASE jobq_complete")
+                return one_by_one(conn)
+            conn.execute("RELEASE jobq_complete")
+            return [None] * len(items)
+
+        return do
 
     async def fail(
         self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
