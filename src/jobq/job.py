@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import operator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -175,12 +175,24 @@ def _decode(job_id: str, what: str, text: str | None, default: Any) -> Any:
         raise CorruptJob(job_id, f"its {what} is JSON nested too deeply to decode") from None
 
 
-def to_job(record: JobRecord, now_ms: int) -> Job[Any]:
-    """Builds the public :class:`Job` from a stored row.
+class Datetimes(dict[int, datetime]):
+    """Epoch milliseconds to aware datetimes, each converted once: the jobs of
+    one claim share their start and lease times, and jobs enqueued together
+    their creation time. Datetimes are immutable, so sharing them is safe."""
+
+    def __missing__(self, ms: int) -> datetime:
+        value = self[ms] = datetime.fromtimestamp(ms / 1000, UTC)
+        return value
+
+
+def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -> Job[Any]:
+    """Builds the public :class:`Job` from a stored row; ``datetimes`` may
+    be shared by the rows of one batch.
 
     Raises :class:`CorruptJob` when the payload, metadata or result cannot be
     decoded.
     """
+    dt = Datetimes() if datetimes is None else datetimes
     status = _STATUSES.get(record.status, JobStatus.PENDING)
     process_at = record.process_at
     lease_expires_at = None
@@ -199,17 +211,17 @@ def to_job(record: JobRecord, now_ms: int) -> Job[Any]:
         attempts=record.attempts,
         max_attempts=record.max_attempts,
         delay=record.delay / 1000,
-        created_at=from_ms(record.created_at),  # type: ignore[arg-type]
-        process_at=from_ms(process_at),  # type: ignore[arg-type]
+        created_at=dt[record.created_at],
+        process_at=dt[process_at],
         completed_at=from_ms(record.completed_at),
         failed_at=from_ms(record.failed_at),
         error=record.error,
         metadata=metadata if isinstance(metadata, dict) else {"value": metadata},
         queue=record.queue,
         result=_decode(record.id, "result", record.result, None),
-        started_at=from_ms(record.started_at),
+        started_at=None if record.started_at is None else dt[record.started_at],
         lease_owner=record.lease_owner,
-        lease_expires_at=from_ms(lease_expires_at),
+        lease_expires_at=None if lease_expires_at is None else dt[lease_expires_at],
         lease_token=record.lease_token,
         lost_count=record.lost_count,
         unique_key=record.unique_key,

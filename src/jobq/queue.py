@@ -9,13 +9,12 @@ job is enqueued.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import math
 import os
 import secrets
 import socket
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from . import codec
 from .clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
 from .errors import CorruptJob, InvalidJob, InvalidOption, JobqError, NoCurrentJob
-from .job import TERMINAL_STATUSES, Job, JobRecord, JobStatus, RetryDirective, to_job
+from .job import TERMINAL_STATUSES, Datetimes, Job, JobRecord, JobStatus, RetryDirective, to_job
 from .keylimits import KeyLimit
 from .store.base import Store
 
@@ -133,15 +132,15 @@ class _Current:
 _CURRENT: contextvars.ContextVar[_Current | None] = contextvars.ContextVar("jobq_current_job", default=None)
 
 
-@contextlib.contextmanager
-def running_job(queue: Queue, job: Job[Any]) -> Iterator[None]:
-    """Marks ``job`` as the one running in this context (the processor wraps
-    each handler call in it), so the handler can call :func:`report_progress`."""
-    reset = _CURRENT.set(_Current(queue, job, asyncio.get_running_loop()))
-    try:
-        yield
-    finally:
-        _CURRENT.reset(reset)
+def enter_job(queue: Queue, job: Job[Any]) -> contextvars.Token[_Current | None]:
+    """Marks ``job`` as the one running in this context (the processor does
+    it around each handler call), so the handler can call
+    :func:`report_progress`; :func:`leave_job` undoes it."""
+    return _CURRENT.set(_Current(queue, job, asyncio.get_running_loop()))
+
+
+def leave_job(token: contextvars.Token[_Current | None]) -> None:
+    _CURRENT.reset(token)
 
 
 def current_job() -> Job[Any] | None:
@@ -368,7 +367,8 @@ class Queue:
                 )
             await insert_on(connection, records)
             # Workers learn of the jobs at commit, through the store.
-            return [self._to_job(r, max(now_ms, r.created_at)) for r in records]
+            datetimes = Datetimes()
+            return [to_job(r, max(now_ms, r.created_at), datetimes) for r in records]
         if any(r.unique_key is not None for r in records):
             return await self._insert_unique(records, now_ms)
         await self.store.insert(records)
@@ -376,7 +376,8 @@ class Queue:
         # back into the records; each job's status is judged as of then.
         if any(r.process_at <= max(now_ms, r.created_at) for r in records):
             self._notify()
-        return [self._to_job(r, max(now_ms, r.created_at)) for r in records]
+        datetimes = Datetimes()
+        return [to_job(r, max(now_ms, r.created_at), datetimes) for r in records]
 
     async def _insert_unique(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:
         held = await self.store.insert_unique(records)
@@ -483,9 +484,10 @@ class Queue:
         """Decodes claimed rows; one whose stored JSON cannot be decoded is
         failed for good with an error saying so, and skipped."""
         jobs: list[Job[Any]] = []
+        datetimes = Datetimes()
         for record in records:
             try:
-                jobs.append(self._to_job(record, now_ms))
+                jobs.append(to_job(record, now_ms, datetimes))
             except CorruptJob as exc:
                 await self.store.fail(
                     record.id, token=record.lease_token, error=str(exc), retry_at_ms=None, now_ms=now_ms

@@ -37,7 +37,7 @@ from ..events import Emitter, Event, ProcessorMetrics, QueueStatus
 from ..job import Job, JobStatus, RetryDirective
 from ..keylimits import KeyLimit, check_limits, wait_hint
 from ..options import reject_unknown
-from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, running_job
+from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, enter_job, leave_job
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
 from .completer import Completion, Completer
 from .cron import CRON_RETRY, CronSchedule, seconds_until_next
@@ -742,7 +742,8 @@ class JobProcessor:
 
     async def _call(self, handler: Handler, job: Job[Any]) -> Any:
         # The handler (and a sync one's thread) sees its job, for report_progress.
-        with running_job(self.queue, job):
+        token = enter_job(self.queue, job)
+        try:
             if self._async_handlers.get(job.type, False):
                 return await handler(job)
             loop = asyncio.get_running_loop()
@@ -751,6 +752,8 @@ class JobProcessor:
             if inspect.isawaitable(outcome):
                 outcome = await outcome
             return outcome
+        finally:
+            leave_job(token)
 
     async def _run_job(self, job: Job[Any]) -> None:
         circuit = self._circuit(job.type)

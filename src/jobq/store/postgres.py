@@ -443,6 +443,19 @@ class PostgresStore:
             return await self._claim_limited(
                 limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
             )
+        query, params = self._claim_query(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
+        return self._claimed(await self._fetchall(query, params))
+
+    def _claim_query(
+        self,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None,
+        exclude_types: Collection[str],
+    ) -> tuple[str, dict[str, Any]]:
         where, key = self._filters(queues, exclude_types)
         query = self._q(
             "claim" + key,
@@ -462,7 +475,10 @@ class PostgresStore:
             "queues": list(queues) if queues is not None else None,
             "exclude": list(exclude_types),
         }
-        records = self._records(await self._fetchall(query, params))
+        return query, params
+
+    def _claimed(self, rows: list[tuple[Any, ...]]) -> list[JobRecord]:
+        records = self._records(rows)
         # RETURNING gives no order; hand the batch out in dequeue order.
         records.sort(key=lambda r: (-r.priority, r.scheduled_at or 0, r.created_at))
         return records
@@ -481,8 +497,14 @@ class PostgresStore:
         exclude_types: Collection[str] = (),
         limits: Sequence[KeyLimit] = (),
     ) -> tuple[list[JobqError | None], list[JobRecord]]:
-        """Two transactions, each retried on its own after a transient error
-        (see :func:`_resilient`): a claim never rolls back completions."""
+        """One transaction when there are completions and no per-key limits;
+        retried whole after a transient error (see :func:`_resilient`: a
+        retry after a lost reply reports ``LeaseLost`` for the jobs the first
+        attempt completed, and that attempt's claim expires)."""
+        if completions and not limits:
+            return await self._complete_and_claim(
+                completions, completed_ms, limit, now_ms, lease_until_ms, token, owner, queues, exclude_types
+            )
         outcomes = await self.complete_many(completions, now_ms=completed_ms) if completions else []
         try:
             claimed = await self.claim(
@@ -496,6 +518,26 @@ class PostgresStore:
             # the error again and the caller backs off then.
             return outcomes, []
         return outcomes, claimed
+
+    @_resilient()
+    async def _complete_and_claim(
+        self,
+        completions: Sequence[tuple[str, str | None, str | None]],
+        completed_ms: int,
+        limit: int,
+        now_ms: int,
+        lease_until_ms: int,
+        token: str,
+        owner: str,
+        queues: Sequence[str] | None,
+        exclude_types: Collection[str],
+    ) -> tuple[list[JobqError | None], list[JobRecord]]:
+        query, params = self._claim_query(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
+        async with self._conn() as conn, conn.transaction():
+            outcomes = await self._complete_on(conn, completions, completed_ms)
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+        return outcomes, self._claimed(rows)
 
     @_resilient()
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
@@ -563,6 +605,12 @@ class PostgresStore:
         attempt completed: they are completed all the same."""
         if not items:
             return []
+        async with self._conn() as conn, conn.transaction():
+            return await self._complete_on(conn, items, now_ms)
+
+    async def _complete_on(
+        self, conn: psycopg.AsyncConnection[Any], items: Sequence[tuple[str, str | None, str | None]], now_ms: int
+    ) -> list[JobqError | None]:
         batch = self._q(
             "complete_many",
             "UPDATE {t} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
@@ -580,24 +628,23 @@ class PostgresStore:
         now = self._now(now_ms)
         fenced = [(i, t, r) for i, t, r in items if t is not None]
         done: set[str] = set()
-        async with self._conn() as conn, conn.transaction():
-            if fenced:
-                cur = await conn.execute(
-                    batch,
-                    {
-                        "now": now,
-                        "ids": [i for i, _, _ in fenced],
-                        "tokens": [t for _, t, _ in fenced],
-                        "results": [None if r is None else _no_nul(r) for _, _, r in fenced],
-                    },
-                )
-                done.update(row[0] for row in await cur.fetchall())
-            for job_id, token, result in items:
-                if token is None:
-                    cur = await conn.execute(single, {"now": now, "result": result, "id": job_id})
-                    if cur.rowcount:
-                        done.add(job_id)
-            return [None if job_id in done else await self._missing(conn, job_id) for job_id, _, _ in items]
+        if fenced:
+            cur = await conn.execute(
+                batch,
+                {
+                    "now": now,
+                    "ids": [i for i, _, _ in fenced],
+                    "tokens": [t for _, t, _ in fenced],
+                    "results": [None if r is None else _no_nul(r) for _, _, r in fenced],
+                },
+            )
+            done.update(row[0] for row in await cur.fetchall())
+        for job_id, token, result in items:
+            if token is None:
+                cur = await conn.execute(single, {"now": now, "result": result, "id": job_id})
+                if cur.rowcount:
+                    done.add(job_id)
+        return [None if job_id in done else await self._missing(conn, job_id) for job_id, _, _ in items]
 
     @_resilient(retry_if=lambda kwargs: kwargs.get("token") is not None)
     async def fail(
