@@ -354,6 +354,45 @@ async def test_stop_waits_for_jobs_in_flight(queue: jobq.Queue, make_processor: 
     assert job.status is JobStatus.COMPLETED and job.result == "done"
 
 
+async def test_a_job_finishing_during_the_grace_period_is_stored_at_once(
+    queue: jobq.Queue, make_processor: MakeProcessor
+) -> None:
+    """While stop() waits for a long job, a short one that finishes is
+    written at once, not after the long one: no claim follows to carry it."""
+    processor = make_processor(concurrency=2)
+    both_started = asyncio.Event()
+    running = 0
+    release_long = asyncio.Event()
+
+    @processor.handler("job")
+    async def handler(job: jobq.Job[Any]) -> str:
+        nonlocal running
+        running += 1
+        if running == 2:
+            both_started.set()
+        await both_started.wait()
+        if job.data == "long":
+            await release_long.wait()
+        else:
+            await asyncio.sleep(0.05)
+        return job.data
+
+    short = await processor.add("job", "short")
+    await processor.add("job", "long")
+    await processor.start()
+    await asyncio.wait_for(both_started.wait(), DEADLINE)
+    stopping = asyncio.create_task(processor.stop(timeout=DEADLINE))
+
+    async def short_stored() -> bool:
+        job = await queue.get_job(short)
+        return job is not None and job.status is JobStatus.COMPLETED
+
+    await wait_until(short_stored)
+    assert not stopping.done()  # the long job still holds stop()
+    release_long.set()
+    await stopping
+
+
 async def test_stopped_processor_claims_nothing(queue: jobq.Queue, make_processor: MakeProcessor) -> None:
     processor = make_processor()
     processor.handle("t", lambda job: None)

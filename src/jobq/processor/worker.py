@@ -542,6 +542,14 @@ class JobProcessor:
     # -- the claim loop ----------------------------------------------------
 
     async def _claim_loop(self) -> None:
+        try:
+            await self._claim_until_stopped()
+        finally:
+            # No claim follows: jobs finishing during the grace period have
+            # their completions written at once, while their leases hold.
+            self._completer.flush()
+
+    async def _claim_until_stopped(self) -> None:
         assert self._wake is not None and self._slot_free is not None
         failures = 0
         while not self._stopping:
