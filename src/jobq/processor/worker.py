@@ -17,6 +17,7 @@ import contextvars
 import inspect
 import logging
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -523,20 +524,26 @@ class JobProcessor:
         """Runs until SIGTERM or SIGINT (or cancellation), then stops gracefully."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        installed: list[signal.Signals] = []
-        if handle_signals:
+        previous: dict[signal.Signals, Any] = {}
+
+        def on_signal(signum: int, frame: object) -> None:
+            # A Python-level handler runs at once in the main thread, even
+            # while the loop is busy: from here on nothing more is claimed
+            # (a loop-level handler would run an iteration or two later,
+            # after a claim of jobs that finished meanwhile). The graceful
+            # stop itself runs on the loop.
+            self._stopping = True
+            loop.call_soon_threadsafe(stop.set)
+
+        if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                try:
-                    loop.add_signal_handler(sig, stop.set)
-                    installed.append(sig)
-                except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
-                    pass
+                previous[sig] = signal.signal(sig, on_signal)
         await self.start()
         try:
             await stop.wait()
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             await self.stop()
 
     # -- the claim loop ----------------------------------------------------
@@ -583,6 +590,13 @@ class JobProcessor:
                 await self._pause(pause)
                 continue
             failures = 0
+            if self._stopping:
+                # The stop began while this claim was in flight: hand its
+                # jobs back at once (no attempt spent) rather than start them.
+                for job in jobs:
+                    await self._release(job, delay=None)
+                    self._settling.discard(job.id)
+                return
             if self.rate_limit is not None and jobs:
                 self.rate_limit.record(now, len(jobs))
             for job in jobs:
@@ -665,16 +679,31 @@ class JobProcessor:
         """Returns on a local wake-up, a change stored by another process, or
         after ``timeout`` seconds, whichever comes first."""
         assert self._wake is not None
-        waiters = [
-            asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(self.queue.wait_for_change(timeout)),
-        ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken = asyncio.ensure_future(self._wake.wait())
+        changed = asyncio.ensure_future(self.queue.wait_for_change(timeout))
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                await asyncio.wait((woken, changed), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                timeout = deadline - loop.time()
+                if woken.done() or not changed.done() or timeout <= 0 or await self._anything_ready():
+                    return
+                # Another connection committed, but nothing became ready (a
+                # claim or completion elsewhere): a claim would be an empty
+                # write transaction, so keep waiting.
+                changed = asyncio.ensure_future(self.queue.wait_for_change(timeout))
         finally:
-            for waiter in waiters:
+            for waiter in (woken, changed):
                 waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+            await asyncio.gather(woken, changed, return_exceptions=True)
+
+    async def _anything_ready(self) -> bool:
+        """A read, no lock: is a job ready in this processor's queues?"""
+        try:
+            return await self.queue.peek(queues=self.queues) is not None
+        except JobqError:
+            return True  # let the claim meet the error and back off
 
     async def _pause(self, seconds: float) -> None:
         """Sleeps up to ``seconds``, waking early on stop or a local enqueue."""

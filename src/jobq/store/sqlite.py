@@ -48,8 +48,9 @@ DURABILITY_MODES: dict[str, str] = {"full": "FULL", "fast": "NORMAL"}
 
 BUSY_TIMEOUT = 30.0  # seconds a write may wait for the lock before giving up
 _BUSY_HANDLER_MS = 5_000  # one wait inside SQLite's busy handler, in milliseconds
-WAKE_POLL_MIN = 0.001  # seconds between data_version checks right after activity
+WAKE_POLL_MIN = 0.001  # seconds between data_version checks while the file is busy
 WAKE_POLL_MAX = 0.010  # seconds between checks once idle: bounds cross-process wake-up delay
+WAKE_BUSY_SPAN = 1.0  # seconds after the last change seen during which the file counts as busy
 
 _COLUMNS = ", ".join(RECORD_FIELDS)
 #: Cron schedules' last slots (epoch ms), per job table; see ``claim_cron_slot``.
@@ -105,6 +106,7 @@ class SQLiteStore:
         self.schema_found: int = self._write(lambda c: migrate(c, self.table), in_transaction=False)
         self._watch = self._connect()
         self._last_version = self._data_version()
+        self._changed_at = float("-inf")  # event-loop time of the last change wait_for_change saw
         # Statements that cannot wait run on the caller's thread, saving the
         # hand-off to the database thread (see _run_now).
         self._now_conn = self._connect(busy_ms=0)
@@ -795,21 +797,25 @@ class SQLiteStore:
         return [(int(m), int(d), int(f)) for m, d, f in rows]
 
     async def wait_for_change(self, timeout: float) -> None:
-        """Polls ``PRAGMA data_version`` (a read of the WAL index, no lock),
-        quickly at first and more slowly while nothing changes."""
+        """Polls ``PRAGMA data_version`` (a read of the WAL index, no lock):
+        it changes whenever another connection commits."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        pause = WAKE_POLL_MIN
         while not self._closed:
             version = self._data_version()
+            now = loop.time()
             if version != self._last_version:
                 self._last_version = version
+                self._changed_at = now
                 return
-            remaining = deadline - loop.time()
+            remaining = deadline - now
             if remaining <= 0:
                 return
-            await asyncio.sleep(min(pause, remaining))
-            pause = min(pause * 2, WAKE_POLL_MAX)
+            # Every millisecond while jobs are flowing (a wake-up then costs
+            # at most about 1 ms); every 10 ms once the file has been quiet
+            # for a second, so an idle worker costs next to nothing.
+            busy = now - self._changed_at < WAKE_BUSY_SPAN
+            await asyncio.sleep(min(WAKE_POLL_MIN if busy else WAKE_POLL_MAX, remaining))
 
     async def close(self) -> None:
         if self._closed:
