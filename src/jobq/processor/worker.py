@@ -632,6 +632,8 @@ class JobProcessor:
     ) -> list[Job[Any]]:
         """One claim, carrying the completions waiting to be written."""
         batch = self._completer.take()
+        if len(self._completer):
+            self._completer.flush()  # more than one batch waits: the writer takes the rest
         try:
             outcomes, jobs = await self.queue.complete_and_claim(
                 [(job, result) for job, result, _ in batch], limit, queues=queues, exclude_types=closed,
