@@ -150,11 +150,22 @@ def copy_record(record: JobRecord) -> JobRecord:
 _scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _decode(job_id: str, what: str, text: str | None, default: Any) -> Any:
     if text is None:
         return default
     if text == "{}":
         return {}
+    if not text.isascii() and _has_surrogates(text):
+        # Bytes that were not UTF-8, read leniently by the SQLite store.
+        raise CorruptJob(job_id, f"its {what} is not valid UTF-8")
     try:
         # The decoder's scanner without json.loads' wrapper (two regex
         # matches per call); text it does not consume whole, or that does

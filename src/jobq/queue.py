@@ -290,14 +290,21 @@ class Queue:
         metadata = codec.encode_metadata(spec.metadata)
         if not isinstance(spec.queue, str) or not spec.queue.strip():
             raise InvalidJob(f"queue must be a non-empty str, not {spec.queue!r}")
+        if len(spec.queue) > codec.MAX_TYPE_LENGTH:
+            raise InvalidJob(
+                f"queue name is {len(spec.queue)} characters long; the limit is {codec.MAX_TYPE_LENGTH}"
+            )
+        codec.check_text(spec.queue, "queue name")
         unique_key = spec.unique_key
         if unique_key is not None and (
             not isinstance(unique_key, str) or not unique_key or len(unique_key) > codec.MAX_TYPE_LENGTH
         ):
             raise InvalidJob(
                 f"unique_key must be a non-empty str of at most {codec.MAX_TYPE_LENGTH} characters,"
-                f" not {unique_key!r}"
+                f" not {unique_key[:80] if isinstance(unique_key, str) else unique_key!r}"
             )
+        if unique_key is not None:
+            codec.check_text(unique_key, "unique_key")
         delay_ms = to_ms(delay)
         return JobRecord(
             id=new_job_id(now_ms),

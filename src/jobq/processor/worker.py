@@ -583,10 +583,15 @@ class JobProcessor:
             closed = [t for t, c in self._circuits.items() if not c.allows_claim(now)]
             try:
                 jobs = await self._claim_batch(limit, closed)
-            except JobqError as exc:
+            except Exception as exc:
                 failures += 1
                 pause = min(STORE_RETRY_MAX, 0.05 * 2**failures)
-                log.warning("jobq: claim failed (%s); trying again in %.2f s", exc, pause)
+                if isinstance(exc, JobqError):
+                    log.warning("jobq: claim failed (%s); trying again in %.2f s", exc, pause)
+                else:
+                    # Not a store outage jobq knows (a driver error it does
+                    # not classify, a bug): say so loudly, and keep claiming.
+                    log.error("jobq: claim failed; trying again in %.2f s", pause, exc_info=exc)
                 await self._pause(pause)
                 continue
             failures = 0
@@ -1033,6 +1038,9 @@ class JobProcessor:
                 log.warning("jobq: lost the lease on job %s; its outcome will not be recorded", job_id)
 
     async def _rescue(self) -> None:
+        # A clock that jumped ahead makes every lease look expired, healthy
+        # ones too: this processor renews its own before sweeping.
+        await self._renew_leases()
         for job in await self.queue.rescue_expired():
             self._metrics.lost += 1
             log.warning("jobq: job %s was rescued: %s", job.id, job.error)

@@ -66,22 +66,27 @@ class MemoryStore:
             if self._is_current(job_id, version):
                 self._enqueue_waiting(self._jobs[job_id], now_ms)
 
-    def _top(self, queue: str) -> _ReadyEntry | None:
+    def _top(self, queue: str, now_ms: int) -> _ReadyEntry | None:
         heap = self._ready.get(queue)
         while heap:
             entry = heap[0]
-            if self._is_current(entry[4], entry[5]):
+            if not self._is_current(entry[4], entry[5]):
+                heapq.heappop(heap)
+            elif entry[1] > now_ms:
+                # The clock went back since it was put in line: not due yet.
+                heapq.heappop(heap)
+                self._enqueue_waiting(self._jobs[entry[4]], now_ms)
+            else:
                 return entry
-            heapq.heappop(heap)
         return None
 
     def _queues(self, queues: Sequence[str] | None) -> Sequence[str]:
         return list(self._ready) if queues is None else queues
 
-    def _best(self, queues: Sequence[str] | None) -> tuple[str, _ReadyEntry] | None:
+    def _best(self, queues: Sequence[str] | None, now_ms: int) -> tuple[str, _ReadyEntry] | None:
         best: tuple[str, _ReadyEntry] | None = None
         for queue in self._queues(queues):
-            entry = self._top(queue)
+            entry = self._top(queue, now_ms)
             if entry is not None and (best is None or entry < best[1]):
                 best = (queue, entry)
         return best
@@ -137,7 +142,7 @@ class MemoryStore:
         with self._lock:
             self._promote_due(now_ms)
             while len(claimed) < limit:
-                best = self._best(queues)
+                best = self._best(queues, now_ms)
                 if best is None:
                     break
                 queue, entry = best
@@ -190,7 +195,7 @@ class MemoryStore:
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         with self._lock:
             self._promote_due(now_ms)
-            best = self._best(queues)
+            best = self._best(queues, now_ms)
             return None if best is None else copy_record(self._jobs[best[1][4]])
 
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:

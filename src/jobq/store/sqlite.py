@@ -76,6 +76,25 @@ def _dequeue_order(record: JobRecord) -> tuple[int, int, int]:
     return (-record.priority, record.scheduled_at or 0, record.created_at)
 
 
+def _lenient_text(raw: bytes) -> str:
+    """Text that is not UTF-8 (written by another program) read with its bad
+    bytes as lone surrogates, which the job decoder then reports as corrupt,
+    instead of an error that would stop every claim meeting the row."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """Ends a failed write transaction. SQLite may have rolled it back
+    already (after SQLITE_FULL, for one), when a ROLLBACK would fail and hide
+    the error that matters."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _is_undecodable(exc: sqlite3.OperationalError) -> bool:
+    return "could not decode to utf-8" in str(exc).lower()
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -125,13 +144,21 @@ class SQLiteStore:
         conn.execute(f"PRAGMA synchronous = {DURABILITY_MODES[self.durability]}")
         return conn
 
-    def _retry_busy(self, fn: Callable[[], R]) -> R:
+    def _retry_busy(self, fn: Callable[[], R], conn: sqlite3.Connection | None = None) -> R:
         deadline = time.monotonic() + self.busy_timeout
         pause = 0.001
         while True:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
+                if conn is not None and _is_undecodable(exc) and conn.text_factory is str:
+                    # Rare (a row another program wrote), so the lenient
+                    # reading is paid for only by the statement that met it.
+                    conn.text_factory = _lenient_text
+                    try:
+                        return self._retry_busy(fn, conn)
+                    finally:
+                        conn.text_factory = str
                 if not _is_busy(exc):
                     raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
                 if time.monotonic() >= deadline:
@@ -151,16 +178,16 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _roll_back(conn)
                 raise
-            conn.execute("COMMIT")
             return result
 
-        return self._retry_busy(attempt)
+        return self._retry_busy(attempt, conn)
 
     def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        return self._retry_busy(lambda: fn(self._conn))
+        return self._retry_busy(lambda: fn(self._conn), self._conn)
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         if self._closed:
@@ -184,19 +211,19 @@ class SQLiteStore:
                 return True, do(conn)
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
+            if _is_busy(exc) or _is_undecodable(exc):
                 return False, None
             raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
         try:
             result = do(conn)
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            conn.execute("ROLLBACK")
-            if _is_busy(exc):
+            _roll_back(conn)
+            if _is_busy(exc) or _is_undecodable(exc):
                 return False, None
             raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
         except BaseException:
-            conn.execute("ROLLBACK")
+            _roll_back(conn)
             raise
         return True, result
 
