@@ -15,7 +15,7 @@ Given ``None`` it acts on the job whatever holds it.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import JobqError
 from ..job import JobRecord
@@ -238,3 +238,25 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def complete_then_claim(
+    store: Store,
+    completions: Sequence[tuple[str, str | None, str | None]],
+    *,
+    completed_ms: int,
+    **claim: Any,
+) -> tuple[list[JobqError | None], list[JobRecord]]:
+    """:meth:`Store.complete_and_claim` as two transactions, for stores (or
+    cases) that cannot do both in one: the completions first, so a claim
+    that fails never undoes them."""
+    outcomes = await store.complete_many(completions, now_ms=completed_ms) if completions else []
+    try:
+        claimed = await store.claim(**claim)
+    except JobqError:
+        if not completions:
+            raise
+        # The completions are stored: report them; the next claim meets the
+        # error again and the caller backs off then.
+        return outcomes, []
+    return outcomes, claimed

@@ -18,6 +18,7 @@ from .. import keylimits
 from ..errors import JobNotFound, JobqError, LeaseLost, NotRetryable
 from ..job import UNFINISHED_STORED, JobRecord, copy_record
 from ..keylimits import KeyLimit
+from .base import complete_then_claim
 
 _ReadyEntry = tuple[int, int, int, int, str, int]  # -priority, process_at, created_at, seq, id, version
 _DelayedEntry = tuple[int, int, str, int]  # process_at, seq, id, version
@@ -178,19 +179,11 @@ class MemoryStore:
         limits: Sequence[KeyLimit] = (),
     ) -> tuple[list[JobqError | None], list[JobRecord]]:
         """Nothing to commit: the two verbs one after the other."""
-        outcomes = await self.complete_many(completions, now_ms=completed_ms) if completions else []
-        try:
-            claimed = await self.claim(
-                limit=limit, now_ms=now_ms, lease_until_ms=lease_until_ms, token=token, owner=owner,
-                queues=queues, exclude_types=exclude_types, limits=limits,
-            )  # fmt: skip
-        except JobqError:
-            if not completions:
-                raise
-            # The completions are stored: report them; the next claim meets
-            # the error again and the caller backs off then.
-            return outcomes, []
-        return outcomes, claimed
+        return await complete_then_claim(
+            self, completions, completed_ms=completed_ms, limit=limit, now_ms=now_ms,
+            lease_until_ms=lease_until_ms, token=token, owner=owner, queues=queues,
+            exclude_types=exclude_types, limits=limits,
+        )  # fmt: skip
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         with self._lock:

@@ -57,6 +57,7 @@ from ..errors import (
 from .. import keylimits
 from ..job import RECORD_FIELDS, JobRecord
 from ..keylimits import KeyLimit
+from .base import complete_then_claim
 from .postgres_schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
 from .sqlite_schema import check_table_name
 
@@ -505,19 +506,11 @@ class PostgresStore:
             return await self._complete_and_claim(
                 completions, completed_ms, limit, now_ms, lease_until_ms, token, owner, queues, exclude_types
             )
-        outcomes = await self.complete_many(completions, now_ms=completed_ms) if completions else []
-        try:
-            claimed = await self.claim(
-                limit=limit, now_ms=now_ms, lease_until_ms=lease_until_ms, token=token, owner=owner,
-                queues=queues, exclude_types=exclude_types, limits=limits,
-            )  # fmt: skip
-        except JobqError:
-            if not completions:
-                raise
-            # The completions are stored: report them; the next claim meets
-            # the error again and the caller backs off then.
-            return outcomes, []
-        return outcomes, claimed
+        return await complete_then_claim(
+            self, completions, completed_ms=completed_ms, limit=limit, now_ms=now_ms,
+            lease_until_ms=lease_until_ms, token=token, owner=owner, queues=queues,
+            exclude_types=exclude_types, limits=limits,
+        )  # fmt: skip
 
     @_resilient()
     async def _complete_and_claim(

@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..job import RECORD_FIELDS, JobRecord
 from ..keylimits import KeyLimit
+from .base import complete_then_claim
 from .sqlite_schema import check_table_name, migrate, starts_table
 
 R = TypeVar("R")
@@ -332,13 +333,12 @@ class SQLiteStore:
         exclude_types: Collection[str] = (),
         limits: Sequence[KeyLimit] = (),
     ) -> tuple[list[JobqError | None], list[JobRecord]]:
-        if limits:
-            outcomes = await self.complete_many(completions, now_ms=completed_ms)
-            claimed = await self.claim(
-                limit=limit, now_ms=now_ms, lease_until_ms=lease_until_ms, token=token, owner=owner,
-                queues=queues, exclude_types=exclude_types, limits=limits,
+        if limits:  # the limited claim is a transaction of its own
+            return await complete_then_claim(
+                self, completions, completed_ms=completed_ms, limit=limit, now_ms=now_ms,
+                lease_until_ms=lease_until_ms, token=token, owner=owner, queues=queues,
+                exclude_types=exclude_types, limits=limits,
             )  # fmt: skip
-            return outcomes, claimed
         complete = self._completer(completions, completed_ms)
         sql, args = self._claim_statement(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
 
