@@ -18,6 +18,11 @@ $(VENV)/.installed-web: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[web]'
 	touch $@ $(VENV)/.installed-core
 
+# The benchmark's peers (huey, pgqueuer), psycopg and psutil: the bench extra.
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed-core
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-core $(VENV)/.installed-web
@@ -32,7 +37,8 @@ dashboard: $(VENV)/.installed-web
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-core
+# python -m bench; set JOBQ_BENCH_POSTGRES_URL for the postgres and pgqueuer columns.
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 
 clean:

@@ -1,12 +1,14 @@
 """``python -m bench``: jobq's throughput and latency figures.
 
-python -m bench                 # default run, ~5-8 minutes on 2 cores
-python -m bench --quick         # small counts, under a minute
+python -m bench                 # default run, ~15-20 minutes on 2 busy cores
+python -m bench --quick         # small counts, one run, about a minute
 python -m bench --only process --runs 5
 python -m bench --profile       # cProfile of process/s on SQLite
+python -m bench --long          # also the worker RSS over 1,000,000 jobs (--only rss: that alone)
 
 With JOBQ_BENCH_POSTGRES_URL (or JOBQ_TEST_POSTGRES_URL) set to a
-postgresql:// URL, a postgres column joins the table.
+postgresql:// URL, a postgres column joins the table. huey and pgqueuer
+(the ``bench`` extra) join as peer columns when installed.
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ from pathlib import Path
 
 from . import pg
 from .config import DEFAULT, QUICK
-from .report import RESULTS_DIR, build_table, write_json
-from .runner import WORKLOADS, Bench, BenchError, make_workdir
+from .report import RESULTS_DIR, build_table, table_from_json, write_json
+from .runner import DEFAULT_WORKLOADS, WORKLOADS, Bench, BenchError, make_workdir
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke test, under a minute")
+    parser.add_argument("--quick", action="store_true", help="small counts, one run: a smoke test, about a minute")
     parser.add_argument(
-        "--runs", type=int, default=None, help="runs per figure; the median is reported (default 3)"
+        "--runs", type=int, default=None, help="runs per figure; the median is reported (default 3; 1 with --quick)"
     )
     parser.add_argument(
         "--only", action="append", choices=WORKLOADS, metavar="NAME",
@@ -51,7 +53,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--no-postgres", action="store_true",
         help=f"leave out the postgres column even when {' or '.join(pg.ENV_VARS)} is set",
     )  # fmt: skip
+    parser.add_argument(
+        "--long", action="store_true",
+        help="add the rss workload: one worker process through 1,000,000 jobs (several minutes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--backend", action="append", metavar="NAME", default=None,
+        help="measure only this jobq column (repeatable): memory, sqlite, sqlite-fast, postgres;"
+        " a peer joins only beside the column it is compared with",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-peers", action="store_true", help="leave out huey and pgqueuer even when they are installed"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the table")
+    parser.add_argument(
+        "--table", type=Path, nargs="+", metavar="JSON", default=None,
+        help="measure nothing: print the table of earlier runs' JSON files (e.g. bench/results/latest.json);"
+        " a later file adds the cells the earlier ones lack (e.g. a separate --only rss run)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -67,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
+
+    if args.table is not None:
+        print("\n".join(table_from_json(args.table)))
+        return 0
 
     if args.profile:
         from .profiling import run_profile
@@ -94,8 +117,16 @@ def main(argv: list[str] | None = None) -> int:
             f"postgres: {info['url']} (from {info['from']}), server {info['server_version']},"
             f" fsync={info['fsync']}, synchronous_commit={info['synchronous_commit']}; a schema per measurement"
         )
+    only = list(args.only or DEFAULT_WORKLOADS)
+    if args.long and "rss" not in only:
+        only.append("rss")
     try:
-        bench = Bench(replace(counts, runs=runs), runs, args.only, workdir, log, concurrencies, postgres)
+        bench = Bench(
+            replace(counts, runs=runs), runs, only, workdir, log, concurrencies, postgres,
+            peers=not args.no_peers, only_backends=args.backend,
+        )  # fmt: skip
+        for peer, why in bench.peers_missing.items():
+            log(f"no {peer} column: {why}")
         samples = bench.run()
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
@@ -106,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             postgres.close()
     seconds = time.perf_counter() - started
     pg_info = postgres.describe() if postgres is not None else None
-    lines, table = build_table(samples, counts, concurrencies, pg_info)
+    lines, table = build_table(samples, counts, concurrencies, pg_info, bench.peers, bench.peers_missing)
     print()
     print(
         f"jobq bench: {'quick' if args.quick else 'default'} counts, median of {runs} run(s), {seconds:.0f} s"
@@ -116,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output, samples=samples, counts=replace(counts, runs=runs),
         args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         table=table, started=started_at, seconds=seconds, postgres=pg_info,
+        peers={"measured": bench.peers, "missing": bench.peers_missing},
     )  # fmt: skip
     print(f"\nwrote {args.output}")
     if samples.errors:

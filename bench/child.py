@@ -1,7 +1,7 @@
 """One measurement in a fresh interpreter: ``python -m bench.child '<json spec>'``.
 
-The spec names a function of :mod:`bench.workloads` and its keyword
-arguments. The child writes protocol lines on stdout: ``READY`` when a
+The spec names a function of :mod:`bench.workloads` (``"process"``) or of
+another bench module (``"raw.sqlite_insert"``) and its keyword arguments. The child writes protocol lines on stdout: ``READY`` when a
 worker is idling on its queue (latency runs), then ``RESULT {json}``, or
 ``ERROR {json}`` with the traceback.
 """
@@ -9,6 +9,7 @@ worker is idling on its queue (latency runs), then ``RESULT {json}``, or
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import sys
@@ -19,8 +20,10 @@ from . import workloads
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
-    fn = getattr(workloads, spec["workload"])
+    module_name, _, name = spec["workload"].rpartition(".")
     try:
+        module = importlib.import_module(f"bench.{module_name}") if module_name else workloads
+        fn = getattr(module, name)
         outcome = fn(**spec.get("args", {}))
         if inspect.isawaitable(outcome):
             outcome = asyncio.run(outcome)

@@ -14,6 +14,15 @@ SQLITE_BACKENDS = ("sqlite", "sqlite-fast")
 #: The optional column: a PostgreSQL server named by JOBQ_BENCH_POSTGRES_URL
 #: (or JOBQ_TEST_POSTGRES_URL), a fresh schema per measurement (see bench/pg.py).
 POSTGRES = "postgres"
+#: Peers, measured beside jobq when installed (``pip install '.[bench]'``):
+#: peer column -> the jobq column it is compared with.
+PEERS: dict[str, str] = {"huey": "sqlite", "pgqueuer": POSTGRES}
+#: The raw-engine reference of each jobq column: a SQLite synchronous mode, or psycopg.
+RAW_MODES: dict[str, str] = {"sqlite": "FULL", "sqlite-fast": "NORMAL", POSTGRES: POSTGRES}
+#: Columns of the claim-cost-at-scale and RSS figures. SQLite runs them at
+#: durability fast: with a sync per commit, the disk would hide the cost of
+#: the statements themselves.
+SCALE_BACKENDS = ("sqlite-fast", POSTGRES)
 
 
 @dataclass(frozen=True)
@@ -31,33 +40,57 @@ class Counts:
     #: enqueue-to-start latency: jobs, at a steady rate (jobs per second)
     latency_jobs: int
     latency_rate: float
-    #: raw sqlite3 reference: jobs per synchronous mode
+    #: raw-engine references: jobs per synchronous mode (FULL, NORMAL) or
+    #: "postgres"; one row/job per transaction, and ``batch_size`` per transaction
     raw_insert: dict[str, int]
     raw_claim: dict[str, int]
+    raw_claim_batch: dict[str, int]
+    #: ``jobq worker --processes N`` draining ``process_jobs``, each process at
+    #: the first of ``concurrencies``
+    processes: int = 2
+    #: claim cost: finished rows in the big table, dequeue+complete cycles timed
+    scale_rows: int = 1_000_000
+    scale_cycles: dict[str, int] = field(default_factory=dict)
+    #: worker RSS: jobs fed to one worker, and the completed counts at which RSS is sampled
+    rss_jobs: int = 1_000_000
+    rss_checkpoints: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     runs: int = 3
     timeouts: dict[str, float] = field(default_factory=dict)
 
 
 DEFAULT = Counts(
-    enqueue={"memory": 20_000, "sqlite": 2_000, "sqlite-fast": 5_000, "postgres": 3_000},
+    enqueue={
+        "memory": 20_000, "sqlite": 2_000, "sqlite-fast": 5_000, "postgres": 3_000,
+        "huey": 2_000, "pgqueuer": 3_000,
+    },  # fmt: skip
     batch_jobs=20_000,
     batch_size=100,
     process_jobs=20_000,
     concurrencies=(16, 32),
     latency_jobs=1_000,
     latency_rate=200.0,
-    raw_insert={"FULL": 2_000, "NORMAL": 10_000},
-    raw_claim={"FULL": 1_000, "NORMAL": 5_000},
+    raw_insert={"FULL": 2_000, "NORMAL": 10_000, "postgres": 3_000},
+    raw_claim={"FULL": 1_000, "NORMAL": 5_000, "postgres": 2_000},
+    raw_claim_batch={"FULL": 20_000, "NORMAL": 20_000, "postgres": 20_000},
+    scale_cycles={"sqlite-fast": 2_000, "postgres": 1_000},
 )
 
 QUICK = Counts(
-    enqueue={"memory": 2_000, "sqlite": 200, "sqlite-fast": 500, "postgres": 300},
+    enqueue={"memory": 2_000, "sqlite": 200, "sqlite-fast": 500, "postgres": 300, "huey": 200, "pgqueuer": 300},
     batch_jobs=2_000,
     batch_size=100,
     process_jobs=1_000,
     concurrencies=(16, 32),
     latency_jobs=100,
     latency_rate=200.0,
-    raw_insert={"FULL": 200, "NORMAL": 1_000},
-    raw_claim={"FULL": 100, "NORMAL": 500},
+    raw_insert={"FULL": 200, "NORMAL": 1_000, "postgres": 300},
+    raw_claim={"FULL": 100, "NORMAL": 500, "postgres": 200},
+    raw_claim_batch={"FULL": 2_000, "NORMAL": 2_000, "postgres": 2_000},
+    scale_rows=10_000,
+    scale_cycles={"sqlite-fast": 200, "postgres": 100},
+    rss_jobs=20_000,
+    rss_checkpoints=(2_000, 20_000),
+    # One run: a smoke test of every workload (peers included) in about a
+    # minute; --runs asks for more.
+    runs=1,
 )

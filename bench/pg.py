@@ -80,8 +80,7 @@ class Server:
         self.url = url
         self.source = source
         self._psycopg = psycopg
-        self._conn = psycopg.connect(admin_dsn(url), autocommit=True, connect_timeout=10)
-        self._conn.execute("SET lock_timeout = '30s'")
+        self._conn = self._connect()
         self.settings: dict[str, Any] = {
             name: self._conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
             for name in SETTINGS
@@ -89,19 +88,37 @@ class Server:
         self._tag = f"{os.getpid()}_{secrets.token_hex(3)}"
         self._count = 0
 
+    def _connect(self) -> Any:
+        conn = self._psycopg.connect(admin_dsn(self.url), autocommit=True, connect_timeout=10)
+        conn.execute("SET lock_timeout = '30s'")
+        return conn
+
+    def _execute(self, query: Any) -> None:
+        """Runs ``query``, reconnecting once if the connection was lost (a
+        server restarted by someone else sharing it costs one cell, not the
+        rest of the run)."""
+        try:
+            self._conn.execute(query)
+        except self._psycopg.OperationalError:
+            if not self._conn.closed and not self._conn.broken:
+                raise
+            self._conn.close()
+            self._conn = self._connect()
+            self._conn.execute(query)
+
     def fresh(self) -> tuple[str, str]:
         """A new empty schema; returns (its name, the URL that uses it)."""
         from psycopg import sql
 
         self._count += 1
         schema = f"{SCHEMA_PREFIX}{self._tag}_{self._count}"
-        self._conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        self._execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         return schema, with_schema(self.url, schema)
 
     def drop(self, schema: str) -> None:
         from psycopg import sql
 
-        self._conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        self._execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
     def describe(self) -> dict[str, Any]:
         return {"url": redacted(self.url), "from": self.source, **self.settings}

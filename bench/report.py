@@ -15,13 +15,26 @@ from typing import Any
 
 from . import pg
 from .config import BACKENDS, POSTGRES, Counts
+from .peers_pgqueuer import BATCH_SIZE as PGQ_BATCH
 from .runner import Samples
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COLUMNS = tuple(BACKENDS)  # memory, sqlite, sqlite-fast; postgres joins when a server is set
+PEER_LABELS = {"huey": "huey (sqlite)", "pgqueuer": "pgqueuer (postgres)"}
 #: Ratio column -> (numerator backend, denominator backend).
 RATIOS = {"fast/full": ("sqlite-fast", "sqlite"), "memory/full": ("memory", "sqlite")}
 PG_RATIO = {"postgres/full": (POSTGRES, "sqlite")}
+PEER_RATIOS = {"huey": {"sqlite/huey": ("sqlite", "huey")}, "pgqueuer": {"postgres/pgqueuer": (POSTGRES, "pgqueuer")}}
+#: Ratio rows: name -> (jobq metric, reference metric); each is the median of
+#: per-run ratios, the two figures of a run having been taken side by side.
+PAIRED = {
+    "ratio_enqueue": ("enqueue", "raw_insert"),
+    "ratio_batch": ("enqueue_many", "raw_insert_batch"),
+    "ratio_process": ("process_best", "raw_claim_complete"),
+    "ratio_process_batch": ("process_best", "raw_claim_batch"),
+    # a cost: the time per cycle with the big table over the time with an empty one
+    "claim_cost": ("claim_empty", "claim_big"),
+}
 
 
 def medians(samples: Samples) -> dict[str, dict[str, float]]:
@@ -39,12 +52,20 @@ def spread(values: list[float]) -> float | None:
     return (max(values) - min(values)) / 2 / mid if mid else None
 
 
+def _rss_points(med: dict[str, dict[str, float]]) -> list[str]:
+    """The RSS checkpoints measured, as metric names, in job-count order."""
+    counts = sorted(int(m.removeprefix("rss_")) for m in med if m.startswith("rss_") and m[4:].isdigit())
+    return [f"rss_{c}" for c in counts]
+
+
 def derive(
     samples: Samples, med: dict[str, dict[str, float]], columns: tuple[str, ...] = COLUMNS
 ) -> dict[str, dict[str, Any]]:
-    """Figures computed from medians: the best concurrency, jobq/raw ratios."""
-    out: dict[str, dict[str, Any]] = {"process_best": {}, "ratio_enqueue": {}, "ratio_process": {}}
+    """Figures computed from medians: the best concurrency, jobq/raw ratios,
+    the claim cost at scale, the RSS growth."""
+    out: dict[str, dict[str, Any]] = {"process_best": {}, **{name: {} for name in PAIRED}, "rss_ratio": {}}
     process = {m: v for m, v in med.items() if m.startswith("process_c")}
+    best_runs: dict[str, list[float]] = {}
     for backend in columns:
         candidates = [(v[backend], m) for m, v in process.items() if backend in v]
         if candidates:
@@ -53,36 +74,64 @@ def derive(
                 "value": rate, "concurrency": int(metric.removeprefix("process_c")),
                 "spread": spread(samples.values[metric][backend]),
             }  # fmt: skip
-        pairs = [("ratio_enqueue", "enqueue", "raw_insert")]
-        if backend in out["process_best"]:
-            best = f"process_c{out['process_best'][backend]['concurrency']}"
-            pairs.append(("ratio_process", best, "raw_claim_complete"))
-        for name, jobq_metric, raw_metric in pairs:
-            jobq_runs = samples.values.get(jobq_metric, {}).get(backend)
-            raw_runs = samples.values.get(raw_metric, {}).get(backend)
-            if jobq_runs and raw_runs:
-                # Paired run by run: each raw figure was taken right beside its jobq figure.
-                ratios = [a / b for a, b in zip(jobq_runs, raw_runs)]
+            best_runs[backend] = samples.values[metric][backend]
+        elif backend in med.get("process_peer", {}):  # a peer: its one configuration
+            runs = samples.values["process_peer"][backend]
+            out["process_best"][backend] = {"value": med["process_peer"][backend], "spread": spread(runs)}
+        for name, (top, bottom) in PAIRED.items():
+            top_runs = best_runs.get(backend) if top == "process_best" else samples.values.get(top, {}).get(backend)
+            bottom_runs = samples.values.get(bottom, {}).get(backend)
+            if top_runs and bottom_runs:
+                ratios = [a / b for a, b in zip(top_runs, bottom_runs)]
                 out[name][backend] = {"value": statistics.median(ratios), "spread": spread(ratios)}
+        points = [m for m in _rss_points(med) if backend in med[m]]
+        if len(points) >= 2:
+            first, last = med[points[0]][backend], med[points[-1]][backend]
+            out["rss_ratio"][backend] = {"value": last / first, "spread": None}
     return out
 
 
-def _rows(counts: Counts, concurrencies: tuple[int, ...]) -> list[tuple[str, str, str]]:
+def _jobs(count: int) -> str:
+    if count >= 1_000_000 and count % 1_000_000 == 0:
+        return f"{count // 1_000_000}M"
+    if count >= 1_000 and count % 1_000 == 0:
+        return f"{count // 1_000}k"
+    return f"{count:,}"
+
+
+def _rows(
+    counts: Counts, concurrencies: tuple[int, ...], med: dict[str, dict[str, float]]
+) -> list[tuple[str, str, str]]:
+    size = counts.batch_size
     rows = [
-        ("enqueue", "enqueue, one await per job", "jobs/s"),
-        ("enqueue_many", f"enqueue_many, batches of {counts.batch_size}", "jobs/s"),
+        ("enqueue", "enqueue, one call per job", "jobs/s"),
+        ("enqueue_many", f"enqueue_many, batches of {size}", "jobs/s"),
     ]
     rows += [(f"process_c{c}", f"process, 1 worker, concurrency {c}", "jobs/s") for c in concurrencies]
-    if len(concurrencies) > 1:
-        rows.append(("process_best", "process, best concurrency", "jobs/s"))
     rows += [
+        ("process_best", "process, 1 worker, best (peers: see notes)", "jobs/s"),
+        ("processes_cli", f"process, jobq worker --processes {counts.processes}", "jobs/s"),
         ("latency_p50", f"enqueue->start p50 @ {counts.latency_rate:g}/s", "ms"),
         ("latency_p99", f"enqueue->start p99 @ {counts.latency_rate:g}/s", "ms"),
-        ("raw_insert", "raw sqlite3 INSERT, 1 per txn", "rows/s"),
+        ("raw_insert", "raw INSERT, 1 per txn", "rows/s"),
         ("ratio_enqueue", "  jobq enqueue / raw INSERT", "ratio"),
-        ("raw_claim_complete", "raw sqlite3 claim+complete, 1 per txn", "jobs/s"),
-        ("ratio_process", "  jobq process (best) / raw claim+complete", "ratio"),
+        ("raw_insert_batch", f"raw INSERT, {size} per txn", "rows/s"),
+        ("ratio_batch", f"  jobq enqueue_many / raw INSERT x{size}", "ratio"),
+        ("raw_claim_complete", "raw claim+complete, 1 per txn", "jobs/s"),
+        ("ratio_process", "  jobq process (best) / raw, 1 per txn", "ratio"),
+        ("raw_claim_batch", f"raw claim+complete, {size} per txn", "jobs/s"),
+        ("ratio_process_batch", f"  jobq process (best) / raw, {size} per txn", "ratio"),
+        ("claim_empty", "dequeue+complete, empty table", "jobs/s"),
+        ("claim_big", f"dequeue+complete, {_jobs(counts.scale_rows)} finished rows", "jobs/s"),
+        ("claim_cost", f"  claim cost at {_jobs(counts.scale_rows)} finished / empty", "ratio"),
+        ("rss_start", "worker RSS at start", "MiB"),
     ]
+    points = _rss_points(med)
+    rows += [(m, f"worker RSS after {_jobs(int(m[4:]))} jobs", "MiB") for m in points]
+    if len(points) >= 2:
+        first, last = (_jobs(int(m[4:])) for m in (points[0], points[-1]))
+        rows.append(("rss_ratio", f"  RSS after {last} / after {first}", "ratio"))
+    rows.append(("rss_rate", f"process, 1 CLI worker fed {_jobs(counts.rss_jobs)} jobs", "jobs/s"))
     return rows
 
 
@@ -91,6 +140,8 @@ def _num(value: float, unit: str) -> str:
         return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
     if unit == "ratio":
         return f"{value:.2f}x"
+    if unit == "MiB":
+        return f"{value:.1f}"
     return f"{value:,.0f}"
 
 
@@ -99,19 +150,25 @@ def build_table(
     counts: Counts,
     concurrencies: tuple[int, ...],
     postgres: dict[str, Any] | None = None,
+    peers: list[str] | None = None,
+    peers_missing: dict[str, str] | None = None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Printed lines, and the same rows as data for the JSON file. ``postgres``
     (the server's description, see :meth:`bench.pg.Server.describe`) adds the
-    postgres column and its ratio to sqlite (full)."""
+    postgres column and its ratio to sqlite (full); ``peers`` add a column
+    each and a jobq/peer ratio column."""
     med = medians(samples)
-    columns = COLUMNS + ((POSTGRES,) if postgres is not None else ())
+    peers = [p for p in (peers or []) if any(p in per for per in med.values())]
+    columns = COLUMNS + ((POSTGRES,) if postgres is not None else ()) + tuple(peers)
     ratio_columns = {**RATIOS, **(PG_RATIO if postgres is not None else {})}
+    for peer in peers:
+        ratio_columns.update(PEER_RATIOS[peer])
     derived = derive(samples, med, columns)
-    header = ["figure", "unit", *columns, *ratio_columns]
+    header = ["figure", "unit", *(PEER_LABELS.get(c, c) for c in columns), *ratio_columns]
     lines: list[list[str]] = []
     data: list[dict[str, Any]] = []
     notes: list[str] = []
-    for metric, label, unit in _rows(counts, concurrencies):
+    for metric, label, unit in _rows(counts, concurrencies, med):
         cells: dict[str, str] = {}
         values: dict[str, float] = {}
         for backend in columns:
@@ -147,20 +204,72 @@ def build_table(
         data.append(
             {"figure": metric, "label": label.strip(), "unit": unit, "values": values, "ratios": ratios}
         )
+    notes += _notes(med, counts, concurrencies, postgres, peers, peers_missing or {})
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    rule = "  ".join("-" * w for w in widths)
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+        )
+
+    return [fmt(header), rule, *map(fmt, lines), rule, *notes], data
+
+
+def _notes(
+    med: dict[str, dict[str, float]],
+    counts: Counts,
+    concurrencies: tuple[int, ...],
+    postgres: dict[str, Any] | None,
+    peers: list[str],
+    peers_missing: dict[str, str],
+) -> list[str]:
+    notes: list[str] = []
     if any(m.startswith("latency") for m in med):
         notes.append("* memory: producer and processor in one process and event loop (in-process latency);")
-        if postgres is not None:
-            notes.append("  sqlite, postgres: the parent enqueues, a separate worker process runs the jobs")
-            notes.append(
-                "  (sqlite: the worker polls PRAGMA data_version; postgres: woken by LISTEN/NOTIFY)."
-            )
-        else:
-            notes.append("  sqlite: the parent enqueues, a separate worker process runs the jobs.")
+        notes.append("  other columns: the parent enqueues, a separate worker process runs the jobs")
+        notes.append(
+            "  (sqlite: the worker polls PRAGMA data_version; postgres: woken by LISTEN/NOTIFY)."
+        )
     notes.append("Cells are medians over runs; ±x% is half the range across runs relative to the median.")
-    notes.append("raw rows: sqlite column = synchronous FULL, sqlite-fast column = NORMAL (WAL, same table);")
     notes.append(
-        "  ratio rows are medians of per-run ratios (each raw figure is taken beside its jobq figure)."
+        "raw rows: jobq's own statements run bare; sqlite column = plain sqlite3 at synchronous FULL,"
+        " sqlite-fast = NORMAL"
     )
+    notes.append(
+        "  (WAL, same table), postgres = plain psycopg; ratio rows are medians of per-run ratios"
+        " (each pair taken side by side)."
+    )
+    if "processes_cli" in med:
+        notes.append(
+            f"--processes {counts.processes}: the CLI and its supervisor, concurrency {concurrencies[0]} per"
+            " process; rate over first claim -> last completion as stored (start-up excluded)."
+        )
+    if "claim_big" in med:
+        notes.append(
+            f"claim cost: jobq dequeue+complete one job at a time beside {_jobs(counts.scale_rows)} completed"
+            " rows vs an empty table;"
+        )
+        notes.append("  sqlite at durability fast (a sync per commit would hide the statements); above 1x is slower.")
+    if any(m.startswith("rss_") for m in med):
+        notes.append(
+            f"RSS: one `jobq worker` process (concurrency {concurrencies[0]}) fed {_jobs(counts.rss_jobs)} no-op"
+            " jobs in batches while it drains; psutil, sampled as the completed count passes each point."
+        )
+    if "huey" in peers:
+        notes.append(
+            "huey (sqlite): SqliteHuey, WAL, fsync=True (synchronous FULL, as sqlite); a huey Consumer with 1"
+            " worker thread, default polling (0.1 s, backoff 1.15x); no batch enqueue API."
+        )
+    if "pgqueuer" in peers:
+        notes.append(
+            f"pgqueuer (postgres): its schema installed per measurement (durable), psycopg driver,"
+            f" QueueManager.run(batch_size={PGQ_BATCH}); enqueue with lists for the batch figure."
+        )
+    for peer, why in peers_missing.items():
+        notes.append(f"No {PEER_LABELS[peer]} column: {why}.")
+    if peers:
+        notes.append("jobq/peer ratio columns: above 1x jobq is faster for rates, slower for latencies.")
     if postgres is not None:
         version = str(postgres["server_version"]).split()[0]
         notes.append(f"postgres: PostgreSQL {version} at {postgres['url']}, a fresh schema per measurement;")
@@ -179,15 +288,36 @@ def build_table(
             " to add one"
         )
         notes.append("  (bash .ci/postgres.sh start prints a URL for a throwaway local server).")
-    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-    rule = "  ".join("-" * w for w in widths)
+    return notes
 
-    def fmt(row: list[str]) -> str:
-        return "  ".join(
-            cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
-        )
 
-    return [fmt(header), rule, *map(fmt, lines), rule, *notes], data
+def table_from_json(paths: list[Path]) -> list[str]:
+    """The printed table of earlier runs, rebuilt from their JSON files. The
+    first file gives the counts and the columns; a later one adds the cells
+    the earlier ones lack (a separate ``--only rss`` run, say)."""
+    documents = [json.loads(path.read_text()) for path in paths]
+    first = documents[0]
+    fields = dict(first["counts"])
+    for name in ("concurrencies", "rss_checkpoints"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    counts = Counts(**fields)
+    values: dict[str, dict[str, list[float]]] = {}
+    for document in documents:
+        for metric, per_backend in document["runs"].items():
+            for backend, runs in per_backend.items():
+                values.setdefault(metric, {}).setdefault(backend, runs)
+    peers = first.get("peers") or {}
+    lines, _ = build_table(
+        Samples(values=values), counts, counts.concurrencies, first["environment"].get("postgres"),
+        peers.get("measured", []), peers.get("missing", {}),
+    )  # fmt: skip
+    heading = [
+        f"jobq bench of {document['started']}: {document['args'].get('only') or 'all'},"
+        f" median of {document['counts']['runs']} run(s), {document['seconds']:.0f} s"
+        for document in documents
+    ]
+    return [*heading, *lines]
 
 
 def environment(postgres: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -197,7 +327,17 @@ def environment(postgres: dict[str, Any] | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "postgres": postgres,
+        "packages": {name: _version(name) for name in ("jobq", "huey", "pgqueuer", "psycopg")},
     }
+
+
+def _version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 def write_json(
@@ -210,6 +350,7 @@ def write_json(
     started: str,
     seconds: float,
     postgres: dict[str, Any] | None = None,
+    peers: dict[str, Any] | None = None,
 ) -> None:
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
@@ -224,6 +365,7 @@ def write_json(
         "started": started,
         "seconds": round(seconds, 1),
         "environment": environment(postgres),
+        "peers": peers,
         "args": args,
         "counts": asdict(counts),
         "table": table,

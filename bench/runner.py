@@ -12,7 +12,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +22,18 @@ from typing import Any
 
 import jobq
 
-from . import workloads
-from .config import BACKENDS, POSTGRES, Counts
+from . import peers_huey, peers_pgqueuer, workloads
+from .config import BACKENDS, PEERS, POSTGRES, RAW_MODES, SCALE_BACKENDS, Counts
 from .pg import Server
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository root, where ``bench`` imports from
-WORKLOADS = ("enqueue", "batch", "process", "latency", "raw")
-RAW_MODES = {"sqlite": "FULL", "sqlite-fast": "NORMAL"}
+#: Selectable with --only. Peers join enqueue, batch, process and latency
+#: (unless --no-peers); "rss" is the long one and runs only when asked for
+#: (--only rss, or --long).
+WORKLOADS = ("enqueue", "batch", "process", "latency", "raw", "processes", "scale", "rss")
+DEFAULT_WORKLOADS = tuple(w for w in WORKLOADS if w != "rss")
 LATENCY_CONCURRENCY = 16
+MIB = 1024 * 1024
 
 
 class BenchError(RuntimeError):
@@ -118,6 +124,35 @@ async def _latency_across_processes(url: str, n: int, rate: float, timeout: floa
     return result
 
 
+def _latency_peer(worker: str, worker_args: dict[str, Any], produce: Callable[[], float], timeout: float) -> dict[str, Any]:
+    """A peer's worker child idles on its queue; ``produce`` (in this
+    process) enqueues at the steady rate."""
+    proc = subprocess.Popen(
+        _child_cmd(worker, **worker_args), cwd=ROOT, env=_child_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    watchdog = threading.Timer(timeout + 60, proc.kill)  # a worker that never says READY
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "READY":
+            out, err = proc.communicate()
+            return _parse(line + out, err, worker)
+        achieved = produce()
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        watchdog.cancel()
+    result = _parse(out, err, worker)
+    result["achieved_rate"] = achieved
+    return result
+
+
 class Bench:
     def __init__(
         self,
@@ -128,35 +163,60 @@ class Bench:
         log: Callable[[str], None],
         concurrencies: tuple[int, ...] | None = None,
         postgres: Server | None = None,
+        peers: bool = True,
+        only_backends: list[str] | None = None,
     ) -> None:
         self.counts = counts
         self.runs = runs
-        self.only = only or list(WORKLOADS)
+        self.only = only or list(DEFAULT_WORKLOADS)
         self.workdir = workdir
         self.log = log
         self.concurrencies = concurrencies or counts.concurrencies
         self.postgres = postgres
         self.backends = list(BACKENDS) + ([POSTGRES] if postgres is not None else [])
+        if only_backends:
+            self.backends = [b for b in self.backends if b in only_backends]
+        #: peer -> why it has no column (not installed, or no server)
+        self.peers_missing: dict[str, str] = {}
+        self.peers: list[str] = []
+        if peers and any(w in self.only for w in ("enqueue", "batch", "process", "latency")):
+            self._find_peers()
+            self.peers = [p for p in self.peers if PEERS[p] in self.backends]
         self.samples = Samples()
         self._files = 0
+        self._big: dict[str, tuple[str, str | None]] = {}  # backend -> the 1M-row table (scale)
+
+    def _find_peers(self) -> None:
+        if peers_huey.available():
+            self.peers.append("huey")
+        else:
+            self.peers_missing["huey"] = "huey is not installed (pip install '.[bench]')"
+        if not peers_pgqueuer.available():
+            self.peers_missing["pgqueuer"] = "pgqueuer is not installed (pip install '.[bench]')"
+        elif self.postgres is None:
+            self.peers_missing["pgqueuer"] = "no PostgreSQL server (JOBQ_BENCH_POSTGRES_URL)"
+        else:
+            self.peers.append("pgqueuer")
 
     def _url(self, backend: str) -> tuple[str, str | None]:
         """A fresh queue URL and what to remove afterwards: a database file,
-        or (postgres) a schema of its own."""
+        or (postgres, pgqueuer) a schema of its own. huey gets a bare path."""
         if backend == "memory":
             return BACKENDS[backend], None
-        if backend == POSTGRES:
+        if backend in (POSTGRES, "pgqueuer"):
             assert self.postgres is not None
             schema, url = self.postgres.fresh()
             return url, schema
         self._files += 1
         path = os.path.join(self.workdir, f"bench-{self._files}.db")
+        if backend == "huey":
+            return path, path
         return BACKENDS[backend].format(path=path), path
 
     def _remove(self, backend: str, path: str | None) -> None:
         if path is None:
             return
-        if backend == POSTGRES:
+        if backend in (POSTGRES, "pgqueuer"):
             assert self.postgres is not None
             try:
                 self.postgres.drop(path)
@@ -169,22 +229,38 @@ class Bench:
             except FileNotFoundError:
                 pass
 
-    def _measure(self, metric: str, backend: str, run: int, fn: Callable[[str], dict[str, Any]]) -> None:
-        try:
-            url, path = self._url(backend)
-        except Exception as exc:  # noqa: BLE001 - e.g. the server went away: this cell only
-            self.samples.errors.append({"metric": metric, "backend": backend, "run": run, "error": repr(exc)})
-            self.log(f"  run {run + 1} {metric:<18} {backend:<12} FAILED: {exc!r}")
-            return
+    def _fail(self, metric: str, backend: str, run: int, error: str) -> None:
+        # One failed measurement costs its cell, not the whole run.
+        self.samples.errors.append({"metric": metric, "backend": backend, "run": run, "error": error})
+        self.log(f"  run {run + 1} {metric:<18} {backend:<12} FAILED: {error.splitlines()[0]}")
+
+    def _measure(
+        self,
+        metric: str,
+        backend: str,
+        run: int,
+        fn: Callable[[str], dict[str, Any]],
+        url: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Runs ``fn`` on a fresh database (or on ``url``, kept afterwards) and
+        records its value; returns the result, or None if it failed."""
+        path = None
+        if url is None:
+            try:
+                url, path = self._url(backend)
+            except Exception as exc:  # noqa: BLE001 - e.g. the server went away: this cell only
+                self._fail(metric, backend, run, repr(exc))
+                return None
         try:
             started = time.perf_counter()
             result = fn(url)
             wall = time.perf_counter() - started
         except BenchError as exc:
-            # One failed measurement costs its cell, not the whole run.
-            self.samples.errors.append({"metric": metric, "backend": backend, "run": run, "error": str(exc)})
-            self.log(f"  run {run + 1} {metric:<18} {backend:<12} FAILED: {str(exc).splitlines()[0]}")
-            return
+            self._fail(metric, backend, run, str(exc))
+            return None
+        except Exception as exc:  # noqa: BLE001 - the parent's own side (a latency producer) failed: this cell only
+            self._fail(metric, backend, run, f"{exc!r}\n{traceback.format_exc()}")
+            return None
         finally:
             self._remove(backend, path)
         result.setdefault("run", run)
@@ -195,31 +271,60 @@ class Bench:
         self.log(
             f"  run {run + 1} {metric:<18} {backend:<12} {_fmt_value(metric, value):>12}   ({wall:.1f} s)"
         )
+        return result
 
-    # -- the five workloads ------------------------------------------------
+    # -- jobq ----------------------------------------------------------------
 
     def enqueue(self, backend: str, run: int) -> None:
         n = self.counts.enqueue[backend]
-        self._measure(
-            "enqueue", backend, run,
-            lambda url: run_child("enqueue_single", 60 + n / 100, url=url, n=n),
-        )  # fmt: skip
+        if backend == "huey":
+            fn = lambda path: run_child("peers_huey.enqueue_single", 60 + n / 100, path=path, n=n)  # noqa: E731
+        elif backend == "pgqueuer":
+            fn = lambda url: run_child("peers_pgqueuer.enqueue_single", 60 + n / 100, url=url, n=n)  # noqa: E731
+        else:
+            fn = lambda url: run_child("enqueue_single", 60 + n / 100, url=url, n=n)  # noqa: E731
+        self._measure("enqueue", backend, run, fn)
 
     def batch(self, backend: str, run: int) -> None:
         n, size = self.counts.batch_jobs, self.counts.batch_size
+        workload = "peers_pgqueuer.enqueue_batch" if backend == "pgqueuer" else "enqueue_batch"
         self._measure(
             "enqueue_many", backend, run,
-            lambda url: run_child("enqueue_batch", 60 + n / 500, url=url, n=n, size=size),
+            lambda url: run_child(workload, 60 + n / 500, url=url, n=n, size=size),
         )  # fmt: skip
 
     def process(self, backend: str, run: int) -> None:
         n = self.counts.process_jobs
         timeout = 60 + n / 100
+        if backend == "huey":
+            self._measure(
+                "process_peer", backend, run,
+                lambda path: run_child("peers_huey.process", timeout + 30, path=path, n=n, timeout=timeout),
+            )  # fmt: skip
+            return
+        if backend == "pgqueuer":
+            self._measure(
+                "process_peer", backend, run,
+                lambda url: run_child("peers_pgqueuer.process", timeout + 30, url=url, n=n, timeout=timeout),
+            )  # fmt: skip
+            return
         for c in self.concurrencies:
             self._measure(
                 f"process_c{c}", backend, run,
                 lambda url, c=c: run_child("process", timeout + 30, url=url, n=n, concurrency=c, timeout=timeout),
             )  # fmt: skip
+
+    def processes(self, backend: str, run: int) -> None:
+        """``jobq worker --processes N`` (the CLI and its supervisor) on a prefilled queue."""
+        n, count, c = self.counts.process_jobs, self.counts.processes, self.concurrencies[0]
+        timeout = 60 + n / 100
+        self._measure(
+            "processes_cli", backend, run,
+            lambda url: run_child(
+                "cli_workers.process_processes", timeout + 60, url=url, n=n, processes=count,
+                concurrency=c, timeout=timeout,
+            ),
+        )  # fmt: skip
 
     def latency(self, backend: str, run: int) -> None:
         n, rate = self.counts.latency_jobs, self.counts.latency_rate
@@ -231,6 +336,17 @@ class Bench:
                 result = run_child(
                     "latency_inprocess", timeout + 30, url=url, n=n, rate=rate,
                     concurrency=LATENCY_CONCURRENCY, timeout=timeout,
+                )  # fmt: skip
+            elif backend == "huey":
+                result = _latency_peer(
+                    "peers_huey.latency_worker", {"path": url, "n": n, "timeout": timeout},
+                    lambda: peers_huey.produce_steady(url, n, rate), timeout,
+                )  # fmt: skip
+            elif backend == "pgqueuer":
+                asyncio.run(peers_pgqueuer.install(url))  # before the worker checks the schema
+                result = _latency_peer(
+                    "peers_pgqueuer.latency_worker", {"url": url, "n": n, "timeout": timeout},
+                    lambda: asyncio.run(peers_pgqueuer.produce_steady(url, n, rate)), timeout,
                 )  # fmt: skip
             else:
                 result = asyncio.run(_latency_across_processes(url, n, rate, timeout))
@@ -248,25 +364,98 @@ class Bench:
             self.samples.add("latency_p99", backend, tails["p99"], {"run": run})
             self.samples.add("latency_max", backend, tails["max"], {"run": run})
 
-    def raw_insert(self, backend: str, run: int) -> None:
+    # -- raw-engine references -------------------------------------------------
+
+    def _raw(self, metric: str, kind: str, backend: str, run: int, n: int, batch: int) -> None:
         mode = RAW_MODES[backend]
-        n = self.counts.raw_insert[mode]
-        self._measure(
-            "raw_insert", backend, run,
-            lambda url: run_child("raw_insert", 60 + n / 100, path=self._path(url), synchronous=mode, n=n),
-        )  # fmt: skip
+        limit = 60 + n / 50
+        if backend == POSTGRES:
+            fn = lambda url: run_child(f"raw.pg_{kind}", limit, url=url, n=n, batch=batch)  # noqa: E731
+        else:
+            fn = lambda url: run_child(  # noqa: E731
+                f"raw.sqlite_{kind}", limit, path=self._path(url), synchronous=mode, n=n, batch=batch
+            )
+        self._measure(metric, backend, run, fn)
+
+    def raw_insert(self, backend: str, run: int) -> None:
+        self._raw("raw_insert", "insert", backend, run, self.counts.raw_insert[RAW_MODES[backend]], 1)
+
+    def raw_insert_batch(self, backend: str, run: int) -> None:
+        size = self.counts.batch_size
+        self._raw("raw_insert_batch", "insert", backend, run, self.counts.batch_jobs, size)
 
     def raw_claim(self, backend: str, run: int) -> None:
         mode = RAW_MODES[backend]
-        n = self.counts.raw_claim[mode]
-        self._measure(
-            "raw_claim_complete", backend, run,
-            lambda url: run_child("raw_claim_complete", 60 + n / 50, path=self._path(url), synchronous=mode, n=n),
-        )  # fmt: skip
+        self._raw("raw_claim_complete", "claim_complete", backend, run, self.counts.raw_claim[mode], 1)
+        size = self.counts.batch_size
+        n = self.counts.raw_claim_batch[mode]
+        self._raw("raw_claim_batch", "claim_complete", backend, run, n, size)
 
     @staticmethod
     def _path(url: str) -> str:
         return url.split("://", 1)[1].split("?", 1)[0][1:]
+
+    # -- claim cost at scale -----------------------------------------------------
+
+    def _big_table(self, backend: str) -> str | None:
+        """The table with ``scale_rows`` finished jobs, built on first use and
+        kept for every run (each run adds only its few claimed jobs)."""
+        if backend not in self._big:
+            try:
+                url, path = self._url(backend)
+            except Exception as exc:  # noqa: BLE001 - e.g. the server went away: these cells only
+                self._fail("claim_big", backend, 0, repr(exc))
+                return None
+            rows = self.counts.scale_rows
+            try:
+                result = run_child("scale.fill_finished", 600 + rows / 1000, url=url, rows=rows)
+            except BenchError as exc:
+                self._remove(backend, path)
+                self._fail("claim_big", backend, 0, str(exc))
+                return None
+            self.log(f"  {backend}: {result['rows']:,} finished jobs inserted in {result['seconds']:.1f} s")
+            self._big[backend] = (url, path)
+        return self._big[backend][0]
+
+    def scale(self, backend: str, run: int) -> None:
+        n = self.counts.scale_cycles[backend]
+        big = self._big_table(backend)
+        if big is None:
+            return
+
+        def cycles(url: str) -> dict[str, Any]:
+            return run_child("scale.claim_cycles", 60 + n / 20, url=url, n=n)
+
+        self._measure("claim_empty", backend, run, cycles)
+        self._measure("claim_big", backend, run, cycles, url=big)
+
+    def drop_big_tables(self) -> None:
+        for backend, (_, path) in self._big.items():
+            self._remove(backend, path)
+        self._big.clear()
+
+    # -- worker memory -----------------------------------------------------------
+
+    def rss(self, backend: str) -> None:
+        """Once (not per run): one worker process through ``rss_jobs`` jobs."""
+        n, points = self.counts.rss_jobs, list(self.counts.rss_checkpoints)
+        c = self.concurrencies[0]
+        timeout = 120 + n / 200
+        result = self._measure(
+            "rss_rate", backend, 0,
+            lambda url: run_child(
+                "cli_workers.rss", timeout + 120, url=url, n=n, checkpoints=points, concurrency=c,
+                timeout=timeout,
+            ),
+        )  # fmt: skip
+        if result is None:
+            return
+        for name, rss in result["rss"].items():
+            self.samples.add(f"rss_{name}", backend, rss / MIB, {"run": 0})
+        self.log(
+            "  rss " + backend + ": "
+            + ", ".join(f"{name} {rss / MIB:.1f} MiB" for name, rss in result["rss"].items())
+        )  # fmt: skip
 
     # -- the schedule ------------------------------------------------------
 
@@ -274,30 +463,53 @@ class Bench:
         """Per workload, the measurements for one backend. Each raw reference
         runs right next to the jobq figure it is compared with, so the pair
         sees the same spell of machine noise (their ratio is taken per run)."""
-        raw = "raw" in self.only and backend in RAW_MODES
-        steps: dict[str, list[Callable[[str, int], None]]] = {
-            "enqueue": [self.enqueue] if "enqueue" in self.only else [],
-            "raw": [self.raw_insert] if raw else [],
-            "batch": [self.batch] if "batch" in self.only else [],
-            "process": [self.process] if "process" in self.only else [],
+        only = self.only
+        if backend in PEERS:
+            return {
+                "enqueue": [self.enqueue] if "enqueue" in only else [],
+                "batch": [self.batch] if "batch" in only and backend == "pgqueuer" else [],
+                "process": [self.process] if "process" in only else [],
+                "latency": [self.latency] if "latency" in only else [],
+            }
+        raw = "raw" in only and backend in RAW_MODES
+        return {
+            "enqueue": [self.enqueue] if "enqueue" in only else [],
+            "raw_insert": [self.raw_insert] if raw else [],
+            "batch": [self.batch] if "batch" in only else [],
+            "raw_insert_batch": [self.raw_insert_batch] if raw else [],
             "raw_claim": [self.raw_claim] if raw else [],
-            "latency": [self.latency] if "latency" in self.only else [],
+            "process": [self.process] if "process" in only else [],
+            "processes": [self.processes] if "processes" in only and backend != "memory" else [],
+            "scale": [self.scale] if "scale" in only and backend in SCALE_BACKENDS else [],
+            "latency": [self.latency] if "latency" in only else [],
         }
-        return steps
 
     def run(self) -> Samples:
-        backends = self.backends
-        for run in range(self.runs):
-            shift = run % len(backends)
-            order = backends[shift:] + backends[:shift]
-            self.log(f"run {run + 1}/{self.runs}: backends in order {', '.join(order)}")
-            # (enqueue, raw INSERT) and (raw claim+complete, process) run back to back per backend.
-            for group in (("enqueue", "raw"), ("batch",), ("raw_claim", "process"), ("latency",)):
-                for backend in order:
-                    steps = self._steps(backend)
-                    for name in group:
-                        for step in steps[name]:
-                            step(backend, run)
+        backends = self.backends + self.peers
+        groups = (
+            ("enqueue", "raw_insert"), ("batch", "raw_insert_batch"), ("raw_claim", "process", "processes"),
+            ("scale",), ("latency",),
+        )  # fmt: skip
+        per_run = any(w != "rss" for w in self.only)
+        try:
+            for run in range(self.runs if per_run else 0):
+                shift = run % len(backends)
+                order = backends[shift:] + backends[:shift]
+                self.log(f"run {run + 1}/{self.runs}: backends in order {', '.join(order)}")
+                # Each jobq figure and its raw reference run back to back per backend.
+                for group in groups:
+                    for backend in order:
+                        steps = self._steps(backend)
+                        for name in group:
+                            for step in steps.get(name, []):
+                                step(backend, run)
+        finally:
+            self.drop_big_tables()
+        if "rss" in self.only:
+            for backend in self.backends:
+                if backend in SCALE_BACKENDS:
+                    self.log(f"rss: one worker process through {self.counts.rss_jobs:,} jobs on {backend}")
+                    self.rss(backend)
         return self.samples
 
 

@@ -2,23 +2,22 @@
 interpreter (see :mod:`bench.child`) and returns a JSON-able dict.
 
 Timings use ``time.perf_counter``; latencies use ``time.time`` because they
-compare clocks of two processes.
+compare clocks of two processes. The raw-engine references are in
+:mod:`bench.raw`, the peers in :mod:`bench.peers_huey` and
+:mod:`bench.peers_pgqueuer`, the CLI workloads in :mod:`bench.cli_workers`,
+the claim cost at scale in :mod:`bench.scale`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import cProfile
-import secrets
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import jobq
-from jobq.job import RECORD_FIELDS, JobRecord
-from jobq.store.sqlite_schema import migrate
 
 JOB_TYPE = "bench"
 PRELOAD_BATCH = 1_000  # jobs per enqueue_many when filling a queue before a timed drain
@@ -205,88 +204,3 @@ async def latency_inprocess(
         finally:
             await processor.stop()
     return {"n": n, "latencies": latencies, "achieved_rate": achieved}
-
-
-# -- 5. raw sqlite3 reference ----------------------------------------------
-# The same statements jobq's SQLite store issues (src/jobq/store/sqlite.py),
-# run bare: keep them in step with it.
-
-_INSERT = f"INSERT INTO jobs ({', '.join(RECORD_FIELDS)}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
-_CLAIM = (
-    "UPDATE jobs SET status = 'processing', scheduled_at = process_at,"
-    " process_at = ?, lease_token = ?, lease_owner = ?, started_at = ?"
-    " WHERE id IN (SELECT id FROM jobs INDEXED BY jobq_jobs_ready WHERE status = 'pending'"
-    " AND process_at <= ? ORDER BY priority DESC, process_at ASC, created_at ASC LIMIT 1)"
-    f" RETURNING {', '.join(RECORD_FIELDS)}"
-)
-_COMPLETE = (
-    "UPDATE jobs SET process_at = CASE WHEN status = 'processing'"
-    " THEN COALESCE(scheduled_at, process_at) ELSE process_at END,"
-    " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
-    " status = 'completed', completed_at = ?, result = ?"
-    " WHERE id = ? AND status = 'processing' AND lease_token = ?"
-)
-
-
-def _raw_connect(path: str, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    migrate(conn, "jobs")  # the very table and indexes jobq uses
-    return conn
-
-
-def _raw_rows(n: int) -> list[tuple[Any, ...]]:
-    """Rows exactly as jobq stores a fresh job (every column of its record,
-    defaults included), built before the clock starts."""
-    rows = []
-    for i in range(n):
-        now = int(time.time() * 1000)
-        record = JobRecord(
-            id=f"{now:012x}{secrets.token_hex(10)}", type=JOB_TYPE, data=f'{{"i":{i}}}', status="pending",
-            priority=0, attempts=0, max_attempts=3, delay=0, created_at=now, process_at=now,
-            completed_at=None, failed_at=None, error=None, metadata="{}",
-        )  # fmt: skip
-        rows.append(tuple(getattr(record, f) for f in RECORD_FIELDS))
-    return rows
-
-
-def raw_insert(path: str, synchronous: str, n: int) -> dict[str, Any]:
-    conn = _raw_connect(path, synchronous)
-    rows = _raw_rows(n + WARMUP)
-    for row in rows[:WARMUP]:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_INSERT, row)
-        conn.execute("COMMIT")
-    started = time.perf_counter()
-    for row in rows[WARMUP:]:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_INSERT, row)
-        conn.execute("COMMIT")
-    seconds = time.perf_counter() - started
-    conn.close()
-    return {"n": n, "synchronous": synchronous, "seconds": seconds, "rate": n / seconds}
-
-
-def raw_claim_complete(path: str, synchronous: str, n: int) -> dict[str, Any]:
-    conn = _raw_connect(path, synchronous)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(_INSERT, _raw_rows(n))
-    conn.execute("COMMIT")
-    owner = "bench"
-    started = time.perf_counter()
-    for _ in range(n):
-        now = int(time.time() * 1000)
-        token = secrets.token_hex(8)
-        conn.execute("BEGIN IMMEDIATE")
-        (row,) = conn.execute(_CLAIM, (now + 30_000, token, owner, now, now)).fetchall()
-        conn.execute("COMMIT")
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_COMPLETE, (int(time.time() * 1000), None, row[0], token))
-        conn.execute("COMMIT")
-    seconds = time.perf_counter() - started
-    left = conn.execute("SELECT count(*) FROM jobs WHERE status <> 'completed'").fetchone()[0]
-    conn.close()
-    if left:
-        raise RuntimeError(f"{left} rows were not completed")
-    return {"n": n, "synchronous": synchronous, "seconds": seconds, "rate": n / seconds}

@@ -1,0 +1,209 @@
+"""Workloads that run jobq's real worker command,
+``jobq worker bench.noop_worker:make_processor --url URL``, as a subprocess:
+
+- :func:`process_processes`: ``--processes N`` draining a prefilled queue;
+- :func:`rss`: one worker process's resident memory (psutil) from start to
+  1,000,000 jobs, fed in batches while it drains.
+
+Both run inside a child interpreter (``bench.child``) that is the producer
+and the observer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jobq
+
+from .workloads import JOB_TYPE, _preload
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = "bench.noop_worker:make_processor"
+FEED_BATCH = 1_000  # jobs per enqueue_many while feeding the RSS worker
+BACKLOG = 20_000  # most jobs waiting for the RSS worker at any time
+POLL = 0.05  # seconds between progress checks
+STOP_TIMEOUT = 30.0
+OUTAGE_TIMEOUT = 300.0  # seconds the RSS producer waits out a database outage (a restarted server)
+
+
+def _worker_command(url: str, concurrency: int, processes: int | None = None) -> list[str]:
+    command = [sys.executable, "-m", "jobq", "--log-level", "WARNING", "worker", TARGET, "--url", url]
+    command += ["--concurrency", str(concurrency)]
+    if processes is not None:
+        command += ["--processes", str(processes)]
+    return command
+
+
+def _env(ready: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if ready:
+        env["JOBQ_BENCH_READY"] = "1"
+    return env
+
+
+def _stop(proc: subprocess.Popen[Any]) -> int:
+    """SIGTERM (a graceful stop, forwarded to its children by a supervisor);
+    SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def _log_file() -> Any:
+    """Where a worker's stderr goes: a file, not a pipe nobody reads while it
+    runs (a worker logging through a database outage would fill a pipe and stall)."""
+    return tempfile.TemporaryFile()
+
+
+def _tail(log: Any) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")[-2000:]
+
+
+def drain_window(url: str) -> tuple[int, int]:
+    """(first claim, last completion) in epoch ms, read from the jobs table."""
+    query = "SELECT min(started_at), max(completed_at) FROM {t} WHERE status = 'completed'"
+    if url.startswith("sqlite:"):
+        path = url.split("://", 1)[1].split("?", 1)[0][1:]
+        conn = sqlite3.connect(path)
+        try:
+            first, last = conn.execute(query.format(t="jobs")).fetchone()
+        finally:
+            conn.close()
+    else:
+        import psycopg
+
+        from .pg import admin_dsn
+        from .raw import PG_TABLE
+
+        with psycopg.connect(admin_dsn(url)) as conn:
+            first, last = conn.execute(query.format(t=PG_TABLE)).fetchone()  # type: ignore[misc]
+    return int(first), int(last)
+
+
+async def process_processes(url: str, n: int, processes: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    """Prefills ``n`` jobs, starts ``jobq worker --processes N`` and polls
+    until all are completed. The figure is ``n`` over the window from the
+    first claim to the last completion as stored in the table, so the
+    interpreters' start-up is not counted; ``wall_rate`` counts it."""
+    async with jobq.connect(url) as queue:
+        await _preload(queue, n)
+        log = _log_file()
+        proc = subprocess.Popen(
+            _worker_command(url, concurrency, processes), cwd=ROOT, env=_env(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+        started = time.perf_counter()
+        try:
+            completed = 0
+            while completed < n:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"jobq worker exited with {proc.returncode}: {_tail(log)}")
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"only {completed} of {n} jobs completed within {timeout:g} s")
+                await asyncio.sleep(POLL)
+                completed = (await queue.counts())[jobq.JobStatus.COMPLETED]
+            wall = time.perf_counter() - started
+        finally:
+            code = _stop(proc)
+            log.close()
+    first, last = drain_window(url)
+    seconds = max(last - first, 1) / 1000
+    return {
+        "n": n, "processes": processes, "concurrency": concurrency, "seconds": seconds, "rate": n / seconds,
+        "wall_seconds": wall, "wall_rate": n / wall, "exit_code": code,
+    }  # fmt: skip
+
+
+async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, tried again while the store is unavailable: the RSS run
+    measures the worker's memory, and a server restarted by someone sharing
+    it should cost a pause, not the 1M-job run."""
+    deadline = time.monotonic() + OUTAGE_TIMEOUT
+    while True:
+        try:
+            return await call()
+        except jobq.StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
+def _watch_ready(proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == b"READY":
+            ready.set()
+
+
+async def rss(url: str, n: int, checkpoints: list[int], concurrency: int, timeout: float) -> dict[str, Any]:
+    """One ``jobq worker`` process fed ``n`` no-op jobs (batches of 1,000, at
+    most 20,000 waiting); its RSS is sampled once it has started and idled
+    for a second, then as the completed count passes each checkpoint."""
+    import psutil
+
+    async with jobq.connect(url) as queue:
+        log = _log_file()
+        proc = subprocess.Popen(
+            _worker_command(url, concurrency), cwd=ROOT, env=_env(ready=True),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+        )  # fmt: skip
+        ready = threading.Event()
+        threading.Thread(target=_watch_ready, args=(proc, ready), daemon=True).start()
+        try:
+            if not await asyncio.to_thread(ready.wait, 60):
+                raise RuntimeError("the jobq worker did not start within 60 s")
+            await asyncio.sleep(1.0)
+            worker = psutil.Process(proc.pid)
+            samples: dict[str, float] = {"start": worker.memory_info().rss}
+            pending = sorted(checkpoints)
+            enqueued = done = 0
+            started = time.perf_counter()
+            while done < n:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"jobq worker exited with {proc.returncode}: {_tail(log)}")
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"only {done} of {n} jobs completed within {timeout:g} s")
+                waiting = await _patiently(queue.size)
+                # Jobs neither waiting nor finished are at most the worker's concurrency: in flight.
+                done = max(done, enqueued - waiting - concurrency) if enqueued < n else enqueued - waiting
+                while pending and done >= pending[0]:
+                    samples[str(pending.pop(0))] = worker.memory_info().rss
+                if enqueued < n and waiting < BACKLOG - FEED_BATCH:
+                    count = min(FEED_BATCH, n - enqueued)
+                    batch = [jobq.NewJob(JOB_TYPE, {"i": enqueued + i}) for i in range(count)]
+                    await _patiently(lambda: queue.enqueue_many(batch))
+                    enqueued += count
+                else:
+                    await asyncio.sleep(POLL)
+            # The last jobs may still be in flight: wait for their completions.
+            while (await _patiently(queue.counts))[jobq.JobStatus.COMPLETED] < n:
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"the last jobs did not complete within {timeout:g} s")
+                await asyncio.sleep(POLL)
+            seconds = time.perf_counter() - started
+            for point in pending:  # checkpoints at n itself
+                samples[str(point)] = worker.memory_info().rss
+        finally:
+            code = _stop(proc)
+            log.close()
+    return {"n": n, "concurrency": concurrency, "rss": samples, "seconds": seconds, "rate": n / seconds,
+            "exit_code": code}  # fmt: skip
