@@ -10,7 +10,10 @@
 # The server has its own data directory under $TMPDIR, listens on loopback
 # only (127.0.0.1, port $JOBQ_PG_PORT, default 54329; no Unix socket outside
 # its data directory), trusts loopback connections, and trades durability for
-# speed (fsync off). Both subcommands are idempotent. Run as root, the server
+# speed (fsync off: a power loss may lose data, a server crash may not).
+# synchronous_commit stays on: with it off, a commit is acknowledged before
+# its WAL reaches even the OS, and `restart-immediate` loses acknowledged
+# enqueues, which the outage tests must not see. Both subcommands are idempotent. Run as root, the server
 # runs as the `postgres` OS user, since initdb refuses root.
 set -euo pipefail
 
@@ -71,7 +74,7 @@ start() {
         log "starting the server on 127.0.0.1:$PORT"
         as_owner "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start -o \
             "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$ROOT \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+             -c fsync=off -c full_page_writes=off -c max_connections=300" \
             >/dev/null || { cat "$LOG" >&2; exit 1; }
     fi
     local psql=("$BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)

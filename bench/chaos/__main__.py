@@ -33,6 +33,9 @@ SCENARIOS = (
     "shutdown",
     "paused",
     "poison",
+    "pg_outage",
+    "disk_full",
+    "long_run",
 )  # in the order of priority
 
 
