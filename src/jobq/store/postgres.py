@@ -420,12 +420,45 @@ class PostgresStore:
             f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
         )
         try:
+            if len(records) == 1:
+                await self._insert_one(records[0])
+                return
             async with self._conn() as conn, conn.transaction():
                 await self._announce(conn, records)
                 async with conn.cursor() as cur:
                     await cur.executemany(query, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
         except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
+
+    async def _insert_one(self, record: JobRecord) -> None:
+        """One job in one statement, so one round trip (the connection is in
+        autocommit): the wake-up and the time stamp of :meth:`_announce` come
+        from a CTE the row's times read, and the notification is sent when
+        the statement commits."""
+        values = []
+        for f in RECORD_FIELDS:
+            if f == "created_at":
+                values.append("(SELECT ms FROM n)")
+            elif f == "process_at":
+                values.append("(SELECT ms FROM n) + %(jobq_span)s::bigint")
+            else:
+                values.append(f"%({f})s")
+        query = self._q(
+            "insert_one",
+            f"WITH n AS (SELECT {{now}} AS ms, pg_notify(%(jobq_channel)s, '') AS notified)"
+            f" INSERT INTO {{t}} ({_COLUMNS}) VALUES ({', '.join(values)}) RETURNING created_at",
+        )
+        params = {f: getattr(record, f) for f in RECORD_FIELDS}
+        params.update(
+            jobq_span=record.process_at - record.created_at,
+            jobq_channel=self.channel,
+            now=None if self._db_clock else record.created_at,
+        )
+        async with self._conn() as conn:
+            cur = await conn.execute(query, params)
+            row = await cur.fetchone()
+        assert row is not None
+        self._stamp([record], int(row[0]))
 
     @_resilient()
     async def claim(
