@@ -23,13 +23,14 @@ later, so every job it was told was stored is in the ledger once. The disk
 fills ``episodes`` times, spread over the run; each time it stays full until
 the producer has been refused and then ``hold`` seconds more, and the next
 episode waits until both the producer and the worker succeeded again. Jobs
-sleep 50 ms, so the worker lags the producer and a backlog waits when the
-disk fills: the worker meets the full disk too (its claims fail).
+sleep 50 ms, so the worker usually lags the producer and a backlog waits
+when the disk fills: the worker then meets the full disk too (its claims
+fail; the table's notes count them). A worker that has caught up meets it
+only if it writes, and with nothing ready it does not.
 
 Promises: every refused enqueue raised ``jobq.StoreUnavailable`` (a raw
 ``sqlite3`` error would kill the producer); every acknowledged job
-completes (0 lost); the worker met the full disk (a store error logged);
-the worker process never exits, does not spin while the
+completes (0 lost); the worker process never exits, does not spin while the
 disk is full (under half a core of CPU), and resumes once space returns
 (both the producer and the worker succeed again); duplicates are no more
 than the completions the worker could not record while full (each such job
@@ -229,7 +230,8 @@ def run_one(backend: Backend, workdir: Path, size: Size, durability: str) -> Res
         len(counted.lost),
         counted.duplicated,
         max(done) if done else None,
-        f"{len(refusals)} enqueues refused; {dropped} results not recorded while full; "
+        f"{len(refusals)} enqueues refused; {claim_failures} worker claims failed and"
+        f" {dropped} results not recorded while full; "
         f"cap {cap} pages; error: {messages[0] if messages else '-'}",
         details={
             "episodes": episodes,
@@ -258,7 +260,6 @@ def run_one(backend: Backend, workdir: Path, size: Size, durability: str) -> Res
         all(ep["worker_cpu"] < 0.5 for ep in episodes),
         f"the worker used {max(ep['worker_cpu'] for ep in episodes):.0%} of a core while the disk was full",
     )
-    result.check(claim_failures + dropped >= 1, "the worker never met the full disk (no store error logged)")
     result.check(None not in recoveries, "the producer or the worker did not resume after space returned")
     bound = STORE_RETRY_MAX + size.lease + 10.0
     result.check(
