@@ -18,7 +18,6 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,6 @@ from jobq import JobStatus
 
 LIMIT = 2048  # max_payload_bytes of the queues under test: small, so over-size cases are cheap
 QUIET = 0.5  # seconds to watch for something that must not happen
-
-
-@pytest.fixture
-def harness(backend: str, queue_url: str, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(backend, queue_url, tmp_path)
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 # -- strategies ---------------------------------------------------------------------

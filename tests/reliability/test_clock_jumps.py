@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,15 +23,6 @@ TEN_MINUTES = 600.0
 WATCH = 1.5  # real seconds to let the rescuer sweep (every 0.1 s) after a jump
 EVERY_5_MIN = "*/5 * * * *"
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
-
-
-@pytest.fixture
-def harness(backend: str, queue_url: str, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(backend, queue_url, tmp_path)
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 async def until(predicate: Any, what: str) -> None:

@@ -14,8 +14,6 @@ every step that:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,15 +237,6 @@ def multiple_or_one(jobs: list[jobq.Job[Any]]) -> Any:
     came back empty; further jobs of a batch are still in the model and
     are rescued when their lease runs out, like a crashed worker's."""
     return jobs[0] if jobs else None
-
-
-@pytest.fixture
-def harness(backend: str, queue_url: str, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(backend, queue_url, tmp_path)
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def test_queue_against_the_reference_model(harness: Harness) -> None:

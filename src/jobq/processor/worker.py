@@ -232,6 +232,7 @@ class JobProcessor:
         self._events = Emitter()
         self._metrics = ProcessorMetrics()
         self._last_processed: float | None = None  # epoch seconds; see get_metrics
+        self._renewed_at = 0.0  # clock time of the last lease renewal (see _rescue)
         self._active: dict[str, tuple[Job[Any], asyncio.Task[None]]] = {}
         self._releasing: set[str] = set()
         # Jobs whose handler is done and whose outcome is being stored: their
@@ -410,6 +411,7 @@ class JobProcessor:
             return
         loop = asyncio.get_running_loop()
         self._running, self._stopping = True, False
+        self._renewed_at = self.clock.now()  # no lease of this processor's is older
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         # Slots bound how many handlers run; the spare threads keep a sync
@@ -1028,6 +1030,7 @@ class JobProcessor:
                 log.warning("jobq: %s failed: %s", getattr(duty, "__name__", "duty"), exc)
 
     async def _renew_leases(self) -> None:
+        self._renewed_at = self.clock.now()
         jobs = [job for job_id, (job, _) in self._active.items() if job_id not in self._settling]
         if not jobs:
             return
@@ -1039,8 +1042,11 @@ class JobProcessor:
 
     async def _rescue(self) -> None:
         # A clock that jumped ahead makes every lease look expired, healthy
-        # ones too: this processor renews its own before sweeping.
-        await self._renew_leases()
+        # ones too: when this processor's own leases may have run out by the
+        # clock, it renews them before sweeping (normally the heartbeat,
+        # every third of a lease or sooner, keeps them far from that).
+        if self.clock.now() >= self._renewed_at + self.queue.lease:
+            await self._renew_leases()
         for job in await self.queue.rescue_expired():
             self._metrics.lost += 1
             log.warning("jobq: job %s was rescued: %s", job.id, job.error)

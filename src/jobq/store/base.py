@@ -240,6 +240,12 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+def dequeue_order(record: JobRecord) -> tuple[int, int, int]:
+    """The order claimed jobs are handed out in (``RETURNING`` gives none):
+    priority descending, then the time each was due, then creation."""
+    return (-record.priority, record.scheduled_at or 0, record.created_at)
+
+
 async def complete_then_claim(
     store: Store,
     completions: Sequence[tuple[str, str | None, str | None]],

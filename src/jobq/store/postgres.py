@@ -57,7 +57,7 @@ from ..errors import (
 from .. import keylimits
 from ..job import RECORD_FIELDS, JobRecord
 from ..keylimits import KeyLimit
-from .base import complete_then_claim
+from .base import complete_then_claim, dequeue_order
 from .postgres_schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
 from .sqlite_schema import check_table_name
 
@@ -514,7 +514,7 @@ class PostgresStore:
     def _claimed(self, rows: list[tuple[Any, ...]]) -> list[JobRecord]:
         records = self._records(rows)
         # RETURNING gives no order; hand the batch out in dequeue order.
-        records.sort(key=lambda r: (-r.priority, r.scheduled_at or 0, r.created_at))
+        records.sort(key=dequeue_order)
         return records
 
     async def complete_and_claim(
@@ -944,7 +944,7 @@ class PostgresStore:
                         f"INSERT INTO {starts} (name, key, at_ms) VALUES (%s, %s, %s)",
                         [(name, k, db_now) for name, k in new_starts],
                     )
-        records.sort(key=lambda r: (-r.priority, r.scheduled_at or 0, r.created_at))
+        records.sort(key=dequeue_order)
         return records
 
     # -- unique jobs, cancellation, progress, inspection -------------------------

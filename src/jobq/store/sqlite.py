@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..job import RECORD_FIELDS, JobRecord
 from ..keylimits import KeyLimit
-from .base import complete_then_claim
+from .base import complete_then_claim, dequeue_order
 from .sqlite_schema import check_table_name, migrate, starts_table
 
 R = TypeVar("R")
@@ -71,10 +71,6 @@ _UNLEASE = (
 def _json_path(field: str) -> str:
     """A JSON path naming one top-level field, whatever characters it has."""
     return '$."' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _dequeue_order(record: JobRecord) -> tuple[int, int, int]:
-    return (-record.priority, record.scheduled_at or 0, record.created_at)
 
 
 def _lenient_text(raw: bytes) -> str:
@@ -316,7 +312,7 @@ class SQLiteStore:
     def _claimed(self, rows: list[Any]) -> list[JobRecord]:
         records = self._records(rows)
         # RETURNING gives no order; hand the batch out in dequeue order.
-        records.sort(key=_dequeue_order)
+        records.sort(key=dequeue_order)
         return records
 
     async def complete_and_claim(
