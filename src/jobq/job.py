@@ -137,14 +137,15 @@ class JobRecord:
 
 #: Column order of :class:`JobRecord`; SQL backends select in this order.
 RECORD_FIELDS: tuple[str, ...] = tuple(JobRecord.__dataclass_fields__)
-_record_values = operator.attrgetter(*RECORD_FIELDS)
+record_values = operator.attrgetter(*RECORD_FIELDS)
+"""A record's values as a tuple in :data:`RECORD_FIELDS` order."""
 
 
 def copy_record(record: JobRecord) -> JobRecord:
     """A shallow copy (every field is immutable), several times faster than
     ``dataclasses.replace``, which the in-memory store would otherwise pay on
     every claim."""
-    return JobRecord(*_record_values(record))
+    return JobRecord(*record_values(record))
 
 
 _scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -240,6 +241,29 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
         progress_message=record.progress_message,
         cancelled_at=from_ms(record.cancelled_at),
         cancel_requested_at=from_ms(record.cancel_requested_at),
+    )
+
+
+def new_job(record: JobRecord, datetimes: Datetimes) -> Job[Any]:
+    """The public :class:`Job` of a record just stored by an enqueue: the
+    fields a new job can have set, without :func:`to_job`'s work for the
+    rest (the batch paths build many of these). Its status is judged as of
+    its ``created_at``, the store's time of the insert: delayed if and only
+    if it was given a delay."""
+    return Job(
+        record.id,
+        record.type,
+        _decode(record.id, "payload", record.data, None),
+        JobStatus.DELAYED if record.process_at > record.created_at else JobStatus.PENDING,
+        record.priority,
+        0,
+        record.max_attempts,
+        record.delay / 1000,
+        datetimes[record.created_at],
+        datetimes[record.process_at],
+        metadata=_decode(record.id, "metadata", record.metadata, {}),
+        queue=record.queue,
+        unique_key=record.unique_key,
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from . import codec
 from .clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
 from .errors import CorruptJob, InvalidJob, InvalidOption, JobqError, NoCurrentJob
-from .job import TERMINAL_STATUSES, Datetimes, Job, JobRecord, JobStatus, RetryDirective, to_job
+from .job import TERMINAL_STATUSES, Datetimes, Job, JobRecord, JobStatus, RetryDirective, new_job, to_job
 from .keylimits import KeyLimit
 from .store.base import Store
 
@@ -39,9 +39,26 @@ QUARANTINE_ERROR = (
 DEFAULT_QUEUE = "default"
 
 
-def new_job_id(now_ms: int) -> str:
-    """Time-ordered ids: a millisecond prefix keeps primary-key inserts local."""
-    return f"{now_ms:012x}{secrets.token_hex(10)}"
+# Job ids are time-ordered: a 12-hex-digit millisecond prefix keeps
+# primary-key inserts local, and 80 random bits follow it.
+_ID_RANDOM_BYTES = 10
+
+
+def _check_queue_name(queue: Any) -> None:
+    if not isinstance(queue, str) or not queue.strip():
+        raise InvalidJob(f"queue must be a non-empty str, not {queue!r}")
+    if len(queue) > codec.MAX_TYPE_LENGTH:
+        raise InvalidJob(f"queue name is {len(queue)} characters long; the limit is {codec.MAX_TYPE_LENGTH}")
+    codec.check_text(queue, "queue name")
+
+
+def _check_unique_key(unique_key: Any) -> None:
+    if not isinstance(unique_key, str) or not unique_key or len(unique_key) > codec.MAX_TYPE_LENGTH:
+        raise InvalidJob(
+            f"unique_key must be a non-empty str of at most {codec.MAX_TYPE_LENGTH} characters,"
+            f" not {unique_key[:80] if isinstance(unique_key, str) else unique_key!r}"
+        )
+    codec.check_text(unique_key, "unique_key")
 
 
 def default_worker_id() -> str:
@@ -282,48 +299,58 @@ class Queue:
             listener()
 
     def _record(self, spec: NewJob, now_ms: int) -> JobRecord:
-        job_type = codec.check_type(spec.type)
-        priority = codec.check_priority(spec.priority)
-        delay = codec.check_delay(spec.delay)
-        max_attempts = codec.check_max_attempts(spec.max_attempts)
-        data = codec.encode_payload(spec.data, self.max_payload_bytes)
-        metadata = codec.encode_metadata(spec.metadata)
-        if not isinstance(spec.queue, str) or not spec.queue.strip():
-            raise InvalidJob(f"queue must be a non-empty str, not {spec.queue!r}")
-        if len(spec.queue) > codec.MAX_TYPE_LENGTH:
-            raise InvalidJob(
-                f"queue name is {len(spec.queue)} characters long; the limit is {codec.MAX_TYPE_LENGTH}"
+        return self._records([spec], now_ms)[0]
+
+    def _records(self, specs: Sequence[NewJob], now_ms: int) -> list[JobRecord]:
+        """Checks and encodes a batch of new jobs. A batch mostly repeats one
+        type and queue, so each distinct (type, queue) pair is checked once;
+        the ids' random parts come from one ``os.urandom`` call."""
+        randomness = os.urandom(_ID_RANDOM_BYTES * len(specs)).hex()
+        step = 2 * _ID_RANDOM_BYTES
+        prefix = f"{now_ms:012x}"
+        names_checked: set[tuple[str, str]] = set()
+        limit = self.max_payload_bytes
+        records: list[JobRecord] = []
+        for i, spec in enumerate(specs):
+            job_type, queue = spec.type, spec.queue
+            if not (type(job_type) is str and type(queue) is str and (job_type, queue) in names_checked):
+                codec.check_type(job_type)
+                _check_queue_name(queue)
+                names_checked.add((job_type, queue))
+            priority, delay, max_attempts = spec.priority, spec.delay, spec.max_attempts
+            # The defaults skip their checks (``type() is`` rules out bools).
+            if not (type(priority) is int and priority == 0):
+                codec.check_priority(priority)
+            if type(delay) is int and delay == 0:
+                delay_ms = 0
+            else:
+                delay_ms = to_ms(codec.check_delay(delay))
+            if not (type(max_attempts) is int and max_attempts == 3):
+                codec.check_max_attempts(max_attempts)
+            unique_key = spec.unique_key
+            if unique_key is not None:
+                _check_unique_key(unique_key)
+            records.append(
+                JobRecord(
+                    prefix + randomness[i * step : (i + 1) * step],
+                    job_type,
+                    codec.encode_payload(spec.data, limit),
+                    "pending",
+                    priority,
+                    0,
+                    max_attempts,
+                    delay_ms,
+                    now_ms,
+                    now_ms + delay_ms,
+                    None,
+                    None,
+                    None,
+                    codec.encode_metadata(spec.metadata),
+                    queue=queue,
+                    unique_key=unique_key,
+                )
             )
-        codec.check_text(spec.queue, "queue name")
-        unique_key = spec.unique_key
-        if unique_key is not None and (
-            not isinstance(unique_key, str) or not unique_key or len(unique_key) > codec.MAX_TYPE_LENGTH
-        ):
-            raise InvalidJob(
-                f"unique_key must be a non-empty str of at most {codec.MAX_TYPE_LENGTH} characters,"
-                f" not {unique_key[:80] if isinstance(unique_key, str) else unique_key!r}"
-            )
-        if unique_key is not None:
-            codec.check_text(unique_key, "unique_key")
-        delay_ms = to_ms(delay)
-        return JobRecord(
-            id=new_job_id(now_ms),
-            type=job_type,
-            data=data,
-            status="pending",
-            priority=priority,
-            attempts=0,
-            max_attempts=max_attempts,
-            delay=delay_ms,
-            created_at=now_ms,
-            process_at=now_ms + delay_ms,
-            completed_at=None,
-            failed_at=None,
-            error=None,
-            metadata=metadata,
-            queue=spec.queue,
-            unique_key=unique_key,
-        )
+        return records
 
     # -- the verbs ---------------------------------------------------------
 
@@ -363,7 +390,7 @@ class Queue:
         are inserted inside the transaction it has open and not committed:
         they exist, and run, only if the application commits."""
         now_ms = self.now_ms()
-        records = [self._record(spec, now_ms) for spec in jobs]
+        records = self._records(jobs if isinstance(jobs, Sequence) else list(jobs), now_ms)
         if not records:
             return []
         if connection is not None:
@@ -375,28 +402,29 @@ class Queue:
             await insert_on(connection, records)
             # Workers learn of the jobs at commit, through the store.
             datetimes = Datetimes()
-            return [to_job(r, max(now_ms, r.created_at), datetimes) for r in records]
+            return [new_job(r, datetimes) for r in records]
         if any(r.unique_key is not None for r in records):
-            return await self._insert_unique(records, now_ms)
+            return await self._insert_unique(records)
         await self.store.insert(records)
         # A store on its own clock (PostgreSQL's) writes the times it stored
         # back into the records; each job's status is judged as of then.
-        if any(r.process_at <= max(now_ms, r.created_at) for r in records):
+        if any(r.process_at <= r.created_at for r in records):
             self._notify()
         datetimes = Datetimes()
-        return [to_job(r, max(now_ms, r.created_at), datetimes) for r in records]
+        return [new_job(r, datetimes) for r in records]
 
-    async def _insert_unique(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:
+    async def _insert_unique(self, records: list[JobRecord]) -> list[Job[Any]]:
         held = await self.store.insert_unique(records)
         jobs: list[Job[Any]] = []
+        datetimes = Datetimes()
         for record, holder in zip(records, held, strict=True):
             if holder is None:
-                jobs.append(self._to_job(record, max(now_ms, record.created_at)))
+                jobs.append(new_job(record, datetimes))
             else:
                 job = self._lenient_job(holder)
                 job.deduplicated = True
                 jobs.append(job)
-        if any(h is None and r.process_at <= max(now_ms, r.created_at) for r, h in zip(records, held)):
+        if any(h is None and r.process_at <= r.created_at for r, h in zip(records, held)):
             self._notify()
         return jobs
 

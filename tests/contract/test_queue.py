@@ -166,6 +166,42 @@ async def test_enqueue_many_stores_all(queue: jobq.Queue) -> None:
     assert await total(queue) == 3
 
 
+async def test_enqueue_many_keeps_every_field_of_every_job(queue: jobq.Queue) -> None:
+    specs = [
+        jobq.NewJob(
+            f"type-{i % 3}",
+            [i, {"n": "é" * i}] if i % 2 else None,
+            priority=i - 2,
+            delay=timedelta(seconds=i) if i % 2 else 0.0,
+            max_attempts=i + 1,
+            metadata={"i": i} if i % 2 else None,
+            queue=f"q{i % 2}",
+        )
+        for i in range(6)
+    ]
+    jobs = await queue.enqueue_many(specs)
+    assert len({j.id for j in jobs}) == 6
+    for spec, job in zip(specs, jobs, strict=True):
+        assert (job.type, job.priority, job.max_attempts, job.queue) == (
+            spec.type,
+            spec.priority,
+            spec.max_attempts,
+            spec.queue,
+        )
+        assert job.data == spec.data and job.metadata == (spec.metadata or {})
+        assert (job.process_at - job.created_at).total_seconds() == codec_delay(spec.delay)
+        assert await stored(queue, job.id) == job
+    # A batch where every column but the id holds one value.
+    same = await queue.enqueue_many([jobq.NewJob("same", {"x": 1})] * 3)
+    assert len({j.id for j in same}) == 3
+    for job in same:
+        assert await stored(queue, job.id) == job
+
+
+def codec_delay(delay: float | timedelta) -> float:
+    return delay.total_seconds() if isinstance(delay, timedelta) else delay
+
+
 async def test_enqueue_many_is_all_or_nothing(queue: jobq.Queue) -> None:
     with pytest.raises(jobq.InvalidJob):
         await queue.enqueue_many([jobq.NewJob("a", 1), jobq.NewJob("b", 2), jobq.NewJob("", 3)])

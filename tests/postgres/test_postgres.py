@@ -8,6 +8,7 @@ one; ``tests/contract`` runs the shared suite on PostgreSQL as well.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import time
@@ -295,6 +296,19 @@ async def test_database_clock_ignores_a_skewed_caller_clock(make_pg: MakePg) -> 
     due = await ahead.next_due()
     assert due is not None and abs(due - (time.time() + 3600 + 5)) < 30
     assert delayed.process_at == delayed.created_at + (delayed.process_at - delayed.created_at)
+
+
+async def test_database_clock_stamps_a_batch_with_one_time(make_pg: MakePg) -> None:
+    ahead = await make_pg(clock=SkewedClock(3600))
+    jobs = await ahead.enqueue_many([jobq.NewJob("t", i, delay=i) for i in range(5)])
+    assert len({j.created_at for j in jobs}) == 1
+    assert abs(jobs[0].created_at.timestamp() - time.time()) < 60
+    for i, job in enumerate(jobs):
+        assert (job.process_at - job.created_at).total_seconds() == i
+        stored = await ahead.get_job(job.id)
+        # Read back on a clock an hour ahead, every job is due by now.
+        assert stored is not None and dataclasses.replace(stored, status=job.status) == job
+    assert [j.status for j in jobs] == [jobq.JobStatus.PENDING] + [jobq.JobStatus.DELAYED] * 4
 
 
 async def test_an_injected_clock_is_used_as_given(make_pg: MakePg) -> None:

@@ -55,7 +55,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from .. import keylimits
-from ..job import RECORD_FIELDS, JobRecord
+from ..job import RECORD_FIELDS, JobRecord, record_values
 from ..keylimits import KeyLimit
 from .base import complete_then_claim, dequeue_order
 from .postgres_schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
@@ -99,6 +99,53 @@ POOL_TCP = {**LISTEN_KEEPALIVES, "tcp_user_timeout": 20_000}
 _NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
 _COLUMNS = ", ".join(RECORD_FIELDS)
 _J_COLUMNS = ", ".join(f"j.{name}" for name in RECORD_FIELDS)
+# Column types for the arrays of a many-row insert (text unless named here).
+_ARRAY_TYPES = {
+    **dict.fromkeys(("priority", "attempts", "max_attempts", "lost_count"), "integer"),
+    **dict.fromkeys(
+        (
+            "delay",
+            "created_at",
+            "process_at",
+            "completed_at",
+            "failed_at",
+            "scheduled_at",
+            "started_at",
+            "cancelled_at",
+            "cancel_requested_at",
+        ),
+        "bigint",
+    ),
+    "progress": "double precision",
+}
+_CREATED_AT = RECORD_FIELDS.index("created_at")
+_PROCESS_AT = RECORD_FIELDS.index("process_at")  # its array holds each job's delay in ms
+
+
+def _insert_many_query(constant: Sequence[bool]) -> str:
+    """The many-row insert: one array per column, or one value for a column
+    the same in every row (``constant``, in :data:`RECORD_FIELDS` order).
+    ``created_at`` is the caller's or, when NULL (on the database clock), the
+    statement's; the ``process_at`` slot carries each job's delay, added to it."""
+    varying = [(i, f) for i, f in enumerate(RECORD_FIELDS) if not constant[i]]
+
+    def value(i: int, field: str) -> str:
+        return f"u.{field}" if not constant[i] else f"%(c{i})s::{_ARRAY_TYPES.get(field, 'text')}"
+
+    created = f"COALESCE({value(_CREATED_AT, 'created_at')}, n.ms)"
+    selected = [
+        created if i == _CREATED_AT else f"{created} + {value(i, f)}" if i == _PROCESS_AT else value(i, f)
+        for i, f in enumerate(RECORD_FIELDS)
+    ]
+    source = " FROM n"
+    if varying:
+        arrays = ", ".join(f"%(c{i})s::{_ARRAY_TYPES.get(f, 'text')}[]" for i, f in varying)
+        source += f", unnest({arrays}) AS u({', '.join(f for _, f in varying)})"
+    return (
+        "WITH n AS (SELECT {now} AS ms, pg_notify(%(jobq_channel)s, '') AS notified),"
+        f" ins AS (INSERT INTO {{t}} ({_COLUMNS}) SELECT {', '.join(selected)}{source})"
+        " SELECT ms FROM n"
+    )
 _DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
 _FENCE = " AND status = 'processing' AND lease_token = %(token)s"
 # Clearing a claim: a processing row's process_at holds its lease end, and the
@@ -192,7 +239,7 @@ class PostgresStore:
         self._listening = False
         self.listener_pid: int | None = None
         """Server process id of the listening connection while it is up."""
-        self._sql: dict[str, str] = {}
+        self._sql: dict[Any, str] = {}  # query texts by key, each built once
         self._outage = False  # a verb is retrying after a transient error
         self._checking = False  # the pool's idle connections are being tested
         self._cron_ready = False  # jobq_cron exists (created on first claim_cron_slot)
@@ -228,12 +275,13 @@ class PostgresStore:
 
     # -- plumbing --------------------------------------------------------------
 
-    def _q(self, key: str, text: str) -> str:
-        """``text`` with ``{t}`` as the quoted table and ``{now}`` as the time
-        expression, built once per key."""
+    def _q(self, key: Any, text: str | Callable[[], str]) -> str:
+        """``text`` (or what it returns) with ``{t}`` as the quoted table and
+        ``{now}`` as the time expression, built once per key."""
         query = self._sql.get(key)
         if query is None:
-            query = self._sql[key] = text.replace("{t}", self._ident).replace("{now}", _NOW)
+            template = text if isinstance(text, str) else text()
+            query = self._sql[key] = template.replace("{t}", self._ident).replace("{now}", _NOW)
         return query
 
     async def _get_pool(self) -> AsyncConnectionPool[Any]:
@@ -412,23 +460,42 @@ class PostgresStore:
 
     @_resilient(settle="_settle_insert")
     async def insert(self, records: Sequence[JobRecord]) -> None:
-        """Stores the jobs in one transaction. On the database clock, the
-        database's "now" replaces the caller's: each record's ``created_at``
-        and ``process_at`` are rewritten in place to the times stored."""
-        query = self._q(
-            "insert",
-            f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
-        )
+        """Stores the jobs in one statement, so one round trip and one
+        transaction (the connection is in autocommit). On the database clock,
+        the database's "now" replaces the caller's: each record's
+        ``created_at`` and ``process_at`` are rewritten in place to the times
+        stored."""
         try:
             if len(records) == 1:
                 await self._insert_one(records[0])
-                return
-            async with self._conn() as conn, conn.transaction():
-                await self._announce(conn, records)
-                async with conn.cursor() as cur:
-                    await cur.executemany(query, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
+            else:
+                await self._insert_many(records)
         except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
+
+    async def _insert_many(self, records: Sequence[JobRecord]) -> None:
+        """Many jobs as one ``INSERT ... SELECT FROM unnest(...)`` with an
+        array per column: one round trip and one short statement whatever the
+        count, where ``executemany`` sends a statement per row. The wake-up
+        and the time stamp come from a CTE, as in :meth:`_insert_one`."""
+        columns = list(zip(*map(record_values, records), strict=True))
+        columns[_PROCESS_AT] = tuple(r.process_at - r.created_at for r in records)
+        if self._db_clock:
+            columns[_CREATED_AT] = (None,) * len(records)
+        # A column holding one value in every row (most do in a batch: the
+        # status, the type, the NULLs) is sent once instead of as an array.
+        constant = tuple(len(set(values)) == 1 for values in columns)
+        params: dict[str, Any] = {
+            f"c{i}": values[0] if same else list(values)
+            for i, (values, same) in enumerate(zip(columns, constant, strict=True))
+        }
+        params.update(jobq_channel=self.channel, now=None)
+        query = self._q(("insert_many", constant), lambda: _insert_many_query(constant))
+        async with self._conn() as conn:
+            cur = await conn.execute(query, params)
+            row = await cur.fetchone()
+        assert row is not None
+        self._stamp(records, int(row[0]))
 
     async def _insert_one(self, record: JobRecord) -> None:
         """One job in one statement, so one round trip (the connection is in

@@ -37,7 +37,7 @@ from ..errors import (
     QueueClosed,
     StoreUnavailable,
 )
-from ..job import RECORD_FIELDS, JobRecord
+from ..job import RECORD_FIELDS, JobRecord, record_values
 from ..keylimits import KeyLimit
 from .base import complete_then_claim, dequeue_order
 from .sqlite_schema import check_table_name, migrate, starts_table
@@ -236,7 +236,7 @@ class SQLiteStore:
     async def insert(self, records: Sequence[JobRecord]) -> None:
         placeholders = ", ".join("?" * len(RECORD_FIELDS))
         sql = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({placeholders})"
-        rows = [tuple(getattr(r, f) for f in RECORD_FIELDS) for r in records]
+        rows = list(map(record_values, records))
 
         def do(conn: sqlite3.Connection) -> None:
             if len(rows) == 1:
@@ -652,7 +652,7 @@ class SQLiteStore:
             f"SELECT {_COLUMNS} FROM {self.table}"
             f" WHERE unique_key = ? AND status IN ('pending', 'processing')"
         )
-        rows = [tuple(getattr(r, f) for f in RECORD_FIELDS) for r in records]
+        rows = list(map(record_values, records))
 
         def do(conn: sqlite3.Connection) -> list[JobRecord | None]:
             answer: list[JobRecord | None] = []
