@@ -17,6 +17,7 @@ from typing import Any
 
 import jobq
 from jobq.job import RECORD_FIELDS, JobRecord
+from jobq.store.postgres_schema import notify_channel
 from jobq.store.sqlite_schema import migrate
 
 JOB_TYPE = "bench"
@@ -184,21 +185,40 @@ def _params(record: JobRecord) -> dict[str, Any]:
     return {f: getattr(record, f) for f in RECORD_FIELDS}
 
 
+def _pg_insert_many(records: list[JobRecord]) -> tuple[str, dict[str, Any]]:
+    """jobq's many-row insert for ``records`` (``INSERT ... SELECT FROM
+    unnest``, a column the same in every row sent once), with its parameters.
+    The statement comes from the store's own builder, so it cannot drift."""
+    from jobq.store import postgres
+
+    columns = list(zip(*(tuple(getattr(r, f) for f in RECORD_FIELDS) for r in records), strict=True))
+    columns[postgres._PROCESS_AT] = tuple(r.process_at - r.created_at for r in records)
+    constant = tuple(len(set(values)) == 1 for values in columns)
+    params: dict[str, Any] = {
+        f"c{i}": values[0] if same else list(values)
+        for i, (values, same) in enumerate(zip(columns, constant, strict=True))
+    }
+    params.update(jobq_channel=notify_channel(PG_TABLE), now=None)
+    query = postgres._insert_many_query(constant).replace("{t}", PG_TABLE).replace("{now}", postgres._NOW)
+    return query, params
+
+
 def pg_insert(url: str, n: int, batch: int = 1) -> dict[str, Any]:
-    """``batch`` rows per transaction (executemany, which psycopg pipelines)."""
+    """``batch`` rows per transaction: one INSERT for a single row, jobq's
+    ``unnest`` statement for a batch; parameters built before the clock."""
     conn = pg_connect(url)
-    params = [_params(r) for r in job_records(n + WARMUP)]
+    records = job_records(n + WARMUP)
     with conn.cursor() as cur:
-        for row in params[:WARMUP]:
-            cur.execute(PG_INSERT, row)
+        for record in records[:WARMUP]:
+            cur.execute(PG_INSERT, _params(record))
             conn.commit()
-        chunks = _chunks(params[WARMUP:], batch)
+        statements = [
+            (PG_INSERT, _params(chunk[0])) if len(chunk) == 1 else _pg_insert_many(chunk)
+            for chunk in _chunks(records[WARMUP:], batch)
+        ]
         started = time.perf_counter()
-        for chunk in chunks:
-            if len(chunk) == 1:
-                cur.execute(PG_INSERT, chunk[0])
-            else:
-                cur.executemany(PG_INSERT, chunk)
+        for query, params in statements:
+            cur.execute(query, params)
             conn.commit()
         seconds = time.perf_counter() - started
     conn.close()
