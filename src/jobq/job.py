@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from .clock import from_ms
 from .errors import CorruptJob
 
 T = TypeVar("T")
@@ -214,33 +213,36 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
     elif status is JobStatus.PENDING and process_at > now_ms:
         status = JobStatus.DELAYED
     metadata = _decode(record.id, "metadata", record.metadata, {})
+    completed_at, failed_at, started_at = record.completed_at, record.failed_at, record.started_at
+    cancelled_at, cancel_requested_at = record.cancelled_at, record.cancel_requested_at
+    # Positional, in field order: a claim builds one of these per job.
     return Job(
-        id=record.id,
-        type=record.type,
-        data=_decode(record.id, "payload", record.data, None),
-        status=status,
-        priority=record.priority,
-        attempts=record.attempts,
-        max_attempts=record.max_attempts,
-        delay=record.delay / 1000,
-        created_at=dt[record.created_at],
-        process_at=dt[process_at],
-        completed_at=from_ms(record.completed_at),
-        failed_at=from_ms(record.failed_at),
-        error=record.error,
-        metadata=metadata if isinstance(metadata, dict) else {"value": metadata},
-        queue=record.queue,
-        result=_decode(record.id, "result", record.result, None),
-        started_at=None if record.started_at is None else dt[record.started_at],
-        lease_owner=record.lease_owner,
-        lease_expires_at=None if lease_expires_at is None else dt[lease_expires_at],
-        lease_token=record.lease_token,
-        lost_count=record.lost_count,
-        unique_key=record.unique_key,
-        progress=None if record.progress is None else float(record.progress),
-        progress_message=record.progress_message,
-        cancelled_at=from_ms(record.cancelled_at),
-        cancel_requested_at=from_ms(record.cancel_requested_at),
+        record.id,
+        record.type,
+        _decode(record.id, "payload", record.data, None),
+        status,
+        record.priority,
+        record.attempts,
+        record.max_attempts,
+        record.delay / 1000,
+        dt[record.created_at],
+        dt[process_at],
+        None if completed_at is None else dt[completed_at],
+        None if failed_at is None else dt[failed_at],
+        record.error,
+        metadata if isinstance(metadata, dict) else {"value": metadata},
+        record.queue,
+        None if record.result is None else _decode(record.id, "result", record.result, None),
+        None if started_at is None else dt[started_at],
+        record.lease_owner,
+        None if lease_expires_at is None else dt[lease_expires_at],
+        record.lease_token,
+        record.lost_count,
+        record.unique_key,
+        None if record.progress is None else float(record.progress),
+        record.progress_message,
+        None if cancelled_at is None else dt[cancelled_at],
+        None if cancel_requested_at is None else dt[cancel_requested_at],
     )
 
 
