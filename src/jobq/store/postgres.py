@@ -197,6 +197,37 @@ def _describe(params: dict[str, Any]) -> str:
     return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
 
 
+def _claim_ctes(where: str) -> str:
+    """``picked`` (the due rows, locked, skipping rows other claims hold)
+    and ``claimed`` (those rows leased, returned whole)."""
+    return (
+        f"picked AS (SELECT id FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}"
+        f" ORDER BY {_DUE_ORDER} LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
+        f" claimed AS (UPDATE {{t}} AS j SET status = 'processing', scheduled_at = j.process_at,"
+        f" process_at = {{now}} + %(lease)s::bigint, lease_token = %(token)s,"
+        f" lease_owner = %(owner)s, started_at = {{now}}"
+        f" FROM picked WHERE j.id = picked.id RETURNING {_J_COLUMNS})"
+    )
+
+
+def _complete_and_claim_query(where: str) -> str:
+    """Fenced completions and a claim in one statement. Its parts see one
+    snapshot, which is safe here: the completions touch processing rows, the
+    claim pending ones. Rows of completed ids come first in the result with
+    NULL for every column of a claimed row; claimed rows have a NULL id first."""
+    done_at = _NOW.replace("%(now)s", "%(done_at)s")
+    nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
+    return (
+        "WITH done AS (UPDATE {t} AS d SET process_at = COALESCE(d.scheduled_at, d.process_at),"
+        " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
+        f" status = 'completed', completed_at = {done_at}, result = b.result"
+        " FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
+        " WHERE d.id = b.id AND d.status = 'processing' AND d.lease_token = b.token"
+        f" RETURNING d.id), {_claim_ctes(where)}"
+        f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
+    )
+
+
 def _no_nul(text: str) -> str:
     """PostgreSQL text cannot hold NUL characters; an error message keeps the rest."""
     return text.replace("\x00", "\ufffd")
@@ -558,15 +589,7 @@ class PostgresStore:
         exclude_types: Collection[str],
     ) -> tuple[str, dict[str, Any]]:
         where, key = self._filters(queues, exclude_types)
-        query = self._q(
-            "claim" + key,
-            f"WITH picked AS (SELECT id FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}"
-            f" ORDER BY {_DUE_ORDER} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-            f" UPDATE {{t}} AS j SET status = 'processing', scheduled_at = j.process_at,"
-            f" process_at = {{now}} + %(lease)s::bigint, lease_token = %(token)s,"
-            f" lease_owner = %(owner)s, started_at = {{now}}"
-            f" FROM picked WHERE j.id = picked.id RETURNING {_J_COLUMNS}",
-        )
+        query = self._q("claim" + key, lambda: f"WITH {_claim_ctes(where)} SELECT * FROM claimed")
         params = {
             "now": self._now(now_ms),
             "lease": lease_until_ms - now_ms,
@@ -626,11 +649,30 @@ class PostgresStore:
         exclude_types: Collection[str],
     ) -> tuple[list[JobqError | None], list[JobRecord]]:
         query, params = self._claim_query(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
-        async with self._conn() as conn, conn.transaction():
-            outcomes = await self._complete_on(conn, completions, completed_ms)
-            cur = await conn.execute(query, params)
+        if any(t is None for _, t, _ in completions):
+            async with self._conn() as conn, conn.transaction():
+                outcomes = await self._complete_on(conn, completions, completed_ms)
+                cur = await conn.execute(query, params)
+                rows = await cur.fetchall()
+            return outcomes, self._claimed(rows)
+        # Every completion fenced (a processor's always are): one statement,
+        # so one round trip where a transaction of two statements takes four.
+        where, key = self._filters(queues, exclude_types)
+        combined = self._q("complete_and_claim" + key, lambda: _complete_and_claim_query(where))
+        params.update(
+            done_at=self._now(completed_ms),
+            ids=[i for i, _, _ in completions],
+            tokens=[t for _, t, _ in completions],
+            results=[None if r is None else _no_nul(r) for _, _, r in completions],
+        )
+        async with self._conn() as conn:
+            cur = await conn.execute(combined, params)
             rows = await cur.fetchall()
-        return outcomes, self._claimed(rows)
+            done = {row[0] for row in rows if row[0] is not None}
+            outcomes = [
+                None if job_id in done else await self._missing(conn, job_id) for job_id, _, _ in completions
+            ]
+        return outcomes, self._claimed([row[1:] for row in rows if row[0] is None])
 
     @_resilient()
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
