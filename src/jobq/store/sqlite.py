@@ -6,12 +6,15 @@
   the lock go through SQLite's busy handler, then a bounded retry; a caller
   sees :class:`~jobq.errors.StoreUnavailable` only after ``busy_timeout``
   seconds, never "database is locked".
-- Durability: ``"full"`` (the default) syncs the WAL on every commit, so an
-  enqueue that returned survives power loss. ``"fast"`` (``synchronous=NORMAL``)
-  syncs only at checkpoints: an application or worker crash still loses
-  nothing, but a power loss or OS crash can lose the last transactions
-  committed before it (enqueues, completions; a lost completion means the job
-  runs again).
+- Durability: ``"full"`` (the default) syncs the WAL on every commit that
+  records something a power loss must not undo: enqueues, completions,
+  failures, cancellations. A claim alone is not synced: if a power loss undoes
+  it, the job is waiting again, which is what its lease expiring would have
+  made it (the worker went down with the machine); the next synced commit
+  makes it durable anyway. ``"fast"`` (``synchronous=NORMAL``) syncs only at
+  checkpoints: an application or worker crash still loses nothing, but a
+  power loss or OS crash can lose the last transactions committed before it
+  (enqueues, completions; a lost completion means the job runs again).
 - All statements run on one thread per store, so the event loop never blocks
   on the file; cross-process wake-ups watch ``PRAGMA data_version`` from a
   second connection, which changes whenever another connection commits.
@@ -124,12 +127,17 @@ class SQLiteStore:
         self._last_version = self._data_version()
         self._changed_at = float("-inf")  # event-loop time of the last change wait_for_change saw
         # Statements that cannot wait run on the caller's thread, saving the
-        # hand-off to the database thread (see _run_now).
-        self._now_conn = self._connect(busy_ms=0)
+        # hand-off to the database thread (see _run_now). Its writes are the
+        # ones that need no sync, so it never syncs; under "full" it also
+        # leaves checkpoints (which sync the database file) to the database
+        # thread, whose synced commits run them.
+        self._now_conn = self._connect(busy_ms=0, synchronous="NORMAL")
+        if durability == "full":
+            self._now_conn.execute("PRAGMA wal_autocheckpoint = 0")
 
     # -- connection plumbing ----------------------------------------------
 
-    def _connect(self, busy_ms: int = _BUSY_HANDLER_MS) -> sqlite3.Connection:
+    def _connect(self, busy_ms: int = _BUSY_HANDLER_MS, synchronous: str | None = None) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000
@@ -138,7 +146,7 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from None
         conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
         self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-        conn.execute(f"PRAGMA synchronous = {DURABILITY_MODES[self.durability]}")
+        conn.execute(f"PRAGMA synchronous = {synchronous or DURABILITY_MODES[self.durability]}")
         return conn
 
     def _retry_busy(self, fn: Callable[[], R], conn: sqlite3.Connection | None = None) -> R:
@@ -183,14 +191,26 @@ class SQLiteStore:
 
         return self._retry_busy(attempt, conn)
 
+    def _write_unsynced(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        """:meth:`_write` for a transaction a power loss may undo without
+        losing anything (a claim): under "full", committed without a sync."""
+        if self.durability != "full":
+            return self._write(fn)
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            return self._write(fn)
+        finally:
+            self._conn.execute("PRAGMA synchronous = FULL")
+
     def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         return self._retry_busy(lambda: fn(self._conn), self._conn)
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         if self._closed:
             raise QueueClosed()
-        if len(args) == 1 and (fn == self._read or (fn == self._write and self.durability == "fast")):
-            done, result = self._run_now(args[0], write=fn == self._write)
+        inline = fn == self._read or fn == self._write_unsynced or (fn == self._write and self.durability == "fast")
+        if len(args) == 1 and inline:
+            done, result = self._run_now(args[0], write=fn != self._read)
             if done:
                 return cast(R, result)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -200,8 +220,8 @@ class SQLiteStore:
         readers never wait), or a write while nobody holds the write lock.
         This connection's busy timeout is 0, so a held lock answers at once,
         and the statement goes to the database thread, which waits for it.
-        Writes with durability "full" always go there: their commit waits for
-        the disk, which must not stall the event loop."""
+        Synced writes (durability "full") always go there: their commit waits
+        for the disk, which must not stall the event loop."""
         conn = self._now_conn
         try:
             if not write:
@@ -286,7 +306,7 @@ class SQLiteStore:
                 limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
             )
         sql, args = self._claim_statement(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
-        rows = await self._run(self._write, lambda c: c.execute(sql, args).fetchall())
+        rows = await self._run(self._write_unsynced, lambda c: c.execute(sql, args).fetchall())
         return self._claimed(rows)
 
     def _claim_statement(
@@ -341,7 +361,8 @@ class SQLiteStore:
         def do(conn: sqlite3.Connection) -> tuple[list[JobqError | None], list[Any]]:
             return complete(conn), conn.execute(sql, args).fetchall()
 
-        outcomes, rows = await self._run(self._write, do)
+        # Completions must be synced; a claim alone need not be.
+        outcomes, rows = await self._run(self._write if completions else self._write_unsynced, do)
         return outcomes, self._claimed(rows)
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
