@@ -229,7 +229,7 @@ def _notes(
         notes.append("* memory: producer and processor in one process and event loop (in-process latency);")
         notes.append("  other columns: the parent enqueues, a separate worker process runs the jobs")
         notes.append(
-            "  (sqlite: the worker polls PRAGMA data_version; postgres: woken by LISTEN/NOTIFY)."
+            "  (sqlite: woken through the wake file jobq touches, inotify; postgres: by LISTEN/NOTIFY)."
         )
     notes.append("Cells are medians over runs; ±x% is half the range across runs relative to the median.")
     notes.append(

@@ -847,9 +847,11 @@ class Queue:
                 removed += await self.store.delete_terminal({status}, before_ms=now_ms - to_ms(seconds))
         return removed
 
-    async def wait_for_change(self, timeout: float) -> None:
-        """Returns when another process may have stored work, or after ``timeout``."""
-        await self.store.wait_for_change(timeout)
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Returns when another process may have stored work, or after
+        ``timeout``; ``True`` when the store was told of new work (see
+        :meth:`jobq.store.base.Store.wait_for_change`)."""
+        return await self.store.wait_for_change(timeout)
 
     async def close(self) -> None:
         await self.store.close()

@@ -696,8 +696,10 @@ class JobProcessor:
             while True:
                 await asyncio.wait((woken, changed), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 timeout = deadline - loop.time()
-                if woken.done() or not changed.done() or timeout <= 0 or await self._anything_ready():
+                if woken.done() or not changed.done() or timeout <= 0:
                     return
+                if changed.result() or await self._anything_ready():
+                    return  # work was announced, or a read found some
                 # Another connection committed, but nothing became ready (a
                 # claim or completion elsewhere): a claim would be an empty
                 # write transaction, so keep waiting.

@@ -165,9 +165,14 @@ class Store(Protocol):
         """Job counts keyed by public status (delayed apart from pending)."""
         ...
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, timeout: float) -> bool:
         """Returns when another process may have changed the store, or after
-        ``timeout`` seconds. In-process changes are signalled by the queue."""
+        ``timeout`` seconds. ``True`` when the change was announced as new
+        work (PostgreSQL's notifications, SQLite's wake file), so a waiting
+        worker claims at once; ``False`` after a timeout or a change that may
+        be anything (a commit seen by polling), after which it first checks,
+        with a read, that a job is ready. In-process changes are signalled by
+        the queue."""
         ...
 
     # -- unique jobs, cancellation, progress, inspection ---------------------

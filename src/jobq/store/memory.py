@@ -556,9 +556,10 @@ class MemoryStore:
                     minutes.setdefault(r.failed_at // 60_000 * 60_000, [0, 0])[1] += 1
         return [(minute, done, failed) for minute, (done, failed) in sorted(minutes.items())]
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, timeout: float) -> bool:
         # Nothing outside this process can change an in-memory store.
         await asyncio.sleep(timeout)
+        return False
 
     async def close(self) -> None:
         return None

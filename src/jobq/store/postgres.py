@@ -1385,12 +1385,13 @@ class PostgresStore:
         """Whether wake-ups currently come from LISTEN (else from polling)."""
         return self._listening
 
-    async def wait_for_change(self, timeout: float) -> None:
-        """Returns when a notification arrives on the table's channel, or
-        after ``timeout`` seconds (at most :data:`LISTEN_FALLBACK_POLL` while
-        the listening connection is down)."""
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Returns ``True`` when a notification arrives on the table's
+        channel (or the listening connection dropped or came back, when some
+        may have been missed), ``False`` after ``timeout`` seconds (at most
+        :data:`LISTEN_FALLBACK_POLL` while the listening connection is down)."""
         if self._closed:
-            return
+            return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         await self._start_listening(timeout)
@@ -1398,17 +1399,18 @@ class PostgresStore:
         assert changed is not None
         if changed.is_set():
             changed.clear()
-            return
+            return True
         remaining = deadline - loop.time()
         if not self._listening:
             remaining = min(remaining, LISTEN_FALLBACK_POLL)
         if remaining <= 0:
-            return
+            return False
         try:
             await asyncio.wait_for(changed.wait(), remaining)
         except TimeoutError:
-            return
+            return False
         changed.clear()
+        return True
 
     async def close(self) -> None:
         if self._closed:

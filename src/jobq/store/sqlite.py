@@ -44,6 +44,7 @@ from ..job import RECORD_FIELDS, JobRecord, record_values
 from ..keylimits import KeyLimit
 from .base import complete_then_claim, dequeue_order
 from .sqlite_schema import check_table_name, migrate, starts_table
+from .sqlite_wake import WakeFile
 
 R = TypeVar("R")
 
@@ -132,6 +133,7 @@ class SQLiteStore:
         # leaves checkpoints (which sync the database file) to the database
         # thread, whose synced commits run them.
         self._now_conn = self._connect(busy_ms=0, synchronous="NORMAL")
+        self._wake_file = WakeFile(self.path)
         if durability == "full":
             self._now_conn.execute("PRAGMA wal_autocheckpoint = 0")
 
@@ -265,6 +267,7 @@ class SQLiteStore:
                 conn.executemany(sql, rows)
 
         await self._run(self._write, do)
+        self._wake_file.touch()
 
     @staticmethod
     def _filters(queues: Sequence[str] | None, exclude_types: Collection[str]) -> tuple[str, list[Any]]:
@@ -492,7 +495,10 @@ class SQLiteStore:
                 return record  # a completed job stays completed
             raise self._missing(conn, job_id, token)
 
-        return await self._run(self._write, do)
+        record: JobRecord = await self._run(self._write, do)
+        if record.status == "pending":
+            self._wake_file.touch()  # to be retried
+        return record
 
     async def release(self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int) -> None:
         sql = (
@@ -506,6 +512,7 @@ class SQLiteStore:
                 raise self._missing(conn, job_id, token)
 
         await self._run(self._write, do)
+        self._wake_file.touch()
 
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         sql = (
@@ -539,6 +546,8 @@ class SQLiteStore:
         )
         args = (max_lost, max_lost, now_ms, max_lost, now_ms, max_lost, quarantine_error or error, error, now_ms)
         rows = await self._run(self._write, lambda c: c.execute(sql, args).fetchall())
+        if rows:
+            self._wake_file.touch()
         return self._records(rows)
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
@@ -568,7 +577,10 @@ class SQLiteStore:
             conn.execute(insert, row)
             return True
 
-        return await self._run(self._write, do)
+        inserted: bool = await self._run(self._write, do)
+        if inserted:
+            self._wake_file.touch()
+        return inserted
 
     async def remove(self, job_id: str) -> bool:
         sql = f"DELETE FROM {self.table} WHERE id = ?"
@@ -691,7 +703,10 @@ class SQLiteStore:
                 answer.append(JobRecord(*found))
             return answer
 
-        return await self._run(self._write, do)
+        answer: list[JobRecord | None] = await self._run(self._write, do)
+        if any(held is None for held in answer):
+            self._wake_file.touch()
+        return answer
 
     async def cancel(
         self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
@@ -762,7 +777,9 @@ class SQLiteStore:
                 raise JobNotFound(job_id)
             raise NotRetryable(f"job {job_id!r} is {record.status}; only failed or cancelled jobs can be retried")
 
-        return await self._run(self._write, do)
+        record: JobRecord = await self._run(self._write, do)
+        self._wake_file.touch()
+        return record
 
     async def set_progress(
         self, job_id: str, *, token: str | None, progress: float, message: str | None
@@ -840,26 +857,42 @@ class SQLiteStore:
         rows = await self._run(self._read, lambda c: c.execute(sql, (since_ms, since_ms)).fetchall())
         return [(int(m), int(d), int(f)) for m, d, f in rows]
 
-    async def wait_for_change(self, timeout: float) -> None:
-        """Polls ``PRAGMA data_version`` (a read of the WAL index, no lock):
-        it changes whenever another connection commits."""
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Returns when another connection committed (``PRAGMA data_version``
+        moved): ``True`` when a jobq writer announced it by touching the wake
+        file (see :mod:`jobq.store.sqlite_wake`), ``False`` when a poll saw it
+        or ``timeout`` passed. Where touches are watched, the poll runs every
+        10 ms, for writers that do not touch the file; elsewhere every
+        millisecond while the file is busy and every 10 ms once it is quiet."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        touched = self._wake_file.event()
+        announced = False
         while not self._closed:
+            if touched is not None:
+                touched.clear()  # before the check: a touch after it ends the wait
             version = self._data_version()
             now = loop.time()
             if version != self._last_version:
                 self._last_version = version
                 self._changed_at = now
-                return
+                return announced
             remaining = deadline - now
             if remaining <= 0:
-                return
+                return False
+            if touched is not None:
+                try:
+                    await asyncio.wait_for(touched.wait(), min(WAKE_POLL_MAX, remaining))
+                    announced = True
+                except TimeoutError:
+                    pass
+                continue
             # Every millisecond while jobs are flowing (a wake-up then costs
             # at most about 1 ms); every 10 ms once the file has been quiet
             # for a second, so an idle worker costs next to nothing.
             busy = now - self._changed_at < WAKE_BUSY_SPAN
             await asyncio.sleep(min(WAKE_POLL_MIN if busy else WAKE_POLL_MAX, remaining))
+        return False
 
     async def close(self) -> None:
         if self._closed:
@@ -869,6 +902,7 @@ class SQLiteStore:
         self._executor.shutdown(wait=True)
         self._watch.close()
         self._now_conn.close()
+        self._wake_file.close()
 
     def close_sync(self) -> None:
         """Closes from code that has no event loop."""
@@ -879,3 +913,4 @@ class SQLiteStore:
         self._executor.shutdown(wait=True)
         self._watch.close()
         self._now_conn.close()
+        self._wake_file.close()
