@@ -78,7 +78,7 @@ class Emitter:
         for callback in self._callbacks.get(event.name, ()):
             try:
                 outcome = callback(event)
-                if inspect.isawaitable(outcome):
+                if outcome is not None and inspect.isawaitable(outcome):
                     task = asyncio.ensure_future(outcome)
                     self._pending.add(task)
                     task.add_done_callback(self._settled)

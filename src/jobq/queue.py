@@ -390,7 +390,7 @@ class Queue:
         are inserted inside the transaction it has open and not committed:
         they exist, and run, only if the application commits."""
         now_ms = self.now_ms()
-        records = self._records(jobs if isinstance(jobs, Sequence) else list(jobs), now_ms)
+        records = self._records(jobs if isinstance(jobs, (list, tuple)) else list(jobs), now_ms)
         if not records:
             return []
         if connection is not None:

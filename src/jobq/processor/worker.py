@@ -959,7 +959,9 @@ class JobProcessor:
 
     def _count(self, job: Job[Any], outcome: str, elapsed: float) -> None:
         m = self._metrics
-        per_type = m.by_type.setdefault(job.type, {"processed": 0, "succeeded": 0, "failed": 0, "retried": 0})
+        per_type = m.by_type.get(job.type)
+        if per_type is None:
+            per_type = m.by_type[job.type] = {"processed": 0, "succeeded": 0, "failed": 0, "retried": 0}
         per_type[outcome] += 1
         if outcome == "retried":
             m.retried += 1

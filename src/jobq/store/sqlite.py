@@ -134,6 +134,10 @@ class SQLiteStore:
         # thread, whose synced commits run them.
         self._now_conn = self._connect(busy_ms=0, synchronous="NORMAL")
         self._wake_file = WakeFile(self.path)
+        # What may run on the caller's thread: reads, and writes that need no
+        # sync (all of them under "fast"); see _run_now.
+        self._inline = (self._read, self._write_unsynced) + ((self._write,) if durability == "fast" else ())
+        self._insert_sql = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
         if durability == "full":
             self._now_conn.execute("PRAGMA wal_autocheckpoint = 0")
 
@@ -210,8 +214,7 @@ class SQLiteStore:
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         if self._closed:
             raise QueueClosed()
-        inline = fn == self._read or fn == self._write_unsynced or (fn == self._write and self.durability == "fast")
-        if len(args) == 1 and inline:
+        if len(args) == 1 and fn in self._inline:
             done, result = self._run_now(args[0], write=fn != self._read)
             if done:
                 return cast(R, result)
@@ -256,8 +259,7 @@ class SQLiteStore:
     # -- the Store protocol -----------------------------------------------
 
     async def insert(self, records: Sequence[JobRecord]) -> None:
-        placeholders = ", ".join("?" * len(RECORD_FIELDS))
-        sql = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({placeholders})"
+        sql = self._insert_sql
         rows = list(map(record_values, records))
 
         def do(conn: sqlite3.Connection) -> None:
