@@ -23,6 +23,7 @@ if not os.environ.get("JOBQ_TEST_POSTGRES_URL"):
     )
 
 import jobq
+from jobq.job import RECORD_FIELDS
 from jobq.store import postgres as pg_store
 from jobq.store.postgres_schema import AUTOVACUUM, LATEST_VERSION, migrate_url
 
@@ -219,6 +220,8 @@ async def test_schema_columns_indexes_and_autovacuum(make_pg: MakePg, pg_admin: 
         "unique_key": "text", "progress": "double precision", "progress_message": "text",
         "cancelled_at": "bigint", "cancel_requested_at": "bigint",
     }  # fmt: skip
+    # The many-row insert casts its arrays to these types.
+    assert columns == {f: pg_store._ARRAY_TYPES.get(f, "text") for f in RECORD_FIELDS}
     indexes = dict(
         pg_admin.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'kmsg_jobs'",

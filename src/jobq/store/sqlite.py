@@ -15,9 +15,13 @@
   checkpoints: an application or worker crash still loses nothing, but a
   power loss or OS crash can lose the last transactions committed before it
   (enqueues, completions; a lost completion means the job runs again).
-- All statements run on one thread per store, so the event loop never blocks
-  on the file; cross-process wake-ups watch ``PRAGMA data_version`` from a
-  second connection, which changes whenever another connection commits.
+- Statements run on one thread per store, so the event loop never blocks on
+  the file, except those that cannot wait (reads, and writes that need no
+  sync while the lock is free), which run on the caller's thread.
+- Cross-process wake-ups: writers touch a wake file after committing work,
+  which idle workers watch (:mod:`jobq.store.sqlite_wake`); ``PRAGMA
+  data_version``, read from a connection of its own, tells whether another
+  connection committed.
 """
 
 from __future__ import annotations
