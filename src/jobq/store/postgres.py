@@ -215,16 +215,23 @@ def _complete_and_claim_query(where: str) -> str:
     snapshot, which is safe here: the completions touch processing rows, the
     claim pending ones. Rows of completed ids come first in the result with
     NULL for every column of a claimed row; claimed rows have a NULL id first."""
-    done_at = _NOW.replace("%(now)s", "%(done_at)s")
     nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
     return (
-        "WITH done AS (UPDATE {t} AS d SET process_at = COALESCE(d.scheduled_at, d.process_at),"
-        " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
-        f" status = 'completed', completed_at = {done_at}, result = b.result"
-        " FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
-        " WHERE d.id = b.id AND d.status = 'processing' AND d.lease_token = b.token"
-        f" RETURNING d.id), {_claim_ctes(where)}"
+        f"WITH done AS ({_complete_fenced(_NOW.replace('%(now)s', '%(done_at)s'))}), {_claim_ctes(where)}"
         f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
+    )
+
+
+def _complete_fenced(now: str) -> str:
+    """Completes the fenced jobs given as arrays ``ids``, ``tokens`` and
+    ``results`` at ``now`` (an SQL expression); returns the ids it completed."""
+    return (
+        "UPDATE {t} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
+        " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
+        f" status = 'completed', completed_at = {now}, result = b.result"
+        " FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
+        " WHERE j.id = b.id AND j.status = 'processing' AND j.lease_token = b.token"
+        " RETURNING j.id"
     )
 
 
@@ -746,15 +753,7 @@ class PostgresStore:
     async def _complete_on(
         self, conn: psycopg.AsyncConnection[Any], items: Sequence[tuple[str, str | None, str | None]], now_ms: int
     ) -> list[JobqError | None]:
-        batch = self._q(
-            "complete_many",
-            "UPDATE {t} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
-            " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
-            " status = 'completed', completed_at = {now}, result = b.result"
-            " FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
-            " WHERE j.id = b.id AND j.status = 'processing' AND j.lease_token = b.token"
-            " RETURNING j.id",
-        )
+        batch = self._q("complete_many", lambda: _complete_fenced("{now}"))
         single = self._q(
             "complete",
             f"UPDATE {{t}} SET {_UNLEASE}, status = 'completed', completed_at = {{now}}, result = %(result)s"
