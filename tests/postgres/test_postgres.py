@@ -25,6 +25,7 @@ if not os.environ.get("JOBQ_TEST_POSTGRES_URL"):
 import jobq
 from jobq.job import RECORD_FIELDS
 from jobq.store import postgres as pg_store
+from jobq.store import postgres_sql
 from jobq.store.postgres_schema import AUTOVACUUM, LATEST_VERSION, migrate_url
 
 MakePg = Callable[..., Awaitable[jobq.PostgresQueue]]
@@ -221,7 +222,7 @@ async def test_schema_columns_indexes_and_autovacuum(make_pg: MakePg, pg_admin: 
         "cancelled_at": "bigint", "cancel_requested_at": "bigint",
     }  # fmt: skip
     # The many-row insert casts its arrays to these types.
-    assert columns == {f: pg_store._ARRAY_TYPES.get(f, "text") for f in RECORD_FIELDS}
+    assert columns == {f: postgres_sql.ARRAY_TYPES.get(f, "text") for f in RECORD_FIELDS}
     indexes = dict(
         pg_admin.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'kmsg_jobs'",

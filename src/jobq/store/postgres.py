@@ -59,6 +59,20 @@ from ..job import RECORD_FIELDS, JobRecord, record_values
 from ..keylimits import KeyLimit
 from .base import complete_then_claim, dequeue_order
 from .postgres_schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
+from .postgres_sql import (
+    COLUMNS,
+    CREATED_AT,
+    DUE_ORDER,
+    FENCE,
+    J_COLUMNS,
+    NOW,
+    PROCESS_AT,
+    UNLEASE,
+    claim_ctes,
+    complete_and_claim_query,
+    complete_fenced,
+    insert_many_query,
+)
 from .sqlite_schema import check_table_name
 
 log = logging.getLogger(__name__)
@@ -94,67 +108,6 @@ RECONNECT_TIMEOUT = 5.0
 # unacknowledged, so a verb on a connection to a vanished host fails (and is
 # retried) instead of hanging; the DSN's own settings win.
 POOL_TCP = {**LISTEN_KEEPALIVES, "tcp_user_timeout": 20_000}
-
-# "now" in every statement: the caller's time, or the database's in epoch ms.
-_NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
-_COLUMNS = ", ".join(RECORD_FIELDS)
-_J_COLUMNS = ", ".join(f"j.{name}" for name in RECORD_FIELDS)
-# Column types for the arrays of a many-row insert (text unless named here).
-_ARRAY_TYPES = {
-    **dict.fromkeys(("priority", "attempts", "max_attempts", "lost_count"), "integer"),
-    **dict.fromkeys(
-        (
-            "delay",
-            "created_at",
-            "process_at",
-            "completed_at",
-            "failed_at",
-            "scheduled_at",
-            "started_at",
-            "cancelled_at",
-            "cancel_requested_at",
-        ),
-        "bigint",
-    ),
-    "progress": "double precision",
-}
-_CREATED_AT = RECORD_FIELDS.index("created_at")
-_PROCESS_AT = RECORD_FIELDS.index("process_at")  # its array holds each job's delay in ms
-
-
-def _insert_many_query(constant: Sequence[bool]) -> str:
-    """The many-row insert: one array per column, or one value for a column
-    the same in every row (``constant``, in :data:`RECORD_FIELDS` order).
-    ``created_at`` is the caller's or, when NULL (on the database clock), the
-    statement's; the ``process_at`` slot carries each job's delay, added to it."""
-    varying = [(i, f) for i, f in enumerate(RECORD_FIELDS) if not constant[i]]
-
-    def value(i: int, field: str) -> str:
-        return f"u.{field}" if not constant[i] else f"%(c{i})s::{_ARRAY_TYPES.get(field, 'text')}"
-
-    created = f"COALESCE({value(_CREATED_AT, 'created_at')}, n.ms)"
-    selected = [
-        created if i == _CREATED_AT else f"{created} + {value(i, f)}" if i == _PROCESS_AT else value(i, f)
-        for i, f in enumerate(RECORD_FIELDS)
-    ]
-    source = " FROM n"
-    if varying:
-        arrays = ", ".join(f"%(c{i})s::{_ARRAY_TYPES.get(f, 'text')}[]" for i, f in varying)
-        source += f", unnest({arrays}) AS u({', '.join(f for _, f in varying)})"
-    return (
-        "WITH n AS (SELECT {now} AS ms, pg_notify(%(jobq_channel)s, '') AS notified),"
-        f" ins AS (INSERT INTO {{t}} ({_COLUMNS}) SELECT {', '.join(selected)}{source})"
-        " SELECT ms FROM n"
-    )
-_DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
-_FENCE = " AND status = 'processing' AND lease_token = %(token)s"
-# Clearing a claim: a processing row's process_at holds its lease end, and the
-# time it was due goes back in place.
-_UNLEASE = (
-    "process_at = CASE WHEN status = 'processing' THEN COALESCE(scheduled_at, process_at)"
-    " ELSE process_at END, lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
-)
-
 
 class _Transient(StoreUnavailable):
     """A transient failure inside a verb: the verb may be tried again."""
@@ -195,44 +148,6 @@ def _describe(params: dict[str, Any]) -> str:
     host = params.get("host") or params.get("hostaddr") or "localhost"
     port = params.get("port") or "5432"
     return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
-
-
-def _claim_ctes(where: str) -> str:
-    """``picked`` (the due rows, locked, skipping rows other claims hold)
-    and ``claimed`` (those rows leased, returned whole)."""
-    return (
-        f"picked AS (SELECT id FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}"
-        f" ORDER BY {_DUE_ORDER} LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
-        f" claimed AS (UPDATE {{t}} AS j SET status = 'processing', scheduled_at = j.process_at,"
-        f" process_at = {{now}} + %(lease)s::bigint, lease_token = %(token)s,"
-        f" lease_owner = %(owner)s, started_at = {{now}}"
-        f" FROM picked WHERE j.id = picked.id RETURNING {_J_COLUMNS})"
-    )
-
-
-def _complete_and_claim_query(where: str) -> str:
-    """Fenced completions and a claim in one statement. Its parts see one
-    snapshot, which is safe here: the completions touch processing rows, the
-    claim pending ones. Rows of completed ids come first in the result with
-    NULL for every column of a claimed row; claimed rows have a NULL id first."""
-    nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
-    return (
-        f"WITH done AS ({_complete_fenced(_NOW.replace('%(now)s', '%(done_at)s'))}), {_claim_ctes(where)}"
-        f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
-    )
-
-
-def _complete_fenced(now: str) -> str:
-    """Completes the fenced jobs given as arrays ``ids``, ``tokens`` and
-    ``results`` at ``now`` (an SQL expression); returns the ids it completed."""
-    return (
-        "UPDATE {t} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
-        " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
-        f" status = 'completed', completed_at = {now}, result = b.result"
-        " FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
-        " WHERE j.id = b.id AND j.status = 'processing' AND j.lease_token = b.token"
-        " RETURNING j.id"
-    )
 
 
 def _no_nul(text: str) -> str:
@@ -319,7 +234,7 @@ class PostgresStore:
         query = self._sql.get(key)
         if query is None:
             template = text if isinstance(text, str) else text()
-            query = self._sql[key] = template.replace("{t}", self._ident).replace("{now}", _NOW)
+            query = self._sql[key] = template.replace("{t}", self._ident).replace("{now}", NOW)
         return query
 
     async def _get_pool(self) -> AsyncConnectionPool[Any]:
@@ -482,7 +397,7 @@ class PostgresStore:
         return where, key
 
     async def _get(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> JobRecord | None:
-        query = self._q("get", f"SELECT {_COLUMNS} FROM {{t}} WHERE id = %(id)s")
+        query = self._q("get", f"SELECT {COLUMNS} FROM {{t}} WHERE id = %(id)s")
         cur = await conn.execute(query, {"id": job_id})
         row = await cur.fetchone()
         return None if row is None else JobRecord(*row)
@@ -517,9 +432,9 @@ class PostgresStore:
         count, where ``executemany`` sends a statement per row. The wake-up
         and the time stamp come from a CTE, as in :meth:`_insert_one`."""
         columns = list(zip(*map(record_values, records), strict=True))
-        columns[_PROCESS_AT] = tuple(r.process_at - r.created_at for r in records)
+        columns[PROCESS_AT] = tuple(r.process_at - r.created_at for r in records)
         if self._db_clock:
-            columns[_CREATED_AT] = (None,) * len(records)
+            columns[CREATED_AT] = (None,) * len(records)
         # A column holding one value in every row (most do in a batch: the
         # status, the type, the NULLs) is sent once instead of as an array.
         constant = tuple(len(set(values)) == 1 for values in columns)
@@ -528,7 +443,7 @@ class PostgresStore:
             for i, (values, same) in enumerate(zip(columns, constant, strict=True))
         }
         params.update(jobq_channel=self.channel, now=None)
-        query = self._q(("insert_many", constant), lambda: _insert_many_query(constant))
+        query = self._q(("insert_many", constant), lambda: insert_many_query(constant))
         async with self._conn() as conn:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
@@ -551,7 +466,7 @@ class PostgresStore:
         query = self._q(
             "insert_one",
             f"WITH n AS (SELECT {{now}} AS ms, pg_notify(%(jobq_channel)s, '') AS notified)"
-            f" INSERT INTO {{t}} ({_COLUMNS}) VALUES ({', '.join(values)}) RETURNING created_at",
+            f" INSERT INTO {{t}} ({COLUMNS}) VALUES ({', '.join(values)}) RETURNING created_at",
         )
         params = {f: getattr(record, f) for f in RECORD_FIELDS}
         params.update(
@@ -596,7 +511,7 @@ class PostgresStore:
         exclude_types: Collection[str],
     ) -> tuple[str, dict[str, Any]]:
         where, key = self._filters(queues, exclude_types)
-        query = self._q("claim" + key, lambda: f"WITH {_claim_ctes(where)} SELECT * FROM claimed")
+        query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where)} SELECT * FROM claimed")
         params = {
             "now": self._now(now_ms),
             "lease": lease_until_ms - now_ms,
@@ -665,7 +580,7 @@ class PostgresStore:
         # Every completion fenced (a processor's always are): one statement,
         # so one round trip where a transaction of two statements takes four.
         where, key = self._filters(queues, exclude_types)
-        combined = self._q("complete_and_claim" + key, lambda: _complete_and_claim_query(where))
+        combined = self._q("complete_and_claim" + key, lambda: complete_and_claim_query(where))
         params.update(
             done_at=self._now(completed_ms),
             ids=[i for i, _, _ in completions],
@@ -686,8 +601,8 @@ class PostgresStore:
         where, key = self._filters(queues)
         query = self._q(
             "peek" + key,
-            f"SELECT {_COLUMNS} FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}"
-            f" ORDER BY {_DUE_ORDER} LIMIT 1",
+            f"SELECT {COLUMNS} FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}"
+            f" ORDER BY {DUE_ORDER} LIMIT 1",
         )
         params = {"now": self._now(now_ms), "queues": list(queues) if queues is not None else None}
         rows = await self._fetchall(query, params)
@@ -725,10 +640,10 @@ class PostgresStore:
 
     @_resilient(settle="_settle_complete")
     async def complete(self, job_id: str, *, token: str | None, result: str | None, now_ms: int) -> None:
-        fence = "" if token is None else _FENCE
+        fence = "" if token is None else FENCE
         query = self._q(
             "complete" + ("f" if fence else ""),
-            f"UPDATE {{t}} SET {_UNLEASE}, status = 'completed', completed_at = {{now}}, result = %(result)s"
+            f"UPDATE {{t}} SET {UNLEASE}, status = 'completed', completed_at = {{now}}, result = %(result)s"
             f" WHERE id = %(id)s{fence}",
         )
         params = {"now": self._now(now_ms), "result": result, "id": job_id, "token": token}
@@ -753,10 +668,10 @@ class PostgresStore:
     async def _complete_on(
         self, conn: psycopg.AsyncConnection[Any], items: Sequence[tuple[str, str | None, str | None]], now_ms: int
     ) -> list[JobqError | None]:
-        batch = self._q("complete_many", lambda: _complete_fenced("{now}"))
+        batch = self._q("complete_many", lambda: complete_fenced("{now}"))
         single = self._q(
             "complete",
-            f"UPDATE {{t}} SET {_UNLEASE}, status = 'completed', completed_at = {{now}}, result = %(result)s"
+            f"UPDATE {{t}} SET {UNLEASE}, status = 'completed', completed_at = {{now}}, result = %(result)s"
             f" WHERE id = %(id)s",
         )
         now = self._now(now_ms)
@@ -784,7 +699,7 @@ class PostgresStore:
     async def fail(
         self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
     ) -> JobRecord:
-        fence = "" if token is None else _FENCE
+        fence = "" if token is None else FENCE
         retry = "(%(retry_in)s::bigint IS NOT NULL AND attempts + 1 < max_attempts)"
         query = self._q(
             "fail" + ("f" if fence else ""),
@@ -795,7 +710,7 @@ class PostgresStore:
             f" failed_at = CASE WHEN {retry} THEN failed_at ELSE {{now}} END,"
             f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
             f" attempts = attempts + 1, error = %(error)s"
-            f" WHERE id = %(id)s AND status <> 'completed'{fence} RETURNING {_COLUMNS}",
+            f" WHERE id = %(id)s AND status <> 'completed'{fence} RETURNING {COLUMNS}",
         )
         params = {
             "now": self._now(now_ms),
@@ -874,7 +789,7 @@ class PostgresStore:
             f" ELSE %(error)s END, %(owner_field)s, COALESCE(j.lease_owner, 'unknown')),"
             f" attempts = j.attempts + 1, lost_count = j.lost_count + 1,"
             f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
-            f" FROM expired WHERE j.id = expired.id RETURNING {_J_COLUMNS}",
+            f" FROM expired WHERE j.id = expired.id RETURNING {J_COLUMNS}",
         )
         params = {
             "now": self._now(now_ms),
@@ -903,7 +818,7 @@ class PostgresStore:
         )
         insert = self._q(
             "insert",
-            f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
+            f"INSERT INTO {{t}} ({COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
         )
         try:
             async with self._conn() as conn, conn.transaction():
@@ -998,17 +913,17 @@ class PostgresStore:
         # The first waiting jobs of each key combination, round-robin.
         candidates_sql = self._q(
             "claim_limited" + key,
-            f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, row_number() OVER"
-            f" (PARTITION BY {', '.join(parts)} ORDER BY {_DUE_ORDER}) AS jobq_rank"
+            f"SELECT {COLUMNS} FROM (SELECT {COLUMNS}, row_number() OVER"
+            f" (PARTITION BY {', '.join(parts)} ORDER BY {DUE_ORDER}) AS jobq_rank"
             f" FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}) AS ranked"
-            f" WHERE jobq_rank <= %(per_key)s ORDER BY jobq_rank, {_DUE_ORDER} LIMIT %(cap)s",
+            f" WHERE jobq_rank <= %(per_key)s ORDER BY jobq_rank, {DUE_ORDER} LIMIT %(cap)s",
         )
         take = self._q(
             "claim_limited_take",
             f"UPDATE {{t}} AS j SET status = 'processing', scheduled_at = j.process_at,"
             f" process_at = {{now}} + %(lease)s::bigint, lease_token = %(token)s,"
             f" lease_owner = %(owner)s, started_at = {{now}}"
-            f" WHERE j.id = ANY(%(ids)s::text[]) AND j.status = 'pending' RETURNING {_J_COLUMNS}",
+            f" WHERE j.id = ANY(%(ids)s::text[]) AND j.status = 'pending' RETURNING {J_COLUMNS}",
         )
         starts = sql.Identifier(starts_table(self.table)).as_string(None)
         rated = keylimits.rate_limits(limits)
@@ -1065,13 +980,13 @@ class PostgresStore:
         the same transaction. A conflicting insert still in flight elsewhere
         is waited for by the database, so exactly one job is stored."""
         values = ", ".join(f"%({f})s" for f in RECORD_FIELDS)
-        plain = self._q("insert", f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({values})")
+        plain = self._q("insert", f"INSERT INTO {{t}} ({COLUMNS}) VALUES ({values})")
         keyed = self._q(
-            "insert_unique", f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING id"
+            "insert_unique", f"INSERT INTO {{t}} ({COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING id"
         )
         holder = self._q(
             "unique_holder",
-            f"SELECT {_COLUMNS} FROM {{t}} WHERE unique_key = %(key)s AND status IN ('pending', 'processing')",
+            f"SELECT {COLUMNS} FROM {{t}} WHERE unique_key = %(key)s AND status IN ('pending', 'processing')",
         )
         answer: list[JobRecord | None] = []
         try:
@@ -1106,16 +1021,16 @@ class PostgresStore:
     async def cancel(
         self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
     ) -> tuple[bool, JobRecord]:
-        lock = self._q("cancel_lock", f"SELECT {_COLUMNS} FROM {{t}} WHERE id = %(id)s FOR UPDATE")
+        lock = self._q("cancel_lock", f"SELECT {COLUMNS} FROM {{t}} WHERE id = %(id)s FOR UPDATE")
         stop = self._q(
             "cancel_stop",
-            f"UPDATE {{t}} SET {_UNLEASE}, status = 'cancelled', cancelled_at = {{now}},"
-            f" error = COALESCE(%(error)s, error) WHERE id = %(id)s RETURNING {_COLUMNS}",
+            f"UPDATE {{t}} SET {UNLEASE}, status = 'cancelled', cancelled_at = {{now}},"
+            f" error = COALESCE(%(error)s, error) WHERE id = %(id)s RETURNING {COLUMNS}",
         )
         request = self._q(
             "cancel_request",
             f"UPDATE {{t}} SET cancel_requested_at = COALESCE(cancel_requested_at, {{now}})"
-            f" WHERE id = %(id)s RETURNING {_COLUMNS}",
+            f" WHERE id = %(id)s RETURNING {COLUMNS}",
         )
         params = {"id": job_id, "now": self._now(now_ms), "error": None if error is None else _no_nul(error)}
         async with self._conn() as conn, conn.transaction():
@@ -1151,9 +1066,9 @@ class PostgresStore:
     async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
         query = self._q(
             "cancel_expired",
-            f"UPDATE {{t}} SET {_UNLEASE}, status = 'cancelled', cancelled_at = {{now}}"
+            f"UPDATE {{t}} SET {UNLEASE}, status = 'cancelled', cancelled_at = {{now}}"
             f" WHERE status = 'processing' AND cancel_requested_at IS NOT NULL AND process_at <= {{now}}"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {COLUMNS}",
         )
         return self._records(await self._fetchall(query, {"now": self._now(now_ms)}))
 
@@ -1163,7 +1078,7 @@ class PostgresStore:
             "retry",
             f"UPDATE {{t}} SET status = 'pending', attempts = 0, process_at = {{now}},"
             f" failed_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL"
-            f" WHERE id = %(id)s AND status IN ('failed', 'cancelled') RETURNING {_COLUMNS}",
+            f" WHERE id = %(id)s AND status IN ('failed', 'cancelled') RETURNING {COLUMNS}",
         )
         try:
             async with self._conn() as conn, conn.transaction():
@@ -1186,7 +1101,7 @@ class PostgresStore:
     async def set_progress(
         self, job_id: str, *, token: str | None, progress: float, message: str | None
     ) -> None:
-        fence = "" if token is None else _FENCE
+        fence = "" if token is None else FENCE
         query = self._q(
             "progress" + ("f" if fence else ""),
             f"UPDATE {{t}} SET progress = %(progress)s, progress_message = %(message)s WHERE id = %(id)s{fence}",
@@ -1233,10 +1148,10 @@ class PostgresStore:
         if queues is not None:
             clauses.append("queue = ANY(%(queues)s::text[])")
             params["queues"] = list(queues)
-        where = (" WHERE " + " AND ".join(clauses) if clauses else "").replace("{now}", _NOW)
+        where = (" WHERE " + " AND ".join(clauses) if clauses else "").replace("{now}", NOW)
         direction = "DESC" if newest_first else "ASC"
         page = (
-            f"SELECT {_COLUMNS} FROM {self._ident}{where}"
+            f"SELECT {COLUMNS} FROM {self._ident}{where}"
             f" ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s OFFSET %(offset)s"
         )
         count = f"SELECT count(*) FROM {self._ident}{where}"
@@ -1299,7 +1214,7 @@ class PostgresStore:
         insert = self._sql.get("insert_on")
         if insert is None:
             insert = self._sql["insert_on"] = (
-                f"INSERT INTO {self._qualified} ({_COLUMNS})"
+                f"INSERT INTO {self._qualified} ({COLUMNS})"
                 f" VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})"
             )
         stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")

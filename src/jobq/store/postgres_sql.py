@@ -1,0 +1,109 @@
+"""The SQL text of the PostgreSQL store's statements, built once per variant.
+
+Placeholders the store fills in: ``{t}``, the table's quoted name, and
+``{now}``, :data:`NOW`. Parameters are psycopg's ``%(name)s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..job import RECORD_FIELDS
+
+# "now" in every statement: the caller's time, or the database's in epoch ms.
+NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
+COLUMNS = ", ".join(RECORD_FIELDS)
+J_COLUMNS = ", ".join(f"j.{name}" for name in RECORD_FIELDS)
+# Column types for the arrays of a many-row insert (text unless named here).
+ARRAY_TYPES = {
+    **dict.fromkeys(("priority", "attempts", "max_attempts", "lost_count"), "integer"),
+    **dict.fromkeys(
+        (
+            "delay",
+            "created_at",
+            "process_at",
+            "completed_at",
+            "failed_at",
+            "scheduled_at",
+            "started_at",
+            "cancelled_at",
+            "cancel_requested_at",
+        ),
+        "bigint",
+    ),
+    "progress": "double precision",
+}
+CREATED_AT = RECORD_FIELDS.index("created_at")
+PROCESS_AT = RECORD_FIELDS.index("process_at")  # its array holds each job's delay in ms
+
+
+def insert_many_query(constant: Sequence[bool]) -> str:
+    """The many-row insert: one array per column, or one value for a column
+    the same in every row (``constant``, in :data:`RECORD_FIELDS` order).
+    ``created_at`` is the caller's or, when NULL (on the database clock), the
+    statement's; the ``process_at`` slot carries each job's delay, added to it."""
+    varying = [(i, f) for i, f in enumerate(RECORD_FIELDS) if not constant[i]]
+
+    def value(i: int, field: str) -> str:
+        return f"u.{field}" if not constant[i] else f"%(c{i})s::{ARRAY_TYPES.get(field, 'text')}"
+
+    created = f"COALESCE({value(CREATED_AT, 'created_at')}, n.ms)"
+    selected = [
+        created if i == CREATED_AT else f"{created} + {value(i, f)}" if i == PROCESS_AT else value(i, f)
+        for i, f in enumerate(RECORD_FIELDS)
+    ]
+    source = " FROM n"
+    if varying:
+        arrays = ", ".join(f"%(c{i})s::{ARRAY_TYPES.get(f, 'text')}[]" for i, f in varying)
+        source += f", unnest({arrays}) AS u({', '.join(f for _, f in varying)})"
+    return (
+        "WITH n AS (SELECT {now} AS ms, pg_notify(%(jobq_channel)s, '') AS notified),"
+        f" ins AS (INSERT INTO {{t}} ({COLUMNS}) SELECT {', '.join(selected)}{source})"
+        " SELECT ms FROM n"
+    )
+DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
+FENCE = " AND status = 'processing' AND lease_token = %(token)s"
+# Clearing a claim: a processing row's process_at holds its lease end, and the
+# time it was due goes back in place.
+UNLEASE = (
+    "process_at = CASE WHEN status = 'processing' THEN COALESCE(scheduled_at, process_at)"
+    " ELSE process_at END, lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
+)
+
+
+def claim_ctes(where: str) -> str:
+    """``picked`` (the due rows, locked, skipping rows other claims hold)
+    and ``claimed`` (those rows leased, returned whole)."""
+    return (
+        f"picked AS (SELECT id FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}"
+        f" ORDER BY {DUE_ORDER} LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
+        f" claimed AS (UPDATE {{t}} AS j SET status = 'processing', scheduled_at = j.process_at,"
+        f" process_at = {{now}} + %(lease)s::bigint, lease_token = %(token)s,"
+        f" lease_owner = %(owner)s, started_at = {{now}}"
+        f" FROM picked WHERE j.id = picked.id RETURNING {J_COLUMNS})"
+    )
+
+
+def complete_and_claim_query(where: str) -> str:
+    """Fenced completions and a claim in one statement. Its parts see one
+    snapshot, which is safe here: the completions touch processing rows, the
+    claim pending ones. Rows of completed ids come first in the result with
+    NULL for every column of a claimed row; claimed rows have a NULL id first."""
+    nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
+    return (
+        f"WITH done AS ({complete_fenced(NOW.replace('%(now)s', '%(done_at)s'))}), {claim_ctes(where)}"
+        f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
+    )
+
+
+def complete_fenced(now: str) -> str:
+    """Completes the fenced jobs given as arrays ``ids``, ``tokens`` and
+    ``results`` at ``now`` (an SQL expression); returns the ids it completed."""
+    return (
+        "UPDATE {t} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
+        " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
+        f" status = 'completed', completed_at = {now}, result = b.result"
+        " FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
+        " WHERE j.id = b.id AND j.status = 'processing' AND j.lease_token = b.token"
+        " RETURNING j.id"
+    )
