@@ -191,13 +191,7 @@ def _pg_insert_many(records: list[JobRecord]) -> tuple[str, dict[str, Any]]:
     The statement comes from the store's own builder (jobq.store.postgres_sql), so it cannot drift."""
     from jobq.store import postgres_sql
 
-    columns = list(zip(*(tuple(getattr(r, f) for f in RECORD_FIELDS) for r in records), strict=True))
-    columns[postgres_sql.PROCESS_AT] = tuple(r.process_at - r.created_at for r in records)
-    constant = tuple(len(set(values)) == 1 for values in columns)
-    params: dict[str, Any] = {
-        f"c{i}": values[0] if same else list(values)
-        for i, (values, same) in enumerate(zip(columns, constant, strict=True))
-    }
+    constant, params = postgres_sql.insert_many_params(records, db_clock=False)
     params.update(jobq_channel=notify_channel(PG_TABLE), now=None)
     query = postgres_sql.insert_many_query(constant).replace("{t}", PG_TABLE).replace("{now}", postgres_sql.NOW)
     return query, params

@@ -55,22 +55,21 @@ from ..errors import (
     StoreUnavailable,
 )
 from .. import keylimits
-from ..job import RECORD_FIELDS, JobRecord, record_values
+from ..job import RECORD_FIELDS, JobRecord
 from ..keylimits import KeyLimit
 from .base import complete_then_claim, dequeue_order
 from .postgres_schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
 from .postgres_sql import (
     COLUMNS,
-    CREATED_AT,
     DUE_ORDER,
     FENCE,
     J_COLUMNS,
     NOW,
-    PROCESS_AT,
     UNLEASE,
     claim_ctes,
     complete_and_claim_query,
     complete_fenced,
+    insert_many_params,
     insert_many_query,
 )
 from .sqlite_schema import check_table_name
@@ -431,17 +430,7 @@ class PostgresStore:
         array per column: one round trip and one short statement whatever the
         count, where ``executemany`` sends a statement per row. The wake-up
         and the time stamp come from a CTE, as in :meth:`_insert_one`."""
-        columns = list(zip(*map(record_values, records), strict=True))
-        columns[PROCESS_AT] = tuple(r.process_at - r.created_at for r in records)
-        if self._db_clock:
-            columns[CREATED_AT] = (None,) * len(records)
-        # A column holding one value in every row (most do in a batch: the
-        # status, the type, the NULLs) is sent once instead of as an array.
-        constant = tuple(len(set(values)) == 1 for values in columns)
-        params: dict[str, Any] = {
-            f"c{i}": values[0] if same else list(values)
-            for i, (values, same) in enumerate(zip(columns, constant, strict=True))
-        }
+        constant, params = insert_many_params(records, db_clock=self._db_clock)
         params.update(jobq_channel=self.channel, now=None)
         query = self._q(("insert_many", constant), lambda: insert_many_query(constant))
         async with self._conn() as conn:

@@ -7,8 +7,9 @@ Placeholders the store fills in: ``{t}``, the table's quoted name, and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from ..job import RECORD_FIELDS
+from ..job import RECORD_FIELDS, JobRecord, record_values
 
 # "now" in every statement: the caller's time, or the database's in epoch ms.
 NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
@@ -35,6 +36,24 @@ ARRAY_TYPES = {
 }
 CREATED_AT = RECORD_FIELDS.index("created_at")
 PROCESS_AT = RECORD_FIELDS.index("process_at")  # its array holds each job's delay in ms
+
+
+def insert_many_params(records: Sequence[JobRecord], *, db_clock: bool) -> tuple[tuple[bool, ...], dict[str, Any]]:
+    """The parameters of :func:`insert_many_query` for ``records``, and the
+    ``constant`` flags that pick its variant. A column holding one value in
+    every row (most do in a batch: the status, the type, the NULLs) is sent
+    once instead of as an array. On the database clock the ``created_at``
+    column is NULL, for the statement's time."""
+    columns = list(zip(*map(record_values, records), strict=True))
+    columns[PROCESS_AT] = tuple(r.process_at - r.created_at for r in records)
+    if db_clock:
+        columns[CREATED_AT] = (None,) * len(records)
+    constant = tuple(len(set(values)) == 1 for values in columns)
+    params: dict[str, Any] = {
+        f"c{i}": values[0] if same else list(values)
+        for i, (values, same) in enumerate(zip(columns, constant, strict=True))
+    }
+    return constant, params
 
 
 def insert_many_query(constant: Sequence[bool]) -> str:
