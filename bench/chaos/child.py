@@ -90,15 +90,14 @@ def hook_queue(queue: jobq.Queue, cfg: dict[str, Any], ledger: LedgerWriter) -> 
     """Wraps this process's store object (``queue.store``) so the ledger sees
     every claim and every completion outcome, and ``kill_at`` can strike at
     its point. Every path by which jobq claims jobs or writes completions
-    (``claim``, ``complete``, ``complete_many``, and ``complete_and_claim``,
-    which writes completions and claims together) goes through
-    these store methods; hooking the store rather than the processor keeps
+    (``claim``, ``settle``, and ``settle_and_claim``, which writes
+    transitions and claims together) goes through these store methods; hooking the store rather than the processor keeps
     the points exact whichever of them the processor uses."""
     store = queue.store
     kill_at = cfg.get("kill_at")
-    # A store may implement one hooked method with others (PostgreSQL's
-    # complete_and_claim calls complete_many and claim): only the outermost
-    # call logs and kills, so nothing is counted twice.
+    # A store may implement one hooked method with others (settle_and_claim
+    # may call settle and claim): only the outermost call logs and kills, so
+    # nothing is counted twice.
     inside = contextvars.ContextVar("inside_hooked_store_call", default=False)
 
     def outermost(method: Any) -> Any:
@@ -122,64 +121,54 @@ def hook_queue(queue: jobq.Queue, cfg: dict[str, Any], ledger: LedgerWriter) -> 
             if kill_at == "after_claim":
                 sigkill_self()
 
-    def before_completions(items: Any) -> None:
-        if items and kill_at == "before_complete":
+    def completions(transitions: Any) -> list[Any]:
+        return [t for t in transitions if t.status == "completed"]
+
+    def before_completions(transitions: Any) -> None:
+        if completions(transitions) and kill_at == "before_complete":
             sigkill_self()
 
-    def completed(items: Any, outcomes: list[Any]) -> None:
-        ledger.completions(
-            (item[0], "ok" if error is None else type(error).__name__)
-            for item, error in zip(items, outcomes, strict=True)
-        )
-        if items and kill_at == "after_complete":
+    def completed(transitions: Any, outcomes: list[Any]) -> None:
+        done = [
+            (t.job_id, "ok" if not isinstance(outcome, jobq.JobqError) else type(outcome).__name__)
+            for t, outcome in zip(transitions, outcomes, strict=True)
+            if t.status == "completed"
+        ]
+        ledger.completions(done)
+        if done and kill_at == "after_complete":
             sigkill_self()
 
     claim = store.claim
 
     @outermost(claim)
-    async def claim_logged(**kwargs: Any) -> list[Any]:
-        records = await claim(**kwargs)
+    async def claim_logged(request: Any) -> list[Any]:
+        records = await claim(request)
         claimed(records)
         return list(records)
 
-    complete_many = store.complete_many
+    settle = store.settle
 
-    @outermost(complete_many)
-    async def complete_many_logged(items: Any, **kwargs: Any) -> list[Any]:
-        before_completions(items)
-        outcomes = await complete_many(items, **kwargs)
-        completed(items, outcomes)
+    @outermost(settle)
+    async def settle_logged(transitions: Any, **kwargs: Any) -> list[Any]:
+        before_completions(transitions)
+        outcomes = await settle(transitions, **kwargs)
+        completed(transitions, outcomes)
         return list(outcomes)
 
-    complete = store.complete
+    settle_and_claim = store.settle_and_claim
 
-    @outermost(complete)
-    async def complete_logged(job_id: str, **kwargs: Any) -> None:
-        before_completions([job_id])
-        try:
-            await complete(job_id, **kwargs)
-        except jobq.JobqError as exc:
-            completed([(job_id,)], [exc])
-            raise
-        completed([(job_id,)], [None])
+    @outermost(settle_and_claim)
+    async def settle_and_claim_logged(transitions: Any, request: Any) -> tuple[Any, Any]:
+        before_completions(transitions)
+        outcomes, records = await settle_and_claim(transitions, request)
+        if transitions:
+            completed(transitions, outcomes)
+        claimed(records)
+        return outcomes, records
 
     store.claim = claim_logged
-    store.complete_many = complete_many_logged
-    store.complete = complete_logged
-    complete_and_claim = getattr(store, "complete_and_claim", None)
-    if complete_and_claim is not None:
-
-        @outermost(complete_and_claim)
-        async def complete_and_claim_logged(completions: Any, **kwargs: Any) -> tuple[Any, Any]:
-            before_completions(completions)
-            outcomes, records = await complete_and_claim(completions, **kwargs)
-            if completions:
-                completed(completions, outcomes)
-            claimed(records)
-            return outcomes, records
-
-        store.complete_and_claim = complete_and_claim_logged
-
+    store.settle = settle_logged
+    store.settle_and_claim = settle_and_claim_logged
 
 LOGGED_EVENTS = (
     "processor_started", "processor_stopped", "job_lost", "job_quarantined", "job_failed", "job_retry",

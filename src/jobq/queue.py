@@ -21,27 +21,35 @@ from typing import Any
 
 from . import codec
 from .clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
-from .errors import CorruptJob, InvalidJob, InvalidOption, JobqError, NoCurrentJob
+from . import transitions
+from .errors import (
+    CorruptJob,
+    InvalidJob,
+    InvalidOption,
+    JobNotFound,
+    JobqError,
+    LeaseLost,
+    NoCurrentJob,
+    StoreUnavailable,
+)
 from .job import TERMINAL_STATUSES, Datetimes, Job, JobRecord, JobStatus, RetryDirective, new_job, to_job
 from .keylimits import KeyLimit
-from .store.base import Store
+from .store.base import ClaimRequest, ClockedStore, Settled, Store, TransactionalStore
+from .transitions import Transition
 
 LEASE = 30.0  # seconds a claim holds a job before a rescuer may take it back
 RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps piggybacked on dequeue
+RESCUE_BATCH = 500  # expired leases read and settled per transaction by one sweep
+UNFENCED_TRIES = 5  # reads of a job an unfenced fail makes while its row keeps changing
 MAX_LOST_LEASES = 3  # a job whose worker was lost this many times fails for good
-LOST_WORKER_ERROR = "worker {owner} was lost: its lease expired before the job finished"
-#: The error of a job failed for good because its workers kept being lost
-#: (``{lost}`` is ``max_lost_leases``); the processor emits ``job_quarantined``.
-QUARANTINE_ERROR = (
-    "quarantined after {lost} lost workers: the job may be killing its worker"
-    " (the last lost was worker {owner}, whose lease expired before the job finished)"
-)
 DEFAULT_QUEUE = "default"
 
 
 # Job ids are time-ordered: a 12-hex-digit millisecond prefix keeps
-# primary-key inserts local, and 80 random bits follow it.
+# primary-key inserts local, and 80 bits follow it, counting up from a
+# random start within each millisecond (see Queue._ids).
 _ID_RANDOM_BYTES = 10
+_ID_SPACE = 1 << (8 * _ID_RANDOM_BYTES)
 
 
 def _check_queue_name(queue: Any) -> None:
@@ -236,9 +244,8 @@ class Queue:
         self.clock: Clock = clock or SYSTEM_CLOCK
         # A store with a clock of its own (PostgreSQL's) uses it unless the
         # caller injected one, so workers with skewed clocks agree on "now".
-        use_clock = getattr(store, "use_clock", None)
-        if use_clock is not None:
-            use_clock(self.clock)
+        if isinstance(store, ClockedStore):
+            store.use_clock(self.clock)
         self.lease = float(lease)
         self.max_payload_bytes = max_payload_bytes
         self.max_lost_leases = max_lost_leases
@@ -246,6 +253,7 @@ class Queue:
         self._listeners: list[Callable[[], None]] = []
         self._cancel_listeners: list[Callable[[str], None]] = []
         self._next_rescue_ms = 0
+        self._id_ms, self._id_next = -1, 0  # see _ids
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} store={self.store.name}>"
@@ -298,6 +306,18 @@ class Queue:
         for listener in list(self._listeners):
             listener()
 
+    def _ids(self, now_ms: int, count: int) -> list[str]:
+        """``count`` new job ids for ``now_ms``: the millisecond, then 80 bits
+        that start at random in each millisecond and count up within it, so
+        the ids one queue object hands out sort in the order it enqueued
+        (lists tie on ``created_at`` within a millisecond, and break the tie
+        by id)."""
+        if now_ms != self._id_ms:
+            self._id_ms, self._id_next = now_ms, int.from_bytes(os.urandom(_ID_RANDOM_BYTES)) >> 1
+        first, self._id_next = self._id_next, self._id_next + count
+        prefix = f"{now_ms:012x}"
+        return [f"{prefix}{n % _ID_SPACE:020x}" for n in range(first, first + count)]
+
     def _record(self, spec: NewJob, now_ms: int) -> JobRecord:
         return self._records([spec], now_ms)[0]
 
@@ -305,9 +325,7 @@ class Queue:
         """Checks and encodes a batch of new jobs. A batch mostly repeats one
         type and queue, so each distinct (type, queue) pair is checked once;
         the ids' random parts come from one ``os.urandom`` call."""
-        randomness = os.urandom(_ID_RANDOM_BYTES * len(specs)).hex()
-        step = 2 * _ID_RANDOM_BYTES
-        prefix = f"{now_ms:012x}"
+        ids = self._ids(now_ms, len(specs))
         names_checked: set[tuple[str, str]] = set()
         limit = self.max_payload_bytes
         records: list[JobRecord] = []
@@ -332,7 +350,7 @@ class Queue:
                 _check_unique_key(unique_key)
             records.append(
                 JobRecord(
-                    prefix + randomness[i * step : (i + 1) * step],
+                    ids[i],
                     job_type,
                     codec.encode_payload(spec.data, limit),
                     "pending",
@@ -394,12 +412,11 @@ class Queue:
         if not records:
             return []
         if connection is not None:
-            insert_on = getattr(self.store, "insert_on", None)
-            if insert_on is None:
+            if not isinstance(self.store, TransactionalStore):
                 raise InvalidOption(
                     f"connection= joins a PostgreSQL transaction; the {self.store.name} backend has none"
                 )
-            await insert_on(connection, records)
+            await self.store.insert_on(connection, records)
             # Workers learn of the jobs at commit, through the store.
             datetimes = Datetimes()
             return [new_job(r, datetimes) for r in records]
@@ -466,9 +483,8 @@ class Queue:
         now_ms = self.now_ms()
         if rescue and now_ms >= self._next_rescue_ms:
             await self.rescue_expired()
-        records = await self.store.claim(
-            **self._claim_args(now_ms, limit, queues, exclude_types, lease, owner, limits)
-        )
+        request = self._claim_request(now_ms, limit, queues, exclude_types, lease, owner, limits)
+        records = await self.store.claim(request)
         return await self._claimed_jobs(records, now_ms)
 
     async def complete_and_claim(
@@ -486,15 +502,60 @@ class Queue:
         one transaction where the store allows: a worker finishing a batch
         and taking the next pays for one commit. Returns the completions'
         outcomes (as :meth:`complete_many`) and the claimed jobs."""
-        now_ms = self.now_ms()
-        outcomes, records = await self.store.complete_and_claim(
-            self._completions(completions),
-            completed_ms=now_ms,
-            **self._claim_args(now_ms, limit, queues, exclude_types, lease, owner, limits),
-        )
-        return outcomes, await self._claimed_jobs(records, now_ms)
+        return await self.settle_and_claim(
+            self._completions(completions), limit, queues=queues, exclude_types=exclude_types,
+            lease=lease, owner=owner, limits=limits,
+        )  # fmt: skip
 
-    def _claim_args(
+    async def settle_and_claim(
+        self,
+        settling: Sequence[Transition],
+        limit: int,
+        *,
+        queues: Sequence[str] | None = None,
+        exclude_types: Collection[str] = (),
+        lease: float | None = None,
+        owner: str | None = None,
+        limits: Sequence[KeyLimit] = (),
+    ) -> tuple[list[JobqError | None], list[Job[Any]]]:
+        """:meth:`settle` then :meth:`claim` (without the sweep), in one
+        transaction where the store allows. Returns each transition's error
+        (or ``None``) and the claimed jobs."""
+        now_ms = self.now_ms()
+        request = self._claim_request(now_ms, limit, queues, exclude_types, lease, owner, limits)
+        settled, records = await self.store.settle_and_claim(settling, request)
+        return self._settled(settling, settled), await self._claimed_jobs(records, now_ms)
+
+    async def settle(self, settling: Sequence[Transition]) -> list[JobqError | None]:
+        """Writes transitions decided by their caller (see
+        :mod:`jobq.transitions`) in one transaction; returns, per transition,
+        ``None`` or the error (``LeaseLost``, ``JobNotFound``) it alone met."""
+        if not settling:
+            return []
+        return self._settled(settling, await self.store.settle(settling, now_ms=self.now_ms()))
+
+    def _settled(self, settling: Sequence[Transition], settled: Sequence[Settled]) -> list[JobqError | None]:
+        """Errors per transition; wakes this process's workers when a job
+        written back to waiting is due at once."""
+        errors = [item if isinstance(item, JobqError) else None for item in settled]
+        if any(
+            error is None and t.status == "pending" and not t.delay_ms
+            for t, error in zip(settling, errors, strict=True)
+        ):
+            self._notify()
+        return errors
+
+    async def _settle_one(self, transition: Transition) -> JobRecord:
+        """Writes one transition; returns the job as stored after, or raises
+        the error it met."""
+        (settled,) = await self.store.settle([transition], now_ms=self.now_ms(), returning=True)
+        if isinstance(settled, JobqError):
+            raise settled
+        assert settled is not None
+        self._settled([transition], [settled])
+        return settled
+
+    def _claim_request(
         self,
         now_ms: int,
         limit: int,
@@ -503,30 +564,36 @@ class Queue:
         lease: float | None,
         owner: str | None,
         limits: Sequence[KeyLimit],
-    ) -> dict[str, Any]:
-        return {
-            "limit": limit,
-            "now_ms": now_ms,
-            "lease_until_ms": now_ms + to_ms(self.lease if lease is None else lease),
-            "token": secrets.token_hex(8),
-            "owner": owner or self.worker_id,
-            "queues": queues,
-            "exclude_types": exclude_types,
-            **({"limits": limits} if limits else {}),
-        }
+    ) -> ClaimRequest:
+        return ClaimRequest(
+            limit=limit,
+            now_ms=now_ms,
+            lease_until_ms=now_ms + to_ms(self.lease if lease is None else lease),
+            token=secrets.token_hex(8),
+            owner=owner or self.worker_id,
+            queues=queues,
+            exclude_types=exclude_types,
+            limits=limits,
+        )
 
     async def _claimed_jobs(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:
         """Decodes claimed rows; one whose stored JSON cannot be decoded is
         failed for good with an error saying so, and skipped."""
         jobs: list[Job[Any]] = []
+        corrupt: list[Transition] = []
         datetimes = Datetimes()
         for record in records:
             try:
                 jobs.append(to_job(record, now_ms, datetimes))
             except CorruptJob as exc:
-                await self.store.fail(
-                    record.id, token=record.lease_token, error=str(exc), retry_at_ms=None, now_ms=now_ms
-                )
+                corrupt.append(
+                    transitions.failed_attempt(
+                        record.id, token=record.lease_token, attempts=record.attempts,
+                        max_attempts=record.max_attempts, error=str(exc), retry_delay_ms=None,
+                    )
+                )  # fmt: skip
+        if corrupt:
+            await self.store.settle(corrupt, now_ms=now_ms)
         return jobs
 
     async def dequeue(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
@@ -545,54 +612,71 @@ class Queue:
     async def complete(self, job: str | Job[Any], result: Any = None) -> None:
         """Marks the job completed and keeps ``result``. Given the ``Job`` from
         ``dequeue``, raises :class:`~jobq.LeaseLost` if that claim is gone."""
-        job_id, token = self._target(job)
-        await self.store.complete(
-            job_id, token=token, result=codec.encode_result(result), now_ms=self.now_ms()
-        )
+        (error,) = await self.settle(self._completions([(job, result)]))
+        if error is not None:
+            raise error
 
     async def complete_many(self, items: Sequence[tuple[str | Job[Any], Any]]) -> list[JobqError | None]:
         """Completes several jobs in one transaction: ``(job, result)`` pairs,
         each fenced or not as in :meth:`complete`. Returns, per item, ``None``
         or the error (``LeaseLost``, ``JobNotFound``) that item alone met."""
-        return await self.store.complete_many(self._completions(items), now_ms=self.now_ms())
+        return await self.settle(self._completions(items))
 
-    def _completions(self, items: Sequence[tuple[str | Job[Any], Any]]) -> list[tuple[str, str | None, str | None]]:
-        """``(job, result)`` pairs as the store takes them: ``(id, token, JSON)``."""
-        encoded = []
+    def _completions(self, items: Sequence[tuple[str | Job[Any], Any]]) -> list[Transition]:
+        """``(job, result)`` pairs as transitions to ``completed``."""
+        done = []
         for job, result in items:
             job_id, token = self._target(job)
-            encoded.append((job_id, token, codec.encode_result(result)))
-        return encoded
+            done.append(transitions.completed(job_id, token, codec.encode_result(result)))
+        return done
 
     async def fail(
         self, job: str | Job[Any], error: BaseException | str, retry: RetryDirective | None = None
     ) -> Job[Any]:
         """Counts a failed attempt; retries after ``retry.delay`` seconds when
         ``retry`` is enabled and attempts are left, else fails for good.
-        Returns the job as stored afterwards."""
+        Returns the job as stored afterwards.
+
+        Given the ``Job`` from ``dequeue``, fenced by its claim. Given an id,
+        it acts on the job whatever holds it, deciding on the row as read; a
+        completed job is left alone."""
         job_id, token = self._target(job)
-        now_ms = self.now_ms()
-        retry_at_ms = None
+        retry_delay_ms = None
         if retry is not None and retry.enabled:
-            retry_at_ms = now_ms + to_ms(codec.check_delay(retry.delay or 0, "retry delay"))
-        record = await self.store.fail(
-            job_id, token=token, error=codec.error_text(error), retry_at_ms=retry_at_ms, now_ms=now_ms
-        )
-        if record.status == "pending" and record.process_at <= now_ms:
-            self._notify()
-        return self._lenient_job(record)
+            retry_delay_ms = to_ms(codec.check_delay(retry.delay or 0, "retry delay"))
+        text = codec.error_text(error)
+        if isinstance(job, Job) and token is not None:
+            transition = transitions.failed_attempt(
+                job_id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
+                error=text, retry_delay_ms=retry_delay_ms,
+            )  # fmt: skip
+            return self._lenient_job(await self._settle_one(transition))
+        for _ in range(UNFENCED_TRIES):
+            record = await self.store.get(job_id)
+            if record is None:
+                raise JobNotFound(job_id)
+            if record.status == "completed":
+                return self._lenient_job(record)
+            transition = transitions.failed_attempt(
+                job_id, token=None, attempts=record.attempts, max_attempts=record.max_attempts,
+                error=text, retry_delay_ms=retry_delay_ms, expect_status=record.status,
+            )  # fmt: skip
+            try:
+                return self._lenient_job(await self._settle_one(transition))
+            except LeaseLost:
+                continue  # the row changed since it was read: decide again
+        raise StoreUnavailable(f"job {job_id!r} kept changing; its failure was not recorded")
 
     async def release(self, job: Job[Any], *, delay: float | None = None) -> None:
         """Gives a claimed job back without spending an attempt: it runs again
         after ``delay`` seconds, or at once (in its old place in line)."""
-        now_ms = self.now_ms()
-        process_at = None if delay is None else now_ms + to_ms(codec.check_delay(delay))
+        delay_ms = None if delay is None else to_ms(codec.check_delay(delay))
         job_id, token = self._target(job)
         if token is None:
             raise TypeError("release needs the Job returned by dequeue, not an id")
-        await self.store.release(job_id, token=token, process_at_ms=process_at, now_ms=now_ms)
-        if process_at is None:
-            self._notify()
+        (error,) = await self.settle([transitions.released(job_id, token, delay_ms)])
+        if error is not None:
+            raise error
 
     async def extend_leases(self, jobs: Sequence[Job[Any]], lease: float | None = None) -> set[str]:
         """Renews the claims on ``jobs`` for another ``lease`` seconds; returns
@@ -604,20 +688,28 @@ class Queue:
     async def rescue_expired(self) -> list[Job[Any]]:
         """Returns every job whose lease expired to waiting (a failed attempt,
         a lost worker), or fails it for good when it is out of attempts or was
-        lost ``max_lost_leases`` times."""
+        lost ``max_lost_leases`` times; a job asked to stop ends cancelled.
+        Returns the jobs rescued (not those cancelled). The rules are
+        :func:`jobq.transitions.rescued`; each write is fenced on the row as
+        read, so rescuers in any number of processes rescue a job once."""
         now_ms = self.now_ms()
         self._next_rescue_ms = now_ms + to_ms(RESCUE_INTERVAL)
-        # A job asked to stop whose worker was lost ends cancelled, not retried.
-        await self.store.cancel_expired(now_ms=now_ms)
-        records = await self.store.rescue_expired(
-            now_ms=now_ms,
-            max_lost=self.max_lost_leases,
-            error=LOST_WORKER_ERROR,
-            quarantine_error=QUARANTINE_ERROR.replace("{lost}", str(self.max_lost_leases)),
-        )
-        if any(r.status == "pending" for r in records):
-            self._notify()
-        return [self._lenient_job(r) for r in records]
+        rescued: list[Job[Any]] = []
+        while True:
+            records = await self.store.expired(now_ms=now_ms, limit=RESCUE_BATCH)
+            if not records:
+                break
+            decided = [transitions.rescued(r, max_lost=self.max_lost_leases) for r in records]
+            settled = await self.store.settle(decided, now_ms=now_ms, returning=True)
+            self._settled(decided, settled)
+            rescued += [
+                self._lenient_job(record)
+                for record in settled
+                if isinstance(record, JobRecord) and record.status != "cancelled"
+            ]
+            if len(records) < RESCUE_BATCH:
+                break
+        return rescued
 
     async def peek(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
         """The job ``dequeue`` would return, without claiming it."""
@@ -696,7 +788,7 @@ class Queue:
           ``False``.
         - unknown id: raises :class:`~jobq.JobNotFound`.
         """
-        changed, record = await self.store.cancel(job_id, token=None, now_ms=self.now_ms())
+        changed, record = await self.store.cancel(job_id, now_ms=self.now_ms())
         if changed and record.status == "processing":
             for listener in list(self._cancel_listeners):
                 listener(job_id)
@@ -709,8 +801,7 @@ class Queue:
         job_id, token = self._target(job)
         if token is None:
             raise TypeError("cancel_running needs the Job returned by dequeue, not an id; use cancel()")
-        _, record = await self.store.cancel(job_id, token=token, now_ms=self.now_ms(), error=reason)
-        return self._lenient_job(record)
+        return self._lenient_job(await self._settle_one(transitions.cancelled(job_id, token, reason)))
 
     async def cancel_requests(self, jobs: Sequence[Job[Any] | str]) -> set[str]:
         """The ids among ``jobs`` (running ones) that have a cancel request."""

@@ -7,23 +7,58 @@ in-memory heaps, ``UPDATE ... RETURNING`` in one ``BEGIN IMMEDIATE``
 transaction on SQLite), and ``tests/contract`` runs the same suite against
 every backend.
 
-Fencing: a verb given a ``token`` acts only while the job is ``processing``
-under that claim token, and raises :class:`~jobq.errors.LeaseLost` otherwise.
-Given ``None`` it acts on the job whatever holds it.
+Stores decide nothing about a job's fate: a job leaves ``processing`` by a
+:class:`~jobq.transitions.Transition` its caller decided, which the store
+writes only while its fence holds (:meth:`WorkerStore.settle`). Fencing: a
+verb given a claim ``token`` acts only while the job is ``processing`` under
+that token, and reports :class:`~jobq.errors.LeaseLost` otherwise.
+
+The seam is two protocols: :class:`WorkerStore` (the worker's hot path and
+idle wait) and :class:`AdminStore` (operators and inspection); a backend is
+both (:class:`Store`). Optional capabilities are protocols of their own
+(:class:`TransactionalStore`, :class:`ClockedStore`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ..clock import Clock
 from ..errors import JobqError
 from ..job import JobRecord
 from ..keylimits import KeyLimit
+from ..transitions import Transition
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """What a claim takes: up to ``limit`` ready jobs (due at ``now_ms``),
+    leased to ``owner`` under ``token`` until ``lease_until_ms``."""
+
+    limit: int
+    now_ms: int
+    lease_until_ms: int
+    token: str
+    owner: str
+    #: The named queues to take from (``None``: all).
+    queues: Sequence[str] | None = None
+    #: Job types not to take (their circuit is open).
+    exclude_types: Collection[str] = ()
+    #: Per-key limits (see :mod:`jobq.keylimits`), counted in the claim's transaction.
+    limits: Sequence[KeyLimit] = ()
+
+
+#: Per transition: ``None`` (or, when asked, the record as stored after) if
+#: it was written; the error (``JobNotFound``, ``LeaseLost``) that it alone met.
+Settled = JobRecord | JobqError | None
 
 
 @runtime_checkable
-class Store(Protocol):
+class WorkerStore(Protocol):
+    """The verbs of a worker's hot path, and the reads its idle wait needs."""
+
     #: What the backend is called in messages and metrics ("memory", "sqlite").
     name: str
 
@@ -33,21 +68,10 @@ class Store(Protocol):
         stored back into ``records``."""
         ...
 
-    async def claim(
-        self,
-        *,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None = None,
-        exclude_types: Collection[str] = (),
-        limits: Sequence[KeyLimit] = (),
-    ) -> list[JobRecord]:
-        """Atomically moves up to ``limit`` ready jobs to ``processing``, in
-        dequeue order (priority desc, process_at asc, created_at asc), leased
-        to ``owner`` under ``token`` until ``lease_until_ms``.
+    async def claim(self, request: ClaimRequest) -> list[JobRecord]:
+        """Atomically moves up to ``request.limit`` ready jobs to
+        ``processing``, in dequeue order (priority desc, process_at asc,
+        created_at asc), leased as the request says.
 
         With ``limits`` (see :mod:`jobq.keylimits`), candidates are taken
         round-robin over their keys and only while every limit leaves room,
@@ -55,25 +79,35 @@ class Store(Protocol):
         limits."""
         ...
 
-    async def complete_and_claim(
-        self,
-        completions: Sequence[tuple[str, str | None, str | None]],
-        *,
-        completed_ms: int,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None = None,
-        exclude_types: Collection[str] = (),
-        limits: Sequence[KeyLimit] = (),
-    ) -> tuple[list[JobqError | None], list[JobRecord]]:
-        """:meth:`complete_many` of ``completions`` (at ``completed_ms``),
-        then :meth:`claim` with the other arguments; returns both outcomes.
-        A worker's hot path: a store that can should do both in one
-        transaction, so finishing a batch and taking the next cost one
+    async def settle(
+        self, transitions: Sequence[Transition], *, now_ms: int, returning: bool = False
+    ) -> list[Settled]:
+        """Writes each :class:`~jobq.transitions.Transition` whose fence holds,
+        in one transaction, at ``now_ms`` (the store's own clock, if it keeps
+        one). Decides nothing: the caller chose the target state. Returns one
+        :data:`Settled` per transition, in order; with ``returning``, the
+        record as stored after the write. Wakes idle workers when a job
+        waits to run again."""
+        ...
+
+    async def settle_and_claim(
+        self, transitions: Sequence[Transition], request: ClaimRequest
+    ) -> tuple[list[Settled], list[JobRecord]]:
+        """:meth:`settle` (at ``request.now_ms``), then :meth:`claim`; returns
+        both outcomes. A worker's hot path: a store that can should do both in
+        one transaction, so finishing a batch and taking the next cost one
         commit."""
+        ...
+
+    async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
+        """Renews the leases of ``(job_id, token)`` pairs; returns the ids
+        whose claim is gone."""
+        ...
+
+    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` processing jobs whose lease ran out by ``now_ms``
+        (their worker was lost), unchanged: the rescuer decides what becomes
+        of each (:func:`~jobq.transitions.rescued`) and settles it."""
         ...
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
@@ -90,57 +124,22 @@ class Store(Protocol):
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
-    async def complete(
-        self, job_id: str, *, token: str | None, result: str | None, now_ms: int
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these processing jobs have a cancel request."""
+        ...
+
+    async def set_progress(
+        self, job_id: str, *, token: str | None, progress: float, message: str | None
     ) -> None:
-        """Marks the job completed. Raises ``JobNotFound`` or ``LeaseLost``."""
+        """Stores a job's progress. Raises ``JobNotFound`` or ``LeaseLost``."""
         ...
 
-    async def complete_many(
-        self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
-    ) -> list[JobqError | None]:
-        """Completes ``(job_id, token, result)`` items in one transaction, each
-        as :meth:`complete` would; returns per item ``None`` or the error
-        (``JobNotFound``, ``LeaseLost``) that item alone met."""
-        ...
-
-    async def fail(
-        self,
-        job_id: str,
-        *,
-        token: str | None,
-        error: str,
-        retry_at_ms: int | None,
-        now_ms: int,
-    ) -> JobRecord:
-        """Counts a failed attempt. With ``retry_at_ms`` and attempts left the
-        job waits until then; otherwise it fails for good. A completed job is
-        left alone (unfenced). Returns the job as stored afterwards."""
-        ...
-
-    async def release(
-        self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int
-    ) -> None:
-        """Returns a claimed job to waiting without spending an attempt; it
-        runs again at ``process_at_ms`` (``None``: as soon as it was due)."""
-        ...
-
-    async def extend_leases(
-        self, leases: Sequence[tuple[str, str]], *, until_ms: int
-    ) -> set[str]:
-        """Renews the leases of ``(job_id, token)`` pairs; returns the ids
-        whose claim is gone."""
-        ...
-
-    async def rescue_expired(
-        self, *, now_ms: int, max_lost: int, error: str, quarantine_error: str | None = None
-    ) -> list[JobRecord]:
-        """Returns every processing job whose lease has expired to waiting,
-        counting a failed attempt and a lost worker; a job out of attempts or
-        lost ``max_lost`` times fails for good. ``error`` (and, for a job lost
-        ``max_lost`` times, ``quarantine_error`` when given) is stored with
-        ``{owner}`` replaced by the lost worker. Returns the rescued jobs as
-        stored afterwards."""
+    async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
+        """Stores new jobs, all or none, like :meth:`insert`, except that a
+        record whose ``unique_key`` an unfinished (pending or processing) job
+        already holds is not stored: its slot in the answer is that job, as
+        read in the same transaction (``None`` for records stored). Enforced
+        by a unique index over unfinished rows, not by a read-then-write."""
         ...
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
@@ -150,6 +149,42 @@ class Store(Protocol):
         number of processes may race for one slot; exactly one wins. A
         schedule seen for the first time stores ``slot_ms`` without
         inserting the job (nothing was missed) and returns ``False``."""
+        ...
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Returns when another process may have changed the store, or after
+        ``timeout`` seconds. ``True`` when the change was announced as new
+        work (PostgreSQL's notifications, SQLite's wake file), so a waiting
+        worker claims at once; ``False`` after a timeout or a change that may
+        be anything (a commit seen by polling), after which it first checks,
+        with a read, that a job is ready. In-process changes are signalled by
+        the queue."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AdminStore(Protocol):
+    """The verbs of operators and inspection: the CLI, the dashboard, the
+    queue's admin verbs."""
+
+    name: str
+
+    async def get(self, job_id: str) -> JobRecord | None: ...
+
+    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
+        """An operator's cancel; returns whether anything changed and the job
+        after. A waiting job becomes ``cancelled``; a processing job gets
+        ``cancel_requested_at`` (its processor stops it, and settles it
+        ``cancelled``); a finished job is left alone (``False``). Unknown id:
+        ``JobNotFound``."""
+        ...
+
+    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
+        """A failed or cancelled job back to ``pending`` now, attempts 0,
+        error kept. Raises ``JobNotFound``, or ``NotRetryable`` for any other
+        status or when an unfinished job now holds its ``unique_key``."""
         ...
 
     async def remove(self, job_id: str) -> bool: ...
@@ -163,59 +198,6 @@ class Store(Protocol):
 
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
         """Job counts keyed by public status (delayed apart from pending)."""
-        ...
-
-    async def wait_for_change(self, timeout: float) -> bool:
-        """Returns when another process may have changed the store, or after
-        ``timeout`` seconds. ``True`` when the change was announced as new
-        work (PostgreSQL's notifications, SQLite's wake file), so a waiting
-        worker claims at once; ``False`` after a timeout or a change that may
-        be anything (a commit seen by polling), after which it first checks,
-        with a read, that a job is ready. In-process changes are signalled by
-        the queue."""
-        ...
-
-    # -- unique jobs, cancellation, progress, inspection ---------------------
-
-    async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
-        """Stores new jobs, all or none, like :meth:`insert`, except that a
-        record whose ``unique_key`` an unfinished (pending or processing) job
-        already holds is not stored: its slot in the answer is that job, as
-        read in the same transaction (``None`` for records stored). Enforced
-        by a unique index over unfinished rows, not by a read-then-write."""
-        ...
-
-    async def cancel(
-        self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
-    ) -> tuple[bool, JobRecord]:
-        """Cancels a job; returns whether anything changed and the job after.
-
-        Unfenced (``token=None``): a waiting job becomes ``cancelled``; a
-        processing job gets ``cancel_requested_at`` (its processor stops it);
-        a finished job is left alone (``False``). Fenced: a processing job
-        held under ``token`` becomes ``cancelled`` (``error`` stored when
-        given), else ``LeaseLost``. Unknown id: ``JobNotFound``."""
-        ...
-
-    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
-        """Which of these processing jobs have a cancel request."""
-        ...
-
-    async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
-        """Moves processing jobs with a cancel request whose lease expired
-        (their processor is gone) to ``cancelled``; returns them."""
-        ...
-
-    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
-        """A failed or cancelled job back to ``pending`` now, attempts 0,
-        error kept. Raises ``JobNotFound``, or ``NotRetryable`` for any other
-        status or when an unfinished job now holds its ``unique_key``."""
-        ...
-
-    async def set_progress(
-        self, job_id: str, *, token: str | None, progress: float, message: str | None
-    ) -> None:
-        """Stores a job's progress. Raises ``JobNotFound`` or ``LeaseLost``."""
         ...
 
     async def list_jobs(
@@ -242,7 +224,30 @@ class Store(Protocol):
         ``completed_at`` / ``failed_at`` at or after ``since_ms``."""
         ...
 
-    async def close(self) -> None: ...
+
+@runtime_checkable
+class Store(WorkerStore, AdminStore, Protocol):
+    """A backend: the worker's verbs and the operators' verbs."""
+
+
+@runtime_checkable
+class TransactionalStore(Protocol):
+    """A store that can insert inside a transaction the application holds
+    (``enqueue(connection=...)``): PostgreSQL's."""
+
+    async def insert_on(self, connection: Any, records: Sequence[JobRecord]) -> None:
+        """Inserts ``records`` on ``connection`` inside its open transaction,
+        without committing; workers learn of them at commit."""
+        ...
+
+
+@runtime_checkable
+class ClockedStore(Protocol):
+    """A store with a clock of its own (PostgreSQL's), which it uses for
+    "now" unless the caller injected one, so workers with skewed clocks
+    agree."""
+
+    def use_clock(self, clock: Clock) -> None: ...
 
 
 def dequeue_order(record: JobRecord) -> tuple[int, int, int]:
@@ -251,23 +256,20 @@ def dequeue_order(record: JobRecord) -> tuple[int, int, int]:
     return (-record.priority, record.scheduled_at or 0, record.created_at)
 
 
-async def complete_then_claim(
-    store: Store,
-    completions: Sequence[tuple[str, str | None, str | None]],
-    *,
-    completed_ms: int,
-    **claim: Any,
-) -> tuple[list[JobqError | None], list[JobRecord]]:
-    """:meth:`Store.complete_and_claim` as two transactions, for stores (or
-    cases) that cannot do both in one: the completions first, so a claim
+
+async def settle_then_claim(
+    store: WorkerStore, transitions: Sequence[Transition], request: ClaimRequest
+) -> tuple[list[Settled], list[JobRecord]]:
+    """:meth:`WorkerStore.settle_and_claim` as two transactions, for stores
+    (or cases) that cannot do both in one: the transitions first, so a claim
     that fails never undoes them."""
-    outcomes = await store.complete_many(completions, now_ms=completed_ms) if completions else []
+    settled = await store.settle(transitions, now_ms=request.now_ms) if transitions else []
     try:
-        claimed = await store.claim(**claim)
+        claimed = await store.claim(request)
     except JobqError:
-        if not completions:
+        if not transitions:
             raise
-        # The completions are stored: report them; the next claim meets the
+        # The transitions are stored: report them; the next claim meets the
         # error again and the caller backs off then.
-        return outcomes, []
-    return outcomes, claimed
+        return settled, []
+    return settled, claimed

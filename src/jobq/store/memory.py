@@ -15,10 +15,11 @@ import threading
 from collections.abc import Collection, Sequence
 
 from .. import keylimits
-from ..errors import JobNotFound, JobqError, LeaseLost, NotRetryable
+from .. import transitions as transitions_
+from ..errors import JobNotFound, LeaseLost, NotRetryable
 from ..job import UNFINISHED_STORED, JobRecord, copy_record
-from ..keylimits import KeyLimit
-from .base import complete_then_claim
+from ..transitions import Transition
+from .base import ClaimRequest, Settled, settle_then_claim
 
 _ReadyEntry = tuple[int, int, int, int, str, int]  # -priority, process_at, created_at, seq, id, version
 _DelayedEntry = tuple[int, int, str, int]  # process_at, seq, id, version
@@ -100,14 +101,6 @@ class MemoryStore:
             raise LeaseLost(job_id, f"the job is now {record.status}")
         return record
 
-    @staticmethod
-    def _unlease(record: JobRecord) -> None:
-        if record.status == "processing" and record.scheduled_at is not None:
-            record.process_at = record.scheduled_at
-        record.lease_token = None
-        record.lease_owner = None
-        record.scheduled_at = None
-
     # -- the Store protocol -----------------------------------------------
 
     async def insert(self, records: Sequence[JobRecord]) -> None:
@@ -122,22 +115,10 @@ class MemoryStore:
                     # Delayed entries are compared against the time of the claim.
                     self._enqueue_waiting(stored, stored.created_at)
 
-    async def claim(
-        self,
-        *,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None = None,
-        exclude_types: Collection[str] = (),
-        limits: Sequence[KeyLimit] = (),
-    ) -> list[JobRecord]:
-        if limits:
-            return self._claim_limited(
-                limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
-            )
+    async def claim(self, request: ClaimRequest) -> list[JobRecord]:
+        if request.limits:
+            return self._claim_limited(request)
+        limit, now_ms, queues, exclude_types = request.limit, request.now_ms, request.queues, request.exclude_types
         claimed: list[JobRecord] = []
         skipped: list[tuple[str, _ReadyEntry]] = []
         with self._lock:
@@ -152,38 +133,16 @@ class MemoryStore:
                 if record.type in exclude_types:
                     skipped.append(best)
                     continue
-                record.status = "processing"
-                record.scheduled_at = record.process_at
-                record.process_at = lease_until_ms
-                record.lease_token = token
-                record.lease_owner = owner
-                record.started_at = now_ms
-                self._processing.add(record.id)
-                claimed.append(copy_record(record))
+                claimed.append(self._lease(record, request))
             for queue, entry in skipped:
                 heapq.heappush(self._ready[queue], entry)
         return claimed
 
-    async def complete_and_claim(
-        self,
-        completions: Sequence[tuple[str, str | None, str | None]],
-        *,
-        completed_ms: int,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None = None,
-        exclude_types: Collection[str] = (),
-        limits: Sequence[KeyLimit] = (),
-    ) -> tuple[list[JobqError | None], list[JobRecord]]:
+    async def settle_and_claim(
+        self, transitions: Sequence[Transition], request: ClaimRequest
+    ) -> tuple[list[Settled], list[JobRecord]]:
         """Nothing to commit: the two verbs one after the other."""
-        return await complete_then_claim(
-            self, completions, completed_ms=completed_ms, limit=limit, now_ms=now_ms,
-            lease_until_ms=lease_until_ms, token=token, owner=owner, queues=queues,
-            exclude_types=exclude_types, limits=limits,
-        )  # fmt: skip
+        return await settle_then_claim(self, transitions, request)
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         with self._lock:
@@ -213,57 +172,25 @@ class MemoryStore:
             record = self._jobs.get(job_id)
             return None if record is None else copy_record(record)
 
-    async def complete(self, job_id: str, *, token: str | None, result: str | None, now_ms: int) -> None:
+    async def settle(
+        self, transitions: Sequence[Transition], *, now_ms: int, returning: bool = False
+    ) -> list[Settled]:
+        settled: list[Settled] = []
         with self._lock:
-            record = self._held(job_id, token)
-            self._unlease(record)
-            record.status = "completed"
-            record.completed_at = now_ms
-            record.result = result
-            self._processing.discard(job_id)
-
-    async def complete_many(
-        self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
-    ) -> list[JobqError | None]:
-        outcomes: list[JobqError | None] = []
-        for job_id, token, result in items:
-            try:
-                await self.complete(job_id, token=token, result=result, now_ms=now_ms)
-            except (JobNotFound, LeaseLost) as exc:
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-        return outcomes
-
-    async def fail(
-        self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
-    ) -> JobRecord:
-        with self._lock:
-            record = self._held(job_id, token)
-            if record.status == "completed":
-                return copy_record(record)
-            self._unlease(record)
-            self._processing.discard(job_id)
-            record.attempts += 1
-            record.error = error
-            if retry_at_ms is not None and record.attempts < record.max_attempts:
-                record.status = "pending"
-                record.process_at = retry_at_ms
-                self._enqueue_waiting(record, now_ms)
-            else:
-                record.status = "failed"
-                record.failed_at = now_ms
-            return copy_record(record)
-
-    async def release(self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int) -> None:
-        with self._lock:
-            record = self._held(job_id, token)
-            self._unlease(record)
-            self._processing.discard(job_id)
-            record.status = "pending"
-            if process_at_ms is not None:
-                record.process_at = process_at_ms
-            self._enqueue_waiting(record, now_ms)
+            for transition in transitions:
+                record = self._jobs.get(transition.job_id)
+                if record is None:
+                    settled.append(JobNotFound(transition.job_id))
+                    continue
+                if not transitions_.holds(record, transition, now_ms):
+                    settled.append(LeaseLost(transition.job_id, f"the job is now {record.status}"))
+                    continue
+                transitions_.apply(record, transition, now_ms)
+                self._processing.discard(record.id)
+                if record.status == "pending":
+                    self._enqueue_waiting(record, now_ms)
+                settled.append(copy_record(record) if returning else None)
+        return settled
 
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         lost: set[str] = set()
@@ -276,34 +203,16 @@ class MemoryStore:
                     record.process_at = until_ms
         return lost
 
-    async def rescue_expired(
-        self, *, now_ms: int, max_lost: int, error: str, quarantine_error: str | None = None
-    ) -> list[JobRecord]:
-        rescued: list[JobRecord] = []
+    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
+        found: list[JobRecord] = []
         with self._lock:
             for job_id in list(self._processing):
                 record = self._jobs.get(job_id)
                 if record is None or record.status != "processing":
                     self._processing.discard(job_id)
-                    continue
-                if record.process_at > now_ms:
-                    continue
-                self._processing.discard(job_id)
-                owner = record.lease_owner
-                self._unlease(record)
-                record.attempts += 1
-                record.lost_count += 1
-                template = quarantine_error if quarantine_error and record.lost_count >= max_lost else error
-                record.error = template.replace("{owner}", owner or "unknown")
-                if record.attempts < record.max_attempts and record.lost_count < max_lost:
-                    record.status = "pending"
-                    record.process_at = now_ms
-                    self._enqueue_waiting(record, now_ms)
-                else:
-                    record.status = "failed"
-                    record.failed_at = now_ms
-                rescued.append(copy_record(record))
-        return rescued
+                elif record.process_at <= now_ms and len(found) < limit:
+                    found.append(copy_record(record))
+        return found
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
         with self._lock:
@@ -357,17 +266,21 @@ class MemoryStore:
 
     # -- per-key limits ------------------------------------------------------
 
-    def _claim_limited(
-        self,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None,
-        exclude_types: Collection[str],
-        limits: Sequence[KeyLimit],
-    ) -> list[JobRecord]:
+    def _lease(self, record: JobRecord, request: ClaimRequest) -> JobRecord:
+        """Moves a waiting job to ``processing`` under the request's claim;
+        returns a copy to hand out."""
+        record.status = "processing"
+        record.scheduled_at = record.process_at
+        record.process_at = request.lease_until_ms
+        record.lease_token = request.token
+        record.lease_owner = request.owner
+        record.started_at = request.now_ms
+        self._processing.add(record.id)
+        return copy_record(record)
+
+    def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
+        limit, now_ms, limits = request.limit, request.now_ms, request.limits
+        queues, exclude_types = request.queues, request.exclude_types
         with self._lock:
             ready = sorted(
                 (
@@ -392,17 +305,7 @@ class MemoryStore:
             )
             for name, key in starts:
                 self._starts.setdefault(name, []).append((now_ms, key))
-            claimed: list[JobRecord] = []
-            for record in chosen:
-                record.status = "processing"
-                record.scheduled_at = record.process_at
-                record.process_at = lease_until_ms
-                record.lease_token = token
-                record.lease_owner = owner
-                record.started_at = now_ms
-                self._processing.add(record.id)
-                claimed.append(copy_record(record))
-        return claimed
+            return [self._lease(record, request) for record in chosen]
 
     # -- unique jobs, cancellation, progress, inspection ---------------------
 
@@ -434,18 +337,12 @@ class MemoryStore:
                 answer.append(None)
             return answer
 
-    async def cancel(
-        self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
-    ) -> tuple[bool, JobRecord]:
+    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
         with self._lock:
-            record = self._held(job_id, token)
-            if record.status == "pending" or (token is not None and record.status == "processing"):
-                self._unlease(record)
-                self._processing.discard(job_id)
+            record = self._held(job_id, None)
+            if record.status == "pending":
                 record.status = "cancelled"
                 record.cancelled_at = now_ms
-                if error is not None:
-                    record.error = error
                 return True, copy_record(record)
             if record.status == "processing":
                 if record.cancel_requested_at is None:
@@ -462,25 +359,6 @@ class MemoryStore:
                 and r.status == "processing"
                 and r.cancel_requested_at is not None
             }
-
-    async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
-        done: list[JobRecord] = []
-        with self._lock:
-            for job_id in list(self._processing):
-                record = self._jobs.get(job_id)
-                if (
-                    record is None
-                    or record.status != "processing"
-                    or record.cancel_requested_at is None
-                    or record.process_at > now_ms
-                ):
-                    continue
-                self._processing.discard(job_id)
-                self._unlease(record)
-                record.status = "cancelled"
-                record.cancelled_at = now_ms
-                done.append(copy_record(record))
-        return done
 
     async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
         with self._lock:

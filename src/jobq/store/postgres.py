@@ -56,22 +56,22 @@ from ..errors import (
 )
 from .. import keylimits
 from ..job import RECORD_FIELDS, JobRecord
-from ..keylimits import KeyLimit
-from .base import complete_then_claim, dequeue_order
+from ..transitions import Transition
+from .base import ClaimRequest, Settled, dequeue_order, settle_then_claim
 from .postgres_schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
 from .postgres_sql import (
     COLUMNS,
-    DUE_ORDER,
     FENCE,
     J_COLUMNS,
     NOW,
-    UNLEASE,
     claim_ctes,
-    complete_and_claim_query,
-    complete_fenced,
     insert_many_params,
     insert_many_query,
+    settle_and_claim_query,
+    settle_batch_params,
+    settle_query,
 )
+from .sql import DUE_ORDER, expired_query
 from .sqlite_schema import check_table_name
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,19 @@ class _Transient(StoreUnavailable):
 # long it waits for a pooled connection.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("jobq_pg_deadline", default=None)
 
+# Whether the verb running in this task is a retry (its first attempt may
+# have committed unseen).
+_RETRIED: contextvars.ContextVar[bool] = contextvars.ContextVar("jobq_pg_retried", default=False)
+
 _V = TypeVar("_V", bound=Callable[..., Awaitable[Any]])
+
+
+def _repeatable(transitions: Sequence[Transition]) -> bool:
+    """Whether a batch of transitions may be written again after a lost
+    reply: each is fenced by its claim (a repeat meets ``LeaseLost`` and
+    changes nothing) or an unfenced completion (a repeat writes the same).
+    A compare-and-set on a read is not: its caller reads and decides again."""
+    return all(t.token is not None or (t.status == "completed" and not t.fenced) for t in transitions)
 
 
 def _resilient(*, retry_if: Callable[[dict[str, Any]], bool] | None = None, settle: str | None = None) -> Callable[[_V], _V]:
@@ -312,6 +324,8 @@ class PostgresStore:
                         log.warning("jobq: %s; retrying for up to %g s", exc, self.pool_timeout)
                     await self._check_pool()
                     await asyncio.sleep(min(pause, remaining))
+                    if not retried:
+                        retried_reset = _RETRIED.set(True)
                     pause, retried = min(pause * 2, RETRY_MAX), True
                     continue
                 except JobqError as exc:
@@ -333,6 +347,8 @@ class PostgresStore:
         finally:
             if reset is not None:
                 _DEADLINE.reset(reset)
+            if retried:
+                _RETRIED.reset(retried_reset)
 
     async def _check_pool(self) -> None:
         """After a transient error, tests the idle pooled connections once
@@ -358,18 +374,6 @@ class PostgresStore:
         query = self._q("count_ids", "SELECT count(*) FROM {t} WHERE id = ANY(%(ids)s::text[])")
         rows = await self._fetchall(query, {"ids": [r.id for r in records]})
         return int(rows[0][0]) == len(records), None
-
-    async def _settle_complete(
-        self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[bool, None]:
-        """A repeated completion that finds the job completed: the first
-        attempt committed (or, after a lost lease, another worker finished it;
-        either way the job is done)."""
-        if not isinstance(exc, LeaseLost):
-            return False, None
-        job_id: str = args[0] if args else kwargs["job_id"]
-        record = await self.get(job_id)
-        return record is not None and record.status == "completed", None
 
     async def _fetchall(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self._conn() as conn:
@@ -470,45 +474,24 @@ class PostgresStore:
         self._stamp([record], int(row[0]))
 
     @_resilient()
-    async def claim(
-        self,
-        *,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None = None,
-        exclude_types: Collection[str] = (),
-        limits: Sequence[KeyLimit] = (),
-    ) -> list[JobRecord]:
-        if limits:
-            return await self._claim_limited(
-                limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
-            )
-        query, params = self._claim_query(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
+    async def claim(self, request: ClaimRequest) -> list[JobRecord]:
+        if request.limits:
+            return await self._claim_limited(request)
+        query, params = self._claim_query(request)
         return self._claimed(await self._fetchall(query, params))
 
-    def _claim_query(
-        self,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None,
-        exclude_types: Collection[str],
-    ) -> tuple[str, dict[str, Any]]:
-        where, key = self._filters(queues, exclude_types)
+    def _claim_query(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
+        r = request
+        where, key = self._filters(r.queues, r.exclude_types)
         query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where)} SELECT * FROM claimed")
         params = {
-            "now": self._now(now_ms),
-            "lease": lease_until_ms - now_ms,
-            "token": token,
-            "owner": owner,
-            "limit": limit,
-            "queues": list(queues) if queues is not None else None,
-            "exclude": list(exclude_types),
+            "now": self._now(r.now_ms),
+            "lease": r.lease_until_ms - r.now_ms,
+            "token": r.token,
+            "owner": r.owner,
+            "limit": r.limit,
+            "queues": list(r.queues) if r.queues is not None else None,
+            "exclude": list(r.exclude_types),
         }
         return query, params
 
@@ -518,72 +501,37 @@ class PostgresStore:
         records.sort(key=dequeue_order)
         return records
 
-    async def complete_and_claim(
-        self,
-        completions: Sequence[tuple[str, str | None, str | None]],
-        *,
-        completed_ms: int,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None = None,
-        exclude_types: Collection[str] = (),
-        limits: Sequence[KeyLimit] = (),
-    ) -> tuple[list[JobqError | None], list[JobRecord]]:
-        """One transaction when there are completions and no per-key limits;
-        retried whole after a transient error (see :func:`_resilient`: a
-        retry after a lost reply reports ``LeaseLost`` for the jobs the first
-        attempt completed, and that attempt's claim expires)."""
-        if completions and not limits:
-            return await self._complete_and_claim(
-                completions, completed_ms, limit, now_ms, lease_until_ms, token, owner, queues, exclude_types
-            )
-        return await complete_then_claim(
-            self, completions, completed_ms=completed_ms, limit=limit, now_ms=now_ms,
-            lease_until_ms=lease_until_ms, token=token, owner=owner, queues=queues,
-            exclude_types=exclude_types, limits=limits,
-        )  # fmt: skip
+    async def settle_and_claim(
+        self, transitions: Sequence[Transition], request: ClaimRequest
+    ) -> tuple[list[Settled], list[JobRecord]]:
+        """One statement when there are transitions and no per-key limits:
+        one round trip where a transaction of two statements takes four.
+        Retried whole after a transient error when every transition is
+        fenced by its claim (see :func:`_resilient`: a retry after a lost
+        reply reports ``LeaseLost`` for the jobs the first attempt settled,
+        and that attempt's claim expires)."""
+        if transitions and not request.limits:
+            return await self._settle_and_claim(transitions=transitions, request=request)
+        return await settle_then_claim(self, transitions, request)
 
-    @_resilient()
-    async def _complete_and_claim(
-        self,
-        completions: Sequence[tuple[str, str | None, str | None]],
-        completed_ms: int,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None,
-        exclude_types: Collection[str],
-    ) -> tuple[list[JobqError | None], list[JobRecord]]:
-        query, params = self._claim_query(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
-        if any(t is None for _, t, _ in completions):
-            async with self._conn() as conn, conn.transaction():
-                outcomes = await self._complete_on(conn, completions, completed_ms)
-                cur = await conn.execute(query, params)
-                rows = await cur.fetchall()
-            return outcomes, self._claimed(rows)
-        # Every completion fenced (a processor's always are): one statement,
-        # so one round trip where a transaction of two statements takes four.
-        where, key = self._filters(queues, exclude_types)
-        combined = self._q("complete_and_claim" + key, lambda: complete_and_claim_query(where))
-        params.update(
-            done_at=self._now(completed_ms),
-            ids=[i for i, _, _ in completions],
-            tokens=[t for _, t, _ in completions],
-            results=[None if r is None else _no_nul(r) for _, _, r in completions],
-        )
+    @_resilient(retry_if=lambda kwargs: _repeatable(kwargs["transitions"]))
+    async def _settle_and_claim(
+        self, *, transitions: Sequence[Transition], request: ClaimRequest
+    ) -> tuple[list[Settled], list[JobRecord]]:
+        query, params = self._claim_query(request)
+        where, key = self._filters(request.queues, request.exclude_types)
+        combined = self._q("settle_and_claim" + key, lambda: settle_and_claim_query(where, "j.id"))
+        params.update(settle_batch_params(transitions))
         async with self._conn() as conn:
             cur = await conn.execute(combined, params)
             rows = await cur.fetchall()
             done = {row[0] for row in rows if row[0] is not None}
-            outcomes = [
-                None if job_id in done else await self._missing(conn, job_id) for job_id, _, _ in completions
+            settled: list[Settled] = [
+                None if t.job_id in done else await self._missing(conn, t.job_id) for t in transitions
             ]
-        return outcomes, self._claimed([row[1:] for row in rows if row[0] is None])
+            if any(t.wakes_workers and t.job_id in done for t in transitions):
+                await self._notify(conn)
+        return settled, self._claimed([row[1:] for row in rows if row[0] is None])
 
     @_resilient()
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
@@ -627,119 +575,48 @@ class PostgresStore:
         async with self._conn() as conn:
             return await self._get(conn, job_id)
 
-    @_resilient(settle="_settle_complete")
-    async def complete(self, job_id: str, *, token: str | None, result: str | None, now_ms: int) -> None:
-        fence = "" if token is None else FENCE
-        query = self._q(
-            "complete" + ("f" if fence else ""),
-            f"UPDATE {{t}} SET {UNLEASE}, status = 'completed', completed_at = {{now}}, result = %(result)s"
-            f" WHERE id = %(id)s{fence}",
-        )
-        params = {"now": self._now(now_ms), "result": result, "id": job_id, "token": token}
-        async with self._conn() as conn, conn.transaction():
-            cur = await conn.execute(query, params)
-            if cur.rowcount == 0:
-                raise await self._missing(conn, job_id)
-
-    @_resilient()
-    async def complete_many(
-        self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
-    ) -> list[JobqError | None]:
-        """Fenced items in one statement joined to the batch (``unnest``),
-        unfenced ones one by one, all in one transaction. After a reply lost
-        mid-outage the retried batch reports ``LeaseLost`` for jobs its first
-        attempt completed: they are completed all the same."""
-        if not items:
+    async def settle(
+        self, transitions: Sequence[Transition], *, now_ms: int, returning: bool = False
+    ) -> list[Settled]:
+        if not transitions:
             return []
-        async with self._conn() as conn, conn.transaction():
-            return await self._complete_on(conn, items, now_ms)
+        return await self._settle(transitions=transitions, now_ms=now_ms, returning=returning)
 
-    async def _complete_on(
-        self, conn: psycopg.AsyncConnection[Any], items: Sequence[tuple[str, str | None, str | None]], now_ms: int
-    ) -> list[JobqError | None]:
-        batch = self._q("complete_many", lambda: complete_fenced("{now}"))
-        single = self._q(
-            "complete",
-            f"UPDATE {{t}} SET {UNLEASE}, status = 'completed', completed_at = {{now}}, result = %(result)s"
-            f" WHERE id = %(id)s",
-        )
-        now = self._now(now_ms)
-        fenced = [(i, t, r) for i, t, r in items if t is not None]
-        done: set[str] = set()
-        if fenced:
-            cur = await conn.execute(
-                batch,
-                {
-                    "now": now,
-                    "ids": [i for i, _, _ in fenced],
-                    "tokens": [t for _, t, _ in fenced],
-                    "results": [None if r is None else _no_nul(r) for _, _, r in fenced],
-                },
-            )
-            done.update(row[0] for row in await cur.fetchall())
-        for job_id, token, result in items:
-            if token is None:
-                cur = await conn.execute(single, {"now": now, "result": result, "id": job_id})
-                if cur.rowcount:
-                    done.add(job_id)
-        return [None if job_id in done else await self._missing(conn, job_id) for job_id, _, _ in items]
-
-    @_resilient(retry_if=lambda kwargs: kwargs.get("token") is not None)
-    async def fail(
-        self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
-    ) -> JobRecord:
-        fence = "" if token is None else FENCE
-        retry = "(%(retry_in)s::bigint IS NOT NULL AND attempts + 1 < max_attempts)"
-        query = self._q(
-            "fail" + ("f" if fence else ""),
-            f"UPDATE {{t}} SET"
-            f" process_at = CASE WHEN {retry} THEN {{now}} + %(retry_in)s::bigint"
-            f" WHEN status = 'processing' THEN COALESCE(scheduled_at, process_at) ELSE process_at END,"
-            f" status = CASE WHEN {retry} THEN 'pending' ELSE 'failed' END,"
-            f" failed_at = CASE WHEN {retry} THEN failed_at ELSE {{now}} END,"
-            f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
-            f" attempts = attempts + 1, error = %(error)s"
-            f" WHERE id = %(id)s AND status <> 'completed'{fence} RETURNING {COLUMNS}",
-        )
-        params = {
-            "now": self._now(now_ms),
-            "retry_in": None if retry_at_ms is None else retry_at_ms - now_ms,
-            "error": _no_nul(error),
-            "id": job_id,
-            "token": token,
-        }
-        async with self._conn() as conn, conn.transaction():
+    @_resilient(retry_if=lambda kwargs: _repeatable(kwargs["transitions"]))
+    async def _settle(
+        self, *, transitions: Sequence[Transition], now_ms: int, returning: bool
+    ) -> list[Settled]:
+        """One statement joined to the batch (``unnest``); in a transaction
+        with the notification when a job waits to run again. After a reply
+        lost mid-outage the retried batch reports ``LeaseLost`` for jobs its
+        first attempt settled: they are settled all the same."""
+        query = self._q(("settle", returning), lambda: settle_query(f"j.id, {J_COLUMNS}" if returning else "j.id"))
+        params = {"now": self._now(now_ms), **settle_batch_params(transitions)}
+        wakes = any(t.wakes_workers for t in transitions)
+        async with self._conn() as conn, (conn.transaction() if wakes else contextlib.nullcontext()):
             cur = await conn.execute(query, params)
-            row = await cur.fetchone()
-            if row is not None:
-                record = JobRecord(*row)
-                if record.status == "pending":
-                    await self._notify(conn)
-                return record
-            current = await self._get(conn, job_id)
-            if current is not None and token is None:
-                return current  # a completed job stays completed
-            raise await self._missing(conn, job_id)
+            done = {row[0]: row[1:] for row in await cur.fetchall()}
+            settled: list[Settled] = []
+            for t in transitions:
+                if t.job_id not in done:
+                    settled.append(await self._missing(conn, t.job_id))
+                else:
+                    settled.append(JobRecord(*done[t.job_id]) if returning else None)
+            if wakes and any(t.wakes_workers and t.job_id in done for t in transitions):
+                await self._notify(conn)
+        if _RETRIED.get():
+            await self._settle_retried(transitions, settled)
+        return settled
 
-    @_resilient()
-    async def release(self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int) -> None:
-        query = self._q(
-            "release",
-            "UPDATE {t} SET process_at = COALESCE({now} + %(due_in)s::bigint, scheduled_at, process_at),"
-            " status = 'pending', lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
-            " WHERE id = %(id)s AND status = 'processing' AND lease_token = %(token)s",
-        )
-        params = {
-            "now": self._now(now_ms),
-            "due_in": None if process_at_ms is None else process_at_ms - now_ms,
-            "id": job_id,
-            "token": token,
-        }
-        async with self._conn() as conn, conn.transaction():
-            cur = await conn.execute(query, params)
-            if cur.rowcount == 0:
-                raise await self._missing(conn, job_id)
-            await self._notify(conn)
+    async def _settle_retried(self, transitions: Sequence[Transition], settled: list[Settled]) -> None:
+        """After a retry, a fenced completion that finds its job completed was
+        written by the first attempt, whose reply was lost (or, after a lost
+        lease, another worker finished it; either way the job is done)."""
+        for i, (t, outcome) in enumerate(zip(transitions, settled, strict=True)):
+            if isinstance(outcome, LeaseLost) and t.status == "completed":
+                record = await self.get(t.job_id)
+                if record is not None and record.status == "completed":
+                    settled[i] = None
 
     @_resilient()
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
@@ -762,37 +639,9 @@ class PostgresStore:
         return {job_id for job_id, _ in leases} - kept
 
     @_resilient()
-    async def rescue_expired(
-        self, *, now_ms: int, max_lost: int, error: str, quarantine_error: str | None = None
-    ) -> list[JobRecord]:
-        again = "(j.attempts + 1 < j.max_attempts AND j.lost_count + 1 < %(max_lost)s)"
-        query = self._q(
-            "rescue",
-            f"WITH expired AS (SELECT id FROM {{t}} WHERE status = 'processing' AND process_at <= {{now}}"
-            f" FOR UPDATE SKIP LOCKED)"
-            f" UPDATE {{t}} AS j SET"
-            f" status = CASE WHEN {again} THEN 'pending' ELSE 'failed' END,"
-            f" failed_at = CASE WHEN {again} THEN j.failed_at ELSE {{now}} END,"
-            f" process_at = CASE WHEN {again} THEN {{now}} ELSE COALESCE(j.scheduled_at, j.process_at) END,"
-            f" error = replace(CASE WHEN j.lost_count + 1 >= %(max_lost)s THEN %(quarantine_error)s"
-            f" ELSE %(error)s END, %(owner_field)s, COALESCE(j.lease_owner, 'unknown')),"
-            f" attempts = j.attempts + 1, lost_count = j.lost_count + 1,"
-            f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
-            f" FROM expired WHERE j.id = expired.id RETURNING {J_COLUMNS}",
-        )
-        params = {
-            "now": self._now(now_ms),
-            "max_lost": max_lost,
-            "error": _no_nul(error),
-            "quarantine_error": _no_nul(quarantine_error or error),
-            "owner_field": "{owner}",
-        }
-        async with self._conn() as conn, conn.transaction():
-            cur = await conn.execute(query, params)
-            records = self._records(await cur.fetchall())
-            if any(r.status == "pending" for r in records):
-                await self._notify(conn)
-        return records
+    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
+        query = self._q("expired", expired_query("{t}", "{now}", "%(limit)s", COLUMNS))
+        return self._records(await self._fetchall(query, {"now": self._now(now_ms), "limit": limit}))
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
         """One transaction: an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``
@@ -869,17 +718,10 @@ class PostgresStore:
 
     # -- per-key limits ------------------------------------------------------------
 
-    async def _claim_limited(
-        self,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None,
-        exclude_types: Collection[str],
-        limits: Sequence[KeyLimit],
-    ) -> list[JobRecord]:
+    async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
+        limit, now_ms, limits = request.limit, request.now_ms, request.limits
+        lease_until_ms, token, owner = request.lease_until_ms, request.token, request.owner
+        queues, exclude_types = request.queues, request.exclude_types
         where, key = self._filters(queues, exclude_types)
         parts: list[str] = []
         params: dict[str, Any] = {
@@ -1007,30 +849,25 @@ class PostgresStore:
         return answer
 
     @_resilient()
-    async def cancel(
-        self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
-    ) -> tuple[bool, JobRecord]:
+    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
         lock = self._q("cancel_lock", f"SELECT {COLUMNS} FROM {{t}} WHERE id = %(id)s FOR UPDATE")
         stop = self._q(
             "cancel_stop",
-            f"UPDATE {{t}} SET {UNLEASE}, status = 'cancelled', cancelled_at = {{now}},"
-            f" error = COALESCE(%(error)s, error) WHERE id = %(id)s RETURNING {COLUMNS}",
+            f"UPDATE {{t}} SET status = 'cancelled', cancelled_at = {{now}} WHERE id = %(id)s RETURNING {COLUMNS}",
         )
         request = self._q(
             "cancel_request",
             f"UPDATE {{t}} SET cancel_requested_at = COALESCE(cancel_requested_at, {{now}})"
             f" WHERE id = %(id)s RETURNING {COLUMNS}",
         )
-        params = {"id": job_id, "now": self._now(now_ms), "error": None if error is None else _no_nul(error)}
+        params = {"id": job_id, "now": self._now(now_ms)}
         async with self._conn() as conn, conn.transaction():
             cur = await conn.execute(lock, params)
             row = await cur.fetchone()
             if row is None:
                 raise JobNotFound(job_id)
             record = JobRecord(*row)
-            if token is not None and (record.status != "processing" or record.lease_token != token):
-                raise LeaseLost(job_id, f"the job is now {record.status}")
-            if record.status == "pending" or token is not None:
+            if record.status == "pending":
                 cur = await conn.execute(stop, params)
             elif record.status == "processing":
                 cur = await conn.execute(request, params)
@@ -1050,16 +887,6 @@ class PostgresStore:
             " AND cancel_requested_at IS NOT NULL",
         )
         return {row[0] for row in await self._fetchall(query, {"ids": list(job_ids)})}
-
-    @_resilient()
-    async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
-        query = self._q(
-            "cancel_expired",
-            f"UPDATE {{t}} SET {UNLEASE}, status = 'cancelled', cancelled_at = {{now}}"
-            f" WHERE status = 'processing' AND cancel_requested_at IS NOT NULL AND process_at <= {{now}}"
-            f" RETURNING {COLUMNS}",
-        )
-        return self._records(await self._fetchall(query, {"now": self._now(now_ms)}))
 
     @_resilient()
     async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:

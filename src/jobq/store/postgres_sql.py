@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..job import RECORD_FIELDS, JobRecord, record_values
+from ..transitions import Transition
+from .sql import DUE_ORDER, SETTLE_FIELDS, Dialect, settle_assignments, settle_fence, settle_params
 
 # "now" in every statement: the caller's time, or the database's in epoch ms.
 NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
@@ -80,14 +82,7 @@ def insert_many_query(constant: Sequence[bool]) -> str:
         f" ins AS (INSERT INTO {{t}} ({COLUMNS}) SELECT {', '.join(selected)}{source})"
         " SELECT ms FROM n"
     )
-DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
 FENCE = " AND status = 'processing' AND lease_token = %(token)s"
-# Clearing a claim: a processing row's process_at holds its lease end, and the
-# time it was due goes back in place.
-UNLEASE = (
-    "process_at = CASE WHEN status = 'processing' THEN COALESCE(scheduled_at, process_at)"
-    " ELSE process_at END, lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
-)
 
 
 def claim_ctes(where: str) -> str:
@@ -103,26 +98,42 @@ def claim_ctes(where: str) -> str:
     )
 
 
-def complete_and_claim_query(where: str) -> str:
-    """Fenced completions and a claim in one statement. Its parts see one
-    snapshot, which is safe here: the completions touch processing rows, the
-    claim pending ones. Rows of completed ids come first in the result with
-    NULL for every column of a claimed row; claimed rows have a NULL id first."""
+def settle_and_claim_query(where: str, returning: str) -> str:
+    """Settled transitions and a claim in one statement. Its parts see one
+    snapshot, which is safe here: the transitions touch processing rows, the
+    claim pending ones. Rows settled come first in the result with NULL for
+    every column of a claimed row; claimed rows have a NULL id first."""
     nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
     return (
-        f"WITH done AS ({complete_fenced(NOW.replace('%(now)s', '%(done_at)s'))}), {claim_ctes(where)}"
+        f"WITH done AS ({settle_query(returning)}), {claim_ctes(where)}"
         f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
     )
 
 
-def complete_fenced(now: str) -> str:
-    """Completes the fenced jobs given as arrays ``ids``, ``tokens`` and
-    ``results`` at ``now`` (an SQL expression); returns the ids it completed."""
+#: The batch's arrays, one per transition field (see :data:`SETTLE_FIELDS`).
+_SETTLE_BATCH = (
+    "unnest(" + ", ".join(f"%(s_{name})s::{kind}[]" for name, kind in SETTLE_FIELDS) + ")"
+    " AS b(" + ", ".join(name for name, _ in SETTLE_FIELDS) + ")"
+)
+_SETTLE_DIALECT = Dialect(value=lambda name: f"b.{name}", column=lambda name: f"j.{name}", now="{now}")
+
+
+def settle_query(returning: str) -> str:
+    """Writes a batch of transitions whose fence holds (see
+    :mod:`jobq.store.sql`); returns ``returning`` of each row written."""
     return (
-        "UPDATE {t} AS j SET process_at = COALESCE(j.scheduled_at, j.process_at),"
-        " lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
-        f" status = 'completed', completed_at = {now}, result = b.result"
-        " FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(results)s::text[]) AS b(id, token, result)"
-        " WHERE j.id = b.id AND j.status = 'processing' AND j.lease_token = b.token"
-        " RETURNING j.id"
+        f"UPDATE {{t}} AS j SET {settle_assignments(_SETTLE_DIALECT)} FROM {_SETTLE_BATCH}"
+        f" WHERE j.id = b.id AND {settle_fence(_SETTLE_DIALECT)} RETURNING {returning}"
     )
+
+
+def settle_batch_params(transitions: Sequence[Transition]) -> dict[str, Any]:
+    """The arrays of :func:`settle_query` for ``transitions``. PostgreSQL
+    text cannot hold NUL characters; an error or result keeps the rest."""
+    columns = list(zip(*map(settle_params, transitions), strict=True))
+    params: dict[str, Any] = {}
+    for (name, kind), values in zip(SETTLE_FIELDS, columns, strict=True):
+        if name in ("error", "result"):
+            values = tuple(None if v is None else v.replace("\x00", "\ufffd") for v in values)
+        params[f"s_{name}"] = list(values)
+    return params

@@ -45,8 +45,9 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..job import RECORD_FIELDS, JobRecord, record_values
-from ..keylimits import KeyLimit
-from .base import complete_then_claim, dequeue_order
+from ..transitions import Transition
+from .base import ClaimRequest, Settled, dequeue_order, settle_then_claim
+from .sql import DUE_ORDER, SETTLE_FIELDS, Dialect, expired_query, settle_assignments, settle_fence, settle_params
 from .sqlite_schema import check_table_name, migrate, starts_table
 from .sqlite_wake import WakeFile
 
@@ -66,13 +67,6 @@ _COLUMNS = ", ".join(RECORD_FIELDS)
 CRON_TABLE = (
     "CREATE TABLE IF NOT EXISTS jobq_cron (tbl TEXT NOT NULL, name TEXT NOT NULL,"
     " last_slot INTEGER NOT NULL, PRIMARY KEY (tbl, name))"
-)
-_DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
-# Clearing a claim: a processing row's process_at holds its lease end, and the
-# time it was due goes back in place.
-_UNLEASE = (
-    "process_at = CASE WHEN status = 'processing' THEN COALESCE(scheduled_at, process_at)"
-    " ELSE process_at END, lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
 )
 
 
@@ -141,9 +135,22 @@ class SQLiteStore:
         # What may run on the caller's thread: reads, and writes that need no
         # sync (all of them under "fast"); see _run_now.
         self._inline = (self._read, self._write_unsynced) + ((self._write,) if durability == "fast" else ())
+        self._settle_sql = self._settle_statements()
         self._insert_sql = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({', '.join('?' * len(RECORD_FIELDS))})"
         if durability == "full":
             self._now_conn.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def _settle_statements(self) -> tuple[str, str]:
+        """The settle statement (see :mod:`jobq.store.sql`), without and with
+        ``RETURNING``. Parameters are numbered: the transition's fields in
+        ``SETTLE_FIELDS`` order, then now."""
+        number = {name: f"?{i}" for i, (name, _) in enumerate(SETTLE_FIELDS, start=1)}
+        dialect = Dialect(value=number.__getitem__, column=str, now=f"?{len(SETTLE_FIELDS) + 1}")
+        sql = (
+            f"UPDATE {self.table} SET {settle_assignments(dialect)}"
+            f" WHERE id = {number['id']} AND {settle_fence(dialect)}"
+        )
+        return sql, f"{sql} RETURNING {_COLUMNS}"
 
     # -- connection plumbing ----------------------------------------------
 
@@ -298,45 +305,24 @@ class SQLiteStore:
             return f"jobq_{self.table}_queue_ready"
         return f"jobq_{self.table}_ready"
 
-    async def claim(
-        self,
-        *,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None = None,
-        exclude_types: Collection[str] = (),
-        limits: Sequence[KeyLimit] = (),
-    ) -> list[JobRecord]:
-        if limits:
-            return await self._claim_limited(
-                limit, now_ms, lease_until_ms, token, owner, queues, exclude_types, limits
-            )
-        sql, args = self._claim_statement(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
+    async def claim(self, request: ClaimRequest) -> list[JobRecord]:
+        if request.limits:
+            return await self._claim_limited(request)
+        sql, args = self._claim_statement(request)
         rows = await self._run(self._write_unsynced, lambda c: c.execute(sql, args).fetchall())
         return self._claimed(rows)
 
-    def _claim_statement(
-        self,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None,
-        exclude_types: Collection[str],
-    ) -> tuple[str, tuple[Any, ...]]:
-        where, params = self._filters(queues, exclude_types)
+    def _claim_statement(self, request: ClaimRequest) -> tuple[str, tuple[Any, ...]]:
+        r = request
+        where, params = self._filters(r.queues, r.exclude_types)
         sql = (
             f"UPDATE {self.table} SET status = 'processing', scheduled_at = process_at,"
             f" process_at = ?, lease_token = ?, lease_owner = ?, started_at = ?"
-            f" WHERE id IN (SELECT id FROM {self.table} INDEXED BY {self._ready_index(queues)}"
-            f" WHERE status = 'pending' AND process_at <= ?{where} ORDER BY {_DUE_ORDER} LIMIT ?)"
+            f" WHERE id IN (SELECT id FROM {self.table} INDEXED BY {self._ready_index(r.queues)}"
+            f" WHERE status = 'pending' AND process_at <= ?{where} ORDER BY {DUE_ORDER} LIMIT ?)"
             f" RETURNING {_COLUMNS}"
         )
-        return sql, (lease_until_ms, token, owner, now_ms, now_ms, *params, limit)
+        return sql, (r.lease_until_ms, r.token, r.owner, r.now_ms, r.now_ms, *params, r.limit)
 
     def _claimed(self, rows: list[Any]) -> list[JobRecord]:
         records = self._records(rows)
@@ -344,41 +330,27 @@ class SQLiteStore:
         records.sort(key=dequeue_order)
         return records
 
-    async def complete_and_claim(
-        self,
-        completions: Sequence[tuple[str, str | None, str | None]],
-        *,
-        completed_ms: int,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None = None,
-        exclude_types: Collection[str] = (),
-        limits: Sequence[KeyLimit] = (),
-    ) -> tuple[list[JobqError | None], list[JobRecord]]:
-        if limits:  # the limited claim is a transaction of its own
-            return await complete_then_claim(
-                self, completions, completed_ms=completed_ms, limit=limit, now_ms=now_ms,
-                lease_until_ms=lease_until_ms, token=token, owner=owner, queues=queues,
-                exclude_types=exclude_types, limits=limits,
-            )  # fmt: skip
-        complete = self._completer(completions, completed_ms)
-        sql, args = self._claim_statement(limit, now_ms, lease_until_ms, token, owner, queues, exclude_types)
+    async def settle_and_claim(
+        self, transitions: Sequence[Transition], request: ClaimRequest
+    ) -> tuple[list[Settled], list[JobRecord]]:
+        if request.limits:  # the limited claim is a transaction of its own
+            return await settle_then_claim(self, transitions, request)
+        settle = self._settler(transitions, request.now_ms, returning=False)
+        sql, args = self._claim_statement(request)
 
-        def do(conn: sqlite3.Connection) -> tuple[list[JobqError | None], list[Any]]:
-            return complete(conn), conn.execute(sql, args).fetchall()
+        def do(conn: sqlite3.Connection) -> tuple[list[Settled], list[Any]]:
+            return settle(conn), conn.execute(sql, args).fetchall()
 
-        # Completions must be synced; a claim alone need not be.
-        outcomes, rows = await self._run(self._write if completions else self._write_unsynced, do)
-        return outcomes, self._claimed(rows)
+        # What is settled must be synced; a claim alone need not be.
+        settled, rows = await self._run(self._write if transitions else self._write_unsynced, do)
+        self._announce(transitions, settled)
+        return settled, self._claimed(rows)
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, params = self._filters(queues, ())
         sql = (
             f"SELECT {_COLUMNS} FROM {self.table} INDEXED BY {self._ready_index(queues)}"
-            f" WHERE status = 'pending' AND process_at <= ?{where} ORDER BY {_DUE_ORDER} LIMIT 1"
+            f" WHERE status = 'pending' AND process_at <= ?{where} ORDER BY {DUE_ORDER} LIMIT 1"
         )
         rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms, *params)).fetchall())
         return JobRecord(*rows[0]) if rows else None
@@ -400,7 +372,7 @@ class SQLiteStore:
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(self._read, lambda c: self._get(c, job_id))
 
-    def _missing(self, conn: sqlite3.Connection, job_id: str, token: str | None) -> JobqError:
+    def _missing(self, conn: sqlite3.Connection, job_id: str) -> JobqError:
         """Why a fenced or unfenced update touched no row."""
         record = self._get(conn, job_id)
         if record is None:
@@ -413,112 +385,58 @@ class SQLiteStore:
             return "", ()
         return " AND status = 'processing' AND lease_token = ?", (token,)
 
-    async def complete(self, job_id: str, *, token: str | None, result: str | None, now_ms: int) -> None:
-        fence, fence_args = self._fence(token)
-        sql = (
-            f"UPDATE {self.table} SET {_UNLEASE}, status = 'completed', completed_at = ?, result = ?"
-            f" WHERE id = ?{fence}"
+    async def settle(
+        self, transitions: Sequence[Transition], *, now_ms: int, returning: bool = False
+    ) -> list[Settled]:
+        if not transitions:
+            return []
+        settled: list[Settled] = await self._run(
+            self._write, self._settler(transitions, now_ms, returning=returning)
         )
+        self._announce(transitions, settled)
+        return settled
 
-        def do(conn: sqlite3.Connection) -> None:
-            if conn.execute(sql, (now_ms, result, job_id, *fence_args)).rowcount == 0:
-                raise self._missing(conn, job_id, token)
+    def _announce(self, transitions: Sequence[Transition], settled: Sequence[Settled]) -> None:
+        """Touches the wake file when a job written back to waiting may run."""
+        if any(
+            t.wakes_workers and not isinstance(s, JobqError) for t, s in zip(transitions, settled, strict=True)
+        ):
+            self._wake_file.touch()
 
-        await self._run(self._write, do)
+    def _settler(
+        self, transitions: Sequence[Transition], now_ms: int, *, returning: bool
+    ) -> Callable[[sqlite3.Connection], list[Settled]]:
+        """The statements writing ``transitions`` inside a write transaction.
+        Without ``returning`` they go in one ``executemany``; only when it
+        changes fewer rows than it was given are they rolled back and done one
+        by one, to learn which fences failed."""
+        sql, returning_sql = self._settle_sql
+        rows = [(*settle_params(t), now_ms) for t in transitions]
 
-    async def complete_many(
-        self, items: Sequence[tuple[str, str | None, str | None]], *, now_ms: int
-    ) -> list[JobqError | None]:
-        return await self._run(self._write, self._completer(items, now_ms)) if items else []
-
-    def _completer(
-        self, items: Sequence[tuple[str, str | None, str | None]], now_ms: int
-    ) -> Callable[[sqlite3.Connection], list[JobqError | None]]:
-        """The statements completing ``items`` inside a write transaction.
-        Fenced items go in one ``executemany``; only when it changes fewer
-        rows than it was given are they rolled back and done one by one, to
-        learn which claims were lost."""
-        fenced = (
-            f"UPDATE {self.table} SET {_UNLEASE}, status = 'completed', completed_at = ?, result = ?"
-            f" WHERE id = ? AND status = 'processing' AND lease_token = ?"
-        )
-        unfenced = (
-            f"UPDATE {self.table} SET {_UNLEASE}, status = 'completed', completed_at = ?, result = ?"
-            f" WHERE id = ?"
-        )
-
-        def one_by_one(conn: sqlite3.Connection) -> list[JobqError | None]:
-            outcomes: list[JobqError | None] = []
-            for job_id, token, result in items:
-                if token is None:
-                    changed = conn.execute(unfenced, (now_ms, result, job_id)).rowcount
+        def one_by_one(conn: sqlite3.Connection) -> list[Settled]:
+            settled: list[Settled] = []
+            for transition, row in zip(transitions, rows, strict=True):
+                if returning:
+                    found = conn.execute(returning_sql, row).fetchone()
+                    settled.append(JobRecord(*found) if found else self._missing(conn, transition.job_id))
                 else:
-                    changed = conn.execute(fenced, (now_ms, result, job_id, token)).rowcount
-                outcomes.append(None if changed else self._missing(conn, job_id, token))
-            return outcomes
+                    changed = conn.execute(sql, row).rowcount
+                    settled.append(None if changed else self._missing(conn, transition.job_id))
+            return settled
 
-        def do(conn: sqlite3.Connection) -> list[JobqError | None]:
-            if not items:
-                return []
-            if any(token is None for _, token, _ in items):
+        def do(conn: sqlite3.Connection) -> list[Settled]:
+            if returning or len(rows) == 1:
                 return one_by_one(conn)
-            conn.execute("SAVEPOINT jobq_complete")
-            changed = conn.executemany(
-                fenced, [(now_ms, result, job_id, token) for job_id, token, result in items]
-            ).rowcount
-            if changed != len(items):
-                conn.execute("ROLLBACK TO jobq_complete")
-                conn.execute("RELEASE jobq_complete")
+            conn.execute("SAVEPOINT jobq_settle")
+            changed = conn.executemany(sql, rows).rowcount
+            if changed != len(rows):
+                conn.execute("ROLLBACK TO jobq_settle")
+                conn.execute("RELEASE jobq_settle")
                 return one_by_one(conn)
-            conn.execute("RELEASE jobq_complete")
-            return [None] * len(items)
+            conn.execute("RELEASE jobq_settle")
+            return [None] * len(rows)
 
         return do
-
-    async def fail(
-        self, job_id: str, *, token: str | None, error: str, retry_at_ms: int | None, now_ms: int
-    ) -> JobRecord:
-        fence, fence_args = self._fence(token)
-        retry = "(? IS NOT NULL AND attempts + 1 < max_attempts)"
-        sql = (
-            f"UPDATE {self.table} SET"
-            f" process_at = CASE WHEN {retry} THEN ? WHEN status = 'processing'"
-            f" THEN COALESCE(scheduled_at, process_at) ELSE process_at END,"
-            f" status = CASE WHEN {retry} THEN 'pending' ELSE 'failed' END,"
-            f" failed_at = CASE WHEN {retry} THEN failed_at ELSE ? END,"
-            f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL,"
-            f" attempts = attempts + 1, error = ?"
-            f" WHERE id = ? AND status <> 'completed'{fence} RETURNING {_COLUMNS}"
-        )
-        args = (retry_at_ms, retry_at_ms, retry_at_ms, retry_at_ms, now_ms, error, job_id, *fence_args)
-
-        def do(conn: sqlite3.Connection) -> JobRecord:
-            row = conn.execute(sql, args).fetchone()
-            if row is not None:
-                return JobRecord(*row)
-            record = self._get(conn, job_id)
-            if record is not None and token is None:
-                return record  # a completed job stays completed
-            raise self._missing(conn, job_id, token)
-
-        record: JobRecord = await self._run(self._write, do)
-        if record.status == "pending":
-            self._wake_file.touch()  # to be retried
-        return record
-
-    async def release(self, job_id: str, *, token: str, process_at_ms: int | None, now_ms: int) -> None:
-        sql = (
-            f"UPDATE {self.table} SET process_at = COALESCE(?, scheduled_at, process_at),"
-            f" status = 'pending', lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
-            f" WHERE id = ? AND status = 'processing' AND lease_token = ?"
-        )
-
-        def do(conn: sqlite3.Connection) -> None:
-            if conn.execute(sql, (process_at_ms, job_id, token)).rowcount == 0:
-                raise self._missing(conn, job_id, token)
-
-        await self._run(self._write, do)
-        self._wake_file.touch()
 
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         sql = (
@@ -535,25 +453,9 @@ class SQLiteStore:
 
         return await self._run(self._write, do) if leases else set()
 
-    async def rescue_expired(
-        self, *, now_ms: int, max_lost: int, error: str, quarantine_error: str | None = None
-    ) -> list[JobRecord]:
-        again = "(attempts + 1 < max_attempts AND lost_count + 1 < ?)"
-        sql = (
-            f"UPDATE {self.table} SET"
-            f" status = CASE WHEN {again} THEN 'pending' ELSE 'failed' END,"
-            f" failed_at = CASE WHEN {again} THEN failed_at ELSE ? END,"
-            f" process_at = CASE WHEN {again} THEN ? ELSE COALESCE(scheduled_at, process_at) END,"
-            f" error = replace(CASE WHEN lost_count + 1 >= ? THEN ? ELSE ? END,"
-            f" '{{owner}}', COALESCE(lease_owner, 'unknown')),"
-            f" attempts = attempts + 1, lost_count = lost_count + 1,"
-            f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
-            f" WHERE status = 'processing' AND process_at <= ? RETURNING {_COLUMNS}"
-        )
-        args = (max_lost, max_lost, now_ms, max_lost, now_ms, max_lost, quarantine_error or error, error, now_ms)
-        rows = await self._run(self._write, lambda c: c.execute(sql, args).fetchall())
-        if rows:
-            self._wake_file.touch()
+    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
+        sql = expired_query(self.table, "?", "?", _COLUMNS)
+        rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms, limit)).fetchall())
         return self._records(rows)
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
@@ -615,17 +517,10 @@ class SQLiteStore:
 
     # -- per-key limits ------------------------------------------------------
 
-    async def _claim_limited(
-        self,
-        limit: int,
-        now_ms: int,
-        lease_until_ms: int,
-        token: str,
-        owner: str,
-        queues: Sequence[str] | None,
-        exclude_types: Collection[str],
-        limits: Sequence[KeyLimit],
-    ) -> list[JobRecord]:
+    async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
+        limit, now_ms, limits = request.limit, request.now_ms, request.limits
+        lease_until_ms, token, owner = request.lease_until_ms, request.token, request.owner
+        queues, exclude_types = request.queues, request.exclude_types
         where, params = self._filters(queues, exclude_types)
         parts: list[str] = []
         part_args: list[Any] = []
@@ -636,9 +531,9 @@ class SQLiteStore:
         # The first waiting jobs of each key combination, round-robin.
         candidates_sql = (
             f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, row_number() OVER"
-            f" (PARTITION BY {', '.join(parts)} ORDER BY {_DUE_ORDER}) AS jobq_rank"
+            f" (PARTITION BY {', '.join(parts)} ORDER BY {DUE_ORDER}) AS jobq_rank"
             f" FROM {self.table} WHERE status = 'pending' AND process_at <= ?{where})"
-            f" WHERE jobq_rank <= ? ORDER BY jobq_rank, {_DUE_ORDER} LIMIT ?"
+            f" WHERE jobq_rank <= ? ORDER BY jobq_rank, {DUE_ORDER} LIMIT ?"
         )
         candidates_args = (*part_args, now_ms, *params, limit, keylimits.candidate_cap(limit))
         starts = starts_table(self.table)
@@ -714,13 +609,8 @@ class SQLiteStore:
             self._wake_file.touch()
         return answer
 
-    async def cancel(
-        self, job_id: str, *, token: str | None, now_ms: int, error: str | None = None
-    ) -> tuple[bool, JobRecord]:
-        stop = (
-            f"UPDATE {self.table} SET {_UNLEASE}, status = 'cancelled', cancelled_at = ?,"
-            f" error = COALESCE(?, error) WHERE id = ?"
-        )
+    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
+        stop = f"UPDATE {self.table} SET status = 'cancelled', cancelled_at = ? WHERE id = ?"
         request = (
             f"UPDATE {self.table} SET cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?"
         )
@@ -729,10 +619,8 @@ class SQLiteStore:
             record = self._get(conn, job_id)
             if record is None:
                 raise JobNotFound(job_id)
-            if token is not None and (record.status != "processing" or record.lease_token != token):
-                raise LeaseLost(job_id, f"the job is now {record.status}")
-            if record.status == "pending" or token is not None:
-                conn.execute(stop, (now_ms, error, job_id))
+            if record.status == "pending":
+                conn.execute(stop, (now_ms, job_id))
             elif record.status == "processing":
                 conn.execute(request, (now_ms, job_id))
             else:
@@ -752,15 +640,6 @@ class SQLiteStore:
         )
         rows = await self._run(self._read, lambda c: c.execute(sql, tuple(job_ids)).fetchall())
         return {row[0] for row in rows}
-
-    async def cancel_expired(self, *, now_ms: int) -> list[JobRecord]:
-        sql = (
-            f"UPDATE {self.table} SET {_UNLEASE}, status = 'cancelled', cancelled_at = ?"
-            f" WHERE status = 'processing' AND cancel_requested_at IS NOT NULL AND process_at <= ?"
-            f" RETURNING {_COLUMNS}"
-        )
-        rows = await self._run(self._write, lambda c: c.execute(sql, (now_ms, now_ms)).fetchall())
-        return self._records(rows)
 
     async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
         sql = (
@@ -795,7 +674,7 @@ class SQLiteStore:
 
         def do(conn: sqlite3.Connection) -> None:
             if conn.execute(sql, (progress, message, job_id, *fence_args)).rowcount == 0:
-                raise self._missing(conn, job_id, token)
+                raise self._missing(conn, job_id)
 
         await self._run(self._write, do)
 

@@ -1,0 +1,203 @@
+"""How a job leaves ``processing`` (and how an operator moves it): the rules,
+decided once, in Python.
+
+A caller that holds a job (a processor, or code that ``dequeue`` d it)
+decides what becomes of it (completed, retried after a delay, failed for
+good, given back, cancelled) from the :class:`~jobq.job.Job` in hand, and
+hands the store a :class:`Transition`: the state to write, and the fence
+under which to write it. Stores decide nothing: they write the target state
+if the fence still holds, and report :class:`~jobq.errors.LeaseLost`
+otherwise (River's ``JobSetStateIfRunning``, Oban's engine acks).
+
+Two kinds of fence:
+
+- a claim ``token``: the write happens only while the job is ``processing``
+  under that claim. Its holder's ``Job`` is then an exact picture of the row
+  (nobody else changes a held job), so values such as ``attempts + 1`` are
+  computed from it.
+- a compare-and-set on what a read saw (``expect_status``,
+  ``expect_attempts``, ``expect_expired``): for decisions made on a row the
+  caller does not hold, such as the rescue of an expired lease or an
+  operator failing a job by id. If the row changed since, the write does
+  nothing and the caller reads again.
+
+:func:`apply` is the same rule on a record in memory: the in-memory store
+writes with it, and every SQL store's statement (``store/sql.py``) is its
+translation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .job import JobRecord
+
+#: Where a transition can lead (stored statuses).
+Target = Literal["completed", "failed", "pending", "cancelled"]
+
+LOST_WORKER_ERROR = "worker {owner} was lost: its lease expired before the job finished"
+#: The error of a job failed for good because its workers kept being lost
+#: (``{lost}`` is ``max_lost_leases``); the processor emits ``job_quarantined``.
+QUARANTINE_ERROR = (
+    "quarantined after {lost} lost workers: the job may be killing its worker"
+    " (the last lost was worker {owner}, whose lease expired before the job finished)"
+)
+#: The error stored when a worker's handler is stopped by a cancel request.
+CANCEL_REQUESTED = "cancel requested"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One job moved to ``status``, if its fence holds.
+
+    ``None`` in a value field keeps what is stored. Whatever the target, the
+    claim is cleared (token, owner), and a processing job's ``process_at``
+    (its lease end while it ran) goes back to the time it was due, unless
+    ``delay_ms`` sets a new one."""
+
+    job_id: str
+    status: Target
+    #: Fence: only while the job is ``processing`` under this claim token.
+    token: str | None = None
+    #: Compare-and-set: only while the stored status is this.
+    expect_status: str | None = None
+    #: Compare-and-set: only while the stored attempts count is this.
+    expect_attempts: int | None = None
+    #: Compare-and-set: only while the job's lease has run out (rescue).
+    expect_expired: bool = False
+    attempts: int | None = None
+    lost_count: int | None = None
+    error: str | None = None
+    #: Stored as the result when ``status`` is ``completed`` (JSON text).
+    result: str | None = None
+    #: ``pending`` only: runs again ``delay_ms`` after now; ``None`` keeps
+    #: the time it was due before its claim (its old place in line).
+    delay_ms: int | None = None
+
+    @property
+    def fenced(self) -> bool:
+        """Whether the write is conditional (a claim token or a compare-and-set)."""
+        return (
+            self.token is not None
+            or self.expect_status is not None
+            or self.expect_attempts is not None
+            or self.expect_expired
+        )
+
+    @property
+    def wakes_workers(self) -> bool:
+        """Whether the job waits to run again afterwards, so idle workers
+        should look."""
+        return self.status == "pending"
+
+
+# -- the decisions -----------------------------------------------------------
+
+
+def completed(job_id: str, token: str | None, result: str | None) -> Transition:
+    return Transition(job_id, "completed", token=token, result=result)
+
+
+def will_retry(attempts: int, max_attempts: int) -> bool:
+    """k-msg's rule: a failed attempt is retried while attempts are left
+    after it."""
+    return attempts + 1 < max_attempts
+
+
+def failed_attempt(
+    job_id: str,
+    *,
+    token: str | None,
+    attempts: int,
+    max_attempts: int,
+    error: str,
+    retry_delay_ms: int | None,
+    expect_status: str | None = None,
+) -> Transition:
+    """A failed attempt: retried after ``retry_delay_ms`` while attempts are
+    left (``None``: no retry asked), failed for good otherwise. ``attempts``
+    is the count before this attempt was counted."""
+    if retry_delay_ms is not None and will_retry(attempts, max_attempts):
+        return Transition(
+            job_id, "pending", token=token, attempts=attempts + 1, error=error, delay_ms=retry_delay_ms,
+            expect_status=expect_status, expect_attempts=attempts if token is None else None,
+        )  # fmt: skip
+    return Transition(
+        job_id, "failed", token=token, attempts=attempts + 1, error=error,
+        expect_status=expect_status, expect_attempts=attempts if token is None else None,
+    )  # fmt: skip
+
+
+def released(job_id: str, token: str, delay_ms: int | None) -> Transition:
+    """Given back without spending an attempt (a snooze, a graceful stop)."""
+    return Transition(job_id, "pending", token=token, delay_ms=delay_ms)
+
+
+def cancelled(job_id: str, token: str, reason: str | None) -> Transition:
+    """Stopped for good by its holder (``CancelJob``, a cancel request)."""
+    return Transition(job_id, "cancelled", token=token, error=reason)
+
+
+def rescued(record: JobRecord, *, max_lost: int) -> Transition:
+    """What becomes of a processing job whose lease ran out (its worker was
+    lost): cancelled if a cancel was asked of it; otherwise a failed attempt
+    and a lost worker, waiting to run again at once while attempts are left
+    and it was lost fewer than ``max_lost`` times, failed for good (the last
+    time, quarantined) otherwise. Fenced on the row as read."""
+    fence = {"expect_status": "processing", "expect_attempts": record.attempts, "expect_expired": True}
+    if record.cancel_requested_at is not None:
+        return Transition(record.id, "cancelled", **fence)  # type: ignore[arg-type]
+    lost = record.lost_count + 1
+    owner = record.lease_owner or "unknown"
+    if lost >= max_lost:
+        error = QUARANTINE_ERROR.format(lost=max_lost, owner=owner)
+    else:
+        error = LOST_WORKER_ERROR.format(owner=owner)
+    again = will_retry(record.attempts, record.max_attempts) and lost < max_lost
+    return Transition(
+        record.id, "pending" if again else "failed", attempts=record.attempts + 1, lost_count=lost,
+        error=error, delay_ms=0 if again else None, **fence,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+# -- the same rule on a record in memory -------------------------------------
+
+
+def holds(record: JobRecord, transition: Transition, now_ms: int) -> bool:
+    """Whether ``transition``'s fence holds on ``record`` at ``now_ms``."""
+    t = transition
+    if t.token is not None and (record.status != "processing" or record.lease_token != t.token):
+        return False
+    if t.expect_status is not None and record.status != t.expect_status:
+        return False
+    if t.expect_attempts is not None and record.attempts != t.expect_attempts:
+        return False
+    return not (t.expect_expired and record.process_at > now_ms)
+
+
+def apply(record: JobRecord, transition: Transition, now_ms: int) -> None:
+    """Writes ``transition`` into ``record`` (its fence already checked), as
+    every store does."""
+    t = transition
+    if t.status == "pending" and t.delay_ms is not None:
+        record.process_at = now_ms + t.delay_ms
+    elif record.status == "processing" and record.scheduled_at is not None:
+        record.process_at = record.scheduled_at
+    record.status = t.status
+    if t.attempts is not None:
+        record.attempts = t.attempts
+    if t.lost_count is not None:
+        record.lost_count = t.lost_count
+    if t.error is not None:
+        record.error = t.error
+    if t.status == "completed":
+        record.result = t.result
+        record.completed_at = now_ms
+    elif t.status == "failed":
+        record.failed_at = now_ms
+    elif t.status == "cancelled":
+        record.cancelled_at = now_ms
+    record.lease_token = None
+    record.lease_owner = None
+    record.scheduled_at = None
