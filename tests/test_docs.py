@@ -69,11 +69,18 @@ def split_page(page: Path) -> tuple[list[tuple[int, str]], list[Block]]:
         j = i + 1
         while j < len(lines):
             closing = _FENCE.match(lines[j])
-            if closing and closing.group(1)[0] == fence[0] and len(closing.group(1)) >= len(fence) and not closing.group(2).strip():
+            if (
+                closing
+                and closing.group(1)[0] == fence[0]
+                and len(closing.group(1)) >= len(fence)
+                and not closing.group(2).strip()
+            ):
                 break
             body.append(lines[j])
             j += 1
-        blocks.append(Block(page, i + 1, info.split()[0] if info else "", "\n".join(body) + "\n", previous == FRAGMENT))
+        blocks.append(
+            Block(page, i + 1, info.split()[0] if info else "", "\n".join(body) + "\n", previous == FRAGMENT)
+        )
         i = j + 1
     return prose, blocks
 
@@ -195,5 +202,9 @@ def test_python_example(block: Block, tmp_path: Path) -> None:
             timeout=RUN_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"{block.name}: the example ran past {RUN_TIMEOUT} s (mark it <!-- fragment --> if it never ends)")
-    assert done.returncode == 0, f"{block.name}: the example exited {done.returncode}:\n{done.stdout}{done.stderr}"
+        pytest.fail(
+            f"{block.name}: the example ran past {RUN_TIMEOUT} s (mark it <!-- fragment --> if it never ends)"
+        )
+    assert done.returncode == 0, (
+        f"{block.name}: the example exited {done.returncode}:\n{done.stdout}{done.stderr}"
+    )
