@@ -10,7 +10,8 @@ import pytest
 
 import jobq
 from jobq import JobStatus
-from jobq.store.sqlite_schema import JOBQ_COLUMNS, LATEST_VERSION, check_table_name, migrate
+from jobq.store.sql import check_table_name
+from jobq.store.sqlite_schema import JOBQ_COLUMNS, LATEST_VERSION, migrate
 
 # k-msg's SQLiteJobQueue schema, as it creates it (packages/messaging/src/queue/sqlite-job-queue.ts).
 KMSG_SCHEMA = """

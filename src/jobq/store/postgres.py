@@ -71,8 +71,8 @@ from .postgres_sql import (
     settle_batch_params,
     settle_query,
 )
-from .sql import DUE_ORDER, expired_query
-from .sqlite_schema import check_table_name
+from .sql import DUE_ORDER, delayed, expired_query, public_status, ready
+from .sql import check_table_name
 
 log = logging.getLogger(__name__)
 
@@ -538,7 +538,7 @@ class PostgresStore:
         where, key = self._filters(queues)
         query = self._q(
             "peek" + key,
-            f"SELECT {COLUMNS} FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}"
+            f"SELECT {COLUMNS} FROM {{t}} WHERE {ready('{now}')}{where}"
             f" ORDER BY {DUE_ORDER} LIMIT 1",
         )
         params = {"now": self._now(now_ms), "queues": list(queues) if queues is not None else None}
@@ -550,7 +550,7 @@ class PostgresStore:
         where, key = self._filters(queues)
         query = self._q(
             "count_ready" + key,
-            f"SELECT count(*) FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}",
+            f"SELECT count(*) FROM {{t}} WHERE {ready('{now}')}{where}",
         )
         params = {"now": self._now(now_ms), "queues": list(queues) if queues is not None else None}
         return int((await self._fetchall(query, params))[0][0])
@@ -710,7 +710,7 @@ class PostgresStore:
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
         query = self._q(
             "count_by_status",
-            "SELECT CASE WHEN status = 'pending' AND process_at > {now} THEN 'delayed' ELSE status END"
+            f"SELECT {public_status('{now}')}"
             " AS s, count(*) FROM {t} GROUP BY s",
         )
         rows = await self._fetchall(query, {"now": self._now(now_ms)})
@@ -746,7 +746,7 @@ class PostgresStore:
             "claim_limited" + key,
             f"SELECT {COLUMNS} FROM (SELECT {COLUMNS}, row_number() OVER"
             f" (PARTITION BY {', '.join(parts)} ORDER BY {DUE_ORDER}) AS jobq_rank"
-            f" FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}) AS ranked"
+            f" FROM {{t}} WHERE {ready('{now}')}{where}) AS ranked"
             f" WHERE jobq_rank <= %(per_key)s ORDER BY jobq_rank, {DUE_ORDER} LIMIT %(cap)s",
         )
         take = self._q(
@@ -951,9 +951,9 @@ class PostgresStore:
             either: list[str] = []
             stored = sorted(set(statuses) - {"pending", "delayed"})
             if "pending" in statuses:
-                either.append("(status = 'pending' AND process_at <= {now})")
+                either.append(f"({ready('{now}')})")
             if "delayed" in statuses:
-                either.append("(status = 'pending' AND process_at > {now})")
+                either.append(f"({delayed('{now}')})")
             if stored:
                 either.append("status = ANY(%(statuses)s::text[])")
                 params["statuses"] = stored
@@ -982,8 +982,8 @@ class PostgresStore:
     async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
         query = self._q(
             "summary",
-            "SELECT queue, type, CASE WHEN status = 'pending' AND process_at > {now} THEN 'delayed'"
-            " ELSE status END AS s, count(*) FROM {t} GROUP BY queue, type, s ORDER BY queue, type, s",
+            f"SELECT queue, type, {public_status('{now}')}"
+            " AS s, count(*) FROM {t} GROUP BY queue, type, s ORDER BY queue, type, s",
         )
         rows = await self._fetchall(query, {"now": self._now(now_ms)})
         return [(q, t, st, int(n)) for q, t, st, n in rows]

@@ -12,7 +12,7 @@ first migrates, the others wait for its commit and then find the work done.
 The version reached is kept per table in ``jobq_schema``, which lives in the
 first schema of the ``search_path``, like the job table.
 
-Table names are checked with :func:`~jobq.store.sqlite_schema.check_table_name`
+Table names are checked with :func:`~jobq.store.sql.check_table_name`
 and always quoted with :class:`psycopg.sql.Identifier`.
 """
 
@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import InvalidOption
-from .sqlite_schema import check_table_name
+from .sql import check_table_name
 
 #: The default table: k-msg's PostgreSQL (Hyperdrive) job queue uses this name.
 DEFAULT_TABLE = "kmsg_jobs"

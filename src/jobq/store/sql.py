@@ -10,11 +10,15 @@ PostgreSQL is only that spelling; the rule is the text below.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InvalidOption
 from ..transitions import Transition
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # 63 characters at most, as PostgreSQL allows
 
 #: The fields of a transition a settle statement reads, in the order a batch
 #: sends them, with their SQL types.
@@ -34,6 +38,23 @@ SETTLE_FIELDS: tuple[tuple[str, str], ...] = (
 
 #: The order ``claim`` takes ready jobs in.
 DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
+
+
+# A waiting job is stored as pending (k-msg's layout) whether it is due or
+# not; the public status tells them apart by the time. One rule, three spellings:
+def ready(now: str) -> str:
+    """Rows of jobs waiting and due at ``now`` (public status ``pending``)."""
+    return f"status = 'pending' AND process_at <= {now}"
+
+
+def delayed(now: str) -> str:
+    """Rows of jobs waiting for a later time (public status ``delayed``)."""
+    return f"status = 'pending' AND process_at > {now}"
+
+
+def public_status(now: str) -> str:
+    """A row's public status at ``now``."""
+    return f"CASE WHEN {delayed(now)} THEN 'delayed' ELSE status END"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +118,12 @@ def expired_query(table: str, now: str, limit: str, columns: str) -> str:
         f"SELECT {columns} FROM {table} WHERE status = 'processing' AND process_at <= {now}"
         f" ORDER BY process_at LIMIT {limit}"
     )
+
+
+def check_table_name(table: str) -> str:
+    """Table names are interpolated into SQL, so only plain identifiers pass."""
+    if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
+        raise InvalidOption(
+            f"table name {table!r} is not a plain SQL identifier (letters, digits, underscore)"
+        )
+    return table

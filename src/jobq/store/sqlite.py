@@ -47,8 +47,20 @@ from ..errors import (
 from ..job import RECORD_FIELDS, JobRecord, record_values
 from ..transitions import Transition
 from .base import ClaimRequest, Settled, dequeue_order, settle_then_claim
-from .sql import DUE_ORDER, SETTLE_FIELDS, Dialect, expired_query, settle_assignments, settle_fence, settle_params
-from .sqlite_schema import check_table_name, migrate, starts_table
+from .sql import (
+    DUE_ORDER,
+    delayed,
+    public_status,
+    ready,
+    SETTLE_FIELDS,
+    Dialect,
+    check_table_name,
+    expired_query,
+    settle_assignments,
+    settle_fence,
+    settle_params,
+)
+from .sqlite_schema import migrate, starts_table
 from .sqlite_wake import WakeFile
 
 R = TypeVar("R")
@@ -319,7 +331,7 @@ class SQLiteStore:
             f"UPDATE {self.table} SET status = 'processing', scheduled_at = process_at,"
             f" process_at = ?, lease_token = ?, lease_owner = ?, started_at = ?"
             f" WHERE id IN (SELECT id FROM {self.table} INDEXED BY {self._ready_index(r.queues)}"
-            f" WHERE status = 'pending' AND process_at <= ?{where} ORDER BY {DUE_ORDER} LIMIT ?)"
+            f" WHERE {ready('?')}{where} ORDER BY {DUE_ORDER} LIMIT ?)"
             f" RETURNING {_COLUMNS}"
         )
         return sql, (r.lease_until_ms, r.token, r.owner, r.now_ms, r.now_ms, *params, r.limit)
@@ -350,14 +362,14 @@ class SQLiteStore:
         where, params = self._filters(queues, ())
         sql = (
             f"SELECT {_COLUMNS} FROM {self.table} INDEXED BY {self._ready_index(queues)}"
-            f" WHERE status = 'pending' AND process_at <= ?{where} ORDER BY {DUE_ORDER} LIMIT 1"
+            f" WHERE {ready('?')}{where} ORDER BY {DUE_ORDER} LIMIT 1"
         )
         rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms, *params)).fetchall())
         return JobRecord(*rows[0]) if rows else None
 
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
         where, params = self._filters(queues, ())
-        sql = f"SELECT count(*) FROM {self.table} WHERE status = 'pending' AND process_at <= ?{where}"
+        sql = f"SELECT count(*) FROM {self.table} WHERE {ready('?')}{where}"
         return await self._run(self._read, lambda c: c.execute(sql, (now_ms, *params)).fetchone()[0])
 
     async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
@@ -509,7 +521,7 @@ class SQLiteStore:
 
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
         sql = (
-            f"SELECT CASE WHEN status = 'pending' AND process_at > ? THEN 'delayed' ELSE status END"
+            f"SELECT {public_status('?')}"
             f" AS s, count(*) FROM {self.table} GROUP BY s"
         )
         rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms,)).fetchall())
@@ -532,7 +544,7 @@ class SQLiteStore:
         candidates_sql = (
             f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, row_number() OVER"
             f" (PARTITION BY {', '.join(parts)} ORDER BY {DUE_ORDER}) AS jobq_rank"
-            f" FROM {self.table} WHERE status = 'pending' AND process_at <= ?{where})"
+            f" FROM {self.table} WHERE {ready('?')}{where})"
             f" WHERE jobq_rank <= ? ORDER BY jobq_rank, {DUE_ORDER} LIMIT ?"
         )
         candidates_args = (*part_args, now_ms, *params, limit, keylimits.candidate_cap(limit))
@@ -695,10 +707,10 @@ class SQLiteStore:
             either: list[str] = []
             for status in sorted(statuses):
                 if status == "pending":
-                    either.append("(status = 'pending' AND process_at <= ?)")
+                    either.append(f"({ready('?')})")
                     args.append(now_ms)
                 elif status == "delayed":
-                    either.append("(status = 'pending' AND process_at > ?)")
+                    either.append(f"({delayed('?')})")
                     args.append(now_ms)
                 else:
                     either.append("status = ?")
@@ -724,8 +736,8 @@ class SQLiteStore:
 
     async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
         sql = (
-            f"SELECT queue, type, CASE WHEN status = 'pending' AND process_at > ? THEN 'delayed'"
-            f" ELSE status END AS s, count(*) FROM {self.table} GROUP BY queue, type, s"
+            f"SELECT queue, type, {public_status('?')}"
+            f" AS s, count(*) FROM {self.table} GROUP BY queue, type, s"
             f" ORDER BY queue, type, s"
         )
         rows = await self._run(self._read, lambda c: c.execute(sql, (now_ms,)).fetchall())

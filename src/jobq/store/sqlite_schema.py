@@ -14,13 +14,11 @@ the work done.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable
 
 from ..errors import InvalidOption
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 #: k-msg's columns, as its SQLite queue declares them.
 KMSG_TABLE = """
@@ -52,15 +50,6 @@ JOBQ_COLUMNS: tuple[tuple[str, str], ...] = (
     ("started_at", "INTEGER"),
     ("lost_count", "INTEGER NOT NULL DEFAULT 0"),
 )
-
-
-def check_table_name(table: str) -> str:
-    """Table names are interpolated into SQL, so only plain identifiers pass."""
-    if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
-        raise InvalidOption(
-            f"table name {table!r} is not a plain SQL identifier (letters, digits, underscore)"
-        )
-    return table
 
 
 def _v1_create(conn: sqlite3.Connection, table: str) -> None:
