@@ -17,8 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from html.parser import HTMLParser
 from collections.abc import AsyncIterator, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
