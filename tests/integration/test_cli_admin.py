@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from suite_parts import POSTGRES_URL, postgres_param
 
 import jobq
 
-POSTGRES = bool(os.environ.get("JOBQ_TEST_POSTGRES_URL"))
+POSTGRES = bool(POSTGRES_URL)
 
 
-@pytest.fixture(params=["sqlite"] + (["postgres"] if POSTGRES else []))
+@pytest.fixture(params=["sqlite", postgres_param()])
 def backend(request: pytest.FixtureRequest) -> str:
     """Overrides the suite's backend: the CLI runs in other processes, so no memory://."""
     return str(request.param)
