@@ -34,8 +34,12 @@ demo: $(VENV)/.installed-core
 dashboard: $(VENV)/.installed-web
 	$(BIN)/jobq dashboard
 
-test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+# The whole suite, ruff and mypy --strict included: .ci/test.sh installs the
+# Debian packages it needs (PostgreSQL, Chromium) when missing, sets up .venv,
+# starts a throwaway PostgreSQL server and stops it at the end. Arguments for
+# pytest: make test PYTEST_ARGS="-x -k cron".
+test:
+	PYTHON="$(PYTHON)" bash .ci/test.sh $(PYTEST_ARGS)
 
 # python -m bench; set JOBQ_BENCH_POSTGRES_URL for the postgres and pgqueuer columns.
 bench: $(VENV)/.installed-bench

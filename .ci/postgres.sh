@@ -3,6 +3,7 @@
 #
 #   bash .ci/postgres.sh start   # prints the URL of database jobq_test
 #   bash .ci/postgres.sh stop    # stops the server and deletes its data
+#   bash .ci/postgres.sh status  # exits 0 if the server is running, else 1
 #   bash .ci/postgres.sh restart-immediate
 #                                # crashes and restarts the server (pg_ctl
 #                                # restart -m immediate), for the outage tests
@@ -109,6 +110,7 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     restart-immediate) restart_immediate ;;
+    status) running ;;
     url) echo "$URL" ;;
-    *) echo "usage: $0 start|stop|restart-immediate|url" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|restart-immediate|url" >&2; exit 2 ;;
 esac

@@ -18,6 +18,7 @@ workload. Importing this module needs pgqueuer: the runner checks
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import time
@@ -134,10 +135,8 @@ async def _stop(qm: Any, worker: asyncio.Task[None]) -> None:
     """Asks the manager to stop; cancels it if it is still winding down its
     timers after a second (every job has run by then; the figures are taken)."""
     qm.shutdown.set()
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(worker, STOP_GRACE)
-    except TimeoutError:
-        pass
 
 
 async def latency_worker(url: str, n: int, timeout: float) -> dict[str, Any]:

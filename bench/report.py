@@ -82,7 +82,8 @@ def derive(
             top_runs = best_runs.get(backend) if top == "process_best" else samples.values.get(top, {}).get(backend)
             bottom_runs = samples.values.get(bottom, {}).get(backend)
             if top_runs and bottom_runs:
-                ratios = [a / b for a, b in zip(top_runs, bottom_runs)]
+                # A failed run leaves one list shorter; the pairing stops at its end.
+                ratios = [a / b for a, b in zip(top_runs, bottom_runs, strict=False)]
                 out[name][backend] = {"value": statistics.median(ratios), "spread": spread(ratios)}
         points = [m for m in _rss_points(med) if backend in med[m]]
         if len(points) >= 2:
@@ -210,7 +211,7 @@ def build_table(
 
     def fmt(row: list[str]) -> str:
         return "  ".join(
-            cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+            cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
 
     return [fmt(header), rule, *map(fmt, lines), rule, *notes], data

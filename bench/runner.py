@@ -7,6 +7,7 @@ slow spell of this noisy machine lands on every backend rather than on one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -224,10 +225,8 @@ class Bench:
                 self.log(f"  could not drop schema {path}: {exc!r}")
             return
         for suffix in ("", "-wal", "-shm"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(path + suffix)
-            except FileNotFoundError:
-                pass
 
     def _fail(self, metric: str, backend: str, run: int, error: str) -> None:
         # One failed measurement costs its cell, not the whole run.

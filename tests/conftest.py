@@ -1,10 +1,14 @@
 """Shared fixtures. ``queue`` is parametrised over every backend, so each
 test in ``tests/contract`` runs against all of them.
 
-PostgreSQL joins the backends when ``JOBQ_TEST_POSTGRES_URL`` names a
-database the tests may use (``.ci/run`` starts one and sets it). Each test
-then gets a schema of its own, named after its ``tmp_path`` and dropped when
-the test ends, so a test sees only its own tables, like a fresh SQLite file.
+PostgreSQL runs when ``JOBQ_TEST_POSTGRES_URL`` names a database the tests
+may use (``make test`` starts a server and sets it), and is skipped, saying
+so, otherwise. Each test then gets a schema of its own, named after its
+``tmp_path`` and dropped when the test ends, so a test sees only its own
+tables, like a fresh SQLite file.
+
+``make test`` sets ``JOBQ_TEST_NO_SKIPS=1``: it has installed every part the
+suite needs, so there a skipped test fails the run.
 """
 
 from __future__ import annotations
@@ -17,12 +21,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from suite_parts import POSTGRES_URL, postgres_param
 
 import jobq
 
-POSTGRES_URL = os.environ.get("JOBQ_TEST_POSTGRES_URL", "")
-
-BACKENDS = ["memory", "sqlite"] + (["postgres"] if POSTGRES_URL else [])
+BACKENDS = ["memory", "sqlite", postgres_param()]
 
 # Schemas created by backend_url during the running test, dropped after it.
 _pg_schemas: set[str] = set()
@@ -128,3 +131,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+# -- under make test, a skip is a failure --------------------------------------
+
+NO_SKIPS = os.environ.get("JOBQ_TEST_NO_SKIPS") == "1"
+_skipped: list[str] = []
+
+
+def _note_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append(f"{report.nodeid}: {reason.removeprefix('Skipped: ')}")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _note_skip(report)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _note_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if NO_SKIPS and _skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if NO_SKIPS and _skipped:
+        terminalreporter.section("skipped, which fails the run under make test (JOBQ_TEST_NO_SKIPS=1)", red=True)
+        for line in _skipped:
+            terminalreporter.line(line)

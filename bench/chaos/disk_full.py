@@ -169,12 +169,12 @@ def run_one(backend: Backend, workdir: Path, size: Size, durability: str) -> Res
 
         for episode in range(size.episodes):
             goal = size.jobs * (episode + 1) // (size.episodes + 1)
-            wait_until(lambda: acknowledged() >= goal, f"{goal} jobs enqueued", fleet=fleet)
+            wait_until(lambda: acknowledged() >= goal, f"{goal} jobs enqueued", fleet=fleet)  # noqa: B023 - called before the loop moves on
             if not producer.alive():
                 raise AssertionError(f"the producer finished before episode {episode + 1} could refuse it")
             full_at = time.time()
             filled = fill(path, cap)
-            wait_until(lambda: refusals_since(full_at), "the producer to be refused", fleet=fleet)
+            wait_until(lambda: refusals_since(full_at), "the producer to be refused", fleet=fleet)  # noqa: B023 - called before the loop moves on
             cpu_before, wall_before = cpu_seconds(worker.pid), time.monotonic()
             time.sleep(size.hold)
             cpu = (cpu_seconds(worker.pid) - cpu_before) / (time.monotonic() - wall_before)

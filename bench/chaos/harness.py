@@ -124,7 +124,7 @@ def format_table(results: Sequence[Result]) -> str:
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
     return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *(line(r).rstrip() for r in rows)])

@@ -182,7 +182,7 @@ def _run(server: PrivateServer, server_url: str, workdir: Path, size: Size) -> R
                 plan = ["restart"] * (size.restarts - 1) + ["outage", "restart"]
             for i, kind in enumerate(plan):
                 goal = size.jobs * (i + 1) // (len(plan) + 2)
-                wait_until(lambda: len(fleet.ledger.enqueued()) >= goal, f"{goal} jobs enqueued", fleet=fleet)
+                wait_until(lambda: len(fleet.ledger.enqueued()) >= goal, f"{goal} jobs enqueued", fleet=fleet)  # noqa: B023 - called before the loop moves on
                 began = time.time()
                 if kind == "restart":
                     server.restart_immediate()

@@ -15,10 +15,10 @@ from .errors import (
     InvalidURL,
     JobNotFound,
     JobqError,
-    NoCurrentJob,
-    NotRetryable,
     JobTimeout,
     LeaseLost,
+    NoCurrentJob,
+    NotRetryable,
     QueueClosed,
     RetryJob,
     SnoozeJob,
@@ -27,9 +27,9 @@ from .errors import (
 )
 from .events import EVENTS, Event, ProcessorMetrics, QueueStatus
 from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
+from .keylimits import KeyLimit
 from .processor.limits import CircuitBreaker, CircuitState, RateLimit
 from .processor.worker import JobProcessor
-from .keylimits import KeyLimit
 from .queue import (
     CountRow,
     JobPage,

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from .errors import BackendMissing, InvalidURL
 from .queue import Queue
 from .store.memory import MemoryStore
-from .store.sqlite import DURABILITY_MODES, BUSY_TIMEOUT, Durability, SQLiteStore
+from .store.sqlite import BUSY_TIMEOUT, DURABILITY_MODES, Durability, SQLiteStore
 
 DEFAULT_URL = "sqlite:///jobq.db"
 URL_FORMS = "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, postgresql://user:pass@host:port/db"

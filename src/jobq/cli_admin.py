@@ -20,7 +20,7 @@ from typing import Any
 from . import admin
 from .backends import DEFAULT_URL, connect
 from .errors import InvalidOption, JobqError
-from .job import JobStatus, TERMINAL_STATUSES
+from .job import TERMINAL_STATUSES, JobStatus
 
 URL_ENV = "JOBQ_URL"
 DASHBOARD_HOST = "127.0.0.1"
@@ -46,7 +46,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequen
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
-        parts = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        parts = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
 
@@ -187,7 +187,7 @@ def duration(text: str) -> float:
     """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip().lower()
-    scale = units.get(text[-1:], None)
+    scale = units.get(text[-1:])
     number = text[:-1] if scale else text
     try:
         value = float(number) * (scale or 1)

@@ -339,10 +339,7 @@ class Queue:
             # The defaults skip their checks (``type() is`` rules out bools).
             if not (type(priority) is int and priority == 0):
                 codec.check_priority(priority)
-            if type(delay) is int and delay == 0:
-                delay_ms = 0
-            else:
-                delay_ms = to_ms(codec.check_delay(delay))
+            delay_ms = 0 if type(delay) is int and delay == 0 else to_ms(codec.check_delay(delay))
             if not (type(max_attempts) is int and max_attempts == 3):
                 codec.check_max_attempts(max_attempts)
             unique_key = spec.unique_key
@@ -441,7 +438,7 @@ class Queue:
                 job = self._lenient_job(holder)
                 job.deduplicated = True
                 jobs.append(job)
-        if any(h is None and r.process_at <= r.created_at for r, h in zip(records, held)):
+        if any(h is None and r.process_at <= r.created_at for r, h in zip(records, held, strict=True)):
             self._notify()
         return jobs
 

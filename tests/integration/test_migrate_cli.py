@@ -14,8 +14,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from suite_parts import NO_POSTGRES, POSTGRES_URL
 
-POSTGRES_URL = os.environ.get("JOBQ_TEST_POSTGRES_URL", "")
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
@@ -43,7 +43,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'jobs.db'}"
         return
     if not POSTGRES_URL:
-        pytest.skip("JOBQ_TEST_POSTGRES_URL is not set (bash .ci/postgres.sh start prints one)")
+        pytest.skip(NO_POSTGRES)
     import psycopg
     from psycopg import sql
 

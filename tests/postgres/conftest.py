@@ -4,18 +4,15 @@ it), and a factory of queues that closes them before the schema is dropped."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from suite_parts import NO_POSTGRES, POSTGRES_URL
 
 import jobq
-
-SERVER_URL = os.environ.get("JOBQ_TEST_POSTGRES_URL", "")
-NO_SERVER = "JOBQ_TEST_POSTGRES_URL is not set (bash .ci/postgres.sh start prints one)"
 
 MakePg = Callable[..., Awaitable[jobq.PostgresQueue]]
 
@@ -28,9 +25,9 @@ def with_search_path(url: str, schema: str) -> str:
 
 @pytest.fixture
 def server_url() -> str:
-    if not SERVER_URL:
-        pytest.skip(NO_SERVER)
-    return SERVER_URL
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    return POSTGRES_URL
 
 
 @pytest.fixture

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from suite_parts import NO_POSTGRES, POSTGRES_URL
 
-if not os.environ.get("JOBQ_TEST_POSTGRES_URL"):
-    pytest.skip(
-        "JOBQ_TEST_POSTGRES_URL is not set (bash .ci/postgres.sh start prints one)", allow_module_level=True
-    )
+if not POSTGRES_URL:
+    pytest.skip(NO_POSTGRES, allow_module_level=True)
 
 import jobq
 from jobq.job import RECORD_FIELDS

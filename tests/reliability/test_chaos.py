@@ -11,12 +11,12 @@ and the broken promises.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from suite_parts import POSTGRES_URL, postgres_param
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ lives at the repository root, beside src/
@@ -25,8 +25,7 @@ if str(ROOT) not in sys.path:  # bench/ lives at the repository root, beside src
 from bench.chaos import contention, kill_points, kills, paused, poison, shutdown  # noqa: E402
 from bench.chaos.harness import Backend, Result, format_table  # noqa: E402
 
-POSTGRES_URL = os.environ.get("JOBQ_TEST_POSTGRES_URL", "")
-BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+BACKENDS = ["sqlite", postgres_param()]
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,8 @@ The process tests run the scenarios of ``bench/chaos`` (``disk_full``,
 size) and assert what each promises; the modules explain the faults and
 the bounds. The PostgreSQL outage scenario starts a server of its own with
 ``.ci/postgres.sh`` on another port than the shared test server: it runs
-wherever PostgreSQL's server binaries are installed, is skipped without
-them, and under CI (``CI`` set) fails without them, since .ci/run installs
-them. The last test is the regression test of the bug the disk-full
+wherever PostgreSQL's server binaries are installed, and is skipped
+without them (``make test`` installs them, and fails any skip). The last test is the regression test of the bug the disk-full
 scenario found, in one process.
 """
 
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from suite_parts import NO_POSTGRES_BINARIES, POSTGRES_URL, postgres_param
 
 import jobq
 
@@ -32,8 +32,7 @@ if str(ROOT) not in sys.path:  # bench/ lives at the repository root, beside src
 from bench.chaos import disk_full, long_run, pg_outage  # noqa: E402
 from bench.chaos.harness import Backend, Result, format_table  # noqa: E402
 
-POSTGRES_URL = os.environ.get("JOBQ_TEST_POSTGRES_URL", "")
-BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+BACKENDS = ["sqlite", postgres_param()]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -87,9 +86,7 @@ def test_single_backend_scenarios_give_no_rows_for_the_other(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_postgres_restarts_and_outage_lose_nothing_and_keep_workers(tmp_path: Path) -> None:
     if pg_outage.postgres_bin() is None:
-        if os.environ.get("CI"):
-            pytest.fail("no PostgreSQL server binaries (initdb); .ci/run should have installed them")
-        pytest.skip("no PostgreSQL server binaries (initdb): apt-get install postgresql")
+        pytest.skip(NO_POSTGRES_BINARIES)
     size = pg_outage.SIZES["ci"]
     result = pg_outage.run_private(tmp_path, size)
     details = result.details

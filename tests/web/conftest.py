@@ -16,6 +16,7 @@ httpx = pytest.importorskip("httpx")
 
 from webtest_helpers import ORIGIN, TOKEN  # noqa: E402
 
+
 @pytest.fixture
 async def web_queue(tmp_path: Path) -> AsyncIterator[jobq.Queue]:
     async with jobq.connect(f"sqlite:///{tmp_path / 'web.db'}") as queue:

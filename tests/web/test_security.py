@@ -8,9 +8,9 @@ import base64
 from typing import Any
 
 import pytest
+from webtest_helpers import ORIGIN, TOKEN, csrf_of, failed_job
 
 import jobq
-from webtest_helpers import ORIGIN, TOKEN, csrf_of, failed_job
 
 pytest.importorskip("starlette", reason="the dashboard needs the web extra")
 

@@ -17,6 +17,7 @@ gracefully if the supervisor disappears (killed with SIGKILL).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -119,10 +120,8 @@ class Supervisor:
     def _forward(self, sig: int) -> None:
         for slot in self.slots:
             if slot.process is not None and slot.process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):  # exited meanwhile
                     slot.process.send_signal(sig)
-                except ProcessLookupError:  # pragma: no cover - exited meanwhile
-                    pass
 
     def run(self, *, handle_signals: bool = True) -> int:
         """Runs until SIGTERM/SIGINT (or :meth:`stop`); returns the exit status."""

@@ -13,6 +13,7 @@ policy gives, and for good otherwise (k-msg's rules).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -40,7 +41,7 @@ from ..keylimits import KeyLimit, check_limits, wait_hint
 from ..options import reject_unknown
 from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, enter_job, leave_job
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
-from .completer import Completion, Completer
+from .completer import Completer, Completion
 from .cron import CRON_RETRY, CronSchedule, seconds_until_next
 from .limits import Circuit, CircuitBreaker, RateLimit
 
@@ -82,7 +83,7 @@ def _check_timeout(timeout: object) -> float:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004 - finds an async __call__
 
 
 class JobProcessor:
@@ -720,10 +721,8 @@ class JobProcessor:
         """Sleeps up to ``seconds``, waking early on stop or a local enqueue."""
         self._completer.flush()
         assert self._wake is not None
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0))
-        except TimeoutError:
-            pass
 
     async def _idle(self, now: float) -> None:
         """Waits for work: a local enqueue, another process's commit, the next
@@ -986,10 +985,8 @@ class JobProcessor:
             wait = seconds_until_next(list(self._crons.values()), now)
             if retry:
                 wait = min(wait, CRON_RETRY)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._cron_wake.wait(), timeout=wait)
-            except TimeoutError:
-                pass
 
     async def _cron_tick(self, now: float) -> bool:
         """Settles every schedule's due slot; ``False`` if a store error left

@@ -42,6 +42,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .. import keylimits
 from ..clock import SYSTEM_CLOCK, Clock, SystemClock, to_ms
 from ..errors import (
     InvalidJob,
@@ -54,7 +55,6 @@ from ..errors import (
     QueueClosed,
     StoreUnavailable,
 )
-from .. import keylimits
 from ..job import RECORD_FIELDS, JobRecord
 from ..transitions import Transition
 from .base import ClaimRequest, Settled, dequeue_order, settle_then_claim
