@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import codec
+from . import codec, transitions
 from .clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
-from . import transitions
 from .errors import (
     CorruptJob,
     InvalidJob,

@@ -1,7 +1,9 @@
 """The dashboard in a real headless Chromium (Playwright driving Debian's
 /usr/bin/chromium): a real `jobq dashboard` process and a real worker.
 
-Screenshots go to docs/screenshots/, which the README shows.
+Screenshots go to a temporary folder; with JOBQ_UPDATE_SCREENSHOTS=1 they
+replace the ones in docs/screenshots/, which the documentation shows (so a
+test run leaves the tree as it found it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -24,7 +27,12 @@ from suite_parts import CHROMIUM, NO_CHROMIUM
 
 import jobq
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = (
+    DOCS_SCREENSHOTS
+    if os.environ.get("JOBQ_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / f"jobq-screenshots-{os.getpid()}"
+)
 TOKEN = "browser-test-token-42"
 XSS_TYPE = "<script>window.__pwned=1</script>"
 XSS_DATA = {"html": "<img src=x onerror=\"window.__pwned=1\">", "note": "</pre><script>window.__pwned=1</script>"}

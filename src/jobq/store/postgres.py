@@ -71,8 +71,7 @@ from .postgres_sql import (
     settle_batch_params,
     settle_query,
 )
-from .sql import DUE_ORDER, delayed, expired_query, public_status, ready
-from .sql import check_table_name
+from .sql import DUE_ORDER, check_table_name, delayed, expired_query, public_status, ready
 
 log = logging.getLogger(__name__)
 

@@ -49,13 +49,13 @@ from ..transitions import Transition
 from .base import ClaimRequest, Settled, dequeue_order, settle_then_claim
 from .sql import (
     DUE_ORDER,
-    delayed,
-    public_status,
-    ready,
     SETTLE_FIELDS,
     Dialect,
     check_table_name,
+    delayed,
     expired_query,
+    public_status,
+    ready,
     settle_assignments,
     settle_fence,
     settle_params,

@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 from ..errors import InvalidOption
 
-
 #: k-msg's columns, as its SQLite queue declares them.
 KMSG_TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
