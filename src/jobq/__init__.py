@@ -5,6 +5,7 @@ The public API is everything imported here; see ``README.md``.
 
 from .backends import DEFAULT_URL, MemoryQueue, PostgresQueue, SQLiteQueue, connect
 from .clock import Clock, FakeClock, SystemClock
+from .context import current_job, report_progress, report_progress_sync
 from .errors import (
     BackendMissing,
     CancelJob,
@@ -37,9 +38,6 @@ from .queue import (
     Queue,
     Retention,
     ThroughputRow,
-    current_job,
-    report_progress,
-    report_progress_sync,
 )
 from .retry import ExponentialBackoff, FixedDelays, RetryPolicy
 from .sync import SyncQueue, connect_sync

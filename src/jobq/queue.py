@@ -8,8 +8,6 @@ job is enqueued.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import math
 import os
 import secrets
@@ -21,7 +19,7 @@ from typing import Any
 
 from . import codec
 from .clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
-from .errors import CorruptJob, InvalidJob, InvalidOption, JobqError, NoCurrentJob
+from .errors import CorruptJob, InvalidJob, InvalidOption, JobqError
 from .job import TERMINAL_STATUSES, Datetimes, Job, JobRecord, JobStatus, RetryDirective, new_job, to_job
 from .keylimits import KeyLimit
 from .store.base import Store
@@ -135,73 +133,6 @@ def _names(value: str | Collection[str] | None) -> list[str] | None:
 
 
 _STATUS_VALUES = frozenset(s.value for s in JobStatus)
-
-
-class _Current:
-    """The job a handler runs, for :func:`report_progress`."""
-
-    __slots__ = ("queue", "job", "loop")
-
-    def __init__(self, queue: Queue, job: Job[Any], loop: asyncio.AbstractEventLoop) -> None:
-        self.queue, self.job, self.loop = queue, job, loop
-
-
-_CURRENT: contextvars.ContextVar[_Current | None] = contextvars.ContextVar("jobq_current_job", default=None)
-
-
-def enter_job(queue: Queue, job: Job[Any]) -> contextvars.Token[_Current | None]:
-    """Marks ``job`` as the one running in this context (the processor does
-    it around each handler call), so the handler can call
-    :func:`report_progress`; :func:`leave_job` undoes it."""
-    return _CURRENT.set(_Current(queue, job, asyncio.get_running_loop()))
-
-
-def leave_job(token: contextvars.Token[_Current | None]) -> None:
-    _CURRENT.reset(token)
-
-
-def current_job() -> Job[Any] | None:
-    """The job whose handler is running here, or ``None``."""
-    current = _CURRENT.get()
-    return None if current is None else current.job
-
-
-def _current(verb: str) -> _Current:
-    current = _CURRENT.get()
-    if current is None:
-        raise NoCurrentJob(f"{verb} works only inside a handler run by a jobq.JobProcessor")
-    return current
-
-
-async def report_progress(value: float, message: str | None = None) -> None:
-    """From inside a handler: stores the running job's progress (fenced by
-    its claim). Raises :class:`~jobq.NoCurrentJob` outside a handler."""
-    current = _current("report_progress")
-    call = current.queue.set_progress(current.job, value, message)
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is current.loop:
-        await call
-    else:  # a sync handler's thread running a loop of its own
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, current.loop))
-
-
-def report_progress_sync(value: float, message: str | None = None) -> None:
-    """:func:`report_progress` for a plain (sync) handler, which runs in a
-    worker thread. Raises :class:`~jobq.NoCurrentJob` outside a handler."""
-    current = _current("report_progress_sync")
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise NoCurrentJob("report_progress_sync is for sync handlers; await report_progress instead")
-    future = asyncio.run_coroutine_threadsafe(
-        current.queue.set_progress(current.job, value, message), current.loop
-    )
-    future.result()
 
 
 class Queue:

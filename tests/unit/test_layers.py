@@ -21,6 +21,7 @@ FORBIDDEN = {
     "keylimits.py": {"store", "processor", "queue", "backends", "cli"},
     "store": {"processor", "queue", "backends", "cli", "demo", "sync", "events"},
     "queue.py": {"processor", "backends", "cli", "demo"},
+    "context.py": {"store", "processor", "backends", "cli", "demo", "web"},
 }
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..clock import FakeClock
+from ..context import enter_job, leave_job
 from ..errors import (
     CancelJob,
     InvalidOption,
@@ -38,7 +39,7 @@ from ..events import Emitter, Event, ProcessorMetrics, QueueStatus
 from ..job import Job, JobStatus, RetryDirective
 from ..keylimits import KeyLimit, check_limits, wait_hint
 from ..options import reject_unknown
-from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, enter_job, leave_job
+from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
 from .completer import Completion, Completer
 from .cron import CRON_RETRY, CronSchedule, seconds_until_next
