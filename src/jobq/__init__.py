@@ -3,6 +3,7 @@
 The public API is everything imported here; see ``README.md``.
 """
 
+from .admin import CountRow, JobPage, Retention, ThroughputRow
 from .backends import DEFAULT_URL, MemoryQueue, PostgresQueue, SQLiteQueue, connect
 from .clock import Clock, FakeClock, SystemClock
 from .context import current_job, report_progress, report_progress_sync
@@ -31,14 +32,7 @@ from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
 from .processor.limits import CircuitBreaker, CircuitState, RateLimit
 from .processor.worker import JobProcessor
 from .keylimits import KeyLimit
-from .queue import (
-    CountRow,
-    JobPage,
-    NewJob,
-    Queue,
-    Retention,
-    ThroughputRow,
-)
+from .queue import NewJob, Queue
 from .retry import ExponentialBackoff, FixedDelays, RetryPolicy
 from .sync import SyncQueue, connect_sync
 

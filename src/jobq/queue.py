@@ -14,18 +14,27 @@ import secrets
 import socket
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from . import codec
-from .clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
+from .admin.verbs import AdminVerbs
+from .clock import SYSTEM_CLOCK, Clock, to_ms
 from .errors import CorruptJob, InvalidJob, InvalidOption, JobqError
-from .job import TERMINAL_STATUSES, Datetimes, Job, JobRecord, JobStatus, RetryDirective, new_job, to_job
+from .job import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_QUEUE,
+    Datetimes,
+    Job,
+    JobRecord,
+    RetryDirective,
+    new_job,
+    to_job,
+)
 from .keylimits import KeyLimit
 from .store.base import Store
 
 LEASE = 30.0  # seconds a claim holds a job before a rescuer may take it back
-RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps piggybacked on dequeue
+RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps: claim's own, and the processor's default
 MAX_LOST_LEASES = 3  # a job whose worker was lost this many times fails for good
 LOST_WORKER_ERROR = "worker {owner} was lost: its lease expired before the job finished"
 #: The error of a job failed for good because its workers kept being lost
@@ -34,7 +43,6 @@ QUARANTINE_ERROR = (
     "quarantined after {lost} lost workers: the job may be killing its worker"
     " (the last lost was worker {owner}, whose lease expired before the job finished)"
 )
-DEFAULT_QUEUE = "default"
 
 
 # Job ids are time-ordered: a 12-hex-digit millisecond prefix keeps
@@ -71,71 +79,13 @@ class NewJob:
     data: Any = None
     priority: int = 0
     delay: float = 0
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     metadata: dict[str, Any] | None = None
     queue: str = DEFAULT_QUEUE
     unique_key: str | None = None
 
 
-LIST_LIMIT = 50  # jobs per list_jobs page unless told
-MAX_LIST_LIMIT = 1000  # most jobs one list_jobs page returns
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How long finished jobs are kept, in seconds, per status (``None``:
-    forever). ``Queue.prune`` and the processor's periodic pruning use it."""
-
-    completed_after: float | None = 86_400.0  # 1 day
-    failed_after: float | None = 604_800.0  # 7 days
-    cancelled_after: float | None = 604_800.0  # 7 days
-
-    def __post_init__(self) -> None:
-        for name in ("completed_after", "failed_after", "cancelled_after"):
-            value = getattr(self, name)
-            if value is not None:
-                codec.check_delay(value, name)
-
-
-@dataclass(slots=True)
-class JobPage:
-    """One page of :meth:`Queue.list_jobs`: the jobs, and how many match in all."""
-
-    jobs: list[Job[Any]]
-    total: int
-    limit: int
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class CountRow:
-    """How many jobs one named queue holds of one type in one status."""
-
-    queue: str
-    type: str
-    status: JobStatus
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class ThroughputRow:
-    """Jobs finished in the minute starting at ``minute`` (aware UTC)."""
-
-    minute: datetime
-    completed: int
-    failed: int
-
-
-def _names(value: str | Collection[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else list(value)
-
-
-_STATUS_VALUES = frozenset(s.value for s in JobStatus)
-
-
-class Queue:
+class Queue(AdminVerbs):
     """A job queue on one store. Use :func:`jobq.connect` or a backend class
     (:class:`jobq.MemoryQueue`, :class:`jobq.SQLiteQueue`) to make one.
 
@@ -256,7 +206,7 @@ class Queue:
                 delay_ms = 0
             else:
                 delay_ms = to_ms(codec.check_delay(delay))
-            if not (type(max_attempts) is int and max_attempts == 3):
+            if not (type(max_attempts) is int and max_attempts == DEFAULT_MAX_ATTEMPTS):
                 codec.check_max_attempts(max_attempts)
             unique_key = spec.unique_key
             if unique_key is not None:
@@ -292,7 +242,7 @@ class Queue:
         *,
         priority: int = 0,
         delay: float = 0,
-        max_attempts: int = 3,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         metadata: dict[str, Any] | None = None,
         queue: str = DEFAULT_QUEUE,
         connection: Any = None,
@@ -575,33 +525,6 @@ class Queue:
     async def clear(self) -> None:
         await self.store.clear()
 
-    async def cleanup_terminal(
-        self,
-        statuses: Collection[JobStatus | str] = (JobStatus.COMPLETED, JobStatus.FAILED),
-        *,
-        older_than: float | None = None,
-    ) -> int:
-        """Deletes jobs in ``statuses`` (finished more than ``older_than``
-        seconds ago, when given); returns how many."""
-        try:
-            chosen = {JobStatus(s) for s in statuses}
-        except ValueError as exc:
-            raise InvalidOption(f"cleanup_terminal: {exc}") from None
-        unfinished = chosen - TERMINAL_STATUSES
-        if unfinished:
-            raise InvalidOption(
-                f"cleanup_terminal deletes finished jobs only ({', '.join(sorted(TERMINAL_STATUSES))}),"
-                f" not {', '.join(sorted(unfinished))}; use remove() or clear()"
-            )
-        values = {s.value for s in chosen}
-        before = None if older_than is None else self.now_ms() - to_ms(codec.check_delay(older_than))
-        return await self.store.delete_terminal(values, before_ms=before)
-
-    async def counts(self) -> dict[JobStatus, int]:
-        """How many jobs are in each status (every status present, 0 if none)."""
-        raw = await self.store.count_by_status(now_ms=self.now_ms())
-        return {status: raw.get(status.value, 0) for status in JobStatus}
-
     # -- cancellation --------------------------------------------------------
 
     def on_cancel(self, listener: Callable[[str], None]) -> Callable[[], None]:
@@ -647,7 +570,7 @@ class Queue:
         """The ids among ``jobs`` (running ones) that have a cancel request."""
         return await self.store.cancel_requested([self._target(j)[0] for j in jobs])
 
-    # -- retry and inspection ---------------------------------------------------
+    # -- retry ---------------------------------------------------------------------
 
     async def retry(self, job_id: str) -> Job[Any]:
         """Puts a failed or cancelled job back to waiting, ready now, with
@@ -659,64 +582,6 @@ class Queue:
         record = await self.store.retry(job_id, now_ms=self.now_ms())
         self._notify()
         return self._lenient_job(record)
-
-    async def list_jobs(
-        self,
-        *,
-        status: JobStatus | str | Collection[JobStatus | str] | None = None,
-        type: str | Collection[str] | None = None,
-        queue: str | Collection[str] | None = None,
-        limit: int = LIST_LIMIT,
-        offset: int = 0,
-        order: str = "newest",
-    ) -> JobPage:
-        """A page of jobs, newest (or oldest) ``created_at`` first, filtered
-        by status (one or several; ``DELAYED`` and ``PENDING`` apart, as
-        ``get_job`` reports them), type and named queue; ``total`` counts
-        every match."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOption(f"offset must be an int >= 0, not {offset!r}")
-        if order not in ("newest", "oldest"):
-            raise InvalidOption(f"order must be 'newest' or 'oldest', not {order!r}")
-        statuses: set[str] | None = None
-        if status is not None:
-            chosen = [status] if isinstance(status, str) else list(status)
-            try:
-                statuses = {JobStatus(s).value for s in chosen}
-            except ValueError as exc:
-                raise InvalidOption(f"list_jobs: {exc}") from None
-        records, total = await self.store.list_jobs(
-            statuses=statuses,
-            types=_names(type),
-            queues=_names(queue),
-            limit=limit,
-            offset=offset,
-            newest_first=order == "newest",
-            now_ms=self.now_ms(),
-        )
-        return JobPage([self._lenient_job(r) for r in records], total, limit, offset)
-
-    async def summary(self) -> list[CountRow]:
-        """How many jobs there are per named queue, type and status (only
-        combinations that have jobs)."""
-        rows = await self.store.summary(now_ms=self.now_ms())
-        return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in _STATUS_VALUES]
-
-    async def throughput(self, minutes: int = 15) -> list[ThroughputRow]:
-        """Jobs completed and failed (for good) per minute over the last
-        ``minutes`` minutes, oldest first, one row per minute (zeros
-        included); the last row is the current, partial minute."""
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 24 * 60:
-            raise InvalidOption(f"minutes must be an int from 1 to 1440, not {minutes!r}")
-        current = self.now_ms() // 60_000 * 60_000
-        since = current - (minutes - 1) * 60_000
-        found = {m: (c, f) for m, c, f in await self.store.throughput(since_ms=since)}
-        return [
-            ThroughputRow(from_ms(minute), *found.get(minute, (0, 0)))  # type: ignore[arg-type]
-            for minute in range(since, current + 1, 60_000)
-        ]
 
     # -- progress ----------------------------------------------------------------
 
@@ -731,52 +596,6 @@ class Queue:
             raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
         job_id, token = self._target(job)
         await self.store.set_progress(job_id, token=token, progress=float(value), message=message)
-
-    # -- retention ---------------------------------------------------------------
-
-    async def prune(
-        self,
-        *,
-        completed_after: float | None = 86_400.0,
-        failed_after: float | None = 604_800.0,
-        cancelled_after: float | None = 604_800.0,
-        statuses: Collection[JobStatus | str] | None = None,
-        older_than: float | None = None,
-    ) -> int:
-        """Deletes finished jobs older than their status's age in seconds
-        (counted from ``completed_at``, ``failed_at`` or ``cancelled_at``;
-        ``None`` keeps that status forever); returns how many. Waiting and
-        running jobs are never touched.
-
-        ``older_than`` (seconds) replaces the three ages with one, for the
-        ``statuses`` given (default: every finished status)."""
-        ages: dict[str, float | None] = {
-            "completed": completed_after,
-            "failed": failed_after,
-            "cancelled": cancelled_after,
-        }
-        if older_than is not None or statuses is not None:
-            try:
-                chosen = {JobStatus(s) for s in (statuses if statuses is not None else TERMINAL_STATUSES)}
-            except ValueError as exc:
-                raise InvalidOption(f"prune: {exc}") from None
-            unfinished = chosen - TERMINAL_STATUSES
-            if unfinished:
-                raise InvalidOption(
-                    f"prune deletes finished jobs only, not {', '.join(sorted(unfinished))}"
-                )
-            names = {s.value for s in chosen}
-            ages = {
-                name: (older_than if older_than is not None else age) if name in names else None
-                for name, age in ages.items()
-            }
-        now_ms = self.now_ms()
-        removed = 0
-        for status, age in ages.items():
-            if age is not None:
-                seconds = codec.check_delay(age, f"{status}_after")
-                removed += await self.store.delete_terminal({status}, before_ms=now_ms - to_ms(seconds))
-        return removed
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Returns when another process may have stored work, or after
