@@ -19,7 +19,7 @@ from typing import Any
 from . import codec
 from .admin.verbs import AdminVerbs
 from .clock import SYSTEM_CLOCK, Clock, to_ms
-from .errors import CorruptJob, InvalidJob, InvalidOption, JobqError
+from .errors import CorruptJob, InvalidOption, JobqError
 from .job import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
@@ -48,23 +48,6 @@ QUARANTINE_ERROR = (
 # Job ids are time-ordered: a 12-hex-digit millisecond prefix keeps
 # primary-key inserts local, and 80 random bits follow it.
 _ID_RANDOM_BYTES = 10
-
-
-def _check_queue_name(queue: Any) -> None:
-    if not isinstance(queue, str) or not queue.strip():
-        raise InvalidJob(f"queue must be a non-empty str, not {queue!r}")
-    if len(queue) > codec.MAX_TYPE_LENGTH:
-        raise InvalidJob(f"queue name is {len(queue)} characters long; the limit is {codec.MAX_TYPE_LENGTH}")
-    codec.check_text(queue, "queue name")
-
-
-def _check_unique_key(unique_key: Any) -> None:
-    if not isinstance(unique_key, str) or not unique_key or len(unique_key) > codec.MAX_TYPE_LENGTH:
-        raise InvalidJob(
-            f"unique_key must be a non-empty str of at most {codec.MAX_TYPE_LENGTH} characters,"
-            f" not {unique_key[:80] if isinstance(unique_key, str) else unique_key!r}"
-        )
-    codec.check_text(unique_key, "unique_key")
 
 
 def default_worker_id() -> str:
@@ -196,7 +179,7 @@ class Queue(AdminVerbs):
             job_type, queue = spec.type, spec.queue
             if not (type(job_type) is str and type(queue) is str and (job_type, queue) in names_checked):
                 codec.check_type(job_type)
-                _check_queue_name(queue)
+                codec.check_queue_name(queue)
                 names_checked.add((job_type, queue))
             priority, delay, max_attempts = spec.priority, spec.delay, spec.max_attempts
             # The defaults skip their checks (``type() is`` rules out bools).
@@ -210,7 +193,7 @@ class Queue(AdminVerbs):
                 codec.check_max_attempts(max_attempts)
             unique_key = spec.unique_key
             if unique_key is not None:
-                _check_unique_key(unique_key)
+                codec.check_unique_key(unique_key)
             records.append(
                 JobRecord(
                     prefix + randomness[i * step : (i + 1) * step],
