@@ -3,8 +3,10 @@
 The public API is everything imported here; see ``README.md``.
 """
 
+from .admin import CountRow, JobPage, Retention, ThroughputRow
 from .backends import DEFAULT_URL, MemoryQueue, PostgresQueue, SQLiteQueue, connect
 from .clock import Clock, FakeClock, SystemClock
+from .context import current_job, report_progress, report_progress_sync
 from .errors import (
     BackendMissing,
     CancelJob,
@@ -30,17 +32,7 @@ from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
 from .keylimits import KeyLimit
 from .processor.limits import CircuitBreaker, CircuitState, RateLimit
 from .processor.worker import JobProcessor
-from .queue import (
-    CountRow,
-    JobPage,
-    NewJob,
-    Queue,
-    Retention,
-    ThroughputRow,
-    current_job,
-    report_progress,
-    report_progress_sync,
-)
+from .queue import NewJob, Queue
 from .retry import ExponentialBackoff, FixedDelays, RetryPolicy
 from .sync import SyncQueue, connect_sync
 

@@ -79,6 +79,25 @@ def check_type(job_type: Any) -> str:
     return job_type
 
 
+def check_queue_name(queue: Any) -> str:
+    if not isinstance(queue, str) or not queue.strip():
+        raise InvalidJob(f"queue must be a non-empty str, not {queue!r}")
+    if len(queue) > MAX_TYPE_LENGTH:
+        raise InvalidJob(f"queue name is {len(queue)} characters long; the limit is {MAX_TYPE_LENGTH}")
+    check_text(queue, "queue name")
+    return queue
+
+
+def check_unique_key(unique_key: Any) -> str:
+    if not isinstance(unique_key, str) or not unique_key or len(unique_key) > MAX_TYPE_LENGTH:
+        raise InvalidJob(
+            f"unique_key must be a non-empty str of at most {MAX_TYPE_LENGTH} characters,"
+            f" not {unique_key[:80] if isinstance(unique_key, str) else unique_key!r}"
+        )
+    check_text(unique_key, "unique_key")
+    return unique_key
+
+
 def check_text(text: str, what: str) -> str:
     """A name stored as text (a job type, a queue name, a unique key): no NUL
     characters (PostgreSQL's text cannot hold them) and no lone surrogates

@@ -27,6 +27,8 @@ from .processor.worker import JobProcessor
 from .queue import NewJob
 
 DEMO_QUEUE = "demo"
+DEMO_JOBS = 3000  # messages queued unless told
+DEMO_CONCURRENCY = 32  # jobs run at once unless told
 PRIORITIES = {"high": 10, "normal": 5, "low": 1}  # k-msg's queueMessage mapping
 BULK_PRIORITY = 3  # k-msg's queueBulkMessages default
 TRANSIENT_FAILURE_RATE = 0.06  # share of provider calls that fail and succeed on a retry
@@ -158,7 +160,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def run_demo(
-    url: str, *, jobs: int = 3000, concurrency: int = 32, seed: int | None = None, quiet: bool = False
+    url: str,
+    *,
+    jobs: int = DEMO_JOBS,
+    concurrency: int = DEMO_CONCURRENCY,
+    seed: int | None = None,
+    quiet: bool = False,
 ) -> int:
     rng = random.Random(seed)
     out = sys.stdout

@@ -18,6 +18,9 @@ from .errors import CorruptJob
 
 T = TypeVar("T")
 
+DEFAULT_QUEUE = "default"  # the named queue of a job enqueued without one
+DEFAULT_MAX_ATTEMPTS = 3  # attempts a job gets unless told (k-msg's default)
+
 
 class JobStatus(StrEnum):
     PENDING = "pending"
@@ -73,7 +76,7 @@ class Job(Generic[T]):
     error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     # jobq's additions
-    queue: str = "default"
+    queue: str = DEFAULT_QUEUE
     result: Any = None
     started_at: datetime | None = None
     lease_owner: str | None = None
@@ -120,7 +123,7 @@ class JobRecord:
     failed_at: int | None
     error: str | None
     metadata: str | None
-    queue: str = "default"
+    queue: str = DEFAULT_QUEUE
     result: str | None = None
     lease_token: str | None = None
     lease_owner: str | None = None

@@ -8,40 +8,37 @@ job is enqueued.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import math
 import os
 import secrets
 import socket
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from . import codec, transitions
-from .clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
-from .errors import (
-    CorruptJob,
-    InvalidJob,
-    InvalidOption,
-    JobNotFound,
-    JobqError,
-    LeaseLost,
-    NoCurrentJob,
-    StoreUnavailable,
+from .admin.verbs import AdminVerbs
+from .clock import SYSTEM_CLOCK, Clock, to_ms
+from .errors import CorruptJob, InvalidOption, JobNotFound, JobqError, LeaseLost, StoreUnavailable
+from .job import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_QUEUE,
+    Datetimes,
+    Job,
+    JobRecord,
+    RetryDirective,
+    new_job,
+    to_job,
 )
-from .job import TERMINAL_STATUSES, Datetimes, Job, JobRecord, JobStatus, RetryDirective, new_job, to_job
 from .keylimits import KeyLimit
 from .store.base import ClaimRequest, ClockedStore, Settled, Store, TransactionalStore
 from .transitions import Transition
 
 LEASE = 30.0  # seconds a claim holds a job before a rescuer may take it back
-RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps piggybacked on dequeue
+RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps: claim's own, and the processor's default
 RESCUE_BATCH = 500  # expired leases read and settled per transaction by one sweep
 UNFENCED_TRIES = 5  # reads of a job an unfenced fail makes while its row keeps changing
 MAX_LOST_LEASES = 3  # a job whose worker was lost this many times fails for good
-DEFAULT_QUEUE = "default"
 
 
 # Job ids are time-ordered: a 12-hex-digit millisecond prefix keeps
@@ -49,23 +46,6 @@ DEFAULT_QUEUE = "default"
 # random start within each millisecond (see Queue._ids).
 _ID_RANDOM_BYTES = 10
 _ID_SPACE = 1 << (8 * _ID_RANDOM_BYTES)
-
-
-def _check_queue_name(queue: Any) -> None:
-    if not isinstance(queue, str) or not queue.strip():
-        raise InvalidJob(f"queue must be a non-empty str, not {queue!r}")
-    if len(queue) > codec.MAX_TYPE_LENGTH:
-        raise InvalidJob(f"queue name is {len(queue)} characters long; the limit is {codec.MAX_TYPE_LENGTH}")
-    codec.check_text(queue, "queue name")
-
-
-def _check_unique_key(unique_key: Any) -> None:
-    if not isinstance(unique_key, str) or not unique_key or len(unique_key) > codec.MAX_TYPE_LENGTH:
-        raise InvalidJob(
-            f"unique_key must be a non-empty str of at most {codec.MAX_TYPE_LENGTH} characters,"
-            f" not {unique_key[:80] if isinstance(unique_key, str) else unique_key!r}"
-        )
-    codec.check_text(unique_key, "unique_key")
 
 
 def default_worker_id() -> str:
@@ -80,138 +60,13 @@ class NewJob:
     data: Any = None
     priority: int = 0
     delay: float = 0
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     metadata: dict[str, Any] | None = None
     queue: str = DEFAULT_QUEUE
     unique_key: str | None = None
 
 
-LIST_LIMIT = 50  # jobs per list_jobs page unless told
-MAX_LIST_LIMIT = 1000  # most jobs one list_jobs page returns
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How long finished jobs are kept, in seconds, per status (``None``:
-    forever). ``Queue.prune`` and the processor's periodic pruning use it."""
-
-    completed_after: float | None = 86_400.0  # 1 day
-    failed_after: float | None = 604_800.0  # 7 days
-    cancelled_after: float | None = 604_800.0  # 7 days
-
-    def __post_init__(self) -> None:
-        for name in ("completed_after", "failed_after", "cancelled_after"):
-            value = getattr(self, name)
-            if value is not None:
-                codec.check_delay(value, name)
-
-
-@dataclass(slots=True)
-class JobPage:
-    """One page of :meth:`Queue.list_jobs`: the jobs, and how many match in all."""
-
-    jobs: list[Job[Any]]
-    total: int
-    limit: int
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class CountRow:
-    """How many jobs one named queue holds of one type in one status."""
-
-    queue: str
-    type: str
-    status: JobStatus
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class ThroughputRow:
-    """Jobs finished in the minute starting at ``minute`` (aware UTC)."""
-
-    minute: datetime
-    completed: int
-    failed: int
-
-
-def _names(value: str | Collection[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else list(value)
-
-
-_STATUS_VALUES = frozenset(s.value for s in JobStatus)
-
-
-class _Current:
-    """The job a handler runs, for :func:`report_progress`."""
-
-    __slots__ = ("queue", "job", "loop")
-
-    def __init__(self, queue: Queue, job: Job[Any], loop: asyncio.AbstractEventLoop) -> None:
-        self.queue, self.job, self.loop = queue, job, loop
-
-
-_CURRENT: contextvars.ContextVar[_Current | None] = contextvars.ContextVar("jobq_current_job", default=None)
-
-
-def enter_job(queue: Queue, job: Job[Any]) -> contextvars.Token[_Current | None]:
-    """Marks ``job`` as the one running in this context (the processor does
-    it around each handler call), so the handler can call
-    :func:`report_progress`; :func:`leave_job` undoes it."""
-    return _CURRENT.set(_Current(queue, job, asyncio.get_running_loop()))
-
-
-def leave_job(token: contextvars.Token[_Current | None]) -> None:
-    _CURRENT.reset(token)
-
-
-def current_job() -> Job[Any] | None:
-    """The job whose handler is running here, or ``None``."""
-    current = _CURRENT.get()
-    return None if current is None else current.job
-
-
-def _current(verb: str) -> _Current:
-    current = _CURRENT.get()
-    if current is None:
-        raise NoCurrentJob(f"{verb} works only inside a handler run by a jobq.JobProcessor")
-    return current
-
-
-async def report_progress(value: float, message: str | None = None) -> None:
-    """From inside a handler: stores the running job's progress (fenced by
-    its claim). Raises :class:`~jobq.NoCurrentJob` outside a handler."""
-    current = _current("report_progress")
-    call = current.queue.set_progress(current.job, value, message)
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is current.loop:
-        await call
-    else:  # a sync handler's thread running a loop of its own
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, current.loop))
-
-
-def report_progress_sync(value: float, message: str | None = None) -> None:
-    """:func:`report_progress` for a plain (sync) handler, which runs in a
-    worker thread. Raises :class:`~jobq.NoCurrentJob` outside a handler."""
-    current = _current("report_progress_sync")
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise NoCurrentJob("report_progress_sync is for sync handlers; await report_progress instead")
-    future = asyncio.run_coroutine_threadsafe(
-        current.queue.set_progress(current.job, value, message), current.loop
-    )
-    future.result()
-
-
-class Queue:
+class Queue(AdminVerbs):
     """A job queue on one store. Use :func:`jobq.connect` or a backend class
     (:class:`jobq.MemoryQueue`, :class:`jobq.SQLiteQueue`) to make one.
 
@@ -332,18 +187,18 @@ class Queue:
             job_type, queue = spec.type, spec.queue
             if not (type(job_type) is str and type(queue) is str and (job_type, queue) in names_checked):
                 codec.check_type(job_type)
-                _check_queue_name(queue)
+                codec.check_queue_name(queue)
                 names_checked.add((job_type, queue))
             priority, delay, max_attempts = spec.priority, spec.delay, spec.max_attempts
             # The defaults skip their checks (``type() is`` rules out bools).
             if not (type(priority) is int and priority == 0):
                 codec.check_priority(priority)
             delay_ms = 0 if type(delay) is int and delay == 0 else to_ms(codec.check_delay(delay))
-            if not (type(max_attempts) is int and max_attempts == 3):
+            if not (type(max_attempts) is int and max_attempts == DEFAULT_MAX_ATTEMPTS):
                 codec.check_max_attempts(max_attempts)
             unique_key = spec.unique_key
             if unique_key is not None:
-                _check_unique_key(unique_key)
+                codec.check_unique_key(unique_key)
             records.append(
                 JobRecord(
                     ids[i],
@@ -375,7 +230,7 @@ class Queue:
         *,
         priority: int = 0,
         delay: float = 0,
-        max_attempts: int = 3,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         metadata: dict[str, Any] | None = None,
         queue: str = DEFAULT_QUEUE,
         connection: Any = None,
@@ -732,33 +587,6 @@ class Queue:
     async def clear(self) -> None:
         await self.store.clear()
 
-    async def cleanup_terminal(
-        self,
-        statuses: Collection[JobStatus | str] = (JobStatus.COMPLETED, JobStatus.FAILED),
-        *,
-        older_than: float | None = None,
-    ) -> int:
-        """Deletes jobs in ``statuses`` (finished more than ``older_than``
-        seconds ago, when given); returns how many."""
-        try:
-            chosen = {JobStatus(s) for s in statuses}
-        except ValueError as exc:
-            raise InvalidOption(f"cleanup_terminal: {exc}") from None
-        unfinished = chosen - TERMINAL_STATUSES
-        if unfinished:
-            raise InvalidOption(
-                f"cleanup_terminal deletes finished jobs only ({', '.join(sorted(TERMINAL_STATUSES))}),"
-                f" not {', '.join(sorted(unfinished))}; use remove() or clear()"
-            )
-        values = {s.value for s in chosen}
-        before = None if older_than is None else self.now_ms() - to_ms(codec.check_delay(older_than))
-        return await self.store.delete_terminal(values, before_ms=before)
-
-    async def counts(self) -> dict[JobStatus, int]:
-        """How many jobs are in each status (every status present, 0 if none)."""
-        raw = await self.store.count_by_status(now_ms=self.now_ms())
-        return {status: raw.get(status.value, 0) for status in JobStatus}
-
     # -- cancellation --------------------------------------------------------
 
     def on_cancel(self, listener: Callable[[str], None]) -> Callable[[], None]:
@@ -803,7 +631,7 @@ class Queue:
         """The ids among ``jobs`` (running ones) that have a cancel request."""
         return await self.store.cancel_requested([self._target(j)[0] for j in jobs])
 
-    # -- retry and inspection ---------------------------------------------------
+    # -- retry ---------------------------------------------------------------------
 
     async def retry(self, job_id: str) -> Job[Any]:
         """Puts a failed or cancelled job back to waiting, ready now, with
@@ -815,64 +643,6 @@ class Queue:
         record = await self.store.retry(job_id, now_ms=self.now_ms())
         self._notify()
         return self._lenient_job(record)
-
-    async def list_jobs(
-        self,
-        *,
-        status: JobStatus | str | Collection[JobStatus | str] | None = None,
-        type: str | Collection[str] | None = None,
-        queue: str | Collection[str] | None = None,
-        limit: int = LIST_LIMIT,
-        offset: int = 0,
-        order: str = "newest",
-    ) -> JobPage:
-        """A page of jobs, newest (or oldest) ``created_at`` first, filtered
-        by status (one or several; ``DELAYED`` and ``PENDING`` apart, as
-        ``get_job`` reports them), type and named queue; ``total`` counts
-        every match."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOption(f"offset must be an int >= 0, not {offset!r}")
-        if order not in ("newest", "oldest"):
-            raise InvalidOption(f"order must be 'newest' or 'oldest', not {order!r}")
-        statuses: set[str] | None = None
-        if status is not None:
-            chosen = [status] if isinstance(status, str) else list(status)
-            try:
-                statuses = {JobStatus(s).value for s in chosen}
-            except ValueError as exc:
-                raise InvalidOption(f"list_jobs: {exc}") from None
-        records, total = await self.store.list_jobs(
-            statuses=statuses,
-            types=_names(type),
-            queues=_names(queue),
-            limit=limit,
-            offset=offset,
-            newest_first=order == "newest",
-            now_ms=self.now_ms(),
-        )
-        return JobPage([self._lenient_job(r) for r in records], total, limit, offset)
-
-    async def summary(self) -> list[CountRow]:
-        """How many jobs there are per named queue, type and status (only
-        combinations that have jobs)."""
-        rows = await self.store.summary(now_ms=self.now_ms())
-        return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in _STATUS_VALUES]
-
-    async def throughput(self, minutes: int = 15) -> list[ThroughputRow]:
-        """Jobs completed and failed (for good) per minute over the last
-        ``minutes`` minutes, oldest first, one row per minute (zeros
-        included); the last row is the current, partial minute."""
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 24 * 60:
-            raise InvalidOption(f"minutes must be an int from 1 to 1440, not {minutes!r}")
-        current = self.now_ms() // 60_000 * 60_000
-        since = current - (minutes - 1) * 60_000
-        found = {m: (c, f) for m, c, f in await self.store.throughput(since_ms=since)}
-        return [
-            ThroughputRow(from_ms(minute), *found.get(minute, (0, 0)))  # type: ignore[arg-type]
-            for minute in range(since, current + 1, 60_000)
-        ]
 
     # -- progress ----------------------------------------------------------------
 
@@ -887,52 +657,6 @@ class Queue:
             raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
         job_id, token = self._target(job)
         await self.store.set_progress(job_id, token=token, progress=float(value), message=message)
-
-    # -- retention ---------------------------------------------------------------
-
-    async def prune(
-        self,
-        *,
-        completed_after: float | None = 86_400.0,
-        failed_after: float | None = 604_800.0,
-        cancelled_after: float | None = 604_800.0,
-        statuses: Collection[JobStatus | str] | None = None,
-        older_than: float | None = None,
-    ) -> int:
-        """Deletes finished jobs older than their status's age in seconds
-        (counted from ``completed_at``, ``failed_at`` or ``cancelled_at``;
-        ``None`` keeps that status forever); returns how many. Waiting and
-        running jobs are never touched.
-
-        ``older_than`` (seconds) replaces the three ages with one, for the
-        ``statuses`` given (default: every finished status)."""
-        ages: dict[str, float | None] = {
-            "completed": completed_after,
-            "failed": failed_after,
-            "cancelled": cancelled_after,
-        }
-        if older_than is not None or statuses is not None:
-            try:
-                chosen = {JobStatus(s) for s in (statuses if statuses is not None else TERMINAL_STATUSES)}
-            except ValueError as exc:
-                raise InvalidOption(f"prune: {exc}") from None
-            unfinished = chosen - TERMINAL_STATUSES
-            if unfinished:
-                raise InvalidOption(
-                    f"prune deletes finished jobs only, not {', '.join(sorted(unfinished))}"
-                )
-            names = {s.value for s in chosen}
-            ages = {
-                name: (older_than if older_than is not None else age) if name in names else None
-                for name, age in ages.items()
-            }
-        now_ms = self.now_ms()
-        removed = 0
-        for status, age in ages.items():
-            if age is not None:
-                seconds = codec.check_delay(age, f"{status}_after")
-                removed += await self.store.delete_terminal({status}, before_ms=now_ms - to_ms(seconds))
-        return removed
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Returns when another process may have stored work, or after

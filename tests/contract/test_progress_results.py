@@ -120,6 +120,23 @@ async def test_prune_ages_are_configurable(queue: jobq.Queue, clock: jobq.FakeCl
     assert await queue.get_job(job.id) is None
 
 
+async def test_prune_checks_every_argument_before_deleting(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
+    job = await queue.enqueue("t")
+    claimed = await queue.dequeue()
+    assert claimed is not None
+    await queue.complete(claimed)
+    clock.advance(10 * 86400)
+    for status in ("pending", "delayed", "processing"):
+        with pytest.raises(jobq.InvalidOption, match="finished jobs only"):
+            await queue.prune(statuses=["completed", status], older_than=0)
+    with pytest.raises(jobq.InvalidOption, match="prune: 'nope'"):
+        await queue.prune(statuses=["nope"])
+    with pytest.raises(jobq.InvalidJob, match="failed_after"):
+        await queue.prune(completed_after=0, failed_after=-1)
+    assert await queue.get_job(job.id) is not None  # nothing was deleted by a refused call
+    assert await queue.prune(statuses=["completed"], older_than=0) == 1
+
+
 async def test_processor_prunes_periodically(make_queue: Any, clock: jobq.FakeClock) -> None:
     queue: jobq.Queue = await make_queue(clock=clock)
     job = await queue.enqueue("t")

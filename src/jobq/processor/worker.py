@@ -25,7 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from ..admin import Retention
 from ..clock import FakeClock
+from ..context import enter_job, leave_job
 from ..errors import (
     CancelJob,
     InvalidOption,
@@ -36,10 +38,10 @@ from ..errors import (
     SnoozeJob,
 )
 from ..events import Emitter, Event, ProcessorMetrics, QueueStatus
-from ..job import Job, JobStatus, RetryDirective
+from ..job import DEFAULT_QUEUE, Job, JobStatus, RetryDirective
 from ..keylimits import KeyLimit, check_limits, wait_hint
 from ..options import reject_unknown
-from ..queue import DEFAULT_QUEUE, NewJob, Queue, Retention, enter_job, leave_job
+from ..queue import RESCUE_INTERVAL, NewJob, Queue
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
 from .completer import Completer, Completion
 from .cron import CRON_RETRY, CronSchedule, seconds_until_next
@@ -54,7 +56,6 @@ CONCURRENCY = 5  # jobs run at once by one processor
 MAX_RETRIES = 3  # max_attempts of jobs added through the processor
 POLL_INTERVAL = 1.0  # seconds; the longest an idle worker waits before looking again
 HEARTBEAT_INTERVAL = 10.0  # seconds between lease renewals of running jobs
-RESCUE_INTERVAL = 1.0  # seconds between sweeps for expired leases
 SHUTDOWN_TIMEOUT = 30.0  # seconds stop() lets jobs in flight finish before releasing them
 ADD_PRIORITY = 5  # priority of jobs added through the processor, as in k-msg
 STORE_RETRY_MAX = 5.0  # seconds; longest pause after a store error before trying again

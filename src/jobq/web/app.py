@@ -35,7 +35,7 @@ from ..queue import Queue
 from .auth import SESSION_COOKIE, Auth, BasicAuth, TokenAuth, auth_from_env, session_value
 
 HERE = Path(__file__).parent
-PAGE_SIZE = 50  # jobs per page in the job list
+PAGE_SIZE = admin.LIST_LIMIT  # jobs per page in the job list
 MAX_PAGE_SIZE = 500
 MAX_FORM_BYTES = 64 * 1024  # largest POST body accepted
 CSP = (

@@ -11,10 +11,13 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .job import Job, JobStatus
-from .queue import Queue
+from ..job import Job, JobStatus
+from .verbs import THROUGHPUT_WINDOW
+
+if TYPE_CHECKING:
+    from ..queue import Queue
 
 PREVIEW_CHARS = 120  # characters of a payload shown in job lists
 RETRY_ALL_BATCH = 200  # failed jobs fetched per round by retry_all_failed
@@ -132,7 +135,7 @@ def _group(rows: Iterable[Any], key: str) -> dict[str, dict[str, int]]:
     return dict(sorted(grouped.items()))
 
 
-async def stats(queue: Queue, *, minutes: int = 15) -> dict[str, Any]:
+async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW) -> dict[str, Any]:
     """Counts per status, per queue and per type, and recent throughput."""
     counts = await queue.counts()
     rows = await queue.summary()

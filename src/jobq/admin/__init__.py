@@ -1,0 +1,65 @@
+"""What operators use, shared by :class:`~jobq.Queue`, the command line and
+the dashboard.
+
+- :mod:`jobq.admin.verbs`: the queue's operator verbs (``list_jobs``,
+  ``summary``, ``throughput``, ``counts``, ``cleanup_terminal``, ``prune``),
+  which ``Queue`` inherits, with the rows they return and the retention
+  defaults.
+- :mod:`jobq.admin.views`: views and actions built from the public verbs
+  (statistics, the dashboard's overview, a job as JSON-ready values, the
+  workers seen, retrying every failed job).
+
+Nothing here imports an optional dependency.
+"""
+
+from .verbs import (
+    CANCELLED_RETENTION,
+    COMPLETED_RETENTION,
+    FAILED_RETENTION,
+    LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    THROUGHPUT_WINDOW,
+    AdminVerbs,
+    CountRow,
+    JobPage,
+    Retention,
+    ThroughputRow,
+)
+from .views import (
+    THROUGHPUT_MINUTES,
+    WorkerSeen,
+    iso,
+    job_dict,
+    overview,
+    preview,
+    retry_all_failed,
+    stats,
+    status_text,
+    timeline,
+    workers_alive,
+)
+
+__all__ = [
+    "CANCELLED_RETENTION",
+    "COMPLETED_RETENTION",
+    "FAILED_RETENTION",
+    "LIST_LIMIT",
+    "MAX_LIST_LIMIT",
+    "THROUGHPUT_MINUTES",
+    "THROUGHPUT_WINDOW",
+    "AdminVerbs",
+    "CountRow",
+    "JobPage",
+    "Retention",
+    "ThroughputRow",
+    "WorkerSeen",
+    "iso",
+    "job_dict",
+    "overview",
+    "preview",
+    "retry_all_failed",
+    "stats",
+    "status_text",
+    "timeline",
+    "workers_alive",
+]

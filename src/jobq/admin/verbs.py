@@ -1,0 +1,244 @@
+"""The operator verbs of :class:`~jobq.Queue`: looking at the jobs
+(``list_jobs``, ``summary``, ``throughput``, ``counts``) and deleting
+finished ones (``cleanup_terminal``, ``prune``).
+
+:class:`AdminVerbs` holds them and ``Queue`` inherits it, so they stay
+``queue.list_jobs(...)`` and so on; the views in :mod:`jobq.admin.views`,
+the command line and the dashboard are built on them. Like every verb, each
+is one store call (or a few) that every backend answers the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import codec
+from ..clock import from_ms, to_ms
+from ..errors import InvalidOption
+from ..job import TERMINAL_STATUSES, Job, JobRecord, JobStatus
+
+if TYPE_CHECKING:
+    from ..store.base import AdminStore
+
+LIST_LIMIT = 50  # jobs per list_jobs page unless told
+MAX_LIST_LIMIT = 1000  # most jobs one list_jobs page returns
+THROUGHPUT_WINDOW = 15  # minutes of history throughput() (and `jobq stats`) report unless told
+MAX_THROUGHPUT_WINDOW = 24 * 60  # minutes: the longest history throughput() reports
+COMPLETED_RETENTION = 86_400.0  # seconds a completed job is kept by default (1 day)
+FAILED_RETENTION = 604_800.0  # seconds a failed job is kept by default (7 days)
+CANCELLED_RETENTION = 604_800.0  # seconds a cancelled job is kept by default (7 days)
+_MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished jobs are kept, in seconds, per status (``None``:
+    forever). ``Queue.prune`` and the processor's periodic pruning use it."""
+
+    completed_after: float | None = COMPLETED_RETENTION
+    failed_after: float | None = FAILED_RETENTION
+    cancelled_after: float | None = CANCELLED_RETENTION
+
+    def __post_init__(self) -> None:
+        for name in ("completed_after", "failed_after", "cancelled_after"):
+            value = getattr(self, name)
+            if value is not None:
+                codec.check_delay(value, name)
+
+
+@dataclass(slots=True)
+class JobPage:
+    """One page of :meth:`Queue.list_jobs`: the jobs, and how many match in all."""
+
+    jobs: list[Job[Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    """How many jobs one named queue holds of one type in one status."""
+
+    queue: str
+    type: str
+    status: JobStatus
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRow:
+    """Jobs finished in the minute starting at ``minute`` (aware UTC)."""
+
+    minute: datetime
+    completed: int
+    failed: int
+
+
+def _names(value: str | Collection[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+_STATUS_VALUES = frozenset(s.value for s in JobStatus)
+
+
+def _finished(statuses: Collection[JobStatus | str], verb: str) -> set[str]:
+    """The stored values of ``statuses``, which must all be finished ones;
+    :class:`~jobq.InvalidOption` naming ``verb`` otherwise."""
+    try:
+        chosen = {JobStatus(s) for s in statuses}
+    except ValueError as exc:
+        raise InvalidOption(f"{verb}: {exc}") from None
+    unfinished = chosen - TERMINAL_STATUSES
+    if unfinished:
+        raise InvalidOption(
+            f"{verb} deletes finished jobs only ({', '.join(sorted(TERMINAL_STATUSES))}),"
+            f" not {', '.join(sorted(unfinished))}; use remove() or clear()"
+        )
+    return {s.value for s in chosen}
+
+
+class AdminVerbs:
+    """The operator verbs :class:`~jobq.Queue` inherits."""
+
+    if TYPE_CHECKING:  # provided by Queue
+
+        store: AdminStore
+
+        def now_ms(self) -> int: ...
+
+        def _lenient_job(self, record: JobRecord) -> Job[Any]: ...
+
+    async def counts(self) -> dict[JobStatus, int]:
+        """How many jobs are in each status (every status present, 0 if none)."""
+        raw = await self.store.count_by_status(now_ms=self.now_ms())
+        return {status: raw.get(status.value, 0) for status in JobStatus}
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | Collection[JobStatus | str] | None = None,
+        type: str | Collection[str] | None = None,
+        queue: str | Collection[str] | None = None,
+        limit: int = LIST_LIMIT,
+        offset: int = 0,
+        order: str = "newest",
+    ) -> JobPage:
+        """A page of jobs, newest (or oldest) ``created_at`` first, filtered
+        by status (one or several; ``DELAYED`` and ``PENDING`` apart, as
+        ``get_job`` reports them), type and named queue; ``total`` counts
+        every match."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidOption(f"offset must be an int >= 0, not {offset!r}")
+        if order not in ("newest", "oldest"):
+            raise InvalidOption(f"order must be 'newest' or 'oldest', not {order!r}")
+        statuses: set[str] | None = None
+        if status is not None:
+            chosen = [status] if isinstance(status, str) else list(status)
+            try:
+                statuses = {JobStatus(s).value for s in chosen}
+            except ValueError as exc:
+                raise InvalidOption(f"list_jobs: {exc}") from None
+        records, total = await self.store.list_jobs(
+            statuses=statuses,
+            types=_names(type),
+            queues=_names(queue),
+            limit=limit,
+            offset=offset,
+            newest_first=order == "newest",
+            now_ms=self.now_ms(),
+        )
+        return JobPage([self._lenient_job(r) for r in records], total, limit, offset)
+
+    async def summary(self) -> list[CountRow]:
+        """How many jobs there are per named queue, type and status (only
+        combinations that have jobs)."""
+        rows = await self.store.summary(now_ms=self.now_ms())
+        return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in _STATUS_VALUES]
+
+    async def throughput(self, minutes: int = THROUGHPUT_WINDOW) -> list[ThroughputRow]:
+        """Jobs completed and failed (for good) per minute over the last
+        ``minutes`` minutes, oldest first, one row per minute (zeros
+        included); the last row is the current, partial minute."""
+        if (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int)
+            or not 1 <= minutes <= MAX_THROUGHPUT_WINDOW
+        ):
+            raise InvalidOption(f"minutes must be an int from 1 to {MAX_THROUGHPUT_WINDOW}, not {minutes!r}")
+        current = self.now_ms() // _MINUTE_MS * _MINUTE_MS
+        since = current - (minutes - 1) * _MINUTE_MS
+        found = {m: (c, f) for m, c, f in await self.store.throughput(since_ms=since)}
+        return [
+            ThroughputRow(from_ms(minute), *found.get(minute, (0, 0)))  # type: ignore[arg-type]
+            for minute in range(since, current + 1, _MINUTE_MS)
+        ]
+
+    # -- deleting finished jobs ----------------------------------------------------
+
+    async def cleanup_terminal(
+        self,
+        statuses: Collection[JobStatus | str] = (JobStatus.COMPLETED, JobStatus.FAILED),
+        *,
+        older_than: float | None = None,
+    ) -> int:
+        """Deletes jobs in ``statuses`` (finished more than ``older_than``
+        seconds ago, when given); returns how many."""
+        chosen = _finished(statuses, "cleanup_terminal")
+        before = None if older_than is None else self.now_ms() - to_ms(codec.check_delay(older_than))
+        return await self._delete_finished(dict.fromkeys(chosen, before))
+
+    async def prune(
+        self,
+        *,
+        completed_after: float | None = COMPLETED_RETENTION,
+        failed_after: float | None = FAILED_RETENTION,
+        cancelled_after: float | None = CANCELLED_RETENTION,
+        statuses: Collection[JobStatus | str] | None = None,
+        older_than: float | None = None,
+    ) -> int:
+        """Deletes finished jobs older than their status's age in seconds
+        (counted from ``completed_at``, ``failed_at`` or ``cancelled_at``;
+        ``None`` keeps that status forever); returns how many. Waiting and
+        running jobs are never touched.
+
+        ``older_than`` (seconds) replaces the three ages with one, for the
+        ``statuses`` given (default: every finished status)."""
+        ages: dict[str, float | None] = {
+            "completed": completed_after,
+            "failed": failed_after,
+            "cancelled": cancelled_after,
+        }
+        if older_than is not None or statuses is not None:
+            names = _finished(TERMINAL_STATUSES if statuses is None else statuses, "prune")
+            ages = {
+                name: (older_than if older_than is not None else age) if name in names else None
+                for name, age in ages.items()
+            }
+        now_ms = self.now_ms()
+        return await self._delete_finished(
+            {
+                status: now_ms - to_ms(codec.check_delay(age, f"{status}_after"))
+                for status, age in ages.items()
+                if age is not None
+            }
+        )
+
+    async def _delete_finished(self, before_ms: Mapping[str, int | None]) -> int:
+        """Deletes jobs in each stored status of ``before_ms`` that finished
+        before its epoch milliseconds (``None``: whenever); returns how many.
+        Statuses with the same bound share one delete."""
+        groups: dict[int | None, set[str]] = {}
+        for status, bound in before_ms.items():
+            groups.setdefault(bound, set()).add(status)
+        removed = 0
+        for bound, group in groups.items():
+            removed += await self.store.delete_terminal(group, before_ms=bound)
+        return removed

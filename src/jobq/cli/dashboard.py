@@ -1,0 +1,87 @@
+"""``jobq dashboard``: serves the web dashboard (needs the ``web`` extra).
+
+Without a login configured in the environment it serves on a loopback
+address only, behind a token it prints in the URL (or, with ``--no-auth``,
+behind nothing); anywhere else it refuses to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from .common import CommandError, opened
+
+DASHBOARD_HOST = "127.0.0.1"
+DASHBOARD_PORT = 8080
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _graceful_server_class() -> Any:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """Returns after a graceful stop on SIGTERM or SIGINT, so the command
+        exits 0; uvicorn would raise the signal again once it has stopped."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
+
+    return GracefulServer
+
+
+async def cmd_dashboard(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..web import BasicAuth, TokenAuth, auth_from_env, create_app
+    except ImportError as exc:
+        raise CommandError(f"the dashboard needs the web extra: pip install 'jobq[web]' ({exc})") from None
+    auth: TokenAuth | BasicAuth | None = auth_from_env()
+    if not is_loopback(args.host) and auth is None:
+        raise CommandError(
+            f"refusing to serve on {args.host} without authentication: set JOBQ_DASHBOARD_TOKEN"
+            " (or JOBQ_DASHBOARD_USER and JOBQ_DASHBOARD_PASSWORD), or bind 127.0.0.1"
+        )
+    if args.no_auth:
+        if not is_loopback(args.host):
+            raise CommandError("--no-auth is allowed on a loopback address only")
+        auth = None
+    elif auth is None:
+        auth = TokenAuth(secrets.token_urlsafe(24))
+    async with opened(args) as queue:
+        await queue.counts()  # fails now, in one line, if the store is unreachable
+        app = create_app(queue, auth=auth)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        where = f"http://{host}:{args.port}/"
+        if isinstance(auth, TokenAuth):
+            where += f"login?token={auth.token}"
+        print(f"jobq dashboard for {queue.store.name}: {where}", flush=True)
+        if isinstance(auth, BasicAuth):
+            print(f"log in as {auth.username} (password from the environment)", flush=True)
+        config = uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=args.log_level_uvicorn, access_log=False,
+            lifespan="off", server_header=False,
+        )  # fmt: skip
+        server = _graceful_server_class()(config)
+        await server.serve()
+        if not server.started:
+            raise CommandError(f"could not listen on {args.host}:{args.port}")
+    return 0

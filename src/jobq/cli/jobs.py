@@ -1,0 +1,212 @@
+"""The ``jobq`` commands on jobs and their store: enqueue, stats, list, show,
+retry, cancel, remove, prune and migrate.
+
+Read commands print aligned tables, or JSON with ``--json``. Errors (an
+unknown id, an unreachable database, a bad URL) raise :class:`JobqError`,
+which ``jobq`` prints as one line before exiting with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from .. import admin
+from ..errors import InvalidOption
+from ..job import JobStatus
+from .common import CommandError, cut, emit, json_arg, opened, status_names, table, url_of
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # seconds per unit of a --older-than value
+
+
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
+    text = text.strip().lower()
+    scale = DURATION_UNITS.get(text[-1:])
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (like 90, 15m, 12h, 7d)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a duration cannot be negative")
+    return value
+
+
+def _count_table(title: str, grouped: dict[str, dict[str, int]]) -> str:
+    statuses = status_names()
+    rows = [[name, *(counts.get(s, 0) for s in statuses), sum(counts.values())] for name, counts in grouped.items()]
+    return table([title, *statuses, "total"], rows, numeric=range(1, len(statuses) + 2))
+
+
+async def _job_or_fail(queue: Any, job_id: str) -> Any:
+    job = await queue.get_job(job_id)
+    if job is None:
+        raise CommandError(f"no job with id {job_id!r}")
+    return job
+
+
+async def cmd_enqueue(args: argparse.Namespace) -> int:
+    data = json_arg(args.data, "the payload")
+    metadata = json_arg(args.metadata, "--metadata") if args.metadata else None
+    async with opened(args) as queue:
+        job = await queue.enqueue(
+            args.type,
+            data,
+            priority=args.priority,
+            delay=args.delay,
+            max_attempts=args.max_attempts,
+            metadata=metadata,
+            queue=args.queue,
+        )
+    if args.json:
+        print(json.dumps({"id": job.id, "status": job.status.value, "process_at": job.process_at.isoformat()}))
+    else:
+        print(job.id)
+    return 0
+
+
+async def cmd_stats(args: argparse.Namespace) -> int:
+    async with opened(args) as queue:
+        out = await admin.stats(queue, minutes=args.minutes)
+        out["ready"] = await queue.size()
+    if args.json:
+        emit(out)
+        return 0
+    counts = out["counts"]
+    rows = [[s, counts.get(s, 0)] for s in status_names()] + [["total", out["total"]]]
+    print(table(["status", "jobs"], rows, numeric=[1]))
+    if out["by_queue"]:
+        print()
+        print(_count_table("queue", out["by_queue"]))
+    if out["by_type"]:
+        print()
+        print(_count_table("type", out["by_type"]))
+    tp = out["throughput"]
+    print()
+    print(
+        f"last {tp['minutes']} min: {tp['completed']} completed, {tp['failed']} failed,"
+        f" {tp['per_minute']} jobs/min, failure rate {tp['failure_rate'] * 100:.1f}%"
+    )
+    return 0
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise InvalidOption(f"--limit must be at least 1, not {args.limit}")
+    offset = args.offset if args.page is None else (max(args.page, 1) - 1) * args.limit
+    async with opened(args) as queue:
+        page = await queue.list_jobs(
+            status=args.status, type=args.type, queue=args.queue, limit=args.limit, offset=offset, order=args.order
+        )
+    jobs = [admin.job_dict(job, full=False) for job in page.jobs]
+    if args.json:
+        emit({"jobs": jobs, "total": page.total, "limit": page.limit, "offset": page.offset})
+        return 0
+    rows = [
+        [j["id"], j["type"], j["queue"], j["status"], f"{j['attempts']}/{j['max_attempts']}",
+         str(j["created_at"])[:19].replace("T", " "), cut(j["data_preview"], 48)]
+        for j in jobs
+    ]  # fmt: skip
+    print(table(["id", "type", "queue", "status", "attempts", "created (UTC)", "payload"], rows, numeric=[4]))
+    shown_to = page.offset + len(jobs)
+    print(f"\n{page.offset + 1 if jobs else 0}-{shown_to} of {page.total} jobs", end="")
+    print(f"; next page: --offset {shown_to}" if shown_to < page.total else "")
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    async with opened(args) as queue:
+        job = await _job_or_fail(queue, args.id)
+    data = admin.job_dict(job)
+    if args.json:
+        emit(data)
+        return 0
+    scalar = [k for k in data if k not in ("data", "result", "metadata", "error")]
+    print(table(["field", "value"], [[k, data[k]] for k in scalar]))
+    for name in ("data", "result", "metadata"):
+        print(f"\n{'payload' if name == 'data' else name}:")
+        print(json.dumps(data[name], indent=2, ensure_ascii=False, default=str))
+    print("\nerror:")
+    print(data["error"] if data["error"] is not None else "-")
+    print("\ntimeline (UTC):")
+    for name, at in admin.timeline(job):
+        print(f"  {at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"  {name}")
+    return 0
+
+
+async def cmd_retry(args: argparse.Namespace) -> int:
+    if bool(args.id) == bool(args.all_failed):
+        raise CommandError("give a job id or --all-failed, not both or neither")
+    if args.type and not args.all_failed:
+        raise CommandError("--type goes with --all-failed")
+    async with opened(args) as queue:
+        if args.all_failed:
+            count = await admin.retry_all_failed(queue, type=args.type)
+            print(json.dumps({"retried": count}) if args.json else f"retried {count} failed jobs")
+            return 0
+        job = await _job_or_fail(queue, args.id)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise CommandError(f"job {args.id} is {job.status.value}; only failed or cancelled jobs are retried")
+        job = await queue.retry(args.id)
+    print(json.dumps({"id": job.id, "status": job.status.value}) if args.json else f"{job.id} {job.status.value}")
+    return 0
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    async with opened(args) as queue:
+        job = await _job_or_fail(queue, args.id)
+        if not await queue.cancel(args.id):
+            raise CommandError(f"job {args.id} is {job.status.value} and cannot be cancelled")
+    print(json.dumps({"id": args.id, "status": "cancelled"}) if args.json else f"{args.id} cancelled")
+    return 0
+
+
+async def cmd_remove(args: argparse.Namespace) -> int:
+    async with opened(args) as queue:
+        if not await queue.remove(args.id):
+            raise CommandError(f"no job with id {args.id!r}")
+    print(json.dumps({"id": args.id, "removed": True}) if args.json else f"{args.id} removed")
+    return 0
+
+
+async def cmd_prune(args: argparse.Namespace) -> int:
+    async with opened(args) as queue:
+        deleted = await queue.prune(statuses=args.status, older_than=args.older_than)
+    if args.json:
+        print(json.dumps({"deleted": deleted}))
+    else:
+        print(f"deleted {deleted} jobs")
+    return 0
+
+
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    """Creates or upgrades the job table's schema and says which version it
+    found and reached. Opening a queue migrates under a lock (SQLite's write
+    lock, a PostgreSQL advisory lock), so several ``jobq migrate`` (and
+    workers) may run at once: one migrates, the others find it done."""
+    from ..backends import open_queue
+    from ..store import sqlite_schema
+
+    url = args.url_arg or url_of(args)
+    queue = await asyncio.to_thread(open_queue, url)
+    try:
+        store = queue.store
+        found = getattr(store, "schema_found", None)
+        if found is None:
+            print(f"{store.name}: nothing to migrate (no schema)")
+            return 0
+        reached = getattr(store, "schema_version", sqlite_schema.LATEST_VERSION)
+        table_name = getattr(store, "table", "?")
+        where = getattr(store, "where", None) or getattr(store, "path", "")
+    finally:
+        await queue.close()
+    if args.json:
+        print(json.dumps({"backend": store.name, "table": table_name, "found": found, "reached": reached}))
+    elif found == reached:
+        print(f"{store.name} {where} table {table_name}: schema version {found}, up to date")
+    else:
+        print(f"{store.name} {where} table {table_name}: schema version {found} -> {reached}")
+    return 0

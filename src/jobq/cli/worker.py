@@ -1,0 +1,136 @@
+"""``jobq worker`` and ``jobq demo``: the commands that run a processor.
+
+``worker`` runs the application's processor, named ``MODULE:PROCESSOR``,
+until SIGTERM or Ctrl-C; with ``--processes`` it supervises that many worker
+processes instead. ``demo`` runs a fake messaging workload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from ..backends import connect
+from ..demo import run_demo
+from ..errors import BackendMissing, InvalidOption
+from ..processor.worker import JobProcessor
+from .common import CommandError, url_given, url_of
+
+
+def load_target(spec: str) -> Any:
+    """Imports ``module:attribute`` (``module.attribute`` also works)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise CommandError(f"{spec!r} is not MODULE:PROCESSOR (for example myapp.jobs:processor)")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"cannot import {module_name!r}: {exc}") from None
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CommandError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return target
+
+
+async def _processor_for(target: Any, args: argparse.Namespace) -> JobProcessor:
+    """A JobProcessor from what ``MODULE:PROCESSOR`` names: a processor, or a
+    function (plain or async) that takes a queue and returns one."""
+    if isinstance(target, JobProcessor):
+        processor = target
+        if url_given(args):
+            processor.bind(await connect(url_of(args)))
+    elif callable(target):
+        queue = await connect(url_of(args))
+        processor = target(queue)
+        if inspect.isawaitable(processor):
+            processor = await processor
+        if not isinstance(processor, JobProcessor):
+            raise CommandError(f"{args.target} returned {type(processor).__name__}, not a jobq.JobProcessor")
+    else:
+        raise CommandError(
+            f"{args.target} is a {type(target).__name__}; expected a jobq.JobProcessor"
+            " or a function taking a queue and returning one"
+        )
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise InvalidOption(f"--concurrency must be at least 1, not {args.concurrency}")
+        processor.concurrency = args.concurrency
+        processor.batch_size = args.concurrency
+    return processor
+
+
+def _child_command(args: argparse.Namespace) -> list[str]:
+    """The argv of one supervised worker process: this command without
+    ``--processes``."""
+    command = [sys.executable, "-m", "jobq", "--log-level", str(args.log_level), "worker", args.target]
+    if args.url:
+        command += ["--url", args.url]
+    if args.concurrency is not None:
+        command += ["--concurrency", str(args.concurrency)]
+    if args.max_jobs_per_child is not None:
+        command += ["--max-jobs-per-child", str(args.max_jobs_per_child)]
+    return command
+
+
+async def cmd_worker(args: argparse.Namespace) -> int:
+    from ..processor import supervisor
+
+    for flag, value in (("--processes", args.processes), ("--max-jobs-per-child", args.max_jobs_per_child)):
+        if value is not None and value < 1:
+            raise InvalidOption(f"{flag} must be at least 1, not {value}")
+    log = logging.getLogger("jobq")
+    if args.processes is not None and args.metrics_port is not None:
+        raise InvalidOption("--metrics-port serves one worker process; it cannot be combined with --processes")
+    if args.processes is not None:
+        load_target(args.target)  # fail here, once, rather than in a crash loop of children
+        log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
+        # Blocking is fine: this event loop has nothing else to do.
+        return supervisor.Supervisor(_child_command(args), args.processes).run()
+    processor = await _processor_for(load_target(args.target), args)
+    loop = asyncio.get_running_loop()
+
+    def stop_self() -> None:  # the same graceful path as SIGTERM
+        loop.call_soon_threadsafe(os.kill, os.getpid(), signal.SIGTERM)
+
+    if args.max_jobs_per_child is not None:
+        supervisor.recycle_after(processor, args.max_jobs_per_child, stop_self)
+    if args.supervisor_pid is not None:
+        supervisor.watch_supervisor(args.supervisor_pid, stop_self)
+    metrics_server = None
+    if args.metrics_port is not None:
+        try:
+            from ..metrics import serve_worker_metrics
+        except ImportError:
+            raise BackendMissing("--metrics-port needs prometheus-client: pip install 'jobq[web]'") from None
+        metrics_server = serve_worker_metrics(processor, args.metrics_port, args.metrics_host)
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+    log.info(
+        "worker %s on %r, concurrency %d", processor.worker_id, processor.queue, processor.concurrency
+    )
+    try:
+        await processor.run()
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        await processor.queue.close()
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    return await run_demo(
+        url_of(args), jobs=args.jobs, concurrency=args.concurrency, seed=args.seed, quiet=args.quiet
+    )
