@@ -78,6 +78,8 @@ class Queue(AdminVerbs):
     - ``max_lost_leases``: lost workers after which a job fails for good (default 3).
     """
 
+    store: Store
+
     def __init__(
         self,
         store: Store,
