@@ -28,7 +28,7 @@ from .errors import (
 from .events import EVENTS, Event, ProcessorMetrics, QueueStatus
 from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
 from .processor.limits import CircuitBreaker, CircuitState, RateLimit
-from .processor.worker import JobProcessor
+from .processor.processor import JobProcessor
 from .keylimits import KeyLimit
 from .queue import (
     CountRow,

@@ -22,7 +22,7 @@ from typing import Any
 from . import cli_admin
 from .backends import DEFAULT_URL, connect
 from .errors import BackendMissing, InvalidOption, JobqError
-from .processor.worker import JobProcessor
+from .processor.processor import JobProcessor
 
 URL_ENV = "JOBQ_URL"
 
