@@ -99,7 +99,9 @@ async def test_every_kind_is_written_in_one_group_and_write_waits_for_it() -> No
         assert {job_id: error for job_id, _, error in reports} == {
             j.id: None for j in (done, retry, failed, snoozed, cancelled, released)
         }
-        stored = {j.id: await queue.get_job(j.id) for j in (done, retry, failed, snoozed, cancelled, released)}
+        stored = {
+            j.id: await queue.get_job(j.id) for j in (done, retry, failed, snoozed, cancelled, released)
+        }
         assert stored[done.id].status is JobStatus.COMPLETED and stored[done.id].result == "ok"  # type: ignore[union-attr]
         again = stored[retry.id]
         assert again is not None and again.status is JobStatus.DELAYED and again.attempts == 1

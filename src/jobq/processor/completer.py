@@ -197,34 +197,34 @@ class Reporter:
         self.last_processed: float | None = None  # epoch seconds; see get_metrics
 
     def __call__(self, outcome: Outcome, error: BaseException | None) -> None:
-        kind = outcome.kind
         if error is not None:
             self._not_recorded(outcome, error)
-        elif kind is Kind.COMPLETED:
-            self.count(outcome.job, "succeeded", outcome.elapsed)
+            return
+        kind, job, elapsed, emit = outcome.kind, outcome.job, outcome.elapsed, self.events.emit
+        if kind is Kind.COMPLETED:
+            self.count(job, "succeeded", elapsed)
             if self.events.wants("job_completed"):
-                self.events.emit(
-                    Event("job_completed", job=outcome.job, result=outcome.result, processing_time=outcome.elapsed)
-                )
+                emit(Event("job_completed", job=job, result=outcome.result, processing_time=elapsed))
         elif kind is Kind.RETRY:
-            self.count(outcome.job, "retried", outcome.elapsed)
-            self.events.emit(
-                Event("job_retry", job=outcome.job, error=outcome.error, retry_delay=outcome.delay,
-                      processing_time=outcome.elapsed)
-            )  # fmt: skip
+            self.count(job, "retried", elapsed)
+            emit(
+                Event(
+                    "job_retry",
+                    job=job,
+                    error=outcome.error,
+                    retry_delay=outcome.delay,
+                    processing_time=elapsed,
+                )
+            )
         elif kind is Kind.FAILED:
-            self.count(outcome.job, "failed", outcome.elapsed)
-            self.events.emit(Event("job_failed", job=outcome.job, error=outcome.error, processing_time=outcome.elapsed))
+            self.count(job, "failed", elapsed)
+            emit(Event("job_failed", job=job, error=outcome.error, processing_time=elapsed))
         elif kind is Kind.SNOOZED:
             self.metrics.snoozed += 1
-            self.events.emit(
-                Event("job_snoozed", job=outcome.job, retry_delay=outcome.delay, processing_time=outcome.elapsed)
-            )
+            emit(Event("job_snoozed", job=job, retry_delay=outcome.delay, processing_time=elapsed))
         elif kind is Kind.CANCELLED:
             self.metrics.cancelled += 1
-            self.events.emit(
-                Event("job_cancelled", job=outcome.job, error=outcome.error, processing_time=outcome.elapsed)
-            )
+            emit(Event("job_cancelled", job=job, error=outcome.error, processing_time=elapsed))
 
     def _not_recorded(self, outcome: Outcome, error: BaseException) -> None:
         what, store_error = _NOT_RECORDED[outcome.kind]
@@ -234,7 +234,8 @@ class Reporter:
         elif isinstance(error, JobqError):
             log.warning("jobq: " + store_error, outcome.job.id, error)
         elif not isinstance(error, asyncio.CancelledError):
-            log.error("jobq: recording the %s of job %s failed", what or "release", outcome.job.id, exc_info=error)
+            noun = what or "release"
+            log.error("jobq: recording the %s of job %s failed", noun, outcome.job.id, exc_info=error)
 
     def count(self, job: Job[Any], outcome: str, elapsed: float) -> None:
         m = self.metrics

@@ -234,7 +234,13 @@ class Executor:
         return outcome
 
     def failure(
-        self, job: Job[Any], error: BaseException | str, *, retry: bool, elapsed: float, delay: float | None = None
+        self,
+        job: Job[Any],
+        error: BaseException | str,
+        *,
+        retry: bool,
+        elapsed: float,
+        delay: float | None = None,
     ) -> Outcome:
         """A failed attempt: ``RETRY`` after ``delay`` (default: the retry
         policy's) if ``retry`` and attempts are left, else ``FAILED``."""

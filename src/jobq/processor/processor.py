@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from ..clock import Clock
 from ..errors import InvalidOption
@@ -74,7 +74,13 @@ class _Option(Generic[T]):
         self.name = name
         self.read = self.read or name
 
-    def __get__(self, processor: JobProcessor, owner: type | None = None) -> T:
+    @overload
+    def __get__(self, processor: None, owner: type) -> _Option[T]: ...
+    @overload
+    def __get__(self, processor: JobProcessor, owner: type | None = None) -> T: ...
+    def __get__(self, processor: JobProcessor | None, owner: type | None = None) -> T | _Option[T]:
+        if processor is None:
+            return self
         return getattr(processor.config, self.read)  # type: ignore[arg-type, no-any-return]
 
     def __set__(self, processor: JobProcessor, value: T) -> None:
@@ -254,7 +260,8 @@ class JobProcessor(KmsgVerbs):
         )  # fmt: skip
         if schedule.name in self._crons:
             raise InvalidOption(f"a cron schedule named {schedule.name!r} exists; give this one a name=")
-        self.queue.validate(cron_job(schedule, 0, self.config))  # bad data or options fail now, not at each slot
+        # Bad data or options fail now, not at each slot.
+        self.queue.validate(cron_job(schedule, 0, self.config))
         self._crons[schedule.name] = schedule
 
         def register(fn: H) -> H:
