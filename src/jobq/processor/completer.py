@@ -197,15 +197,26 @@ class Reporter:
         self.last_processed: float | None = None  # epoch seconds; see get_metrics
 
     def __call__(self, outcome: Outcome, error: BaseException | None) -> None:
+        kind = outcome.kind
         if error is not None:
             self._not_recorded(outcome, error)
-            return
-        kind, job, elapsed, emit = outcome.kind, outcome.job, outcome.elapsed, self.events.emit
-        if kind is Kind.COMPLETED:
-            self.count(job, "succeeded", elapsed)
+        elif kind is Kind.COMPLETED:
+            self.succeeded(outcome.job, outcome.elapsed)
             if self.events.wants("job_completed"):
-                emit(Event("job_completed", job=job, result=outcome.result, processing_time=elapsed))
-        elif kind is Kind.RETRY:
+                self.events.emit(
+                    Event(
+                        "job_completed",
+                        job=outcome.job,
+                        result=outcome.result,
+                        processing_time=outcome.elapsed,
+                    )
+                )
+        else:
+            self._other(outcome)
+
+    def _other(self, outcome: Outcome) -> None:
+        kind, job, elapsed, emit = outcome.kind, outcome.job, outcome.elapsed, self.events.emit
+        if kind is Kind.RETRY:
             self.count(job, "retried", elapsed)
             emit(
                 Event(
@@ -237,11 +248,32 @@ class Reporter:
             noun = what or "release"
             log.error("jobq: recording the %s of job %s failed", noun, outcome.job.id, exc_info=error)
 
-    def count(self, job: Job[Any], outcome: str, elapsed: float) -> None:
-        m = self.metrics
-        per_type = m.by_type.get(job.type)
+    def _per_type(self, job_type: str) -> dict[str, int]:
+        per_type = self.metrics.by_type.get(job_type)
         if per_type is None:
-            per_type = m.by_type[job.type] = {"processed": 0, "succeeded": 0, "failed": 0, "retried": 0}
+            per_type = self.metrics.by_type[job_type] = {
+                "processed": 0,
+                "succeeded": 0,
+                "failed": 0,
+                "retried": 0,
+            }
+        return per_type
+
+    def succeeded(self, job: Job[Any], elapsed: float) -> None:
+        """:meth:`count` of a completion (the hot path, spelled out)."""
+        m = self.metrics
+        per_type = m.by_type.get(job.type) or self._per_type(job.type)
+        per_type["succeeded"] += 1
+        per_type["processed"] += 1
+        m.succeeded += 1
+        m.processed += 1
+        m.average_processing_time += (elapsed - m.average_processing_time) / (m.succeeded + m.failed)
+        self.last_processed = time.time()  # a datetime when metrics are read
+
+    def count(self, job: Job[Any], outcome: str, elapsed: float) -> None:
+        """Counts a ``"succeeded"``, ``"failed"`` or ``"retried"`` attempt."""
+        m = self.metrics
+        per_type = self._per_type(job.type)
         per_type[outcome] += 1
         if outcome == "retried":
             m.retried += 1
@@ -249,8 +281,7 @@ class Reporter:
             setattr(m, outcome, getattr(m, outcome) + 1)
             m.processed += 1
             per_type["processed"] += 1
-            finished = m.succeeded + m.failed
-            m.average_processing_time += (elapsed - m.average_processing_time) / finished
+            m.average_processing_time += (elapsed - m.average_processing_time) / (m.succeeded + m.failed)
         self.last_processed = time.time()  # a datetime when metrics are read
 
     def rescued(self, job: Job[Any], max_lost: int) -> None:

@@ -134,10 +134,12 @@ class Running:
 
     __slots__ = ("job", "task", "phase")
 
-    def __init__(self, job: Job[Any], task: asyncio.Task[Any] | None = None) -> None:
+    def __init__(
+        self, job: Job[Any], task: asyncio.Task[Any] | None = None, phase: Phase = Phase.RUNNING
+    ) -> None:
         self.job = job
         self.task = task
-        self.phase = Phase.RUNNING
+        self.phase = phase
 
 
 def _message(error: BaseException | str) -> str:
