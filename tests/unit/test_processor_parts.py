@@ -63,6 +63,10 @@ async def test_option_attributes_read_the_config_and_setting_one_checks_it_again
     with pytest.raises(jobq.UnknownOption, match="did you mean 'concurrency'"):
         processor.configure(concurency=3)
     assert processor.concurrency == 2
+    processor.queues = {"a": 1, "b": 1}  # per-queue slots: their sum, unless concurrency is given too
+    assert processor.concurrency == 2 and processor.queue_concurrency == {"a": 1, "b": 1}
+    processor.configure(queues={"a": 4}, concurrency=3)
+    assert processor.concurrency == 3
     await processor.start()
     try:
         with pytest.raises(jobq.InvalidOption, match="running"):

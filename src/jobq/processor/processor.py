@@ -187,6 +187,8 @@ class JobProcessor(KmsgVerbs):
         if self._running:
             raise InvalidOption("cannot change the options of a running processor; stop it first")
         reject_unknown("JobProcessor", {k: v for k, v in options.items() if k not in OPTIONS}, OPTIONS)
+        if isinstance(options.get("queues"), Mapping) and "concurrency" not in options:
+            options["concurrency"] = total_concurrency(options["queues"], self.config.concurrency)
         config = replace(self.config, **options)
         config.check_lease(self.queue.lease)
         self.config = config
