@@ -58,7 +58,7 @@ from .harness import Backend, Fleet, Result, status_counts, tally, wait_until
 
 FILLER = "chaos_filler"
 FILL_SIZES = (65_536, 4_096, 256)  # bytes per filler row, largest first
-STORE_RETRY_MAX = 5.0  # the worker's longest pause after a store error (jobq.processor.worker)
+STORE_RETRY_MAX = 5.0  # the worker's longest pause after a store error (jobq.processor.maintenance)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from .events import EVENTS, Event, ProcessorMetrics, QueueStatus
 from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
 from .keylimits import KeyLimit
 from .processor.limits import CircuitBreaker, CircuitState, RateLimit
-from .processor.worker import JobProcessor
+from .processor.processor import JobProcessor
 from .queue import NewJob, Queue
 from .retry import ExponentialBackoff, FixedDelays, RetryPolicy
 from .sync import SyncQueue, connect_sync

@@ -23,7 +23,7 @@ from typing import Any
 from .backends import connect
 from .events import Event
 from .job import Job
-from .processor.worker import JobProcessor
+from .processor.processor import JobProcessor
 from .queue import NewJob
 
 DEMO_QUEUE = "demo"

@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .events import Event
 from .processor.limits import CircuitState
-from .processor.worker import JobProcessor
+from .processor.processor import JobProcessor
 from .queue import Queue
 
 SCRAPE_TIMEOUT = 10.0  # seconds a worker's scrape waits for the store
@@ -89,9 +89,8 @@ class _CircuitCollector(Collector):
             "jobq_circuit_state", "Circuit-breaker state per job type (1 = current)", labels=["type", "state"]
         )
         for processor in list(self.processors):
-            circuits: dict[str, Any] = getattr(processor, "_circuits", {})
-            for job_type, circuit in sorted(circuits.items()):
-                current = str(getattr(circuit, "state", CircuitState.CLOSED))
+            for job_type, circuit in sorted(processor.circuits.items()):
+                current = str(circuit.state)
                 for state in CircuitState:
                     family.add_metric([job_type, state.value], 1.0 if state.value == current else 0.0)
         return [family]

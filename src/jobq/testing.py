@@ -31,7 +31,7 @@ from typing import Any, Final, Self
 from .backends import MemoryQueue
 from .clock import FakeClock
 from .job import Job, JobStatus
-from .processor.worker import JobProcessor
+from .processor.processor import JobProcessor
 from .queue import NewJob, Queue
 from .store.memory import MemoryStore
 
@@ -133,7 +133,7 @@ class Inline:
             moments.append(due)
         for schedule in self.processor.cron_schedules.values():
             moments.append(schedule.next_slot(now))
-        for circuit in self.processor._circuits.values():
+        for circuit in self.processor.circuits.values():
             if circuit.state == "open":
                 moments.append(circuit.opened_at + circuit.config.reset_timeout)
         return moments

@@ -36,7 +36,7 @@ async def test_an_unexpected_claim_error_does_not_stop_the_worker_for_good() -> 
         return call
 
     # Whichever store method the processor claims through fails once.
-    for name in ("claim", "complete_and_claim"):
+    for name in ("claim", "settle_and_claim"):
         if hasattr(queue.store, name):
             setattr(queue.store, name, failing_once(getattr(queue.store, name)))
     await processor.start()

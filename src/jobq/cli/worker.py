@@ -20,7 +20,7 @@ from typing import Any
 from ..backends import connect
 from ..demo import run_demo
 from ..errors import BackendMissing, InvalidOption
-from ..processor.worker import JobProcessor
+from ..processor.processor import JobProcessor
 from .common import CommandError, url_given, url_of
 
 

@@ -1,57 +1,89 @@
-"""Group commit for job completions.
+"""Group commit for job outcomes, and reporting each once written.
 
-Writing each completion in its own transaction makes a durable store pay one
-sync per job. A job's task hands its completion in here and ends, freeing
-its slot; completions are then written together, two ways:
+Writing each outcome in its own transaction makes a durable store pay one
+sync per job. The executor hands every :class:`~.executor.Outcome` in here,
+and outcomes are written together, as transitions fenced by their claims
+(:meth:`jobq.Queue.settle`), two ways:
 
-- While the claim loop is about to claim again (it :meth:`defer` s), it takes
-  every waiting completion along with that claim (:meth:`take`), and the
-  store writes both in one transaction: under load, finishing a batch of
-  jobs and taking the next costs one commit.
+- While the claim loop is about to claim again (it :meth:`~Completer.defer`
+  s), it takes every waiting outcome along with that claim
+  (:meth:`~Completer.take`), and the store writes both in one transaction:
+  under load, finishing a batch of jobs and taking the next costs one commit.
 - Otherwise (the queue is empty, the worker is stopping, rate limited, or
   not started), the completer's own writer writes them at once, with any
   that arrive while a write is in flight.
 
-No completion waits for a timer. Each outcome, including ``LeaseLost`` or
-``JobNotFound`` for one job alone, goes to the ``settled`` callback.
+A completion is handed in (:meth:`~Completer.hand_in`) and its job's slot is
+free at once. Every other outcome (a retry, a failure, a snooze, a
+cancellation, a release) is written (:meth:`~Completer.write`) before its
+job's task ends: the writer starts at once, whatever the claim loop does,
+and takes whatever else waits along. So a job's slot is taken until its
+failure is stored, ``stop()`` returns only once failures are stored, and
+``job_retry`` / ``job_failed`` come before the job can run again.
+
+No outcome waits for a timer. Each outcome, with ``None`` or the error it
+alone met (``LeaseLost``, ``JobNotFound``, or what the whole write raised),
+goes to the ``report`` callback: :class:`Reporter` counts it, emits its event
+and logs what could not be stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import JobqError
-from ..job import Job
+from ..errors import JobqError, LeaseLost
+from ..events import Emitter, Event, ProcessorMetrics
+from ..job import Job, JobStatus
 from ..queue import Queue
+from ..transitions import Transition
+from .executor import Kind, Outcome
 
-MAX_BATCH = 256  # completions written in one transaction at most
+log = logging.getLogger("jobq")
 
-#: A job, its handler's result, and the seconds its handler took.
-Completion = tuple[Job[Any], Any, float]
-#: Called once per completion with its outcome: ``None`` when it is stored.
-Settled = Callable[[Completion, BaseException | None], None]
+MAX_BATCH = 256  # outcomes written in one transaction at most
+
+#: Called once per outcome once written: ``None``, or the error it met.
+Report = Callable[[Outcome, BaseException | None], None]
+#: Outcomes taken to be written, and their transitions (same order).
+Batch = tuple[list[Outcome], list[Transition]]
 
 
 class Completer:
-    def __init__(self, queue: Queue, settled: Settled, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, queue: Queue, report: Report, *, max_batch: int = MAX_BATCH) -> None:
         self.queue = queue
-        self.settled = settled
+        self.report = report
         self.max_batch = max_batch
-        self._waiting: list[Completion] = []
+        self._waiting: list[Outcome] = []
         self._writer: asyncio.Task[None] | None = None
         self._deferred = False
 
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def hand_in(self, job: Job[Any], result: Any, elapsed: float) -> None:
-        """Queues ``job``'s completion with ``result``; its outcome reaches
-        the ``settled`` callback once written."""
-        self._waiting.append((job, result, elapsed))
+    def hand_in(self, outcome: Outcome) -> None:
+        """Queues a completion; it is reported once written."""
+        self._waiting.append(outcome)
         if not self._deferred:
             self._start_writer()
+
+    async def write(self, *outcomes: Outcome) -> None:
+        """Writes ``outcomes`` now, with whatever else waits, and returns
+        once they are written and reported (a cancel of the caller does not
+        stop the write)."""
+        if not outcomes:
+            return
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for outcome in outcomes:
+            waiters.append(loop.create_future())
+            outcome.waiter = waiters[-1]
+        self._waiting += outcomes
+        self._start_writer()
+        await asyncio.shield(waiters[0] if len(waiters) == 1 else asyncio.gather(*waiters))
 
     def defer(self) -> None:
         """The claim loop will take the waiting completions with its next claim."""
@@ -63,24 +95,53 @@ class Completer:
         if self._waiting:
             self._start_writer()
 
-    def take(self) -> list[Completion]:
-        """Removes and returns the completions waiting to be written (at most
-        ``max_batch``); the caller writes them and reports with :meth:`settle`,
-        or hands them back with :meth:`give_back`."""
+    def take(self) -> Batch:
+        """Removes up to ``max_batch`` waiting outcomes and returns them with
+        their transitions; the caller writes them and reports with
+        :meth:`settle`, or hands them back with :meth:`give_back`. An
+        outcome that cannot be written (a retry delay its policy got wrong)
+        is reported with that error here."""
         batch = self._waiting[: self.max_batch]
         del self._waiting[: self.max_batch]
-        return batch
+        try:
+            return batch, [outcome.transition() for outcome in batch]
+        except Exception:  # noqa: BLE001 - sorted out one by one below
+            return self._one_by_one(batch)
 
-    def settle(self, batch: list[Completion], outcomes: list[JobqError | None]) -> None:
-        """Reports each completion's outcome."""
-        for completion, error in zip(batch, outcomes, strict=True):
-            self.settled(completion, error)
+    def _one_by_one(self, batch: list[Outcome]) -> Batch:
+        kept: list[Outcome] = []
+        decided: list[Transition] = []
+        for outcome in batch:
+            try:
+                decided.append(outcome.transition())
+            except Exception as exc:  # noqa: BLE001 - that outcome alone is not written
+                self._report(outcome, exc)
+                continue
+            kept.append(outcome)
+        return kept, decided
 
-    def give_back(self, batch: list[Completion]) -> None:
-        """Returns completions whose write failed along with something else
-        (a claim): the writer tries them again on their own."""
-        self._waiting[:0] = batch
+    def settle(self, batch: Batch, errors: list[JobqError | None]) -> None:
+        """Reports each outcome of a written batch."""
+        report = self.report
+        for outcome, error in zip(batch[0], errors, strict=True):
+            if outcome.waiter is None:
+                report(outcome, error)
+            else:
+                self._report(outcome, error)
+
+    def give_back(self, batch: Batch) -> None:
+        """Returns outcomes whose write failed along with something else (a
+        claim): the writer tries them again on their own."""
+        self._waiting[:0] = batch[0]
         self.flush()
+
+    def _report(self, outcome: Outcome, error: BaseException | None) -> None:
+        try:
+            self.report(outcome, error)
+        finally:
+            waiter = outcome.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def _start_writer(self) -> None:
         if self._writer is None:
@@ -90,20 +151,146 @@ class Completer:
         try:
             while self._waiting:
                 batch = self.take()
+                if not batch[0]:
+                    continue
                 try:
-                    outcomes = await self.queue.complete_many([(job, result) for job, result, _ in batch])
-                except BaseException as exc:  # the whole write failed: every completion hears it
-                    for completion in batch:
-                        self.settled(completion, exc)
+                    errors = await self.queue.settle(batch[1])
+                except BaseException as exc:  # the whole write failed: every outcome hears it
+                    for outcome in batch[0]:
+                        self._report(outcome, exc)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
-                self.settle(batch, outcomes)
+                self.settle(batch, errors)
         finally:
             self._writer = None
 
     async def drain(self) -> None:
-        """Waits until every completion handed in so far is written."""
+        """Waits until every outcome handed in so far is written."""
         self.flush()
         while self._writer is not None:
             await asyncio.shield(self._writer)
+
+
+# -- reporting -------------------------------------------------------------------
+
+#: Per kind: what a lost claim did not record ("": say nothing), and the
+#: warning when the store could not be reached.
+_AGAIN = "; it runs again after its lease"
+_NOT_RECORDED = {
+    Kind.COMPLETED: ("result", "could not record the result of job %s (%s)" + _AGAIN),
+    Kind.RETRY: ("failure", "could not record the failure of job %s (%s)" + _AGAIN),
+    Kind.FAILED: ("failure", "could not record the failure of job %s (%s)" + _AGAIN),
+    Kind.SNOOZED: ("snooze", "could not record the snooze of job %s (%s)" + _AGAIN),
+    Kind.CANCELLED: ("cancellation", "could not record the cancellation of job %s (%s)"),
+    Kind.RELEASED: ("", "could not release job %s (%s); its lease will expire"),
+}
+
+
+class Reporter:
+    """Counts each written outcome into the processor's metrics and emits
+    its event; logs an outcome that could not be written."""
+
+    def __init__(self, events: Emitter, metrics: ProcessorMetrics) -> None:
+        self.events = events
+        self.metrics = metrics
+        self.last_processed: float | None = None  # epoch seconds; see get_metrics
+
+    def __call__(self, outcome: Outcome, error: BaseException | None) -> None:
+        kind = outcome.kind
+        if error is not None:
+            self._not_recorded(outcome, error)
+        elif kind is Kind.COMPLETED:
+            self.succeeded(outcome.job, outcome.elapsed)
+            if self.events.wants("job_completed"):
+                self.events.emit(
+                    Event(
+                        "job_completed",
+                        job=outcome.job,
+                        result=outcome.result,
+                        processing_time=outcome.elapsed,
+                    )
+                )
+        else:
+            self._other(outcome)
+
+    def _other(self, outcome: Outcome) -> None:
+        kind, job, elapsed, emit = outcome.kind, outcome.job, outcome.elapsed, self.events.emit
+        if kind is Kind.RETRY:
+            self.count(job, "retried", elapsed)
+            emit(
+                Event(
+                    "job_retry",
+                    job=job,
+                    error=outcome.error,
+                    retry_delay=outcome.delay,
+                    processing_time=elapsed,
+                )
+            )
+        elif kind is Kind.FAILED:
+            self.count(job, "failed", elapsed)
+            emit(Event("job_failed", job=job, error=outcome.error, processing_time=elapsed))
+        elif kind is Kind.SNOOZED:
+            self.metrics.snoozed += 1
+            emit(Event("job_snoozed", job=job, retry_delay=outcome.delay, processing_time=elapsed))
+        elif kind is Kind.CANCELLED:
+            self.metrics.cancelled += 1
+            emit(Event("job_cancelled", job=job, error=outcome.error, processing_time=elapsed))
+
+    def _not_recorded(self, outcome: Outcome, error: BaseException) -> None:
+        what, store_error = _NOT_RECORDED[outcome.kind]
+        if isinstance(error, LeaseLost):
+            if what:
+                log.warning("jobq: %s; its %s was not recorded", error, what)
+        elif isinstance(error, JobqError):
+            log.warning("jobq: " + store_error, outcome.job.id, error)
+        elif not isinstance(error, asyncio.CancelledError):
+            noun = what or "release"
+            log.error("jobq: recording the %s of job %s failed", noun, outcome.job.id, exc_info=error)
+
+    def _per_type(self, job_type: str) -> dict[str, int]:
+        per_type = self.metrics.by_type.get(job_type)
+        if per_type is None:
+            per_type = self.metrics.by_type[job_type] = {
+                "processed": 0,
+                "succeeded": 0,
+                "failed": 0,
+                "retried": 0,
+            }
+        return per_type
+
+    def succeeded(self, job: Job[Any], elapsed: float) -> None:
+        """:meth:`count` of a completion (the hot path, spelled out)."""
+        m = self.metrics
+        per_type = m.by_type.get(job.type) or self._per_type(job.type)
+        per_type["succeeded"] += 1
+        per_type["processed"] += 1
+        m.succeeded += 1
+        m.processed += 1
+        m.average_processing_time += (elapsed - m.average_processing_time) / (m.succeeded + m.failed)
+        self.last_processed = time.time()  # a datetime when metrics are read
+
+    def count(self, job: Job[Any], outcome: str, elapsed: float) -> None:
+        """Counts a ``"succeeded"``, ``"failed"`` or ``"retried"`` attempt."""
+        m = self.metrics
+        per_type = self._per_type(job.type)
+        per_type[outcome] += 1
+        if outcome == "retried":
+            m.retried += 1
+        else:
+            setattr(m, outcome, getattr(m, outcome) + 1)
+            m.processed += 1
+            per_type["processed"] += 1
+            m.average_processing_time += (elapsed - m.average_processing_time) / (m.succeeded + m.failed)
+        self.last_processed = time.time()  # a datetime when metrics are read
+
+    def rescued(self, job: Job[Any], max_lost: int) -> None:
+        """A job the rescuer took back from a lost worker."""
+        self.metrics.lost += 1
+        log.warning("jobq: job %s was rescued: %s", job.id, job.error)
+        self.events.emit(Event("job_lost", job=job, error=job.error))
+        if job.status is JobStatus.FAILED:
+            if job.lost_count >= max_lost:
+                self.metrics.quarantined += 1
+                self.events.emit(Event("job_quarantined", job=job, error=job.error))
+            self.events.emit(Event("job_failed", job=job, error=job.error))

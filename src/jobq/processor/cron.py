@@ -12,19 +12,32 @@ ran enqueues the latest of them once, not one per missed slot. A schedule
 seen for the first time starts from the slot due then, without running it
 (nothing was missed before it existed).
 
+The processor runs :class:`CronLoop`: it settles each schedule's latest due
+slot, then sleeps until the next slot of any schedule (or a fake clock
+moves, or a store error asks for another try soon).
+
 ``croniter`` is an optional dependency: ``pip install 'jobq[cron]'``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..clock import to_ms
+from ..clock import FakeClock, to_ms
 from ..errors import BackendMissing, InvalidOption
+from ..events import Emitter, Event
+from ..queue import NewJob, Queue
+from .config import ADD_PRIORITY, ProcessorConfig
+
+log = logging.getLogger("jobq")
 
 CRON_CHECK_MAX = 60.0  # seconds; longest wait between checks, so a clock jump is noticed
 CRON_RETRY = 1.0  # seconds before trying a slot again after a store error
@@ -106,3 +119,90 @@ def seconds_until_next(schedules: list[CronSchedule], now: float) -> float:
     for schedule in schedules:
         wait = min(wait, schedule.next_slot(now) - now)
     return max(wait, 0.0) if math.isfinite(wait) else CRON_CHECK_MAX
+
+
+def cron_job(schedule: CronSchedule, slot_ms: int, config: ProcessorConfig) -> NewJob:
+    """The job a schedule enqueues for one slot (the processor's defaults
+    where the schedule gives none)."""
+    return NewJob(
+        type=schedule.job_type,
+        data=schedule.data,
+        priority=ADD_PRIORITY if schedule.priority is None else schedule.priority,
+        max_attempts=config.max_retries if schedule.max_attempts is None else schedule.max_attempts,
+        metadata=schedule.job_metadata(slot_ms),
+        queue=schedule.queue or config.default_queue,
+    )
+
+
+def _nothing() -> None:
+    pass
+
+
+class CronLoop:
+    """Enqueues the jobs of a processor's schedules, one per slot."""
+
+    def __init__(
+        self, queue: Queue, config: ProcessorConfig, schedules: dict[str, CronSchedule], events: Emitter
+    ) -> None:
+        self.queue = queue
+        self.config = config
+        self.schedules = schedules
+        self.events = events
+        self._wake: asyncio.Event | None = None
+
+    def start(self) -> tuple[asyncio.Task[None], Callable[[], None]]:
+        """Starts the loop; returns its task and a function that undoes its
+        subscription to a fake clock."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake = asyncio.Event()
+
+        def tick() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        unsubscribe: Callable[[], Any] = _nothing
+        if isinstance(self.queue.clock, FakeClock):
+            unsubscribe = self.queue.clock.on_advance(tick)
+        return asyncio.create_task(self.run(), name="jobq-cron"), unsubscribe
+
+    async def run(self) -> None:
+        """Settles each schedule's latest due slot, then sleeps until the next
+        slot of any schedule (or a fake clock moves)."""
+        assert self._wake is not None
+        while True:
+            self._wake.clear()
+            try:
+                now = self.queue.clock.now()
+                retry = not await self.tick(now)
+                wait = seconds_until_next(list(self.schedules.values()), now)
+                if retry:
+                    wait = min(wait, CRON_RETRY)
+            except Exception:
+                log.exception("jobq: the cron loop failed; trying again in %g s", CRON_RETRY)
+                wait = CRON_RETRY
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def tick(self, now: float) -> bool:
+        """Settles every schedule's due slot; ``False`` if a store error left
+        one to try again."""
+        settled = True
+        for schedule in list(self.schedules.values()):
+            slot = schedule.due(now)
+            if slot is None:
+                continue
+            try:
+                await self._fire(schedule, slot)
+            except Exception as exc:  # noqa: BLE001 - the schedule tries again; the loop must not die
+                log.warning("jobq: cron schedule %r could not claim its slot: %s", schedule.name, exc)
+                settled = False
+                continue
+            schedule.last_seen_ms = slot
+        return settled
+
+    async def _fire(self, schedule: CronSchedule, slot_ms: int) -> None:
+        spec = cron_job(schedule, slot_ms, self.config)
+        job = await self.queue.enqueue_for_slot(schedule.name, slot_ms, spec)
+        if job is None:
+            return
+        log.info("jobq: cron schedule %r enqueued job %s for its slot", schedule.name, job.id)
+        self.events.emit(Event("cron_enqueued", job=job))

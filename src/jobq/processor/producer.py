@@ -1,0 +1,287 @@
+"""The claim loop: fills free slots with jobs, and waits well when there are none.
+
+One loop per processor. Each pass counts the free slots (``concurrency``
+minus the jobs running), claims up to that many (at most ``batch_size``, and
+what the rate limit allows) in one statement, skipping the job types whose
+circuit is open, and starts each claimed job in a tracked task (never
+fire-and-forget), so ``stop()`` knows exactly what is in flight. With
+per-queue concurrency, each queue with free slots is claimed on its own,
+starting with a different queue each pass (round robin).
+
+Every claim carries the outcomes waiting in the completer, so under load one
+transaction finishes a batch of jobs and takes the next. When nothing is
+claimed, the loop waits for the first of: an enqueue in this process, a
+change stored by another process, the next delayed job coming due, an open
+circuit half-opening, or ``poll_interval``. A claim that fails is tried
+again after a pause that doubles, up to ``STORE_RETRY_MAX``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from ..clock import FakeClock
+from ..errors import JobqError
+from ..events import ProcessorMetrics
+from ..job import Job
+from ..keylimits import wait_hint
+from ..queue import Queue
+from .completer import Completer
+from .config import ProcessorConfig
+from .executor import Kind, Outcome, Running
+from .limits import Circuit
+from .maintenance import STORE_RETRY_MAX
+
+log = logging.getLogger("jobq")
+
+CLAIM_RETRY_MIN = 0.05  # seconds; the first pause after a failed claim (it doubles)
+SIZE_COUNT_INTERVAL = 1.0  # seconds; how often an idle worker counts the ready jobs (metrics)
+
+
+class Producer:
+    """Claims jobs for one processor and starts each with ``run``."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        config: ProcessorConfig,
+        worker_id: str,
+        running: dict[str, Running],
+        run: Callable[[Running], Coroutine[Any, Any, Any]],
+        completer: Completer,
+        circuits: dict[str, Circuit],
+        metrics: ProcessorMetrics,
+    ) -> None:
+        self.queue = queue
+        self.config = config
+        self.worker_id = worker_id
+        self.running = running
+        self.completer = completer
+        self.circuits = circuits
+        self.metrics = metrics
+        #: Set (by ``stop()``, or a signal handler) to claim nothing more.
+        self.stopping = False
+        self._run = run
+        self._next_queue = 0
+        self._size_counted_at = 0.0
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+
+    def start(self) -> tuple[asyncio.Task[None], list[Callable[[], Any]]]:
+        """Starts the claim loop; returns its task and the functions that undo
+        its subscriptions (enqueues in this process, a fake clock's moves)."""
+        loop = asyncio.get_running_loop()
+        self.stopping = False
+        self._wake, self._slot_free = asyncio.Event(), asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        unsubscribe = [self.queue.on_enqueue(wake)]
+        if isinstance(self.queue.clock, FakeClock):
+            unsubscribe.append(self.queue.clock.on_advance(wake))
+        return asyncio.create_task(self._claim_loop(), name="jobq-claim"), unsubscribe
+
+    def stop(self) -> None:
+        """Claims nothing more; the loop returns after its current claim."""
+        self.stopping = True
+        self._wake.set()
+        self._slot_free.set()
+
+    # -- running jobs -------------------------------------------------------
+
+    def spawn(self, job: Job[Any]) -> None:
+        running = Running(job)
+        running.task = task = asyncio.create_task(self._run(running), name=f"jobq-job-{job.id}")
+        self.running[job.id] = running
+        task.add_done_callback(lambda _: self.finished(job.id))
+
+    def finished(self, job_id: str) -> None:
+        self.running.pop(job_id, None)
+        self._slot_free.set()
+
+    # -- the loop -----------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        try:
+            await self._claim_until_stopped()
+        finally:
+            # No claim follows: jobs finishing during the grace period have
+            # their outcomes written at once, while their leases hold.
+            self.completer.flush()
+
+    async def _claim_until_stopped(self) -> None:
+        config, completer = self.config, self.completer
+        rate_limit = config.rate_limit
+        failures = 0
+        while not self.stopping:
+            # Cleared before each pass (not just before a claim), so a wake-up
+            # that arrived during a rate-limit or error pause cannot turn the
+            # next pause into a spin; one that arrives later still ends it.
+            self._wake.clear()
+            # Outcomes handed in meanwhile go with the next claim; every path
+            # below that does not claim flushes them instead.
+            completer.defer()
+            free = config.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            now = self.queue.clock.now()
+            limit = min(free, config.claim_batch)
+            if rate_limit is not None:
+                allowed = rate_limit.available(now)
+                if allowed <= 0:
+                    await self._pause(rate_limit.wait_time(now))
+                    continue
+                limit = min(limit, allowed)
+            closed = [t for t, c in self.circuits.items() if not c.allows_claim(now)] if self.circuits else []
+            try:
+                jobs = await self._claim_batch(limit, closed)
+            except Exception as exc:
+                failures += 1
+                pause = min(STORE_RETRY_MAX, CLAIM_RETRY_MIN * 2**failures)
+                if isinstance(exc, JobqError):
+                    log.warning("jobq: claim failed (%s); trying again in %.2f s", exc, pause)
+                else:
+                    # Not a store outage jobq knows (a driver error it does
+                    # not classify, a bug): say so loudly, and keep claiming.
+                    log.error("jobq: claim failed; trying again in %.2f s", pause, exc_info=exc)
+                await self._pause(pause)
+                continue
+            failures = 0
+            if self.stopping:
+                # The stop began while this claim was in flight: hand its
+                # jobs back at once (no attempt spent) rather than start them.
+                await completer.write(*(Outcome(Kind.RELEASED, job) for job in jobs))
+                return
+            if rate_limit is not None and jobs:
+                rate_limit.record(now, len(jobs))
+            for job in jobs:
+                self.spawn(job)
+            if not jobs:
+                if config.limits or config.queue_concurrency:
+                    # Ready jobs may be held back by a limit or a full queue:
+                    # look again once one may have room, not at once.
+                    await self._idle_limited(now)
+                else:
+                    await self._idle(now)
+
+    async def _claim_batch(self, limit: int, closed: list[str]) -> list[Job[Any]]:
+        """One claim of up to ``limit`` jobs; with per-queue concurrency, one
+        claim per queue that has free slots (starting with a different queue
+        each time), each with the per-key limits."""
+        per_queue = self.config.queue_concurrency
+        if per_queue is None:
+            return await self._claim(limit, self.config.queue_names, closed)
+        busy: dict[str, int] = {}
+        for running in self.running.values():
+            busy[running.job.queue] = busy.get(running.job.queue, 0) + 1
+        names = list(per_queue)
+        start, self._next_queue = self._next_queue % len(names), self._next_queue + 1
+        jobs: list[Job[Any]] = []
+        for name in names[start:] + names[:start]:
+            free = min(per_queue[name] - busy.get(name, 0), limit - len(jobs))
+            if free > 0:
+                jobs += await self._claim(free, [name], closed)
+        return jobs
+
+    async def _claim(self, limit: int, queues: Sequence[str] | None, closed: list[str]) -> list[Job[Any]]:
+        """One claim, carrying the outcomes waiting to be written."""
+        completer = self.completer
+        batch = completer.take()
+        if len(completer):
+            completer.flush()  # more than one batch waits: the writer takes the rest
+        try:
+            errors, jobs = await self.queue.settle_and_claim(
+                batch[1], limit, queues=queues, exclude_types=closed, owner=self.worker_id,
+                limits=self.config.limits,
+            )  # fmt: skip
+        except BaseException:
+            completer.give_back(batch)
+            raise
+        completer.settle(batch, errors)
+        return jobs
+
+    # -- waiting ------------------------------------------------------------
+
+    async def _idle_limited(self, now: float) -> None:
+        """Waits for a local wake-up, another process's commit, or the time
+        after which a limit may have room again."""
+        self.completer.flush()
+        limits, poll = self.config.limits, self.config.poll_interval
+        timeout = min(poll, wait_hint(limits) if limits else poll)
+        try:
+            due = await self.queue.next_due(queues=self.config.queue_names)
+        except JobqError:
+            due = None
+        if due is not None and due > now:
+            timeout = min(timeout, due - now)
+        if self._wake.is_set():
+            return
+        await self._wait_for_work(timeout)
+
+    async def _idle(self, now: float) -> None:
+        """Waits for work: a local enqueue, another process's commit, the next
+        delayed job coming due, a circuit half-opening, or ``poll_interval``."""
+        self.completer.flush()
+        timeout = self.config.poll_interval
+        queues = self.config.queue_names
+        try:
+            due = await self.queue.next_due(queues=queues)
+            if time.monotonic() - self._size_counted_at > SIZE_COUNT_INTERVAL:
+                self.metrics.queue_size = await self.queue.size(queues=queues)
+                self._size_counted_at = time.monotonic()
+        except JobqError:
+            due = None
+        if due is not None:
+            timeout = min(timeout, max(due - now, 0.0))
+        for circuit in self.circuits.values():
+            if circuit.state == "open":
+                timeout = min(timeout, max(circuit.opened_at + circuit.config.reset_timeout - now, 0.0))
+        if timeout <= 0 or self._wake.is_set():
+            await asyncio.sleep(0)
+            return
+        await self._wait_for_work(timeout)
+
+    async def _wait_for_work(self, timeout: float) -> None:
+        """Returns on a local wake-up, a change stored by another process, or
+        after ``timeout`` seconds, whichever comes first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken = asyncio.ensure_future(self._wake.wait())
+        changed = asyncio.ensure_future(self.queue.wait_for_change(timeout))
+        try:
+            while True:
+                await asyncio.wait((woken, changed), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                timeout = deadline - loop.time()
+                if woken.done() or not changed.done() or timeout <= 0:
+                    return
+                if changed.result() or await self._anything_ready():
+                    return  # work was announced, or a read found some
+                # Another connection committed, but nothing became ready (a
+                # claim or completion elsewhere): a claim would be an empty
+                # write transaction, so keep waiting.
+                changed = asyncio.ensure_future(self.queue.wait_for_change(timeout))
+        finally:
+            for waiter in (woken, changed):
+                waiter.cancel()
+            await asyncio.gather(woken, changed, return_exceptions=True)
+
+    async def _anything_ready(self) -> bool:
+        """A read, no lock: is a job ready in this processor's queues?"""
+        try:
+            return await self.queue.peek(queues=self.config.queue_names) is not None
+        except JobqError:
+            return True  # let the claim meet the error and back off
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps up to ``seconds``, waking early on stop or a local enqueue."""
+        self.completer.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0))
