@@ -43,7 +43,8 @@ QUARANTINE_ERROR = (
     "quarantined after {lost} lost workers: the job may be killing its worker"
     " (the last lost was worker {owner}, whose lease expired before the job finished)"
 )
-#: The error stored when a worker's handler is stopped by a cancel request.
+#: What the ``job_cancelled`` event reports when a cancel request stopped a
+#: running handler (the job's stored error is left as it was).
 CANCEL_REQUESTED = "cancel requested"
 
 
