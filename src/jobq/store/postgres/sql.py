@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..job import RECORD_FIELDS, JobRecord, record_values
-from ..transitions import Transition
-from .sql import DUE_ORDER, SETTLE_FIELDS, Dialect, settle_assignments, settle_fence, settle_params
+from ...job import RECORD_FIELDS, JobRecord, record_values
+from ...transitions import Transition
+from ..sql import DUE_ORDER, SETTLE_FIELDS, Dialect, settle_assignments, settle_fence, settle_params
 
 # "now" in every statement: the caller's time, or the database's in epoch ms.
 NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"

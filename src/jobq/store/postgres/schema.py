@@ -24,8 +24,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ..errors import InvalidOption
-from .sql import check_table_name
+from ...errors import InvalidOption
+from ..sql import check_table_name
 
 #: The default table: k-msg's PostgreSQL (Hyperdrive) job queue uses this name.
 DEFAULT_TABLE = "kmsg_jobs"

@@ -1,8 +1,5 @@
 """The PostgreSQL backend: one table shared by workers on many machines.
 
-- psycopg 3 (async) over a :class:`psycopg_pool.AsyncConnectionPool`, opened
-  on first use in the caller's event loop. Connections run in autocommit;
-  a verb that needs more than one statement wraps them in one transaction.
 - Claims take a batch of ready rows with ``FOR UPDATE SKIP LOCKED`` and move
   them to ``processing`` in the same statement, so concurrent claimers never
   wait on each other and never get the same job. The rescuer skips locked
@@ -17,33 +14,25 @@
   With any other clock (:class:`~jobq.clock.FakeClock` in tests) the caller's
   times are stored as given, exactly as on SQLite. Every statement takes
   ``now`` as a parameter and reads ``COALESCE(now, <database now>)``.
-- Wake-ups: enqueue, release, a retry and a rescue send ``pg_notify`` on the
-  table's channel in their own transaction, so the notification is delivered
-  only if the change commits. :meth:`PostgresStore.wait_for_change` listens on
-  a dedicated connection; while that connection is down it polls instead
-  (returns every :data:`LISTEN_FALLBACK_POLL` seconds) and reconnects in the
-  background.
-- The schema is created or upgraded when the store is built, on a short-lived
-  synchronous connection (see :mod:`jobq.store.postgres_schema`).
+- The plumbing lives beside: the pool and the retries through outages in
+  :mod:`.resilience`, wake-ups (``LISTEN``) in :mod:`.listen`, the schema
+  (created or upgraded when the store is built, on a short-lived synchronous
+  connection) in :mod:`.schema`, statement builders in :mod:`.sql`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
-import functools
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..clock import SYSTEM_CLOCK, Clock, SystemClock, to_ms
-from ..errors import (
+from ... import keylimits
+from ...clock import SYSTEM_CLOCK, Clock, SystemClock, to_ms
+from ...errors import (
     InvalidJob,
     InvalidOption,
     InvalidURL,
@@ -51,15 +40,16 @@ from ..errors import (
     JobqError,
     LeaseLost,
     NotRetryable,
-    QueueClosed,
     StoreUnavailable,
 )
-from .. import keylimits
-from ..job import RECORD_FIELDS, JobRecord
-from ..transitions import Transition
-from .base import ClaimRequest, Settled, dequeue_order, settle_then_claim
-from .postgres_schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
-from .postgres_sql import (
+from ...job import RECORD_FIELDS, JobRecord
+from ...transitions import Transition
+from ..base import ClaimRequest, Settled, dequeue_order, settle_then_claim
+from ..sql import DUE_ORDER, check_table_name, delayed, expired_query, public_status, ready
+from .listen import Listener
+from .resilience import CONNECT_TIMEOUT, POOL_SIZE, POOL_TIMEOUT, Connections, describe, resilient, retried
+from .schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
+from .sql import (
     COLUMNS,
     FENCE,
     J_COLUMNS,
@@ -71,12 +61,7 @@ from .postgres_sql import (
     settle_batch_params,
     settle_query,
 )
-from .sql import DUE_ORDER, delayed, expired_query, public_status, ready
-from .sql import check_table_name
 
-log = logging.getLogger(__name__)
-
-POOL_SIZE = 10  # most connections the pool opens
 LIMITS_LOCK_SPACE = 0x6A6F6271  # "jobq": advisory locks serialising per-key limited claims, per table
 UNIQUE_INSERT_TRIES = 5  # a unique key whose holder keeps finishing mid-insert: attempts before giving up
 #: Cron schedules' last slots (epoch ms), per job table; see ``claim_cron_slot``.
@@ -85,43 +70,6 @@ CRON_TABLE = (
     " last_slot BIGINT NOT NULL, PRIMARY KEY (tbl, name))"
 )
 CRON_LOCK_KEY = 0x6A6F6271_0002  # advisory lock serialising the creation of jobq_cron
-POOL_TIMEOUT = 30.0  # seconds a verb waits for a pooled connection before StoreUnavailable
-CONNECT_TIMEOUT = 10  # seconds to establish one connection, unless the DSN says otherwise
-LISTEN_FALLBACK_POLL = 1.0  # seconds between wake-ups while the listening connection is down
-LISTEN_RETRY_MIN = 0.1  # seconds before the first attempt to re-listen
-LISTEN_RETRY_MAX = 5.0  # seconds between attempts to re-listen, at most
-# TCP keepalives on the listening connection, which is otherwise silent for
-# long stretches: a dead peer is noticed in about idle + interval * count s.
-LISTEN_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
-# Outages. A verb that meets a transient error (the server restarting or
-# unreachable, a connection dropped, a serialisation failure) tries again
-# after RETRY_MIN seconds, doubling up to RETRY_MAX, until pool_timeout
-# seconds have passed since it began; then it raises StoreUnavailable.
-RETRY_MIN = 0.05  # seconds before the first retry of a verb
-RETRY_MAX = 2.0  # seconds between retries of a verb, at most
-# seconds a pooled connection keeps retrying to reconnect with the pool's own
-# doubling backoff before it gives up; the next verb that needs a connection
-# starts a fresh attempt, so the wait between attempts stays short.
-RECONNECT_TIMEOUT = 5.0
-# Pooled connections: keepalives, and at most 20 s for sent data to go
-# unacknowledged, so a verb on a connection to a vanished host fails (and is
-# retried) instead of hanging; the DSN's own settings win.
-POOL_TCP = {**LISTEN_KEEPALIVES, "tcp_user_timeout": 20_000}
-
-class _Transient(StoreUnavailable):
-    """A transient failure inside a verb: the verb may be tried again."""
-
-
-# When the verb running in this task gives up (event-loop time); bounds how
-# long it waits for a pooled connection.
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("jobq_pg_deadline", default=None)
-
-# Whether the verb running in this task is a retry (its first attempt may
-# have committed unseen).
-_RETRIED: contextvars.ContextVar[bool] = contextvars.ContextVar("jobq_pg_retried", default=False)
-
-_V = TypeVar("_V", bound=Callable[..., Awaitable[Any]])
-
 
 def _repeatable(transitions: Sequence[Transition]) -> bool:
     """Whether a batch of transitions may be written again after a lost
@@ -131,40 +79,9 @@ def _repeatable(transitions: Sequence[Transition]) -> bool:
     return all(t.token is not None or (t.status == "completed" and not t.fenced) for t in transitions)
 
 
-def _resilient(*, retry_if: Callable[[dict[str, Any]], bool] | None = None, settle: str | None = None) -> Callable[[_V], _V]:
-    """Runs a verb again after a transient error (see :data:`RETRY_MIN`).
-
-    A retried verb may find that its earlier attempt committed although the
-    reply was lost. Verbs are safe to run again: reads; claims (a claim that
-    committed unseen leaves its rows in ``processing`` under a token nobody
-    holds, and the lease expiry returns them); fenced writes (the claim is gone
-    once the write committed, so a repeat raises ``LeaseLost`` and changes
-    nothing); inserts (the ids are chosen before the first attempt). ``retry_if``
-    (given the keyword arguments) says when a verb may be retried at all;
-    ``settle`` names a method that, after a retry, may turn an error into the
-    outcome the committed first attempt had."""
-
-    def wrap(method: _V) -> _V:
-        @functools.wraps(method)
-        async def call(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
-            return await self._resilient_call(method, args, kwargs, retry_if, settle)
-
-        return cast(_V, call)
-
-    return wrap
-
-
-def _describe(params: dict[str, Any]) -> str:
-    """Where a DSN points, for messages (never the password)."""
-    host = params.get("host") or params.get("hostaddr") or "localhost"
-    port = params.get("port") or "5432"
-    return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
-
-
 def _no_nul(text: str) -> str:
     """PostgreSQL text cannot hold NUL characters; an error message keeps the rest."""
     return text.replace("\x00", "\ufffd")
-
 
 class PostgresStore:
     name = "postgres"
@@ -188,24 +105,13 @@ class PostgresStore:
             raise InvalidURL(f"not a PostgreSQL connection string: {str(exc).strip()}") from None
         extra = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT}
         self.dsn = make_conninfo(dsn, **extra)
-        self.where = _describe(params)
+        self.where = describe(params)
         self.channel = notify_channel(self.table)
         self.pool_size = pool_size
         self.pool_timeout = float(pool_timeout)
         self._clock: Clock = SYSTEM_CLOCK
         self._db_clock = True
-        self._closed = False
-        self._pool: AsyncConnectionPool[Any] | None = None
-        self._pool_lock: asyncio.Lock | None = None
-        self._changed: asyncio.Event | None = None
-        self._listen_ready: asyncio.Event | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._listening = False
-        self.listener_pid: int | None = None
-        """Server process id of the listening connection while it is up."""
         self._sql: dict[Any, str] = {}  # query texts by key, each built once
-        self._outage = False  # a verb is retrying after a transient error
-        self._checking = False  # the pool's idle connections are being tested
         self._cron_ready = False  # jobq_cron exists (created on first claim_cron_slot)
         try:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -221,6 +127,10 @@ class PostgresStore:
                 self.channel = notify_channel(self.table, schema)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"cannot open PostgreSQL at {self.where}: {exc}".strip()) from None
+        self.connections = Connections(
+            self.dsn, where=self.where, name=f"jobq-{self.table}", size=pool_size, timeout=self.pool_timeout
+        )
+        self.listener = Listener(self.dsn, self.channel, where=self.where)
 
     # -- the clock -----------------------------------------------------------
 
@@ -247,123 +157,6 @@ class PostgresStore:
             template = text if isinstance(text, str) else text()
             query = self._sql[key] = template.replace("{t}", self._ident).replace("{now}", NOW)
         return query
-
-    async def _get_pool(self) -> AsyncConnectionPool[Any]:
-        if self._closed:
-            raise QueueClosed()
-        if self._pool is not None:
-            return self._pool
-        if self._pool_lock is None:
-            self._pool_lock = asyncio.Lock()
-        async with self._pool_lock:
-            if self._pool is None:
-                params = conninfo_to_dict(self.dsn)
-                tcp = {key: value for key, value in POOL_TCP.items() if key not in params}
-                pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                    make_conninfo(self.dsn, **tcp),
-                    min_size=1,
-                    max_size=self.pool_size,
-                    timeout=self.pool_timeout,
-                    kwargs={"autocommit": True},
-                    reconnect_timeout=RECONNECT_TIMEOUT,
-                    name=f"jobq-{self.table}",
-                    open=False,
-                )
-                await pool.open()
-                self._pool = pool
-        return self._pool
-
-    @contextlib.asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        pool = await self._get_pool()
-        deadline = _DEADLINE.get()
-        timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
-        try:
-            async with pool.connection(timeout=timeout) as conn:
-                yield conn
-        except PoolTimeout:
-            raise StoreUnavailable(
-                f"no connection to PostgreSQL at {self.where} within {self.pool_timeout:g} s"
-            ) from None
-        except psycopg.errors.ProgramLimitExceeded:
-            raise  # a row too large for an index: the same statement fails again
-        except psycopg.OperationalError as exc:
-            raise _Transient(f"PostgreSQL at {self.where}: {exc}".strip()) from None
-
-    async def _resilient_call(
-        self,
-        method: Callable[..., Awaitable[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        retry_if: Callable[[dict[str, Any]], bool] | None,
-        settle: str | None,
-    ) -> Any:
-        """Runs ``method`` (see :func:`_resilient`) until it succeeds, fails
-        for a reason that is not transient, or ``pool_timeout`` seconds pass."""
-        loop = asyncio.get_running_loop()
-        deadline = _DEADLINE.get()
-        own = deadline is None
-        if own:
-            deadline = loop.time() + self.pool_timeout
-        reset = _DEADLINE.set(deadline) if own else None
-        pause, retried = RETRY_MIN, False
-        try:
-            while True:
-                try:
-                    outcome = await method(self, *args, **kwargs)
-                except _Transient as exc:
-                    if self._closed or (retry_if is not None and not retry_if(kwargs)):
-                        raise StoreUnavailable(str(exc)) from None
-                    remaining = deadline - loop.time()  # type: ignore[operator]
-                    if remaining <= 0:
-                        raise StoreUnavailable(
-                            f"{exc}; still failing after {self.pool_timeout:g} s of retries"
-                        ) from None
-                    if not self._outage:
-                        self._outage = True
-                        log.warning("jobq: %s; retrying for up to %g s", exc, self.pool_timeout)
-                    await self._check_pool()
-                    await asyncio.sleep(min(pause, remaining))
-                    if not retried:
-                        retried_reset = _RETRIED.set(True)
-                    pause, retried = min(pause * 2, RETRY_MAX), True
-                    continue
-                except JobqError as exc:
-                    if retried and settle is not None:
-                        settled, value = await getattr(self, settle)(exc, args, kwargs)
-                        if settled:
-                            return value
-                    raise
-                except psycopg.Error as exc:
-                    if retried and settle is not None:
-                        settled, value = await getattr(self, settle)(exc, args, kwargs)
-                        if settled:
-                            return value
-                    raise StoreUnavailable(f"PostgreSQL at {self.where}: {exc}".strip()) from None
-                if self._outage and retried:
-                    self._outage = False
-                    log.warning("jobq: PostgreSQL at %s is back", self.where)
-                return outcome
-        finally:
-            if reset is not None:
-                _DEADLINE.reset(reset)
-            if retried:
-                _RETRIED.reset(retried_reset)
-
-    async def _check_pool(self) -> None:
-        """After a transient error, tests the idle pooled connections once
-        (not by every failing verb at once), so the broken ones are replaced
-        together instead of failing one verb each."""
-        if self._checking or self._pool is None:
-            return
-        self._checking = True
-        try:
-            await self._pool.check()
-        except Exception as exc:  # noqa: BLE001 - the retry that follows reports
-            log.debug("jobq: checking pooled connections failed: %s", exc)
-        finally:
-            self._checking = False
-
     async def _settle_insert(
         self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[bool, None]:
@@ -372,13 +165,8 @@ class PostgresStore:
             return False, None
         records: Sequence[JobRecord] = args[0] if args else kwargs["records"]
         query = self._q("count_ids", "SELECT count(*) FROM {t} WHERE id = ANY(%(ids)s::text[])")
-        rows = await self._fetchall(query, {"ids": [r.id for r in records]})
+        rows = await self.connections.fetchall(query, {"ids": [r.id for r in records]})
         return int(rows[0][0]) == len(records), None
-
-    async def _fetchall(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        async with self._conn() as conn:
-            cur = await conn.execute(query, params)
-            return await cur.fetchall()
 
     async def _notify(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
@@ -414,7 +202,7 @@ class PostgresStore:
 
     # -- the Store protocol -----------------------------------------------------
 
-    @_resilient(settle="_settle_insert")
+    @resilient(settle="_settle_insert")
     async def insert(self, records: Sequence[JobRecord]) -> None:
         """Stores the jobs in one statement, so one round trip and one
         transaction (the connection is in autocommit). On the database clock,
@@ -437,7 +225,7 @@ class PostgresStore:
         constant, params = insert_many_params(records, db_clock=self._db_clock)
         params.update(jobq_channel=self.channel, now=None)
         query = self._q(("insert_many", constant), lambda: insert_many_query(constant))
-        async with self._conn() as conn:
+        async with self.connections.connection() as conn:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
         assert row is not None
@@ -467,18 +255,18 @@ class PostgresStore:
             jobq_channel=self.channel,
             now=None if self._db_clock else record.created_at,
         )
-        async with self._conn() as conn:
+        async with self.connections.connection() as conn:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
         assert row is not None
         self._stamp([record], int(row[0]))
 
-    @_resilient()
+    @resilient()
     async def claim(self, request: ClaimRequest) -> list[JobRecord]:
         if request.limits:
             return await self._claim_limited(request)
         query, params = self._claim_query(request)
-        return self._claimed(await self._fetchall(query, params))
+        return self._claimed(await self.connections.fetchall(query, params))
 
     def _claim_query(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
         r = request
@@ -514,7 +302,7 @@ class PostgresStore:
             return await self._settle_and_claim(transitions=transitions, request=request)
         return await settle_then_claim(self, transitions, request)
 
-    @_resilient(retry_if=lambda kwargs: _repeatable(kwargs["transitions"]))
+    @resilient(retry_if=lambda kwargs: _repeatable(kwargs["transitions"]))
     async def _settle_and_claim(
         self, *, transitions: Sequence[Transition], request: ClaimRequest
     ) -> tuple[list[Settled], list[JobRecord]]:
@@ -522,7 +310,7 @@ class PostgresStore:
         where, key = self._filters(request.queues, request.exclude_types)
         combined = self._q("settle_and_claim" + key, lambda: settle_and_claim_query(where, "j.id"))
         params.update(settle_batch_params(transitions))
-        async with self._conn() as conn:
+        async with self.connections.connection() as conn:
             cur = await conn.execute(combined, params)
             rows = await cur.fetchall()
             done = {row[0] for row in rows if row[0] is not None}
@@ -533,7 +321,7 @@ class PostgresStore:
                 await self._notify(conn)
         return settled, self._claimed([row[1:] for row in rows if row[0] is None])
 
-    @_resilient()
+    @resilient()
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, key = self._filters(queues)
         query = self._q(
@@ -542,10 +330,10 @@ class PostgresStore:
             f" ORDER BY {DUE_ORDER} LIMIT 1",
         )
         params = {"now": self._now(now_ms), "queues": list(queues) if queues is not None else None}
-        rows = await self._fetchall(query, params)
+        rows = await self.connections.fetchall(query, params)
         return JobRecord(*rows[0]) if rows else None
 
-    @_resilient()
+    @resilient()
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
         where, key = self._filters(queues)
         query = self._q(
@@ -553,9 +341,9 @@ class PostgresStore:
             f"SELECT count(*) FROM {{t}} WHERE {ready('{now}')}{where}",
         )
         params = {"now": self._now(now_ms), "queues": list(queues) if queues is not None else None}
-        return int((await self._fetchall(query, params))[0][0])
+        return int((await self.connections.fetchall(query, params))[0][0])
 
-    @_resilient()
+    @resilient()
     async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
         where, key = self._filters(queues)
         query = self._q(
@@ -564,15 +352,15 @@ class PostgresStore:
         )
         caller_now = self._caller_now()
         params = {"now": self._now(caller_now), "queues": list(queues) if queues is not None else None}
-        due, db_now = (await self._fetchall(query, params))[0]
+        due, db_now = (await self.connections.fetchall(query, params))[0]
         if due is None:
             return None
         # On the database clock, report the due time on the caller's clock.
         return int(due) - int(db_now) + caller_now if self._db_clock else int(due)
 
-    @_resilient()
+    @resilient()
     async def get(self, job_id: str) -> JobRecord | None:
-        async with self._conn() as conn:
+        async with self.connections.connection() as conn:
             return await self._get(conn, job_id)
 
     async def settle(
@@ -582,7 +370,7 @@ class PostgresStore:
             return []
         return await self._settle(transitions=transitions, now_ms=now_ms, returning=returning)
 
-    @_resilient(retry_if=lambda kwargs: _repeatable(kwargs["transitions"]))
+    @resilient(retry_if=lambda kwargs: _repeatable(kwargs["transitions"]))
     async def _settle(
         self, *, transitions: Sequence[Transition], now_ms: int, returning: bool
     ) -> list[Settled]:
@@ -593,7 +381,7 @@ class PostgresStore:
         query = self._q(("settle", returning), lambda: settle_query(f"j.id, {J_COLUMNS}" if returning else "j.id"))
         params = {"now": self._now(now_ms), **settle_batch_params(transitions)}
         wakes = any(t.wakes_workers for t in transitions)
-        async with self._conn() as conn, (conn.transaction() if wakes else contextlib.nullcontext()):
+        async with self.connections.connection() as conn, (conn.transaction() if wakes else contextlib.nullcontext()):
             cur = await conn.execute(query, params)
             done = {row[0]: row[1:] for row in await cur.fetchall()}
             settled: list[Settled] = []
@@ -604,7 +392,7 @@ class PostgresStore:
                     settled.append(JobRecord(*done[t.job_id]) if returning else None)
             if wakes and any(t.wakes_workers and t.job_id in done for t in transitions):
                 await self._notify(conn)
-        if _RETRIED.get():
+        if retried():
             await self._settle_retried(transitions, settled)
         return settled
 
@@ -618,7 +406,7 @@ class PostgresStore:
                 if record is not None and record.status == "completed":
                     settled[i] = None
 
-    @_resilient()
+    @resilient()
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         if not leases:
             return set()
@@ -635,13 +423,13 @@ class PostgresStore:
             "ids": [job_id for job_id, _ in leases],
             "tokens": [token for _, token in leases],
         }
-        kept = {row[0] for row in await self._fetchall(query, params)}
+        kept = {row[0] for row in await self.connections.fetchall(query, params)}
         return {job_id for job_id, _ in leases} - kept
 
-    @_resilient()
+    @resilient()
     async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
         query = self._q("expired", expired_query("{t}", "{now}", "%(limit)s", COLUMNS))
-        return self._records(await self._fetchall(query, {"now": self._now(now_ms), "limit": limit}))
+        return self._records(await self.connections.fetchall(query, {"now": self._now(now_ms), "limit": limit}))
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
         """One transaction: an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``
@@ -659,7 +447,7 @@ class PostgresStore:
             f"INSERT INTO {{t}} ({COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
         )
         try:
-            async with self._conn() as conn, conn.transaction():
+            async with self.connections.connection() as conn, conn.transaction():
                 if not self._cron_ready:
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CRON_LOCK_KEY,))
                     await conn.execute(CRON_TABLE)
@@ -675,19 +463,19 @@ class PostgresStore:
         self._cron_ready = True
         return won
 
-    @_resilient()
+    @resilient()
     async def remove(self, job_id: str) -> bool:
         query = self._q("remove", "DELETE FROM {t} WHERE id = %(id)s")
-        async with self._conn() as conn:
+        async with self.connections.connection() as conn:
             cur = await conn.execute(query, {"id": job_id})
             return cur.rowcount > 0
 
-    @_resilient()
+    @resilient()
     async def clear(self) -> None:
-        async with self._conn() as conn:
+        async with self.connections.connection() as conn:
             await conn.execute(self._q("clear", "DELETE FROM {t}"))
 
-    @_resilient()
+    @resilient()
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
         if not statuses:
             return 0
@@ -702,18 +490,18 @@ class PostgresStore:
             )
             caller_now = self._caller_now()
             params.update(now=self._now(caller_now), before_in=before_ms - caller_now)
-        async with self._conn() as conn:
+        async with self.connections.connection() as conn:
             cur = await conn.execute(query, params)
             return cur.rowcount
 
-    @_resilient()
+    @resilient()
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
         query = self._q(
             "count_by_status",
             f"SELECT {public_status('{now}')}"
             " AS s, count(*) FROM {t} GROUP BY s",
         )
-        rows = await self._fetchall(query, {"now": self._now(now_ms)})
+        rows = await self.connections.fetchall(query, {"now": self._now(now_ms)})
         return {status: int(count) for status, count in rows}
 
     # -- per-key limits ------------------------------------------------------------
@@ -758,7 +546,7 @@ class PostgresStore:
         )
         starts = sql.Identifier(starts_table(self.table)).as_string(None)
         rated = keylimits.rate_limits(limits)
-        async with self._conn() as conn, conn.transaction():
+        async with self.connections.connection() as conn, conn.transaction():
             # Limited claims take turns, so each counts what the others took.
             cur = await conn.execute(
                 self._q("limits_lock", "SELECT pg_advisory_xact_lock(%(lock_space)s, hashtext(%(tbl)s)), {now}"),
@@ -803,7 +591,7 @@ class PostgresStore:
 
     # -- unique jobs, cancellation, progress, inspection -------------------------
 
-    @_resilient()
+    @resilient()
     async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
         """:meth:`insert`, except that a record whose ``unique_key`` an
         unfinished job holds is not stored (``INSERT ... ON CONFLICT DO
@@ -821,7 +609,7 @@ class PostgresStore:
         )
         answer: list[JobRecord | None] = []
         try:
-            async with self._conn() as conn, conn.transaction():
+            async with self.connections.connection() as conn, conn.transaction():
                 await self._announce(conn, records)
                 for record in records:
                     fields = {f: getattr(record, f) for f in RECORD_FIELDS}
@@ -848,7 +636,7 @@ class PostgresStore:
             raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
         return answer
 
-    @_resilient()
+    @resilient()
     async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
         lock = self._q("cancel_lock", f"SELECT {COLUMNS} FROM {{t}} WHERE id = %(id)s FOR UPDATE")
         stop = self._q(
@@ -861,7 +649,7 @@ class PostgresStore:
             f" WHERE id = %(id)s RETURNING {COLUMNS}",
         )
         params = {"id": job_id, "now": self._now(now_ms)}
-        async with self._conn() as conn, conn.transaction():
+        async with self.connections.connection() as conn, conn.transaction():
             cur = await conn.execute(lock, params)
             row = await cur.fetchone()
             if row is None:
@@ -877,7 +665,7 @@ class PostgresStore:
             assert after is not None
             return True, JobRecord(*after)
 
-    @_resilient()
+    @resilient()
     async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         if not job_ids:
             return set()
@@ -886,9 +674,9 @@ class PostgresStore:
             "SELECT id FROM {t} WHERE id = ANY(%(ids)s::text[]) AND status = 'processing'"
             " AND cancel_requested_at IS NOT NULL",
         )
-        return {row[0] for row in await self._fetchall(query, {"ids": list(job_ids)})}
+        return {row[0] for row in await self.connections.fetchall(query, {"ids": list(job_ids)})}
 
-    @_resilient()
+    @resilient()
     async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
         query = self._q(
             "retry",
@@ -897,7 +685,7 @@ class PostgresStore:
             f" WHERE id = %(id)s AND status IN ('failed', 'cancelled') RETURNING {COLUMNS}",
         )
         try:
-            async with self._conn() as conn, conn.transaction():
+            async with self.connections.connection() as conn, conn.transaction():
                 cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
                 row = await cur.fetchone()
                 if row is not None:
@@ -913,7 +701,7 @@ class PostgresStore:
             raise JobNotFound(job_id)
         raise NotRetryable(f"job {job_id!r} is {current.status}; only failed or cancelled jobs can be retried")
 
-    @_resilient()
+    @resilient()
     async def set_progress(
         self, job_id: str, *, token: str | None, progress: float, message: str | None
     ) -> None:
@@ -928,12 +716,12 @@ class PostgresStore:
             "id": job_id,
             "token": token,
         }
-        async with self._conn() as conn, conn.transaction():
+        async with self.connections.connection() as conn, conn.transaction():
             cur = await conn.execute(query, params)
             if cur.rowcount == 0:
                 raise await self._missing(conn, job_id)
 
-    @_resilient()
+    @resilient()
     async def list_jobs(
         self,
         *,
@@ -971,24 +759,24 @@ class PostgresStore:
             f" ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s OFFSET %(offset)s"
         )
         count = f"SELECT count(*) FROM {self._ident}{where}"
-        async with self._conn() as conn, conn.transaction():
+        async with self.connections.connection() as conn, conn.transaction():
             cur = await conn.execute(page, params)
             records = self._records(await cur.fetchall())
             cur = await conn.execute(count, params)
             row = await cur.fetchone()
         return records, int(row[0]) if row else 0
 
-    @_resilient()
+    @resilient()
     async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
         query = self._q(
             "summary",
             f"SELECT queue, type, {public_status('{now}')}"
             " AS s, count(*) FROM {t} GROUP BY queue, type, s ORDER BY queue, type, s",
         )
-        rows = await self._fetchall(query, {"now": self._now(now_ms)})
+        rows = await self.connections.fetchall(query, {"now": self._now(now_ms)})
         return [(q, t, st, int(n)) for q, t, st, n in rows]
 
-    @_resilient()
+    @resilient()
     async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
         query = self._q(
             "throughput",
@@ -998,7 +786,7 @@ class PostgresStore:
             " UNION ALL SELECT failed_at / 60000 * 60000, 0, 1 FROM {t}"
             " WHERE status = 'failed' AND failed_at >= %(since)s) AS finished GROUP BY minute ORDER BY minute",
         )
-        rows = await self._fetchall(query, {"since": since_ms})
+        rows = await self.connections.fetchall(query, {"since": since_ms})
         return [(int(m), int(d), int(f)) for m, d, f in rows]
 
     # -- transactional enqueue ---------------------------------------------------
@@ -1062,95 +850,25 @@ class PostgresStore:
 
     # -- wake-ups ----------------------------------------------------------------
 
-    async def _listen(self) -> None:
-        """Keeps a connection listening on the channel, reconnecting with
-        backoff whenever it drops; each notification sets ``_changed``."""
-        assert self._changed is not None and self._listen_ready is not None
-        pause = LISTEN_RETRY_MIN
-        first = True
-        while not self._closed:
-            conn: psycopg.AsyncConnection[Any] | None = None
-            try:
-                conninfo = make_conninfo(self.dsn, **LISTEN_KEEPALIVES)
-                conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                self._listening = True
-                self.listener_pid = conn.info.backend_pid
-                self._listen_ready.set()
-                if not first:
-                    self._changed.set()  # notifications may have been missed meanwhile
-                first = False
-                pause = LISTEN_RETRY_MIN
-                async for _ in conn.notifies():
-                    self._changed.set()
-            except psycopg.Error as exc:
-                if not self._closed:
-                    log.warning("jobq: listening on PostgreSQL at %s failed (%s); polling", self.where, exc)
-            finally:
-                was_listening, self._listening, self.listener_pid = self._listening, False, None
-                self._listen_ready.set()
-                if was_listening:
-                    self._changed.set()  # waiters go back to check, then poll
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            if self._closed:
-                return
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, LISTEN_RETRY_MAX)
-
-    async def _start_listening(self, timeout: float) -> None:
-        if self._listener is not None:
-            return
-        self._changed = asyncio.Event()
-        self._listen_ready = asyncio.Event()
-        self._listener = asyncio.get_running_loop().create_task(self._listen(), name="jobq-pg-listen")
-        # The first wait starts listening before it waits, so a change made
-        # right after this call is not missed.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listen_ready.wait(), timeout)
-
     @property
     def listening(self) -> bool:
         """Whether wake-ups currently come from LISTEN (else from polling)."""
-        return self._listening
+        return self.listener.listening
+
+    @property
+    def listener_pid(self) -> int | None:
+        """Server process id of the listening connection while it is up."""
+        return self.listener.pid
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Returns ``True`` when a notification arrives on the table's
-        channel (or the listening connection dropped or came back, when some
-        may have been missed), ``False`` after ``timeout`` seconds (at most
-        :data:`LISTEN_FALLBACK_POLL` while the listening connection is down)."""
-        if self._closed:
-            return False
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        await self._start_listening(timeout)
-        changed = self._changed
-        assert changed is not None
-        if changed.is_set():
-            changed.clear()
-            return True
-        remaining = deadline - loop.time()
-        if not self._listening:
-            remaining = min(remaining, LISTEN_FALLBACK_POLL)
-        if remaining <= 0:
-            return False
-        try:
-            await asyncio.wait_for(changed.wait(), remaining)
-        except TimeoutError:
-            return False
-        changed.clear()
-        return True
+        channel (see :meth:`.listen.Listener.wait`), ``False`` after
+        ``timeout`` seconds or sooner while the listening connection is down."""
+        return await self.listener.wait(timeout)
 
     async def close(self) -> None:
-        if self._closed:
+        if self.connections.closed:
             return
-        self._closed = True
-        if self._changed is not None:
-            self._changed.set()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        if self._pool is not None:
-            await self._pool.close()
+        self.connections.closed = True
+        await self.listener.close()
+        await self.connections.close()

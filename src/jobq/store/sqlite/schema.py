@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from ..errors import InvalidOption
+from ...errors import InvalidOption
 
 
 #: k-msg's columns, as its SQLite queue declares them.
