@@ -152,7 +152,7 @@ async def test_listener_comes_back_after_its_connection_is_killed(make_pg: MakeP
 async def test_without_a_listener_waits_fall_back_to_polling(make_pg: MakePg) -> None:
     worker = await make_pg()
     store = store_of(worker)
-    store.listener.dsn += " port=1"  # the listener cannot connect; the pool was never opened
+    store.dsn = store.dsn + " port=1"  # the listener cannot connect; the pool was never opened
     started = time.monotonic()
     await worker.wait_for_change(10)
     elapsed = time.monotonic() - started

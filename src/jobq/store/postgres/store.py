@@ -5,7 +5,8 @@
   wait on each other and never get the same job. The rescuer skips locked
   rows the same way.
 - Leases, heartbeats, rescue and fencing are those of the SQLite backend,
-  statement for statement: a processing row keeps its lease end in
+  statement for statement (most statements are the text both share,
+  :mod:`jobq.store.sql`): a processing row keeps its lease end in
   ``process_at`` and the time it was due in ``scheduled_at``.
 - The clock: with the system clock (the default), every time that decides
   ordering, readiness or leases is the database's (``transaction_timestamp()``
@@ -15,22 +16,22 @@
   times are stored as given, exactly as on SQLite. Every statement takes
   ``now`` as a parameter and reads ``COALESCE(now, <database now>)``.
 - The plumbing lives beside: the pool and the retries through outages in
-  :mod:`.resilience`, wake-ups (``LISTEN``) in :mod:`.listen`, the schema
-  (created or upgraded when the store is built, on a short-lived synchronous
-  connection) in :mod:`.schema`, statement builders in :mod:`.sql`.
+  :mod:`.resilience`, wake-ups (``LISTEN``) in :mod:`.listen`, inserts on the
+  application's connection in :mod:`.transactional`, the schema (created or
+  upgraded when the store is built, on a short-lived synchronous connection)
+  in :mod:`.schema`, statements PostgreSQL alone has in :mod:`.sql`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Generator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ... import keylimits
 from ...clock import SYSTEM_CLOCK, Clock, SystemClock, to_ms
 from ...errors import (
     InvalidJob,
@@ -39,37 +40,48 @@ from ...errors import (
     JobNotFound,
     JobqError,
     LeaseLost,
-    NotRetryable,
     StoreUnavailable,
 )
 from ...job import RECORD_FIELDS, JobRecord
 from ...transitions import Transition
-from ..base import ClaimRequest, Settled, dequeue_order, settle_then_claim
-from ..sql import DUE_ORDER, check_table_name, delayed, expired_query, public_status, ready
+from .. import sql as q
+from ..base import (
+    ClaimRequest,
+    Settled,
+    dequeue_order,
+    missing,
+    not_retryable,
+    settle_then_claim,
+    unique_key_taken,
+)
+from ..limited import Step, limited_claim
+from ..sql import COLUMNS, check_table_name
+from . import transactional
 from .listen import Listener
 from .resilience import CONNECT_TIMEOUT, POOL_SIZE, POOL_TIMEOUT, Connections, describe, resilient, retried
 from .schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
 from .sql import (
-    COLUMNS,
-    FENCE,
+    DIALECT,
     J_COLUMNS,
     NOW,
     claim_ctes,
+    extend_query,
     insert_many_params,
     insert_many_query,
+    insert_one_query,
     settle_and_claim_query,
     settle_batch_params,
     settle_query,
 )
 
+R = TypeVar("R")
+
 LIMITS_LOCK_SPACE = 0x6A6F6271  # "jobq": advisory locks serialising per-key limited claims, per table
 UNIQUE_INSERT_TRIES = 5  # a unique key whose holder keeps finishing mid-insert: attempts before giving up
 #: Cron schedules' last slots (epoch ms), per job table; see ``claim_cron_slot``.
-CRON_TABLE = (
-    "CREATE TABLE IF NOT EXISTS jobq_cron (tbl TEXT NOT NULL, name TEXT NOT NULL,"
-    " last_slot BIGINT NOT NULL, PRIMARY KEY (tbl, name))"
-)
+CRON_TABLE = q.cron_table("BIGINT")
 CRON_LOCK_KEY = 0x6A6F6271_0002  # advisory lock serialising the creation of jobq_cron
+
 
 def _repeatable(transitions: Sequence[Transition]) -> bool:
     """Whether a batch of transitions may be written again after a lost
@@ -82,6 +94,11 @@ def _repeatable(transitions: Sequence[Transition]) -> bool:
 def _no_nul(text: str) -> str:
     """PostgreSQL text cannot hold NUL characters; an error message keeps the rest."""
     return text.replace("\x00", "\ufffd")
+
+
+def _cannot_store(exc: Exception) -> InvalidJob:
+    return InvalidJob(f"PostgreSQL cannot store this job: {exc}")
+
 
 class PostgresStore:
     name = "postgres"
@@ -104,7 +121,7 @@ class PostgresStore:
         except psycopg.ProgrammingError as exc:
             raise InvalidURL(f"not a PostgreSQL connection string: {str(exc).strip()}") from None
         extra = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT}
-        self.dsn = make_conninfo(dsn, **extra)
+        dsn = make_conninfo(dsn, **extra)
         self.where = describe(params)
         self.channel = notify_channel(self.table)
         self.pool_size = pool_size
@@ -114,7 +131,7 @@ class PostgresStore:
         self._sql: dict[Any, str] = {}  # query texts by key, each built once
         self._cron_ready = False  # jobq_cron exists (created on first claim_cron_slot)
         try:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
+            with psycopg.connect(dsn, autocommit=True) as conn:
                 self.schema_found = migrate(conn, self.table)
                 """The schema version found on open (``jobq migrate`` reports it)."""
                 self.schema_version = LATEST_VERSION
@@ -128,9 +145,18 @@ class PostgresStore:
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"cannot open PostgreSQL at {self.where}: {exc}".strip()) from None
         self.connections = Connections(
-            self.dsn, where=self.where, name=f"jobq-{self.table}", size=pool_size, timeout=self.pool_timeout
+            dsn, where=self.where, name=f"jobq-{self.table}", size=pool_size, timeout=self.pool_timeout
         )
-        self.listener = Listener(self.dsn, self.channel, where=self.where)
+        self.listener = Listener(dsn, self.channel, where=self.where)
+
+    @property
+    def dsn(self) -> str:
+        """The connection string the pool and the listener use."""
+        return self.connections.dsn
+
+    @dsn.setter
+    def dsn(self, value: str) -> None:
+        self.connections.dsn = self.listener.dsn = value
 
     # -- the clock -----------------------------------------------------------
 
@@ -157,6 +183,22 @@ class PostgresStore:
             template = text if isinstance(text, str) else text()
             query = self._sql[key] = template.replace("{t}", self._ident).replace("{now}", NOW)
         return query
+
+    async def _fetchall(self, key: Any, text: str | Callable[[], str], values: dict[str, Any]) -> list[Any]:
+        """The rows of one statement (see :meth:`_q`) on a pooled connection."""
+        return await self.connections.fetchall(self._q(key, text), values)
+
+    async def _run_steps(self, conn: psycopg.AsyncConnection[Any], steps: Generator[Step, list[Any], R]) -> R:
+        """Runs the statements a generator yields (see :mod:`jobq.store.limited`)."""
+        try:
+            text, values = next(steps)
+            while True:
+                cur = await conn.execute(self._q(text, text), values)
+                text, values = steps.send(await cur.fetchall() if cur.description else [])
+        except StopIteration as done:
+            result: R = done.value
+            return result
+
     async def _settle_insert(
         self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[bool, None]:
@@ -164,8 +206,8 @@ class PostgresStore:
         if not isinstance(exc, psycopg.errors.UniqueViolation):
             return False, None
         records: Sequence[JobRecord] = args[0] if args else kwargs["records"]
-        query = self._q("count_ids", "SELECT count(*) FROM {t} WHERE id = ANY(%(ids)s::text[])")
-        rows = await self.connections.fetchall(query, {"ids": [r.id for r in records]})
+        query = "SELECT count(*) FROM {t} WHERE id = ANY(%(ids)s::text[])"
+        rows = await self._fetchall("count_ids", query, {"ids": [r.id for r in records]})
         return int(rows[0][0]) == len(records), None
 
     async def _notify(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -175,32 +217,15 @@ class PostgresStore:
     def _records(rows: list[tuple[Any, ...]]) -> list[JobRecord]:
         return [JobRecord(*row) for row in rows]
 
-    @staticmethod
-    def _filters(queues: Sequence[str] | None, exclude_types: Collection[str] = ()) -> tuple[str, str]:
-        """SQL for the optional filters, and a key naming the variant."""
-        where, key = "", ""
-        if queues is not None:
-            where += " AND queue = ANY(%(queues)s::text[])"
-            key += "q"
-        if exclude_types:
-            where += " AND NOT (type = ANY(%(exclude)s::text[]))"
-            key += "x"
-        return where, key
-
     async def _get(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> JobRecord | None:
-        query = self._q("get", f"SELECT {COLUMNS} FROM {{t}} WHERE id = %(id)s")
-        cur = await conn.execute(query, {"id": job_id})
+        cur = await conn.execute(self._q("get", lambda: q.get_query(DIALECT)), {"id": job_id})
         row = await cur.fetchone()
         return None if row is None else JobRecord(*row)
 
     async def _missing(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> JobqError:
-        """Why a fenced or unfenced update touched no row."""
-        record = await self._get(conn, job_id)
-        if record is None:
-            return JobNotFound(job_id)
-        return LeaseLost(job_id, f"the job is now {record.status}")
+        return missing(job_id, await self._get(conn, job_id))
 
-    # -- the Store protocol -----------------------------------------------------
+    # -- the worker's verbs -------------------------------------------------------
 
     @resilient(settle="_settle_insert")
     async def insert(self, records: Sequence[JobRecord]) -> None:
@@ -209,79 +234,44 @@ class PostgresStore:
         the database's "now" replaces the caller's: each record's
         ``created_at`` and ``process_at`` are rewritten in place to the times
         stored."""
+        if len(records) == 1:
+            # The wake-up and the time stamp come from a CTE the row's times
+            # read; the notification is sent when the statement commits.
+            record = records[0]
+            query = self._q("insert_one", insert_one_query)
+            values = {f: getattr(record, f) for f in RECORD_FIELDS}
+            values.update(
+                jobq_span=record.process_at - record.created_at,
+                jobq_channel=self.channel,
+                now=None if self._db_clock else record.created_at,
+            )
+        else:
+            # Many jobs as one INSERT ... SELECT FROM unnest(...) with an
+            # array per column: one round trip whatever the count.
+            constant, values = insert_many_params(records, db_clock=self._db_clock)
+            values.update(jobq_channel=self.channel, now=None)
+            query = self._q(("insert_many", constant), lambda: insert_many_query(constant))
         try:
-            if len(records) == 1:
-                await self._insert_one(records[0])
-            else:
-                await self._insert_many(records)
+            async with self.connections.connection() as conn:
+                cur = await conn.execute(query, values)
+                row = await cur.fetchone()
         except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
-            raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
-
-    async def _insert_many(self, records: Sequence[JobRecord]) -> None:
-        """Many jobs as one ``INSERT ... SELECT FROM unnest(...)`` with an
-        array per column: one round trip and one short statement whatever the
-        count, where ``executemany`` sends a statement per row. The wake-up
-        and the time stamp come from a CTE, as in :meth:`_insert_one`."""
-        constant, params = insert_many_params(records, db_clock=self._db_clock)
-        params.update(jobq_channel=self.channel, now=None)
-        query = self._q(("insert_many", constant), lambda: insert_many_query(constant))
-        async with self.connections.connection() as conn:
-            cur = await conn.execute(query, params)
-            row = await cur.fetchone()
+            raise _cannot_store(exc) from None
         assert row is not None
-        self._stamp(records, int(row[0]))
-
-    async def _insert_one(self, record: JobRecord) -> None:
-        """One job in one statement, so one round trip (the connection is in
-        autocommit): the wake-up and the time stamp of :meth:`_announce` come
-        from a CTE the row's times read, and the notification is sent when
-        the statement commits."""
-        values = []
-        for f in RECORD_FIELDS:
-            if f == "created_at":
-                values.append("(SELECT ms FROM n)")
-            elif f == "process_at":
-                values.append("(SELECT ms FROM n) + %(jobq_span)s::bigint")
-            else:
-                values.append(f"%({f})s")
-        query = self._q(
-            "insert_one",
-            f"WITH n AS (SELECT {{now}} AS ms, pg_notify(%(jobq_channel)s, '') AS notified)"
-            f" INSERT INTO {{t}} ({COLUMNS}) VALUES ({', '.join(values)}) RETURNING created_at",
-        )
-        params = {f: getattr(record, f) for f in RECORD_FIELDS}
-        params.update(
-            jobq_span=record.process_at - record.created_at,
-            jobq_channel=self.channel,
-            now=None if self._db_clock else record.created_at,
-        )
-        async with self.connections.connection() as conn:
-            cur = await conn.execute(query, params)
-            row = await cur.fetchone()
-        assert row is not None
-        self._stamp([record], int(row[0]))
+        transactional.stamp(records, int(row[0]), db_clock=self._db_clock)
 
     @resilient()
     async def claim(self, request: ClaimRequest) -> list[JobRecord]:
         if request.limits:
             return await self._claim_limited(request)
-        query, params = self._claim_query(request)
-        return self._claimed(await self.connections.fetchall(query, params))
+        query, values = self._claim_query(request)
+        return self._claimed(await self.connections.fetchall(query, values))
 
     def _claim_query(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
-        r = request
-        where, key = self._filters(r.queues, r.exclude_types)
+        where, key, values = q.filters(DIALECT, request.queues, request.exclude_types)
         query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where)} SELECT * FROM claimed")
-        params = {
-            "now": self._now(r.now_ms),
-            "lease": r.lease_until_ms - r.now_ms,
-            "token": r.token,
-            "owner": r.owner,
-            "limit": r.limit,
-            "queues": list(r.queues) if r.queues is not None else None,
-            "exclude": list(r.exclude_types),
-        }
-        return query, params
+        values.update(q.lease_params(request), now=self._now(request.now_ms))
+        return query, values
 
     def _claimed(self, rows: list[tuple[Any, ...]]) -> list[JobRecord]:
         records = self._records(rows)
@@ -289,15 +279,32 @@ class PostgresStore:
         records.sort(key=dequeue_order)
         return records
 
+    async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
+        where, _, values = q.filters(DIALECT, request.queues, request.exclude_types)
+        values["now"] = self._now(request.now_ms)
+        lock = "SELECT pg_advisory_xact_lock(%(lock_space)s, hashtext(%(tbl)s)), {now}"
+        starts = sql.Identifier(starts_table(self.table)).as_string(None)
+        async with self.connections.connection() as conn, conn.transaction():
+            # Limited claims take turns, so each counts what the others took.
+            cur = await conn.execute(
+                self._q("limits_lock", lock), {"lock_space": LIMITS_LOCK_SPACE, "tbl": self.table, **values}
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            steps = limited_claim(
+                DIALECT, request, where=where, values=values, starts=starts, starts_now=int(row[1])
+            )
+            return await self._run_steps(conn, steps)
+
     async def settle_and_claim(
         self, transitions: Sequence[Transition], request: ClaimRequest
     ) -> tuple[list[Settled], list[JobRecord]]:
         """One statement when there are transitions and no per-key limits:
         one round trip where a transaction of two statements takes four.
         Retried whole after a transient error when every transition is
-        fenced by its claim (see :func:`_resilient`: a retry after a lost
-        reply reports ``LeaseLost`` for the jobs the first attempt settled,
-        and that attempt's claim expires)."""
+        fenced by its claim (see :func:`.resilience.resilient`: a retry after
+        a lost reply reports ``LeaseLost`` for the jobs the first attempt
+        settled, and that attempt's claim expires)."""
         if transitions and not request.limits:
             return await self._settle_and_claim(transitions=transitions, request=request)
         return await settle_then_claim(self, transitions, request)
@@ -306,12 +313,12 @@ class PostgresStore:
     async def _settle_and_claim(
         self, *, transitions: Sequence[Transition], request: ClaimRequest
     ) -> tuple[list[Settled], list[JobRecord]]:
-        query, params = self._claim_query(request)
-        where, key = self._filters(request.queues, request.exclude_types)
+        _, values = self._claim_query(request)
+        where, key, _ = q.filters(DIALECT, request.queues, request.exclude_types)
         combined = self._q("settle_and_claim" + key, lambda: settle_and_claim_query(where, "j.id"))
-        params.update(settle_batch_params(transitions))
+        values.update(settle_batch_params(transitions))
         async with self.connections.connection() as conn:
-            cur = await conn.execute(combined, params)
+            cur = await conn.execute(combined, values)
             rows = await cur.fetchall()
             done = {row[0] for row in rows if row[0] is not None}
             settled: list[Settled] = [
@@ -320,48 +327,6 @@ class PostgresStore:
             if any(t.wakes_workers and t.job_id in done for t in transitions):
                 await self._notify(conn)
         return settled, self._claimed([row[1:] for row in rows if row[0] is None])
-
-    @resilient()
-    async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
-        where, key = self._filters(queues)
-        query = self._q(
-            "peek" + key,
-            f"SELECT {COLUMNS} FROM {{t}} WHERE {ready('{now}')}{where}"
-            f" ORDER BY {DUE_ORDER} LIMIT 1",
-        )
-        params = {"now": self._now(now_ms), "queues": list(queues) if queues is not None else None}
-        rows = await self.connections.fetchall(query, params)
-        return JobRecord(*rows[0]) if rows else None
-
-    @resilient()
-    async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
-        where, key = self._filters(queues)
-        query = self._q(
-            "count_ready" + key,
-            f"SELECT count(*) FROM {{t}} WHERE {ready('{now}')}{where}",
-        )
-        params = {"now": self._now(now_ms), "queues": list(queues) if queues is not None else None}
-        return int((await self.connections.fetchall(query, params))[0][0])
-
-    @resilient()
-    async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
-        where, key = self._filters(queues)
-        query = self._q(
-            "next_due" + key,
-            f"SELECT min(process_at), {{now}} FROM {{t}} WHERE status = 'pending'{where}",
-        )
-        caller_now = self._caller_now()
-        params = {"now": self._now(caller_now), "queues": list(queues) if queues is not None else None}
-        due, db_now = (await self.connections.fetchall(query, params))[0]
-        if due is None:
-            return None
-        # On the database clock, report the due time on the caller's clock.
-        return int(due) - int(db_now) + caller_now if self._db_clock else int(due)
-
-    @resilient()
-    async def get(self, job_id: str) -> JobRecord | None:
-        async with self.connections.connection() as conn:
-            return await self._get(conn, job_id)
 
     async def settle(
         self, transitions: Sequence[Transition], *, now_ms: int, returning: bool = False
@@ -378,11 +343,16 @@ class PostgresStore:
         with the notification when a job waits to run again. After a reply
         lost mid-outage the retried batch reports ``LeaseLost`` for jobs its
         first attempt settled: they are settled all the same."""
-        query = self._q(("settle", returning), lambda: settle_query(f"j.id, {J_COLUMNS}" if returning else "j.id"))
-        params = {"now": self._now(now_ms), **settle_batch_params(transitions)}
+        query = self._q(
+            ("settle", returning), lambda: settle_query(f"j.id, {J_COLUMNS}" if returning else "j.id")
+        )
+        values = {"now": self._now(now_ms), **settle_batch_params(transitions)}
         wakes = any(t.wakes_workers for t in transitions)
-        async with self.connections.connection() as conn, (conn.transaction() if wakes else contextlib.nullcontext()):
-            cur = await conn.execute(query, params)
+        async with (
+            self.connections.connection() as conn,
+            conn.transaction() if wakes else contextlib.nullcontext(),
+        ):
+            cur = await conn.execute(query, values)
             done = {row[0]: row[1:] for row in await cur.fetchall()}
             settled: list[Settled] = []
             for t in transitions:
@@ -410,186 +380,80 @@ class PostgresStore:
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         if not leases:
             return set()
-        query = self._q(
-            "extend",
-            "UPDATE {t} AS j SET process_at = {now} + %(lease)s::bigint"
-            " FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS l(id, token)"
-            " WHERE j.id = l.id AND j.status = 'processing' AND j.lease_token = l.token RETURNING j.id",
-        )
         caller_now = self._caller_now()
-        params = {
+        values = {
             "now": self._now(caller_now),
             "lease": until_ms - caller_now,
             "ids": [job_id for job_id, _ in leases],
             "tokens": [token for _, token in leases],
         }
-        kept = {row[0] for row in await self.connections.fetchall(query, params)}
+        kept = {row[0] for row in await self._fetchall("extend", extend_query, values)}
         return {job_id for job_id, _ in leases} - kept
 
     @resilient()
     async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
-        query = self._q("expired", expired_query("{t}", "{now}", "%(limit)s", COLUMNS))
-        return self._records(await self.connections.fetchall(query, {"now": self._now(now_ms), "limit": limit}))
+        values = {"now": self._now(now_ms), "limit": limit}
+        return self._records(await self._fetchall("expired", lambda: q.expired_query(DIALECT), values))
 
-    async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
-        """One transaction: an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``
-        moves the schedule's last slot forward only if it is older (the row
-        lock makes racing processes queue up and re-check), then the job is
-        inserted and workers notified at commit. The ``jobq_cron`` table is
-        created on first use (additively, beside the versioned job table)."""
-        upsert = (
-            "INSERT INTO jobq_cron (tbl, name, last_slot) VALUES (%(tbl)s, %(name)s, %(slot)s)"
-            " ON CONFLICT (tbl, name) DO UPDATE SET last_slot = EXCLUDED.last_slot"
-            " WHERE jobq_cron.last_slot < EXCLUDED.last_slot RETURNING (xmax = 0) AS inserted"
+    @resilient()
+    async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
+        where, key, values = q.filters(DIALECT, queues)
+        values["now"] = self._now(now_ms)
+        rows = await self._fetchall("peek" + key, lambda: q.due(DIALECT, COLUMNS, where, limit="1"), values)
+        return JobRecord(*rows[0]) if rows else None
+
+    @resilient()
+    async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
+        where, key, values = q.filters(DIALECT, queues)
+        values["now"] = self._now(now_ms)
+        return int(
+            (await self._fetchall("count_ready" + key, lambda: q.count_ready_query(DIALECT, where), values))[
+                0
+            ][0]
         )
-        insert = self._q(
-            "insert",
-            f"INSERT INTO {{t}} ({COLUMNS}) VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})",
+
+    @resilient()
+    async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
+        where, key, values = q.filters(DIALECT, queues)
+        caller_now = self._caller_now()
+        values["now"] = self._now(caller_now)
+        rows = await self._fetchall("next_due" + key, lambda: q.next_due_query(DIALECT, where), values)
+        due, db_now = rows[0]
+        if due is None:
+            return None
+        # On the database clock, report the due time on the caller's clock.
+        return int(due) - int(db_now) + caller_now if self._db_clock else int(due)
+
+    @resilient()
+    async def get(self, job_id: str) -> JobRecord | None:
+        async with self.connections.connection() as conn:
+            return await self._get(conn, job_id)
+
+    @resilient()
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        rows = await self._fetchall(
+            "cancel_requested", lambda: q.cancel_requested_query(DIALECT), {"ids": list(job_ids)}
         )
-        try:
-            async with self.connections.connection() as conn, conn.transaction():
-                if not self._cron_ready:
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CRON_LOCK_KEY,))
-                    await conn.execute(CRON_TABLE)
-                cur = await conn.execute(upsert, {"tbl": self.table, "name": name, "slot": slot_ms})
-                found = await cur.fetchone()
-                # No row: the stored slot is not older. inserted: a new schedule.
-                won = found is not None and not found[0]
-                if won:
-                    await self._announce(conn, [job])
-                    await conn.execute(insert, {f: getattr(job, f) for f in RECORD_FIELDS})
-        except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
-            raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
-        self._cron_ready = True
-        return won
+        return {row[0] for row in rows}
 
     @resilient()
-    async def remove(self, job_id: str) -> bool:
-        query = self._q("remove", "DELETE FROM {t} WHERE id = %(id)s")
-        async with self.connections.connection() as conn:
-            cur = await conn.execute(query, {"id": job_id})
-            return cur.rowcount > 0
-
-    @resilient()
-    async def clear(self) -> None:
-        async with self.connections.connection() as conn:
-            await conn.execute(self._q("clear", "DELETE FROM {t}"))
-
-    @resilient()
-    async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
-        if not statuses:
-            return 0
-        params: dict[str, Any] = {"statuses": list(statuses)}
-        if before_ms is None:
-            query = self._q("delete_terminal", "DELETE FROM {t} WHERE status = ANY(%(statuses)s::text[])")
-        else:
-            query = self._q(
-                "delete_terminal_before",
-                "DELETE FROM {t} WHERE status = ANY(%(statuses)s::text[])"
-                " AND COALESCE(completed_at, failed_at, cancelled_at, created_at) < {now} + %(before_in)s::bigint",
-            )
-            caller_now = self._caller_now()
-            params.update(now=self._now(caller_now), before_in=before_ms - caller_now)
-        async with self.connections.connection() as conn:
-            cur = await conn.execute(query, params)
-            return cur.rowcount
-
-    @resilient()
-    async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
-        query = self._q(
-            "count_by_status",
-            f"SELECT {public_status('{now}')}"
-            " AS s, count(*) FROM {t} GROUP BY s",
-        )
-        rows = await self.connections.fetchall(query, {"now": self._now(now_ms)})
-        return {status: int(count) for status, count in rows}
-
-    # -- per-key limits ------------------------------------------------------------
-
-    async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
-        limit, now_ms, limits = request.limit, request.now_ms, request.limits
-        lease_until_ms, token, owner = request.lease_until_ms, request.token, request.owner
-        queues, exclude_types = request.queues, request.exclude_types
-        where, key = self._filters(queues, exclude_types)
-        parts: list[str] = []
-        params: dict[str, Any] = {
-            "now": self._now(now_ms),
-            "lease": lease_until_ms - now_ms,
+    async def set_progress(
+        self, job_id: str, *, token: str | None, progress: float, message: str | None
+    ) -> None:
+        fenced = token is not None
+        query = self._q(("progress", fenced), lambda: q.progress_query(DIALECT, fenced=fenced))
+        values = {
+            "progress": progress,
+            "message": None if message is None else _no_nul(message),
+            "id": job_id,
             "token": token,
-            "owner": owner,
-            "per_key": limit,
-            "cap": keylimits.candidate_cap(limit),
-            "queues": list(queues) if queues is not None else None,
-            "exclude": list(exclude_types),
-            "lock_space": LIMITS_LOCK_SPACE,
-            "tbl": self.table,
         }
-        for i, lim in enumerate(limits):
-            applies = f"type = %(type{i})s" if lim.type is not None else "TRUE"
-            parts.append(f"CASE WHEN {applies} THEN jobq_json_field(metadata, %(field{i})s) END")
-            params[f"type{i}"], params[f"field{i}"] = lim.type, lim.key
-            key += "t" if lim.type is not None else "a"
-        # The first waiting jobs of each key combination, round-robin.
-        candidates_sql = self._q(
-            "claim_limited" + key,
-            f"SELECT {COLUMNS} FROM (SELECT {COLUMNS}, row_number() OVER"
-            f" (PARTITION BY {', '.join(parts)} ORDER BY {DUE_ORDER}) AS jobq_rank"
-            f" FROM {{t}} WHERE {ready('{now}')}{where}) AS ranked"
-            f" WHERE jobq_rank <= %(per_key)s ORDER BY jobq_rank, {DUE_ORDER} LIMIT %(cap)s",
-        )
-        take = self._q(
-            "claim_limited_take",
-            f"UPDATE {{t}} AS j SET status = 'processing', scheduled_at = j.process_at,"
-            f" process_at = {{now}} + %(lease)s::bigint, lease_token = %(token)s,"
-            f" lease_owner = %(owner)s, started_at = {{now}}"
-            f" WHERE j.id = ANY(%(ids)s::text[]) AND j.status = 'pending' RETURNING {J_COLUMNS}",
-        )
-        starts = sql.Identifier(starts_table(self.table)).as_string(None)
-        rated = keylimits.rate_limits(limits)
         async with self.connections.connection() as conn, conn.transaction():
-            # Limited claims take turns, so each counts what the others took.
-            cur = await conn.execute(
-                self._q("limits_lock", "SELECT pg_advisory_xact_lock(%(lock_space)s, hashtext(%(tbl)s)), {now}"),
-                params,
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            db_now = int(row[1])
-            cur = await conn.execute(candidates_sql, params)
-            candidates = self._records(await cur.fetchall())
-            if not candidates:
-                return []
-            running: list[tuple[str, Any]] = []
-            if any(lim.concurrency is not None for lim in limits):
-                cur = await conn.execute(
-                    self._q("limits_running", "SELECT type, metadata FROM {t} WHERE status = 'processing'"), {}
-                )
-                running = [(r[0], r[1]) for r in await cur.fetchall()]
-            recent: list[tuple[str, str]] = []
-            for lim in rated:
-                await conn.execute(
-                    f"DELETE FROM {starts} WHERE name = %s AND at_ms <= %s", (lim.name, db_now - lim.per_ms)
-                )
-                cur = await conn.execute(f"SELECT name, key FROM {starts} WHERE name = %s", (lim.name,))
-                recent += [(r[0], r[1]) for r in await cur.fetchall()]
-            chosen, new_starts = keylimits.choose(
-                candidates, limit, limits, keylimits.usage(limits, running, recent)
-            )
-            if not chosen:
-                return []
-            cur = await conn.execute(take, {**params, "ids": [r.id for r in chosen]})
-            records = self._records(await cur.fetchall())
-            taken = {r.id for r in records}
-            if new_starts and taken:
-                async with conn.cursor() as scur:
-                    await scur.executemany(
-                        f"INSERT INTO {starts} (name, key, at_ms) VALUES (%s, %s, %s)",
-                        [(name, k, db_now) for name, k in new_starts],
-                    )
-        records.sort(key=dequeue_order)
-        return records
-
-    # -- unique jobs, cancellation, progress, inspection -------------------------
+            cur = await conn.execute(query, values)
+            if cur.rowcount == 0:
+                raise await self._missing(conn, job_id)
 
     @resilient()
     async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
@@ -598,19 +462,13 @@ class PostgresStore:
         NOTHING`` on the partial unique index); its holder is read back in
         the same transaction. A conflicting insert still in flight elsewhere
         is waited for by the database, so exactly one job is stored."""
-        values = ", ".join(f"%({f})s" for f in RECORD_FIELDS)
-        plain = self._q("insert", f"INSERT INTO {{t}} ({COLUMNS}) VALUES ({values})")
-        keyed = self._q(
-            "insert_unique", f"INSERT INTO {{t}} ({COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING id"
-        )
-        holder = self._q(
-            "unique_holder",
-            f"SELECT {COLUMNS} FROM {{t}} WHERE unique_key = %(key)s AND status IN ('pending', 'processing')",
-        )
+        plain = self._q("insert", lambda: q.insert_query(DIALECT))
+        keyed = plain + " ON CONFLICT DO NOTHING RETURNING id"
+        holder = self._q("unique_holder", lambda: q.unique_holder_query(DIALECT))
         answer: list[JobRecord | None] = []
         try:
             async with self.connections.connection() as conn, conn.transaction():
-                await self._announce(conn, records)
+                await transactional.announce(conn, records, channel=self.channel, db_clock=self._db_clock)
                 for record in records:
                     fields = {f: getattr(record, f) for f in RECORD_FIELDS}
                     if record.unique_key is None:
@@ -633,222 +491,42 @@ class PostgresStore:
                     else:
                         raise StoreUnavailable(f"job id {record.id!r} already exists")
         except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
-            raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
+            raise _cannot_store(exc) from None
         return answer
 
-    @resilient()
-    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
-        lock = self._q("cancel_lock", f"SELECT {COLUMNS} FROM {{t}} WHERE id = %(id)s FOR UPDATE")
-        stop = self._q(
-            "cancel_stop",
-            f"UPDATE {{t}} SET status = 'cancelled', cancelled_at = {{now}} WHERE id = %(id)s RETURNING {COLUMNS}",
+    async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
+        """One transaction: the schedule's last slot moves forward only if it
+        is older (the row lock makes racing processes queue up and
+        re-check), then the job is inserted and workers notified at commit.
+        The ``jobq_cron`` table is created on first use (additively, beside
+        the versioned job table)."""
+        advance = self._q(
+            "cron_advance", lambda: q.cron_advance_query(DIALECT) + " RETURNING (xmax = 0) AS inserted"
         )
-        request = self._q(
-            "cancel_request",
-            f"UPDATE {{t}} SET cancel_requested_at = COALESCE(cancel_requested_at, {{now}})"
-            f" WHERE id = %(id)s RETURNING {COLUMNS}",
-        )
-        params = {"id": job_id, "now": self._now(now_ms)}
-        async with self.connections.connection() as conn, conn.transaction():
-            cur = await conn.execute(lock, params)
-            row = await cur.fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            record = JobRecord(*row)
-            if record.status == "pending":
-                cur = await conn.execute(stop, params)
-            elif record.status == "processing":
-                cur = await conn.execute(request, params)
-            else:
-                return False, record
-            after = await cur.fetchone()
-            assert after is not None
-            return True, JobRecord(*after)
-
-    @resilient()
-    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
-        if not job_ids:
-            return set()
-        query = self._q(
-            "cancel_requested",
-            "SELECT id FROM {t} WHERE id = ANY(%(ids)s::text[]) AND status = 'processing'"
-            " AND cancel_requested_at IS NOT NULL",
-        )
-        return {row[0] for row in await self.connections.fetchall(query, {"ids": list(job_ids)})}
-
-    @resilient()
-    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
-        query = self._q(
-            "retry",
-            f"UPDATE {{t}} SET status = 'pending', attempts = 0, process_at = {{now}},"
-            f" failed_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL"
-            f" WHERE id = %(id)s AND status IN ('failed', 'cancelled') RETURNING {COLUMNS}",
-        )
+        insert = self._q("insert", lambda: q.insert_query(DIALECT))
         try:
             async with self.connections.connection() as conn, conn.transaction():
-                cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
-                row = await cur.fetchone()
-                if row is not None:
-                    record = JobRecord(*row)
-                    await self._notify(conn)
-                    return record
-                current = await self._get(conn, job_id)
-        except psycopg.errors.UniqueViolation:
-            raise NotRetryable(
-                f"job {job_id!r} cannot be retried: another unfinished job holds its unique key"
-            ) from None
-        if current is None:
-            raise JobNotFound(job_id)
-        raise NotRetryable(f"job {job_id!r} is {current.status}; only failed or cancelled jobs can be retried")
-
-    @resilient()
-    async def set_progress(
-        self, job_id: str, *, token: str | None, progress: float, message: str | None
-    ) -> None:
-        fence = "" if token is None else FENCE
-        query = self._q(
-            "progress" + ("f" if fence else ""),
-            f"UPDATE {{t}} SET progress = %(progress)s, progress_message = %(message)s WHERE id = %(id)s{fence}",
-        )
-        params = {
-            "progress": progress,
-            "message": None if message is None else _no_nul(message),
-            "id": job_id,
-            "token": token,
-        }
-        async with self.connections.connection() as conn, conn.transaction():
-            cur = await conn.execute(query, params)
-            if cur.rowcount == 0:
-                raise await self._missing(conn, job_id)
-
-    @resilient()
-    async def list_jobs(
-        self,
-        *,
-        statuses: Collection[str] | None,
-        types: Collection[str] | None,
-        queues: Collection[str] | None,
-        limit: int,
-        offset: int,
-        newest_first: bool,
-        now_ms: int,
-    ) -> tuple[list[JobRecord], int]:
-        clauses: list[str] = []
-        params: dict[str, Any] = {"now": self._now(now_ms), "limit": limit, "offset": offset}
-        if statuses is not None:
-            either: list[str] = []
-            stored = sorted(set(statuses) - {"pending", "delayed"})
-            if "pending" in statuses:
-                either.append(f"({ready('{now}')})")
-            if "delayed" in statuses:
-                either.append(f"({delayed('{now}')})")
-            if stored:
-                either.append("status = ANY(%(statuses)s::text[])")
-                params["statuses"] = stored
-            clauses.append("(" + (" OR ".join(either) or "FALSE") + ")")
-        if types is not None:
-            clauses.append("type = ANY(%(types)s::text[])")
-            params["types"] = list(types)
-        if queues is not None:
-            clauses.append("queue = ANY(%(queues)s::text[])")
-            params["queues"] = list(queues)
-        where = (" WHERE " + " AND ".join(clauses) if clauses else "").replace("{now}", NOW)
-        direction = "DESC" if newest_first else "ASC"
-        page = (
-            f"SELECT {COLUMNS} FROM {self._ident}{where}"
-            f" ORDER BY created_at {direction}, id {direction} LIMIT %(limit)s OFFSET %(offset)s"
-        )
-        count = f"SELECT count(*) FROM {self._ident}{where}"
-        async with self.connections.connection() as conn, conn.transaction():
-            cur = await conn.execute(page, params)
-            records = self._records(await cur.fetchall())
-            cur = await conn.execute(count, params)
-            row = await cur.fetchone()
-        return records, int(row[0]) if row else 0
-
-    @resilient()
-    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
-        query = self._q(
-            "summary",
-            f"SELECT queue, type, {public_status('{now}')}"
-            " AS s, count(*) FROM {t} GROUP BY queue, type, s ORDER BY queue, type, s",
-        )
-        rows = await self.connections.fetchall(query, {"now": self._now(now_ms)})
-        return [(q, t, st, int(n)) for q, t, st, n in rows]
-
-    @resilient()
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        query = self._q(
-            "throughput",
-            "SELECT minute, sum(done), sum(failed) FROM ("
-            "SELECT completed_at / 60000 * 60000 AS minute, 1 AS done, 0 AS failed FROM {t}"
-            " WHERE status = 'completed' AND completed_at >= %(since)s"
-            " UNION ALL SELECT failed_at / 60000 * 60000, 0, 1 FROM {t}"
-            " WHERE status = 'failed' AND failed_at >= %(since)s) AS finished GROUP BY minute ORDER BY minute",
-        )
-        rows = await self.connections.fetchall(query, {"since": since_ms})
-        return [(int(m), int(d), int(f)) for m, d, f in rows]
-
-    # -- transactional enqueue ---------------------------------------------------
-
-    async def _announce(self, conn: psycopg.AsyncConnection[Any], records: Sequence[JobRecord]) -> None:
-        """Queues the wake-up notification (PostgreSQL sends it at commit) and,
-        on the database clock, stamps ``records`` with the transaction's time."""
-        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
-        cur = await conn.execute(stamp, {"channel": self.channel, "now": None})
-        row = await cur.fetchone()
-        assert row is not None
-        self._stamp(records, int(row[1]))
-
-    def _stamp(self, records: Sequence[JobRecord], db_now: int) -> None:
-        """On the database clock, the transaction's "now" replaces the caller's."""
-        if self._db_clock:
-            for record in records:
-                record.process_at = db_now + (record.process_at - record.created_at)
-                record.created_at = db_now
-
-    async def insert_on(self, conn: Any, records: Sequence[JobRecord]) -> None:
-        """Inserts the jobs on the application's own psycopg connection
-        (``psycopg.AsyncConnection`` or ``psycopg.Connection``), inside the
-        transaction it has open, without committing: the jobs exist, and
-        ``pg_notify`` wakes workers, only if that transaction commits. On a
-        connection in autocommit mode with no transaction open, the jobs are
-        inserted in a transaction of their own. The table is named with its
-        schema, so the connection's ``search_path`` does not matter."""
-        insert = self._sql.get("insert_on")
-        if insert is None:
-            insert = self._sql["insert_on"] = (
-                f"INSERT INTO {self._qualified} ({COLUMNS})"
-                f" VALUES ({', '.join(f'%({f})s' for f in RECORD_FIELDS)})"
-            )
-        stamp = self._q("insert_stamp", "SELECT pg_notify(%(channel)s, ''), {now}")
-        stamp_params = {"channel": self.channel, "now": None}
-        idle = psycopg.pq.TransactionStatus.IDLE
-        try:
-            if isinstance(conn, psycopg.AsyncConnection):
-                own = conn.autocommit and conn.info.transaction_status == idle
-                async with conn.transaction() if own else contextlib.nullcontext():
-                    await self._announce(conn, records)
-                    async with conn.cursor() as acur:
-                        await acur.executemany(insert, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
-            elif isinstance(conn, psycopg.Connection):
-                own = conn.autocommit and conn.info.transaction_status == idle
-                with conn.transaction() if own else contextlib.nullcontext():
-                    srow = conn.execute(stamp, stamp_params).fetchone()
-                    assert srow is not None
-                    self._stamp(records, int(srow[1]))
-                    with conn.cursor() as scur:
-                        scur.executemany(insert, [{f: getattr(r, f) for f in RECORD_FIELDS} for r in records])
-            else:
-                raise TypeError(
-                    f"connection= takes a psycopg Connection or AsyncConnection, not {type(conn).__name__}"
-                )
+                if not self._cron_ready:
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CRON_LOCK_KEY,))
+                    await conn.execute(CRON_TABLE)
+                cur = await conn.execute(advance, {"tbl": self.table, "name": name, "slot": slot_ms})
+                found = await cur.fetchone()
+                # No row: the stored slot is not older. inserted: a new schedule.
+                won = found is not None and not found[0]
+                if won:
+                    await transactional.announce(conn, [job], channel=self.channel, db_clock=self._db_clock)
+                    await conn.execute(insert, {f: getattr(job, f) for f in RECORD_FIELDS})
         except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
-            raise InvalidJob(f"PostgreSQL cannot store this job: {exc}") from None
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"PostgreSQL (the application's connection): {exc}".strip()) from None
+            raise _cannot_store(exc) from None
+        self._cron_ready = True
+        return won
 
-    # -- wake-ups ----------------------------------------------------------------
+    async def insert_on(self, connection: Any, records: Sequence[JobRecord]) -> None:
+        """Inserts the jobs inside the transaction the application holds on
+        its own psycopg connection (see :func:`.transactional.insert_on`)."""
+        await transactional.insert_on(
+            connection, records, table=self._qualified, channel=self.channel, db_clock=self._db_clock
+        )
 
     @property
     def listening(self) -> bool:
@@ -872,3 +550,99 @@ class PostgresStore:
         self.connections.closed = True
         await self.listener.close()
         await self.connections.close()
+
+    # -- the operators' verbs ------------------------------------------------------
+
+    @resilient()
+    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
+        query = self._q("cancel", lambda: q.cancel_query(DIALECT))
+        async with self.connections.connection() as conn:
+            cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
+            row = await cur.fetchone()
+            if row is not None:
+                return True, JobRecord(*row)
+            record = await self._get(conn, job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return False, record
+
+    @resilient()
+    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
+        query = self._q("retry", lambda: q.retry_query(DIALECT))
+        try:
+            async with self.connections.connection() as conn, conn.transaction():
+                cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
+                row = await cur.fetchone()
+                if row is not None:
+                    await self._notify(conn)
+                    return JobRecord(*row)
+                current = await self._get(conn, job_id)
+        except psycopg.errors.UniqueViolation:
+            raise unique_key_taken(job_id) from None
+        raise not_retryable(job_id, current)
+
+    @resilient()
+    async def remove(self, job_id: str) -> bool:
+        async with self.connections.connection() as conn:
+            cur = await conn.execute(self._q("remove", lambda: q.remove_query(DIALECT)), {"id": job_id})
+            return cur.rowcount > 0
+
+    @resilient()
+    async def clear(self) -> None:
+        async with self.connections.connection() as conn:
+            await conn.execute(self._q("clear", "DELETE FROM {t}"))
+
+    @resilient()
+    async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        if not statuses:
+            return 0
+        values: dict[str, Any] = {"statuses": list(statuses)}
+        if before_ms is None:
+            query = self._q("delete_terminal", lambda: q.delete_terminal_query(DIALECT, None))
+        else:
+            before = "{now} + %(before_in)s::bigint"
+            query = self._q("delete_terminal_before", lambda: q.delete_terminal_query(DIALECT, before))
+            caller_now = self._caller_now()
+            values.update(now=self._now(caller_now), before_in=before_ms - caller_now)
+        async with self.connections.connection() as conn:
+            cur = await conn.execute(query, values)
+            return cur.rowcount
+
+    @resilient()
+    async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
+        query = lambda: q.count_by_status_query(DIALECT)  # noqa: E731
+        rows = await self._fetchall("count_by_status", query, {"now": self._now(now_ms)})
+        return {status: int(count) for status, count in rows}
+
+    @resilient()
+    async def list_jobs(
+        self,
+        *,
+        statuses: Collection[str] | None,
+        types: Collection[str] | None,
+        queues: Collection[str] | None,
+        limit: int,
+        offset: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> tuple[list[JobRecord], int]:
+        page, count, values = q.list_jobs_queries(
+            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first
+        )
+        values.update(now=self._now(now_ms), limit=limit, offset=offset)
+        async with self.connections.connection() as conn, conn.transaction():
+            cur = await conn.execute(self._q(page, page), values)
+            records = self._records(await cur.fetchall())
+            cur = await conn.execute(self._q(count, count), values)
+            row = await cur.fetchone()
+        return records, int(row[0]) if row else 0
+
+    @resilient()
+    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
+        rows = await self._fetchall("summary", lambda: q.summary_query(DIALECT), {"now": self._now(now_ms)})
+        return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
+
+    @resilient()
+    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
+        rows = await self._fetchall("throughput", lambda: q.throughput_query(DIALECT), {"since": since_ms})
+        return [(int(m), int(d), int(f)) for m, d, f in rows]
