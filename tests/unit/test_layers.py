@@ -92,7 +92,7 @@ def test_no_backend_imports_another(backend: str) -> None:
 
 
 def test_the_import_check_sees_relative_imports() -> None:
-    found = imported_modules(SRC / "store" / "sqlite" / "store.py")
+    found = imported_modules(SRC / "store" / "sqlite" / "core.py")
     assert "jobq.store.sqlite.connection" in found and "jobq.store.base" in found
     assert backend_of("jobq.store.postgres.sql") == "postgres" and backend_of("jobq.store.sql") is None
 

@@ -280,6 +280,12 @@ def dequeue_order(record: JobRecord) -> tuple[int, int, int]:
     return (-record.priority, record.scheduled_at or 0, record.created_at)
 
 
+def claimed(rows: Sequence[Sequence[Any]]) -> list[JobRecord]:
+    """Claimed rows as records, in :func:`dequeue_order` (``RETURNING``
+    gives no order)."""
+    return sorted((JobRecord(*row) for row in rows), key=dequeue_order)
+
+
 async def settle_then_claim(
     store: WorkerStore, transitions: Sequence[Transition], request: ClaimRequest
 ) -> tuple[list[Settled], list[JobRecord]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import keylimits
 from ..job import JobRecord
-from .base import ClaimRequest, dequeue_order
+from .base import ClaimRequest, claimed
 from .sql import Dialect, lease_params, limited_candidates_query, limited_take_query, starts_queries
 
 #: A statement and its values.
@@ -56,10 +56,8 @@ def limited_claim(
     )
     if not chosen:
         return []
-    taken = yield limited_take_query(d), {**values, "ids": d.array([r.id for r in chosen])}
-    records = [JobRecord(*row) for row in taken]
+    records = claimed((yield limited_take_query(d), {**values, "ids": d.array([r.id for r in chosen])}))
     if records:
         for name, key in new_starts:
             yield record, {"name": name, "key": key, "at": starts_now}
-    records.sort(key=dequeue_order)
     return records

@@ -15,55 +15,41 @@
   With any other clock (:class:`~jobq.clock.FakeClock` in tests) the caller's
   times are stored as given, exactly as on SQLite. Every statement takes
   ``now`` as a parameter and reads ``COALESCE(now, <database now>)``.
-- The plumbing lives beside: the pool and the retries through outages in
-  :mod:`.resilience`, wake-ups (``LISTEN``) in :mod:`.listen`, inserts on the
-  application's connection in :mod:`.transactional`, the schema (created or
-  upgraded when the store is built, on a short-lived synchronous connection)
-  in :mod:`.schema`, statements PostgreSQL alone has in :mod:`.sql`.
+
+This module holds the worker's verbs (:class:`~jobq.store.base.WorkerStore`);
+the operators' verbs are in :mod:`.admin`, and what both stand on (opening,
+the clock, shared helpers) in :mod:`.core`. The plumbing lives beside: the
+pool and the retries through outages in :mod:`.resilience`, wake-ups
+(``LISTEN``) in :mod:`.listen`, inserts on the application's connection in
+:mod:`.transactional`, the schema (created or upgraded when the store is
+built, on a short-lived synchronous connection) in :mod:`.schema`,
+statements PostgreSQL alone has in :mod:`.sql`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Generator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ...clock import SYSTEM_CLOCK, Clock, SystemClock, to_ms
-from ...errors import (
-    InvalidJob,
-    InvalidOption,
-    InvalidURL,
-    JobNotFound,
-    JobqError,
-    LeaseLost,
-    StoreUnavailable,
-)
+from ...errors import LeaseLost, StoreUnavailable
 from ...job import RECORD_FIELDS, JobRecord
 from ...transitions import Transition
 from .. import sql as q
-from ..base import (
-    ClaimRequest,
-    Settled,
-    dequeue_order,
-    missing,
-    not_retryable,
-    settle_then_claim,
-    unique_key_taken,
-)
-from ..limited import Step, limited_claim
-from ..sql import COLUMNS, check_table_name
+from ..base import ClaimRequest, Settled, claimed, settle_then_claim
+from ..limited import limited_claim
+from ..sql import COLUMNS
 from . import transactional
-from .listen import Listener
-from .resilience import CONNECT_TIMEOUT, POOL_SIZE, POOL_TIMEOUT, Connections, describe, resilient, retried
-from .schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel, starts_table
+from .admin import AdminVerbs
+from .core import cannot_store, no_nul
+from .resilience import resilient, retried
+from .schema import starts_table
 from .sql import (
     DIALECT,
     J_COLUMNS,
-    NOW,
     claim_ctes,
     extend_query,
     insert_many_params,
@@ -73,8 +59,6 @@ from .sql import (
     settle_batch_params,
     settle_query,
 )
-
-R = TypeVar("R")
 
 LIMITS_LOCK_SPACE = 0x6A6F6271  # "jobq": advisory locks serialising per-key limited claims, per table
 UNIQUE_INSERT_TRIES = 5  # a unique key whose holder keeps finishing mid-insert: attempts before giving up
@@ -91,113 +75,12 @@ def _repeatable(transitions: Sequence[Transition]) -> bool:
     return all(t.token is not None or (t.status == "completed" and not t.fenced) for t in transitions)
 
 
-def _no_nul(text: str) -> str:
-    """PostgreSQL text cannot hold NUL characters; an error message keeps the rest."""
-    return text.replace("\x00", "\ufffd")
+class PostgresStore(AdminVerbs):
+    """A job table in PostgreSQL: a :class:`~jobq.store.base.Store`, a
+    :class:`~jobq.store.base.TransactionalStore` and a
+    :class:`~jobq.store.base.ClockedStore`."""
 
-
-def _cannot_store(exc: Exception) -> InvalidJob:
-    return InvalidJob(f"PostgreSQL cannot store this job: {exc}")
-
-
-class PostgresStore:
     name = "postgres"
-
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        table: str = DEFAULT_TABLE,
-        pool_size: int = POOL_SIZE,
-        pool_timeout: float = POOL_TIMEOUT,
-    ) -> None:
-        self.table = check_table_name(table)
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise InvalidOption(f"pool_size must be an int >= 1, not {pool_size!r}")
-        if isinstance(pool_timeout, bool) or not isinstance(pool_timeout, (int, float)) or pool_timeout <= 0:
-            raise InvalidOption(f"pool_timeout must be a positive number of seconds, not {pool_timeout!r}")
-        try:
-            params = conninfo_to_dict(dsn)
-        except psycopg.ProgrammingError as exc:
-            raise InvalidURL(f"not a PostgreSQL connection string: {str(exc).strip()}") from None
-        extra = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT}
-        dsn = make_conninfo(dsn, **extra)
-        self.where = describe(params)
-        self.channel = notify_channel(self.table)
-        self.pool_size = pool_size
-        self.pool_timeout = float(pool_timeout)
-        self._clock: Clock = SYSTEM_CLOCK
-        self._db_clock = True
-        self._sql: dict[Any, str] = {}  # query texts by key, each built once
-        self._cron_ready = False  # jobq_cron exists (created on first claim_cron_slot)
-        try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                self.schema_found = migrate(conn, self.table)
-                """The schema version found on open (``jobq migrate`` reports it)."""
-                self.schema_version = LATEST_VERSION
-                self._ident = sql.Identifier(self.table).as_string(conn)
-                # The schema the table lives in: transactional enqueues run on
-                # the application's connection, whose search_path may differ.
-                row = conn.execute("SELECT current_schema()").fetchone()
-                schema = row[0] if row and row[0] else "public"
-                self._qualified = sql.Identifier(schema, self.table).as_string(conn)
-                self.channel = notify_channel(self.table, schema)
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"cannot open PostgreSQL at {self.where}: {exc}".strip()) from None
-        self.connections = Connections(
-            dsn, where=self.where, name=f"jobq-{self.table}", size=pool_size, timeout=self.pool_timeout
-        )
-        self.listener = Listener(dsn, self.channel, where=self.where)
-
-    @property
-    def dsn(self) -> str:
-        """The connection string the pool and the listener use."""
-        return self.connections.dsn
-
-    @dsn.setter
-    def dsn(self, value: str) -> None:
-        self.connections.dsn = self.listener.dsn = value
-
-    # -- the clock -----------------------------------------------------------
-
-    def use_clock(self, clock: Clock) -> None:
-        """Called by :class:`~jobq.queue.Queue`: the system clock means "use the
-        database's clock"; any other clock's times are stored as given."""
-        self._clock = clock
-        self._db_clock = isinstance(clock, SystemClock)
-
-    def _now(self, now_ms: int) -> int | None:
-        return None if self._db_clock else now_ms
-
-    def _caller_now(self) -> int:
-        """The caller's "now", for verbs that are given only an absolute time."""
-        return to_ms(self._clock.now())
-
-    # -- plumbing --------------------------------------------------------------
-
-    def _q(self, key: Any, text: str | Callable[[], str]) -> str:
-        """``text`` (or what it returns) with ``{t}`` as the quoted table and
-        ``{now}`` as the time expression, built once per key."""
-        query = self._sql.get(key)
-        if query is None:
-            template = text if isinstance(text, str) else text()
-            query = self._sql[key] = template.replace("{t}", self._ident).replace("{now}", NOW)
-        return query
-
-    async def _fetchall(self, key: Any, text: str | Callable[[], str], values: dict[str, Any]) -> list[Any]:
-        """The rows of one statement (see :meth:`_q`) on a pooled connection."""
-        return await self.connections.fetchall(self._q(key, text), values)
-
-    async def _run_steps(self, conn: psycopg.AsyncConnection[Any], steps: Generator[Step, list[Any], R]) -> R:
-        """Runs the statements a generator yields (see :mod:`jobq.store.limited`)."""
-        try:
-            text, values = next(steps)
-            while True:
-                cur = await conn.execute(self._q(text, text), values)
-                text, values = steps.send(await cur.fetchall() if cur.description else [])
-        except StopIteration as done:
-            result: R = done.value
-            return result
 
     async def _settle_insert(
         self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -209,22 +92,6 @@ class PostgresStore:
         query = "SELECT count(*) FROM {t} WHERE id = ANY(%(ids)s::text[])"
         rows = await self._fetchall("count_ids", query, {"ids": [r.id for r in records]})
         return int(rows[0][0]) == len(records), None
-
-    async def _notify(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
-
-    @staticmethod
-    def _records(rows: list[tuple[Any, ...]]) -> list[JobRecord]:
-        return [JobRecord(*row) for row in rows]
-
-    async def _get(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> JobRecord | None:
-        cur = await conn.execute(self._q("get", lambda: q.get_query(DIALECT)), {"id": job_id})
-        row = await cur.fetchone()
-        return None if row is None else JobRecord(*row)
-
-    async def _missing(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> JobqError:
-        return missing(job_id, await self._get(conn, job_id))
-
     # -- the worker's verbs -------------------------------------------------------
 
     @resilient(settle="_settle_insert")
@@ -256,7 +123,7 @@ class PostgresStore:
                 cur = await conn.execute(query, values)
                 row = await cur.fetchone()
         except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
-            raise _cannot_store(exc) from None
+            raise cannot_store(exc) from None
         assert row is not None
         transactional.stamp(records, int(row[0]), db_clock=self._db_clock)
 
@@ -265,19 +132,13 @@ class PostgresStore:
         if request.limits:
             return await self._claim_limited(request)
         query, values = self._claim_query(request)
-        return self._claimed(await self.connections.fetchall(query, values))
+        return claimed(await self.connections.fetchall(query, values))
 
     def _claim_query(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
         where, key, values = q.filters(DIALECT, request.queues, request.exclude_types)
         query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where)} SELECT * FROM claimed")
         values.update(q.lease_params(request), now=self._now(request.now_ms))
         return query, values
-
-    def _claimed(self, rows: list[tuple[Any, ...]]) -> list[JobRecord]:
-        records = self._records(rows)
-        # RETURNING gives no order; hand the batch out in dequeue order.
-        records.sort(key=dequeue_order)
-        return records
 
     async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
         where, _, values = q.filters(DIALECT, request.queues, request.exclude_types)
@@ -326,7 +187,7 @@ class PostgresStore:
             ]
             if any(t.wakes_workers and t.job_id in done for t in transitions):
                 await self._notify(conn)
-        return settled, self._claimed([row[1:] for row in rows if row[0] is None])
+        return settled, claimed([row[1:] for row in rows if row[0] is None])
 
     async def settle(
         self, transitions: Sequence[Transition], *, now_ms: int, returning: bool = False
@@ -446,7 +307,7 @@ class PostgresStore:
         query = self._q(("progress", fenced), lambda: q.progress_query(DIALECT, fenced=fenced))
         values = {
             "progress": progress,
-            "message": None if message is None else _no_nul(message),
+            "message": None if message is None else no_nul(message),
             "id": job_id,
             "token": token,
         }
@@ -491,7 +352,7 @@ class PostgresStore:
                     else:
                         raise StoreUnavailable(f"job id {record.id!r} already exists")
         except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
-            raise _cannot_store(exc) from None
+            raise cannot_store(exc) from None
         return answer
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
@@ -517,7 +378,7 @@ class PostgresStore:
                     await transactional.announce(conn, [job], channel=self.channel, db_clock=self._db_clock)
                     await conn.execute(insert, {f: getattr(job, f) for f in RECORD_FIELDS})
         except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
-            raise _cannot_store(exc) from None
+            raise cannot_store(exc) from None
         self._cron_ready = True
         return won
 
@@ -527,16 +388,6 @@ class PostgresStore:
         await transactional.insert_on(
             connection, records, table=self._qualified, channel=self.channel, db_clock=self._db_clock
         )
-
-    @property
-    def listening(self) -> bool:
-        """Whether wake-ups currently come from LISTEN (else from polling)."""
-        return self.listener.listening
-
-    @property
-    def listener_pid(self) -> int | None:
-        """Server process id of the listening connection while it is up."""
-        return self.listener.pid
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Returns ``True`` when a notification arrives on the table's
@@ -550,99 +401,3 @@ class PostgresStore:
         self.connections.closed = True
         await self.listener.close()
         await self.connections.close()
-
-    # -- the operators' verbs ------------------------------------------------------
-
-    @resilient()
-    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
-        query = self._q("cancel", lambda: q.cancel_query(DIALECT))
-        async with self.connections.connection() as conn:
-            cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
-            row = await cur.fetchone()
-            if row is not None:
-                return True, JobRecord(*row)
-            record = await self._get(conn, job_id)
-        if record is None:
-            raise JobNotFound(job_id)
-        return False, record
-
-    @resilient()
-    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
-        query = self._q("retry", lambda: q.retry_query(DIALECT))
-        try:
-            async with self.connections.connection() as conn, conn.transaction():
-                cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
-                row = await cur.fetchone()
-                if row is not None:
-                    await self._notify(conn)
-                    return JobRecord(*row)
-                current = await self._get(conn, job_id)
-        except psycopg.errors.UniqueViolation:
-            raise unique_key_taken(job_id) from None
-        raise not_retryable(job_id, current)
-
-    @resilient()
-    async def remove(self, job_id: str) -> bool:
-        async with self.connections.connection() as conn:
-            cur = await conn.execute(self._q("remove", lambda: q.remove_query(DIALECT)), {"id": job_id})
-            return cur.rowcount > 0
-
-    @resilient()
-    async def clear(self) -> None:
-        async with self.connections.connection() as conn:
-            await conn.execute(self._q("clear", "DELETE FROM {t}"))
-
-    @resilient()
-    async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
-        if not statuses:
-            return 0
-        values: dict[str, Any] = {"statuses": list(statuses)}
-        if before_ms is None:
-            query = self._q("delete_terminal", lambda: q.delete_terminal_query(DIALECT, None))
-        else:
-            before = "{now} + %(before_in)s::bigint"
-            query = self._q("delete_terminal_before", lambda: q.delete_terminal_query(DIALECT, before))
-            caller_now = self._caller_now()
-            values.update(now=self._now(caller_now), before_in=before_ms - caller_now)
-        async with self.connections.connection() as conn:
-            cur = await conn.execute(query, values)
-            return cur.rowcount
-
-    @resilient()
-    async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
-        query = lambda: q.count_by_status_query(DIALECT)  # noqa: E731
-        rows = await self._fetchall("count_by_status", query, {"now": self._now(now_ms)})
-        return {status: int(count) for status, count in rows}
-
-    @resilient()
-    async def list_jobs(
-        self,
-        *,
-        statuses: Collection[str] | None,
-        types: Collection[str] | None,
-        queues: Collection[str] | None,
-        limit: int,
-        offset: int,
-        newest_first: bool,
-        now_ms: int,
-    ) -> tuple[list[JobRecord], int]:
-        page, count, values = q.list_jobs_queries(
-            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first
-        )
-        values.update(now=self._now(now_ms), limit=limit, offset=offset)
-        async with self.connections.connection() as conn, conn.transaction():
-            cur = await conn.execute(self._q(page, page), values)
-            records = self._records(await cur.fetchall())
-            cur = await conn.execute(self._q(count, count), values)
-            row = await cur.fetchone()
-        return records, int(row[0]) if row else 0
-
-    @resilient()
-    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
-        rows = await self._fetchall("summary", lambda: q.summary_query(DIALECT), {"now": self._now(now_ms)})
-        return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
-
-    @resilient()
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        rows = await self._fetchall("throughput", lambda: q.throughput_query(DIALECT), {"since": since_ms})
-        return [(int(m), int(d), int(f)) for m, d, f in rows]
