@@ -23,7 +23,7 @@ from ..base import missing
 from ..limited import Step
 from ..sql import COLUMNS, SETTLE_FIELDS, Dialect, check_table_name
 from .connection import BUSY_TIMEOUT, Database, Durability
-from .schema import migrate
+from .schema import index_name, migrate
 from .wake import ChangeWatch, WakeFile
 
 R = TypeVar("R")
@@ -119,5 +119,5 @@ class SQLiteCore:
         and sort every waiting row, making each claim cost grow with the backlog.
         The walk stops after ``LIMIT`` due rows."""
         if queues is not None and len(queues) == 1:
-            return f" INDEXED BY jobq_{self.table}_queue_ready"
-        return f" INDEXED BY jobq_{self.table}_ready"
+            return f" INDEXED BY {index_name(self.table, 'queue_ready')}"
+        return f" INDEXED BY {index_name(self.table, 'ready')}"

@@ -17,68 +17,32 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from ...errors import InvalidOption
+from ..schema import (
+    SCHEMA_TABLE,
+    V1_INDEXES,
+    V2_INDEXES,
+    Index,
+    Types,
+    check_version,
+    jobq_columns,
+    kmsg_table,
+    record_version_query,
+    starts_table_ddl,
+    v2_columns,
+)
 
-
+TYPES = Types(time="INTEGER", fraction="REAL")
 #: k-msg's columns, as its SQLite queue declares them.
-KMSG_TABLE = """
-CREATE TABLE IF NOT EXISTS {table} (
-  id TEXT PRIMARY KEY,
-  type TEXT NOT NULL,
-  data TEXT NOT NULL,
-  status TEXT NOT NULL DEFAULT 'pending',
-  priority INTEGER NOT NULL DEFAULT 0,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  max_attempts INTEGER NOT NULL DEFAULT 3,
-  delay INTEGER NOT NULL DEFAULT 0,
-  created_at INTEGER NOT NULL,
-  process_at INTEGER NOT NULL,
-  completed_at INTEGER,
-  failed_at INTEGER,
-  error TEXT,
-  metadata TEXT
-)
-"""
-
+KMSG_TABLE = kmsg_table(TYPES)
 #: jobq's own columns, added to a table k-msg may have created first.
-JOBQ_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("queue", "TEXT NOT NULL DEFAULT 'default'"),
-    ("result", "TEXT"),
-    ("lease_token", "TEXT"),
-    ("lease_owner", "TEXT"),
-    ("scheduled_at", "INTEGER"),
-    ("started_at", "INTEGER"),
-    ("lost_count", "INTEGER NOT NULL DEFAULT 0"),
-)
-
-
-def _v1_create(conn: sqlite3.Connection, table: str) -> None:
-    conn.execute(KMSG_TABLE.format(table=table))
-    existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-    for name, decl in JOBQ_COLUMNS:
-        if name not in existing:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-    # Claiming walks only waiting rows, in dequeue order: its cost does not
-    # grow with the finished jobs the table keeps.
-    conn.execute(
-        f"CREATE INDEX IF NOT EXISTS jobq_{table}_ready ON {table}"
-        f" (priority DESC, process_at, created_at) WHERE status = 'pending'"
-    )
-    # The rescuer looks for expired leases among processing rows only.
-    conn.execute(
-        f"CREATE INDEX IF NOT EXISTS jobq_{table}_leases ON {table} (process_at)"
-        f" WHERE status = 'processing'"
-    )
-
-
+JOBQ_COLUMNS = jobq_columns(TYPES)
 #: Columns version 2 adds: unique jobs, progress, cancellation.
-V2_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("unique_key", "TEXT"),
-    ("progress", "REAL"),
-    ("progress_message", "TEXT"),
-    ("cancelled_at", "INTEGER"),
-    ("cancel_requested_at", "INTEGER"),
-)
+V2_COLUMNS = v2_columns(TYPES)
+
+
+def index_name(table: str, name: str) -> str:
+    """What an index of the job table is called in SQLite."""
+    return f"jobq_{table}_{name}"
 
 
 def starts_table(table: str) -> str:
@@ -86,27 +50,24 @@ def starts_table(table: str) -> str:
     return f"jobq_{table}_starts"
 
 
-def _v2_features(conn: sqlite3.Connection, table: str) -> None:
+def _add(conn: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...], indexes: tuple[Index, ...]) -> None:
     existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-    for name, decl in V2_COLUMNS:
+    for name, decl in columns:
         if name not in existing:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-    # The database itself keeps a unique key to one unfinished job.
-    conn.execute(
-        f"CREATE UNIQUE INDEX IF NOT EXISTS jobq_{table}_unique ON {table} (unique_key)"
-        f" WHERE unique_key IS NOT NULL AND status IN ('pending', 'processing')"
-    )
-    # Claiming from one named queue walks only that queue's waiting rows.
-    conn.execute(
-        f"CREATE INDEX IF NOT EXISTS jobq_{table}_queue_ready ON {table}"
-        f" (queue, priority DESC, process_at, created_at) WHERE status = 'pending'"
-    )
-    # Listing jobs by status, newest or oldest first.
-    conn.execute(f"CREATE INDEX IF NOT EXISTS jobq_{table}_status_created ON {table} (status, created_at)")
+    for index in indexes:
+        conn.execute(index.create(index_name(table, index.name), table))
+
+
+def _v1_create(conn: sqlite3.Connection, table: str) -> None:
+    conn.execute(KMSG_TABLE.format(table=table))
+    _add(conn, table, JOBQ_COLUMNS, V1_INDEXES)
+
+
+def _v2_features(conn: sqlite3.Connection, table: str) -> None:
+    _add(conn, table, V2_COLUMNS, V2_INDEXES)
     starts = starts_table(table)
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {starts} (name TEXT NOT NULL, key TEXT NOT NULL, at_ms INTEGER NOT NULL)"
-    )
+    conn.execute(starts_table_ddl(TYPES, starts))
     conn.execute(f"CREATE INDEX IF NOT EXISTS {starts}_window ON {starts} (name, at_ms)")
 
 
@@ -122,23 +83,13 @@ def migrate(conn: sqlite3.Connection, table: str) -> int:
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS jobq_schema (tbl TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
+        conn.execute(SCHEMA_TABLE)
         row = conn.execute("SELECT version FROM jobq_schema WHERE tbl = ?", (table,)).fetchone()
         found = row[0] if row else 0
-        if found > LATEST_VERSION:
-            raise InvalidOption(
-                f"table {table!r} has jobq schema version {found}, newer than this jobq"
-                f" knows ({LATEST_VERSION}); upgrade jobq"
-            )
+        check_version(table, found, LATEST_VERSION)
         for version in range(found + 1, LATEST_VERSION + 1):
             MIGRATIONS[version - 1](conn, table)
-        conn.execute(
-            "INSERT INTO jobq_schema (tbl, version) VALUES (?, ?)"
-            " ON CONFLICT (tbl) DO UPDATE SET version = excluded.version",
-            (table, LATEST_VERSION),
-        )
+        conn.execute(record_version_query("?", "?"), (table, LATEST_VERSION))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
