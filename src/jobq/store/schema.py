@@ -99,7 +99,12 @@ V1_INDEXES = (
 #: Version 2's indexes.
 V2_INDEXES = (
     # The database itself keeps a unique key to one unfinished job.
-    Index("unique", "(unique_key)", "unique_key IS NOT NULL AND status IN ('pending', 'processing')", unique=True),
+    Index(
+        "unique",
+        "(unique_key)",
+        "unique_key IS NOT NULL AND status IN ('pending', 'processing')",
+        unique=True,
+    ),
     # Claiming from one named queue walks only that queue's waiting rows.
     Index("queue_ready", "(queue, priority DESC, process_at, created_at)", "status = 'pending'"),
     # Listing jobs by status, newest or oldest first.

@@ -24,19 +24,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ..schema import (
-    SCHEMA_TABLE,
-    V1_INDEXES,
-    V2_INDEXES,
-    Index,
-    Types,
-    check_version,
-    jobq_columns,
-    kmsg_table,
-    record_version_query,
-    starts_table_ddl,
-    v2_columns,
-)
+from .. import schema as shape
 from ..sql import check_table_name
 
 #: The default table: k-msg's PostgreSQL (Hyperdrive) job queue uses this name.
@@ -56,12 +44,12 @@ AUTOVACUUM = (
     ("autovacuum_analyze_scale_factor", "0.02"),
 )
 
-TYPES = Types(time="BIGINT", fraction="DOUBLE PRECISION")
-_KMSG_TABLE = kmsg_table(TYPES)
+TYPES = shape.Types(time="BIGINT", fraction="DOUBLE PRECISION")
+_KMSG_TABLE = shape.kmsg_table(TYPES)
 #: jobq's own columns, added to a table k-msg may have created first.
-JOBQ_COLUMNS = jobq_columns(TYPES)
+JOBQ_COLUMNS = shape.jobq_columns(TYPES)
 #: Columns version 2 adds: unique jobs, progress, cancellation.
-V2_COLUMNS = v2_columns(TYPES)
+V2_COLUMNS = shape.v2_columns(TYPES)
 
 
 def derived_name(table: str, suffix: str) -> str:
@@ -85,7 +73,10 @@ def notify_channel(table: str, schema: str = "public") -> str:
 
 
 def _add(
-    cur: psycopg.Cursor[tuple[object, ...]], table: str, columns: tuple[tuple[str, str], ...], indexes: tuple[Index, ...]
+    cur: psycopg.Cursor[tuple[object, ...]],
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    indexes: tuple[shape.Index, ...],
 ) -> None:
     ident = sql.Identifier(table)
     for name, decl in columns:
@@ -101,7 +92,7 @@ def _add(
 def _v1_create(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
     ident = sql.Identifier(table)
     cur.execute(sql.SQL(_KMSG_TABLE).format(table=ident))
-    _add(cur, table, JOBQ_COLUMNS, V1_INDEXES)
+    _add(cur, table, JOBQ_COLUMNS, shape.V1_INDEXES)
     cur.execute(
         sql.SQL("ALTER TABLE {} SET ({})").format(
             ident,
@@ -130,9 +121,9 @@ def starts_table(table: str) -> str:
 
 
 def _v2_features(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
-    _add(cur, table, V2_COLUMNS, V2_INDEXES)
+    _add(cur, table, V2_COLUMNS, shape.V2_INDEXES)
     starts = starts_table(table)
-    cur.execute(sql.SQL(starts_table_ddl(TYPES, "{}")).format(sql.Identifier(starts)))
+    cur.execute(sql.SQL(shape.starts_table_ddl(TYPES, "{}")).format(sql.Identifier(starts)))
     cur.execute(
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (name, at_ms)").format(
             sql.Identifier(derived_name(starts, "window")), sql.Identifier(starts)
@@ -156,15 +147,15 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], table: str = DEFAULT_T
     check_table_name(table)
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-        cur.execute(SCHEMA_TABLE)
+        cur.execute(shape.SCHEMA_TABLE)
         cur.execute("SELECT version FROM jobq_schema WHERE tbl = %s", (table,))
         row = cur.fetchone()
         found = int(row[0]) if row else 0  # type: ignore[call-overload]
-        check_version(table, found, LATEST_VERSION)
+        shape.check_version(table, found, LATEST_VERSION)
         for version in range(found + 1, LATEST_VERSION + 1):
             MIGRATIONS[version - 1](cur, table)
         if found != LATEST_VERSION:
-            cur.execute(record_version_query("%s", "%s"), (table, LATEST_VERSION))
+            cur.execute(shape.record_version_query("%s", "%s"), (table, LATEST_VERSION))
     return found
 
 

@@ -92,6 +92,7 @@ class PostgresStore(AdminVerbs):
         query = "SELECT count(*) FROM {t} WHERE id = ANY(%(ids)s::text[])"
         rows = await self._fetchall("count_ids", query, {"ids": [r.id for r in records]})
         return int(rows[0][0]) == len(records), None
+
     # -- the worker's verbs -------------------------------------------------------
 
     @resilient(settle="_settle_insert")

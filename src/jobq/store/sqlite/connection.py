@@ -123,7 +123,9 @@ class Database:
         losing anything (a claim): under "full", committed without a sync."""
         return await self._run(self._write_unsynced, do, write=True, inline=True)
 
-    async def _run(self, fn: Callable[[Statement[R]], R], do: Statement[R], *, write: bool, inline: bool) -> R:
+    async def _run(
+        self, fn: Callable[[Statement[R]], R], do: Statement[R], *, write: bool, inline: bool
+    ) -> R:
         if self.closed:
             raise QueueClosed()
         if inline:

@@ -17,27 +17,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from ..schema import (
-    SCHEMA_TABLE,
-    V1_INDEXES,
-    V2_INDEXES,
-    Index,
-    Types,
-    check_version,
-    jobq_columns,
-    kmsg_table,
-    record_version_query,
-    starts_table_ddl,
-    v2_columns,
-)
+from .. import schema as shape
 
-TYPES = Types(time="INTEGER", fraction="REAL")
+TYPES = shape.Types(time="INTEGER", fraction="REAL")
 #: k-msg's columns, as its SQLite queue declares them.
-KMSG_TABLE = kmsg_table(TYPES)
+KMSG_TABLE = shape.kmsg_table(TYPES)
 #: jobq's own columns, added to a table k-msg may have created first.
-JOBQ_COLUMNS = jobq_columns(TYPES)
+JOBQ_COLUMNS = shape.jobq_columns(TYPES)
 #: Columns version 2 adds: unique jobs, progress, cancellation.
-V2_COLUMNS = v2_columns(TYPES)
+V2_COLUMNS = shape.v2_columns(TYPES)
 
 
 def index_name(table: str, name: str) -> str:
@@ -50,7 +38,12 @@ def starts_table(table: str) -> str:
     return f"jobq_{table}_starts"
 
 
-def _add(conn: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...], indexes: tuple[Index, ...]) -> None:
+def _add(
+    conn: sqlite3.Connection,
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    indexes: tuple[shape.Index, ...],
+) -> None:
     existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
     for name, decl in columns:
         if name not in existing:
@@ -61,13 +54,13 @@ def _add(conn: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], .
 
 def _v1_create(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(KMSG_TABLE.format(table=table))
-    _add(conn, table, JOBQ_COLUMNS, V1_INDEXES)
+    _add(conn, table, JOBQ_COLUMNS, shape.V1_INDEXES)
 
 
 def _v2_features(conn: sqlite3.Connection, table: str) -> None:
-    _add(conn, table, V2_COLUMNS, V2_INDEXES)
+    _add(conn, table, V2_COLUMNS, shape.V2_INDEXES)
     starts = starts_table(table)
-    conn.execute(starts_table_ddl(TYPES, starts))
+    conn.execute(shape.starts_table_ddl(TYPES, starts))
     conn.execute(f"CREATE INDEX IF NOT EXISTS {starts}_window ON {starts} (name, at_ms)")
 
 
@@ -83,13 +76,13 @@ def migrate(conn: sqlite3.Connection, table: str) -> int:
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(SCHEMA_TABLE)
+        conn.execute(shape.SCHEMA_TABLE)
         row = conn.execute("SELECT version FROM jobq_schema WHERE tbl = ?", (table,)).fetchone()
         found = row[0] if row else 0
-        check_version(table, found, LATEST_VERSION)
+        shape.check_version(table, found, LATEST_VERSION)
         for version in range(found + 1, LATEST_VERSION + 1):
             MIGRATIONS[version - 1](conn, table)
-        conn.execute(record_version_query("?", "?"), (table, LATEST_VERSION))
+        conn.execute(shape.record_version_query("?", "?"), (table, LATEST_VERSION))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
