@@ -3,8 +3,8 @@ statements jobq's stores issue, with none of jobq around them.
 
 They answer "how much does jobq cost on top of the engine?": each jobq figure
 is divided by the raw figure of the same engine and durability. The SQL is a
-copy of src/jobq/store/sqlite.py and src/jobq/store/postgres.py: keep it in
-step with them. Each function runs in a fresh child interpreter.
+copy of the statements in src/jobq/store/sql.py (as src/jobq/store/sqlite/
+and src/jobq/store/postgres/ spell them): keep it in step with them. Each function runs in a fresh child interpreter.
 """
 
 from __future__ import annotations
