@@ -1,6 +1,9 @@
-"""The PostgreSQL backend (:class:`PostgresStore`): its verbs in :mod:`.store`,
-the plumbing in :mod:`.resilience` (pool, outages), :mod:`.listen`
-(wake-ups), :mod:`.schema` and :mod:`.sql` (statement builders).
+"""The PostgreSQL backend (:class:`PostgresStore`): the worker's verbs in
+:mod:`.store`, the operators' in :mod:`.admin`, what both stand on in
+:mod:`.core`; the plumbing in :mod:`.resilience` (pool, outages),
+:mod:`.listen` (wake-ups), :mod:`.transactional` (inserts on the
+application's connection), :mod:`.schema` and :mod:`.sql` (statements
+PostgreSQL alone has).
 
 Importing it needs psycopg (the ``postgres`` extra)."""
 

@@ -20,6 +20,8 @@ from .sql import DIALECT
 
 
 class AdminVerbs(PostgresCore):
+    """The operators' verbs of :class:`~.store.PostgresStore`."""
+
     @resilient()
     async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
         query = self._q("cancel", lambda: q.cancel_query(DIALECT))

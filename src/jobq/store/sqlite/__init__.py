@@ -1,5 +1,8 @@
-"""The SQLite backend (:class:`SQLiteStore`): its verbs in :mod:`.store`, the
-plumbing in :mod:`.connection`, :mod:`.schema` and :mod:`.wake`."""
+"""The SQLite backend (:class:`SQLiteStore`): the worker's verbs in
+:mod:`.store`, the operators' in :mod:`.admin`, what both stand on in
+:mod:`.core`; the plumbing in :mod:`.connection` (connections, the database
+thread, busy waits, durability), :mod:`.wake` (wake-ups across processes)
+and :mod:`.schema`."""
 
 from .connection import BUSY_TIMEOUT, DURABILITY_MODES, Durability
 from .store import CRON_TABLE, SQLiteStore

@@ -9,13 +9,16 @@ import json
 import sqlite3
 from collections.abc import Collection
 
+from ...errors import JobNotFound
 from ...job import JobRecord
 from .. import sql as q
-from ..base import missing, not_retryable, unique_key_taken
+from ..base import not_retryable, unique_key_taken
 from .core import SQLiteCore
 
 
 class AdminVerbs(SQLiteCore):
+    """The operators' verbs of :class:`~.store.SQLiteStore`."""
+
     async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
         sql = self._q("cancel", lambda: q.cancel_query(self._d))
 
@@ -25,7 +28,7 @@ class AdminVerbs(SQLiteCore):
                 return True, JobRecord(*row)
             record = self._get(conn, job_id)
             if record is None:
-                raise missing(job_id, None)
+                raise JobNotFound(job_id)
             return False, record
 
         return await self.db.write(do)
