@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.store.sqlite import wake as sqlite_wake
 from jobq.store.sqlite import SQLiteStore
+from jobq.store.sqlite import wake as sqlite_wake
 from jobq.store.sqlite.wake import WATCHABLE, WakeFile
 
 needs_inotify = pytest.mark.skipif(not WATCHABLE, reason="inotify is Linux-only")

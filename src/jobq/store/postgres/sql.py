@@ -183,7 +183,7 @@ def settle_batch_params(transitions: Sequence[Transition]) -> dict[str, Any]:
     text cannot hold NUL characters; an error or result keeps the rest."""
     columns = list(zip(*map(settle_params, transitions), strict=True))
     params: dict[str, Any] = {}
-    for (name, kind), values in zip(SETTLE_FIELDS, columns, strict=True):
+    for (name, _kind), values in zip(SETTLE_FIELDS, columns, strict=True):
         if name in ("error", "result"):
             values = tuple(None if v is None else v.replace("\x00", "\ufffd") for v in values)
         params[f"s_{name}"] = list(values)

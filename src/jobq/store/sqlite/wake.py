@@ -15,6 +15,7 @@ writers that do not touch the file (k-msg's) and for systems without inotify:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -85,10 +86,8 @@ class WakeFile:
         touched = asyncio.Event()
 
         def drain() -> None:
-            try:
+            with contextlib.suppress(OSError):
                 watcher.read(timeout=0)
-            except OSError:
-                pass
             touched.set()
 
         loop.add_reader(watcher.fileno(), drain)
