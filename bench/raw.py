@@ -3,8 +3,8 @@ statements jobq's stores issue, with none of jobq around them.
 
 They answer "how much does jobq cost on top of the engine?": each jobq figure
 is divided by the raw figure of the same engine and durability. The SQL is a
-copy of src/jobq/store/sqlite.py and src/jobq/store/postgres.py: keep it in
-step with them. Each function runs in a fresh child interpreter.
+copy of the statements in src/jobq/store/sql.py (as src/jobq/store/sqlite/
+and src/jobq/store/postgres/ spell them): keep it in step with them. Each function runs in a fresh child interpreter.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 import jobq
 from jobq.job import RECORD_FIELDS, JobRecord
-from jobq.store.postgres_schema import notify_channel
-from jobq.store.sqlite_schema import migrate
+from jobq.store.postgres.schema import notify_channel
+from jobq.store.sqlite.schema import migrate
 
 JOB_TYPE = "bench"
 WARMUP = 20  # untimed single inserts before the clock starts
-PG_TABLE = "kmsg_jobs"  # jobq's default PostgreSQL table (jobq.store.postgres_schema.DEFAULT_TABLE)
+PG_TABLE = "kmsg_jobs"  # jobq's default PostgreSQL table (jobq.store.postgres.schema.DEFAULT_TABLE)
 LEASE_MS = 30_000
 OWNER = "bench"
 
@@ -188,8 +188,8 @@ def _params(record: JobRecord) -> dict[str, Any]:
 def _pg_insert_many(records: list[JobRecord]) -> tuple[str, dict[str, Any]]:
     """jobq's many-row insert for ``records`` (``INSERT ... SELECT FROM
     unnest``, a column the same in every row sent once), with its parameters.
-    The statement comes from the store's own builder (jobq.store.postgres_sql), so it cannot drift."""
-    from jobq.store import postgres_sql
+    The statement comes from the store's own builder (jobq.store.postgres.sql), so it cannot drift."""
+    from jobq.store.postgres import sql as postgres_sql
 
     constant, params = postgres_sql.insert_many_params(records, db_clock=False)
     params.update(jobq_channel=notify_channel(PG_TABLE), now=None)

@@ -80,7 +80,7 @@ class _Profilers:
         self.prefix = prefix
         self.main = cProfile.Profile()
         self.db: cProfile.Profile | None = None
-        self.executor = getattr(queue.store, "_executor", None)
+        self.executor = getattr(getattr(queue.store, "db", None), "executor", None)
         if self.executor is not None:
             self.db = cProfile.Profile()
 

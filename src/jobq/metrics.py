@@ -1,10 +1,13 @@
 """Prometheus metrics (needs ``prometheus-client``, in the ``web`` extra).
 
-Two sources. The queue's own counts (jobs by status and queue) are read from
-the store when scraped, so any process sees the same numbers. Processor
+Three sources. The queue's own counts (jobs by status and queue) are read
+from the store when scraped, so any process sees the same numbers. Processor
 metrics (jobs processed, failed and retried per type, processing time,
 enqueue-to-start latency, lease rescues, circuit-breaker state) are counted
 from a processor's events by :func:`instrument`, in the process that runs it.
+Store calls (``jobq_store_call_seconds``: calls and seconds by backend and
+verb, with errors and the longest call) are timed by the queue's store
+(:mod:`jobq.store.instrumented`), in this process.
 
 The dashboard serves both at ``/metrics``; ``jobq worker --metrics-port N``
 serves a worker's on a port of its own.
@@ -21,7 +24,7 @@ from typing import Any
 try:
     from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - depends on the environment
     from .errors import BackendMissing
@@ -32,12 +35,13 @@ from .events import Event
 from .processor.limits import CircuitState
 from .processor.processor import JobProcessor
 from .queue import Queue
+from .store.instrumented import StoreTimings, VerbTiming, timings
 
 SCRAPE_TIMEOUT = 10.0  # seconds a worker's scrape waits for the store
 #: Seconds; histogram buckets of processing time and of enqueue-to-start latency.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
-__all__ = ["CONTENT_TYPE", "QueueCollector", "instrument", "queue_metrics", "render_latest", "serve_worker_metrics"]
+__all__ = ["CONTENT_TYPE", "QueueCollector", "StoreCollector", "instrument", "queue_metrics", "render_latest", "serve_worker_metrics"]
 
 
 def queue_metrics(rows: Iterable[Any]) -> list[Metric]:
@@ -96,6 +100,41 @@ class _CircuitCollector(Collector):
         return [family]
 
 
+class StoreCollector(Collector):
+    """The timings of store calls (see :mod:`jobq.store.instrumented`) of
+    the stores it was given, summed by backend and verb:
+    ``jobq_store_call_seconds`` (a summary: ``_count`` calls, ``_sum``
+    seconds), ``jobq_store_call_errors_total`` and
+    ``jobq_store_call_max_seconds``."""
+
+    def __init__(self) -> None:
+        self.stores: weakref.WeakSet[StoreTimings] = weakref.WeakSet()
+
+    def add(self, queue: Queue) -> None:
+        figures = timings(queue.store)
+        if figures is not None:
+            self.stores.add(figures)
+
+    def collect(self) -> Iterable[Metric]:
+        totals: dict[tuple[str, str], VerbTiming] = {}
+        for figures in list(self.stores):
+            for verb, t in figures.snapshot().items():
+                total = totals.setdefault((figures.backend, verb), VerbTiming())
+                total.calls += t.calls
+                total.errors += t.errors
+                total.seconds += t.seconds
+                total.max_seconds = max(total.max_seconds, t.max_seconds)
+        labels = ["backend", "verb"]
+        seconds = SummaryMetricFamily("jobq_store_call_seconds", "Seconds in calls of store verbs", labels=labels)
+        errors = CounterMetricFamily("jobq_store_call_errors", "Calls of store verbs that raised", labels=labels)
+        longest = GaugeMetricFamily("jobq_store_call_max_seconds", "The longest call of each store verb", labels=labels)
+        for key, t in sorted(totals.items()):
+            seconds.add_metric(list(key), count_value=t.calls, sum_value=t.seconds)
+            errors.add_metric(list(key), t.errors)
+            longest.add_metric(list(key), t.max_seconds)
+        return [seconds, errors, longest]
+
+
 class _Instruments:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.processed = Counter(
@@ -134,10 +173,26 @@ def _for(registry: CollectorRegistry) -> _Instruments:
         return found
 
 
+_store_collectors: dict[int, StoreCollector] = {}
+
+
+def _stores(registry: CollectorRegistry) -> StoreCollector:
+    """The registry's store-call collector, registered on first use."""
+    with _lock:
+        found = _store_collectors.get(id(registry))
+        if found is None:
+            found = _store_collectors[id(registry)] = StoreCollector()
+            registry.register(found)
+        return found
+
+
 def instrument(processor: JobProcessor, registry: CollectorRegistry | None = None) -> None:
-    """Counts ``processor``'s events into ``registry`` (default: the
-    process-wide one, which the dashboard's ``/metrics`` also serves)."""
-    m = _for(REGISTRY if registry is None else registry)
+    """Counts ``processor``'s events, and times its store's calls, into
+    ``registry`` (default: the process-wide one, which the dashboard's
+    ``/metrics`` also serves)."""
+    registry = REGISTRY if registry is None else registry
+    m = _for(registry)
+    _stores(registry).add(processor.queue)
     m.circuits.processors.add(processor)
 
     def started(event: Event) -> None:
@@ -176,11 +231,14 @@ def instrument(processor: JobProcessor, registry: CollectorRegistry | None = Non
 
 async def render_latest(queue: Queue, registry: CollectorRegistry | None = None) -> bytes:
     """The text exposition the dashboard serves: the queue's counts, then
-    ``registry`` (default: the process-wide one)."""
+    ``registry`` (default: the process-wide one), with the timings of the
+    queue's store calls."""
+    registry = REGISTRY if registry is None else registry
+    _stores(registry).add(queue)
     rows = await queue.summary()
     counts = CollectorRegistry(auto_describe=False)
     counts.register(_Rows(rows))
-    return generate_latest(counts) + generate_latest(REGISTRY if registry is None else registry)
+    return generate_latest(counts) + generate_latest(registry)
 
 
 def serve_worker_metrics(processor: JobProcessor, port: int, host: str = "127.0.0.1") -> Any:

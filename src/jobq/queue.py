@@ -32,6 +32,7 @@ from .job import (
 )
 from .keylimits import KeyLimit
 from .store.base import ClaimRequest, ClockedStore, Settled, Store, TransactionalStore
+from .store.instrumented import instrument
 from .transitions import Transition
 
 LEASE = 30.0  # seconds a claim holds a job before a rescuer may take it back
@@ -96,7 +97,7 @@ class Queue(AdminVerbs):
             raise InvalidOption(f"max_payload_bytes must be a positive int, not {max_payload_bytes!r}")
         if not (isinstance(max_lost_leases, int) and max_lost_leases >= 1):
             raise InvalidOption(f"max_lost_leases must be an int >= 1, not {max_lost_leases!r}")
-        self.store = store
+        self.store = instrument(store)  # every verb timed, for the metrics (store/instrumented.py)
         self.clock: Clock = clock or SYSTEM_CLOCK
         # A store with a clock of its own (PostgreSQL's) uses it unless the
         # caller injected one, so workers with skewed clocks agree on "now".

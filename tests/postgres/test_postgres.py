@@ -23,8 +23,8 @@ if not POSTGRES_URL:
 import jobq
 from jobq.job import RECORD_FIELDS
 from jobq.store import postgres as pg_store
-from jobq.store import postgres_sql
-from jobq.store.postgres_schema import AUTOVACUUM, LATEST_VERSION, migrate_url
+from jobq.store.postgres import sql as postgres_sql
+from jobq.store.postgres.schema import AUTOVACUUM, LATEST_VERSION, migrate_url
 
 MakePg = Callable[..., Awaitable[jobq.PostgresQueue]]
 

@@ -1,6 +1,6 @@
 """The layers hold: the model knows no storage, storage knows no worker, the
-worker reaches storage only through the queue, and the core imports no
-optional dependency."""
+worker reaches storage only through the queue, no backend imports another,
+and the core imports no optional dependency."""
 
 from __future__ import annotations
 
@@ -51,10 +51,59 @@ def jobq_imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("target", sorted(FORBIDDEN))
 def test_layer_does_not_import_upwards(target: str) -> None:
-    files = sorted((SRC / target).glob("*.py")) if (SRC / target).is_dir() else [SRC / target]
+    files = sorted((SRC / target).rglob("*.py")) if (SRC / target).is_dir() else [SRC / target]
     for path in files:
         bad = jobq_imports(path) & FORBIDDEN[target]
         assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+#: The backends under store/: each may use store/base.py, store/sql.py and
+#: the like, never another backend.
+BACKENDS = ("memory", "sqlite", "postgres")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The dotted names of the jobq modules ``path`` imports (relative
+    imports resolved; ``from . import x`` gives the package and ``.x``)."""
+    package = list(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+    if path.name == "__init__.py":
+        package = list(path.relative_to(SRC.parent).parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name == "jobq" or name.startswith("jobq.")}
+
+
+def backend_of(module: str) -> str | None:
+    parts = module.split(".")
+    if len(parts) >= 3 and parts[:2] == ["jobq", "store"] and parts[2] in BACKENDS:
+        return parts[2]
+    return None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_backend_imports_another(backend: str) -> None:
+    root = SRC / "store" / backend
+    files = sorted(root.rglob("*.py")) if root.is_dir() else [root.with_suffix(".py")]
+    assert files and all(path.exists() for path in files)
+    for path in files:
+        others = {m for m in imported_modules(path) if backend_of(m) not in (None, backend)}
+        assert not others, f"{path.relative_to(SRC)} imports {sorted(others)}"
+
+
+def test_the_import_check_sees_relative_imports() -> None:
+    found = imported_modules(SRC / "store" / "sqlite" / "core.py")
+    assert "jobq.store.sqlite.connection" in found and "jobq.store.base" in found
+    assert backend_of("jobq.store.postgres.sql") == "postgres" and backend_of("jobq.store.sql") is None
 
 
 def test_core_import_pulls_no_optional_dependency() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jobq
 from jobq import JobStatus
-from jobq.store.sqlite_schema import LATEST_VERSION, MIGRATIONS, V2_COLUMNS, starts_table
+from jobq.store.sqlite.schema import LATEST_VERSION, MIGRATIONS, V2_COLUMNS, starts_table
 
 NOW_MS = 1_700_000_000_000
 KMSG_INSERT = (

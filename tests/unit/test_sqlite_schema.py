@@ -11,7 +11,7 @@ import pytest
 import jobq
 from jobq import JobStatus
 from jobq.store.sql import check_table_name
-from jobq.store.sqlite_schema import JOBQ_COLUMNS, LATEST_VERSION, migrate
+from jobq.store.sqlite.schema import JOBQ_COLUMNS, LATEST_VERSION, migrate
 
 # k-msg's SQLiteJobQueue schema, as it creates it (packages/messaging/src/queue/sqlite-job-queue.ts).
 KMSG_SCHEMA = """

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import jobq
-from jobq.store import sqlite as sqlite_store
 from jobq.store.sqlite import SQLiteStore
-from jobq.store.sqlite_wake import WATCHABLE, WakeFile
+from jobq.store.sqlite import wake as sqlite_wake
+from jobq.store.sqlite.wake import WATCHABLE, WakeFile
 
 needs_inotify = pytest.mark.skipif(not WATCHABLE, reason="inotify is Linux-only")
 WAIT = 30.0  # seconds: far beyond any wake-up, so only a missing one fails
@@ -29,8 +29,8 @@ def store_of(queue: jobq.Queue) -> SQLiteStore:
 @pytest.fixture
 def no_polling(monkeypatch: pytest.MonkeyPatch) -> None:
     """Polls so rare that a wait ends early only through the wake file."""
-    monkeypatch.setattr(sqlite_store, "WAKE_POLL_MAX", 3600.0)
-    monkeypatch.setattr(sqlite_store, "WAKE_POLL_MIN", 3600.0)
+    monkeypatch.setattr(sqlite_wake, "WAKE_POLL_MAX", 3600.0)
+    monkeypatch.setattr(sqlite_wake, "WAKE_POLL_MIN", 3600.0)
 
 
 @needs_inotify
@@ -135,10 +135,10 @@ async def test_a_claim_alone_is_not_synced_and_other_writes_are(tmp_path: Path) 
         loop = asyncio.get_running_loop()
 
         async def database_thread_mode() -> int:
-            return await loop.run_in_executor(store._executor, synchronous, store._conn)
+            return await loop.run_in_executor(store.db.executor, synchronous, store.db._conn)
 
         assert await database_thread_mode() == 2  # FULL
-        assert synchronous(store._now_conn) == 1  # NORMAL: only writes that need no sync use it
+        assert synchronous(store.db._now_conn) == 1  # NORMAL: only writes that need no sync use it
         await queue.enqueue("t", 1)
         await queue.enqueue("t", 2)
         assert (await queue.dequeue()) is not None  # inline

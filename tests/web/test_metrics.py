@@ -44,6 +44,22 @@ async def test_instrumented_processor_counts_per_type() -> None:
     assert 'jobq_circuit_state{state="closed",type="ok"} 1.0' in text
 
 
+async def test_store_calls_are_exported_by_backend_and_verb() -> None:
+    from jobq.metrics import render_latest
+
+    registry = prometheus_client.CollectorRegistry()
+    async with jobq.connect("memory://") as queue:
+        await queue.enqueue("t", 1)
+        await queue.dequeue()
+        text = (await render_latest(queue, registry)).decode()
+        again = (await render_latest(queue, registry)).decode()  # the store is registered once
+    assert 'jobq_store_call_seconds_count{backend="memory",verb="insert"} 1.0' in text
+    assert 'jobq_store_call_seconds_sum{backend="memory",verb="claim"}' in text
+    assert 'jobq_store_call_errors_total{backend="memory",verb="claim"} 0.0' in text
+    assert 'jobq_store_call_max_seconds{backend="memory",verb="claim"}' in text
+    assert 'jobq_store_call_seconds_count{backend="memory",verb="summary"} 2.0' in again
+
+
 def test_worker_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
     """``jobq worker --metrics-port`` serves the worker's counters and the queue's counts."""
     import os

@@ -188,7 +188,7 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     lock, a PostgreSQL advisory lock), so several ``jobq migrate`` (and
     workers) may run at once: one migrates, the others find it done."""
     from ..backends import open_queue
-    from ..store import sqlite_schema
+    from ..store.sqlite import schema as sqlite_schema
 
     url = args.url_arg or url_of(args)
     queue = await asyncio.to_thread(open_queue, url)

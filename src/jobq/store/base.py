@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ..clock import Clock
-from ..errors import JobqError
+from ..errors import JobNotFound, JobqError, LeaseLost, NotRetryable
 from ..job import JobRecord
 from ..keylimits import KeyLimit
 from ..transitions import Transition
@@ -250,11 +250,40 @@ class ClockedStore(Protocol):
     def use_clock(self, clock: Clock) -> None: ...
 
 
+#: The statuses an operator may retry from (:meth:`AdminStore.retry`).
+RETRYABLE = ("failed", "cancelled")
+
+
+def missing(job_id: str, record: JobRecord | None) -> JobqError:
+    """Why a write fenced on a job touched no row, from the job as read
+    after (``None``: there is none)."""
+    if record is None:
+        return JobNotFound(job_id)
+    return LeaseLost(job_id, f"the job is now {record.status}")
+
+
+def not_retryable(job_id: str, record: JobRecord | None) -> JobqError:
+    """Why :meth:`AdminStore.retry` changed nothing, from the job as read after."""
+    if record is None:
+        return JobNotFound(job_id)
+    return NotRetryable(f"job {job_id!r} is {record.status}; only failed or cancelled jobs can be retried")
+
+
+def unique_key_taken(job_id: str) -> NotRetryable:
+    """A job retried while another unfinished job holds its unique key."""
+    return NotRetryable(f"job {job_id!r} cannot be retried: another unfinished job holds its unique key")
+
+
 def dequeue_order(record: JobRecord) -> tuple[int, int, int]:
     """The order claimed jobs are handed out in (``RETURNING`` gives none):
     priority descending, then the time each was due, then creation."""
     return (-record.priority, record.scheduled_at or 0, record.created_at)
 
+
+def claimed(rows: Sequence[Sequence[Any]]) -> list[JobRecord]:
+    """Claimed rows as records, in :func:`dequeue_order` (``RETURNING``
+    gives no order)."""
+    return sorted((JobRecord(*row) for row in rows), key=dequeue_order)
 
 
 async def settle_then_claim(

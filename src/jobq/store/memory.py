@@ -16,10 +16,10 @@ from collections.abc import Collection, Sequence
 
 from .. import keylimits
 from .. import transitions as transitions_
-from ..errors import JobNotFound, LeaseLost, NotRetryable
+from ..errors import NotRetryable
 from ..job import UNFINISHED_STORED, JobRecord, copy_record
 from ..transitions import Transition
-from .base import ClaimRequest, Settled, settle_then_claim
+from .base import RETRYABLE, ClaimRequest, Settled, missing, not_retryable, settle_then_claim
 
 _ReadyEntry = tuple[int, int, int, int, str, int]  # -priority, process_at, created_at, seq, id, version
 _DelayedEntry = tuple[int, int, str, int]  # process_at, seq, id, version
@@ -95,10 +95,8 @@ class MemoryStore:
 
     def _held(self, job_id: str, token: str | None) -> JobRecord:
         record = self._jobs.get(job_id)
-        if record is None:
-            raise JobNotFound(job_id)
-        if token is not None and (record.status != "processing" or record.lease_token != token):
-            raise LeaseLost(job_id, f"the job is now {record.status}")
+        if record is None or (token is not None and (record.status != "processing" or record.lease_token != token)):
+            raise missing(job_id, record)
         return record
 
     # -- the Store protocol -----------------------------------------------
@@ -179,11 +177,8 @@ class MemoryStore:
         with self._lock:
             for transition in transitions:
                 record = self._jobs.get(transition.job_id)
-                if record is None:
-                    settled.append(JobNotFound(transition.job_id))
-                    continue
-                if not transitions_.holds(record, transition, now_ms):
-                    settled.append(LeaseLost(transition.job_id, f"the job is now {record.status}"))
+                if record is None or not transitions_.holds(record, transition, now_ms):
+                    settled.append(missing(transition.job_id, record))
                     continue
                 transitions_.apply(record, transition, now_ms)
                 self._processing.discard(record.id)
@@ -363,8 +358,8 @@ class MemoryStore:
     async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
         with self._lock:
             record = self._held(job_id, None)
-            if record.status not in ("failed", "cancelled"):
-                raise NotRetryable(f"job {job_id!r} is {record.status}; only failed or cancelled jobs can be retried")
+            if record.status not in RETRYABLE:
+                raise not_retryable(job_id, record)
             if record.unique_key is not None:
                 holder = self._holder(record.unique_key)
                 if holder is not None and holder.id != job_id:

@@ -1,24 +1,32 @@
 """SQL text both SQL stores share, written once with a small dialect.
 
-A statement here is built from three parts a store supplies: how a value
-is named (``:status`` for SQLite's executemany, ``b.status`` for a
-PostgreSQL batch joined through ``unnest``), how a column of the job row is
-named (``status``, or ``j.status`` beside the batch), and the SQL for "now"
-(a parameter, or PostgreSQL's clock). What changes between SQLite and
-PostgreSQL is only that spelling; the rule is the text below.
+A statement here is built from the parts a store supplies (a
+:class:`Dialect`): how a value is named (``:status`` for SQLite,
+``%(status)s`` for psycopg, ``b.status`` for a PostgreSQL batch joined
+through ``unnest``), how a column of the job row is named (``status``, or
+``j.status`` beside the batch), the SQL for "now" (a parameter, or
+PostgreSQL's clock), the table, how a list value is tested (``json_each`` on
+SQLite, ``= ANY`` of an array on PostgreSQL) and how a metadata field is
+read. What changes between SQLite and PostgreSQL is only that spelling; the
+rule is the text below. Statements one store alone needs stay with it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidOption
+from ..job import RECORD_FIELDS, UNFINISHED_STORED
 from ..transitions import Transition
+from .base import RETRYABLE
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # 63 characters at most, as PostgreSQL allows
+
+#: The columns of a job row, in :data:`~jobq.job.RECORD_FIELDS` order.
+COLUMNS = ", ".join(RECORD_FIELDS)
 
 #: The fields of a transition a settle statement reads, in the order a batch
 #: sends them, with their SQL types.
@@ -38,6 +46,8 @@ SETTLE_FIELDS: tuple[tuple[str, str], ...] = (
 
 #: The order ``claim`` takes ready jobs in.
 DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
+
+_UNFINISHED = ", ".join(f"'{status}'" for status in UNFINISHED_STORED)
 
 
 # A waiting job is stored as pending (k-msg's layout) whether it is due or
@@ -61,9 +71,26 @@ def public_status(now: str) -> str:
 class Dialect:
     """How one store spells a statement's parts."""
 
-    value: Callable[[str], str]  # a transition field, by name
-    column: Callable[[str], str]  # a column of the job row, by name
+    value: Callable[[str], str]  # a value the statement is given, by name
     now: str  # "now" in epoch milliseconds
+    table: str  # the job table
+    #: ``column`` is one of the values of the list value ``name``.
+    among: Callable[[str, str], str]
+    #: The metadata field named by the value ``name`` (NULL where there is none).
+    json_field: Callable[[str], str]
+    #: A list value as the statement takes it (``among``).
+    array: Callable[[Sequence[str]], Any]
+    #: A metadata field's name as the value ``json_field`` takes.
+    json_key: Callable[[str], Any]
+    column: Callable[[str], str] = str  # a column of the job row, by name
+
+
+# -- fences and settling ------------------------------------------------------
+
+
+def held(d: Dialect) -> str:
+    """Rows of jobs processing under the claim ``token`` (the fence of a holder's write)."""
+    return f"{d.column('status')} = 'processing' AND {d.column('lease_token')} = {d.value('token')}"
 
 
 def settle_params(transition: Transition) -> tuple[Any, ...]:
@@ -105,18 +132,269 @@ def settle_fence(d: Dialect) -> str:
     compare-and-set on what a read saw."""
     v, c, now = d.value, d.column, d.now
     return (
-        f"({v('token')} IS NULL OR ({c('status')} = 'processing' AND {c('lease_token')} = {v('token')}))"
+        f"({v('token')} IS NULL OR ({held(d)}))"
         f" AND ({v('expect_status')} IS NULL OR {c('status')} = {v('expect_status')})"
         f" AND ({v('expect_attempts')} IS NULL OR {c('attempts')} = {v('expect_attempts')})"
         f" AND ({v('expect_expired')} = 0 OR {c('process_at')} <= {now})"
     )
 
 
-def expired_query(table: str, now: str, limit: str, columns: str) -> str:
+# -- claiming -------------------------------------------------------------------
+
+
+def lease_assignments(d: Dialect) -> str:
+    """The ``SET`` list of a claim: ``processing`` under the claim's token
+    and owner, ``lease`` ms from now, keeping the time the job was due."""
+    v, now = d.value, d.now
+    return (
+        f"status = 'processing', scheduled_at = process_at, process_at = {now} + {v('lease')},"
+        f" lease_token = {v('token')}, lease_owner = {v('owner')}, started_at = {now}"
+    )
+
+
+def lease_params(request: Any) -> dict[str, Any]:
+    """The values :func:`lease_assignments` reads, from a
+    :class:`~jobq.store.base.ClaimRequest` (``now`` is the store's to give)."""
+    r = request
+    return {"lease": r.lease_until_ms - r.now_ms, "token": r.token, "owner": r.owner, "limit": r.limit}
+
+
+def filters(
+    d: Dialect, queues: Sequence[str] | None, exclude_types: Collection[str] = ()
+) -> tuple[str, str, dict[str, Any]]:
+    """The optional filters of a claim or a peek: SQL to append to a
+    ``WHERE``, a key naming the variant, and its values. One queue is an
+    equality, so a queue-led index gives the order."""
+    sql, key, params = "", "", dict[str, Any]()
+    if queues is not None and len(queues) == 1:
+        sql, key, params["queue"] = f" AND queue = {d.value('queue')}", "q", queues[0]
+    elif queues is not None:
+        sql, key, params["queues"] = f" AND {d.among('queue', 'queues')}", "Q", d.array(queues)
+    if exclude_types:
+        sql += f" AND NOT ({d.among('type', 'exclude')})"
+        key += "x"
+        params["exclude"] = d.array(list(exclude_types))
+    return sql, key, params
+
+
+def due(d: Dialect, what: str, where: str, *, limit: str, index: str = "", lock: str = "") -> str:
+    """``what`` of up to ``limit`` jobs ready at now, in dequeue order.
+    ``index`` names the index to walk (SQLite's ``INDEXED BY``), ``lock``
+    how to lock them (PostgreSQL's ``FOR UPDATE SKIP LOCKED``)."""
+    return (
+        f"SELECT {what} FROM {d.table}{index} WHERE {ready(d.now)}{where}"
+        f" ORDER BY {DUE_ORDER} LIMIT {limit}{lock}"
+    )
+
+
+def count_ready_query(d: Dialect, where: str) -> str:
+    return f"SELECT count(*) FROM {d.table} WHERE {ready(d.now)}{where}"
+
+
+def next_due_query(d: Dialect, where: str) -> str:
+    """The earliest ``process_at`` of a waiting job, and "now"."""
+    return f"SELECT min(process_at), {d.now} FROM {d.table} WHERE status = 'pending'{where}"
+
+
+def expired_query(d: Dialect) -> str:
     """Processing jobs whose lease ran out, oldest lease end first."""
     return (
-        f"SELECT {columns} FROM {table} WHERE status = 'processing' AND process_at <= {now}"
-        f" ORDER BY process_at LIMIT {limit}"
+        f"SELECT {COLUMNS} FROM {d.table} WHERE status = 'processing' AND process_at <= {d.now}"
+        f" ORDER BY process_at LIMIT {d.value('limit')}"
+    )
+
+
+def limited_candidates_query(d: Dialect, where: str, limits: Sequence[Any]) -> str:
+    """The first waiting jobs of each combination of key values (see
+    :mod:`jobq.keylimits`), ranked so that taking them in order goes
+    round-robin over the keys. Values: ``type{i}`` and ``field{i}`` of each
+    limit, ``per_key`` and ``cap``."""
+    parts = [
+        f"CASE WHEN {'TRUE' if lim.type is None else 'type = ' + d.value(f'type{i}')}"
+        f" THEN {d.json_field(f'field{i}')} END"
+        for i, lim in enumerate(limits)
+    ]
+    return (
+        f"SELECT {COLUMNS} FROM (SELECT {COLUMNS}, row_number() OVER"
+        f" (PARTITION BY {', '.join(parts)} ORDER BY {DUE_ORDER}) AS jobq_rank"
+        f" FROM {d.table} WHERE {ready(d.now)}{where}) AS ranked"
+        f" WHERE jobq_rank <= {d.value('per_key')} ORDER BY jobq_rank, {DUE_ORDER} LIMIT {d.value('cap')}"
+    )
+
+
+def limited_take_query(d: Dialect) -> str:
+    """Leases the chosen candidates (``ids``) still waiting."""
+    return (
+        f"UPDATE {d.table} SET {lease_assignments(d)}"
+        f" WHERE {d.among('id', 'ids')} AND status = 'pending' RETURNING {COLUMNS}"
+    )
+
+
+# -- single jobs -------------------------------------------------------------------
+
+
+def get_query(d: Dialect) -> str:
+    return f"SELECT {COLUMNS} FROM {d.table} WHERE id = {d.value('id')}"
+
+
+def insert_query(d: Dialect) -> str:
+    """One row, its values named by field."""
+    return f"INSERT INTO {d.table} ({COLUMNS}) VALUES ({', '.join(map(d.value, RECORD_FIELDS))})"
+
+
+def unique_holder_query(d: Dialect) -> str:
+    """The unfinished job holding the unique key ``key``."""
+    return (
+        f"SELECT {COLUMNS} FROM {d.table} WHERE unique_key = {d.value('key')} AND status IN ({_UNFINISHED})"
+    )
+
+
+def progress_query(d: Dialect, *, fenced: bool) -> str:
+    fence = f" AND {held(d)}" if fenced else ""
+    return (
+        f"UPDATE {d.table} SET progress = {d.value('progress')}, progress_message = {d.value('message')}"
+        f" WHERE id = {d.value('id')}{fence}"
+    )
+
+
+def cancel_query(d: Dialect) -> str:
+    """An operator's cancel: a waiting job becomes ``cancelled``; a
+    processing one gets a cancel request (its processor stops it); a
+    finished job is not matched, and nothing changes."""
+    now = d.now
+    return (
+        f"UPDATE {d.table} SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,"
+        f" cancelled_at = CASE WHEN status = 'pending' THEN {now} ELSE cancelled_at END,"
+        f" cancel_requested_at = CASE WHEN status = 'processing'"
+        f" THEN COALESCE(cancel_requested_at, {now}) ELSE cancel_requested_at END"
+        f" WHERE id = {d.value('id')} AND status IN ({_UNFINISHED}) RETURNING {COLUMNS}"
+    )
+
+
+def cancel_requested_query(d: Dialect) -> str:
+    """Which of the processing jobs ``ids`` have a cancel request."""
+    return (
+        f"SELECT id FROM {d.table} WHERE {d.among('id', 'ids')} AND status = 'processing'"
+        f" AND cancel_requested_at IS NOT NULL"
+    )
+
+
+def retry_query(d: Dialect) -> str:
+    """A failed or cancelled job (:data:`~jobq.store.base.RETRYABLE`) back
+    to ``pending`` now, attempts 0, error kept."""
+    return (
+        f"UPDATE {d.table} SET status = 'pending', attempts = 0, process_at = {d.now},"
+        f" failed_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL"
+        f" WHERE id = {d.value('id')} AND status IN ({', '.join(map(repr, RETRYABLE))}) RETURNING {COLUMNS}"
+    )
+
+
+def remove_query(d: Dialect) -> str:
+    return f"DELETE FROM {d.table} WHERE id = {d.value('id')}"
+
+
+def delete_terminal_query(d: Dialect, before: str | None) -> str:
+    """Jobs in the stored ``statuses``, finished before ``before`` if given."""
+    sql = f"DELETE FROM {d.table} WHERE {d.among('status', 'statuses')}"
+    if before is not None:
+        sql += f" AND COALESCE(completed_at, failed_at, cancelled_at, created_at) < {before}"
+    return sql
+
+
+# -- inspection -------------------------------------------------------------------
+
+
+def count_by_status_query(d: Dialect) -> str:
+    return f"SELECT {public_status(d.now)} AS s, count(*) FROM {d.table} GROUP BY s"
+
+
+def summary_query(d: Dialect) -> str:
+    return (
+        f"SELECT queue, type, {public_status(d.now)} AS s, count(*) FROM {d.table}"
+        f" GROUP BY queue, type, s ORDER BY queue, type, s"
+    )
+
+
+def throughput_query(d: Dialect) -> str:
+    """Completed and failed jobs per minute, from ``since`` on."""
+    t, since = d.table, d.value("since")
+    return (
+        f"SELECT minute, sum(done), sum(failed) FROM ("
+        f"SELECT completed_at / 60000 * 60000 AS minute, 1 AS done, 0 AS failed FROM {t}"
+        f" WHERE status = 'completed' AND completed_at >= {since}"
+        f" UNION ALL SELECT failed_at / 60000 * 60000, 0, 1 FROM {t}"
+        f" WHERE status = 'failed' AND failed_at >= {since}) AS finished GROUP BY minute ORDER BY minute"
+    )
+
+
+def list_jobs_queries(
+    d: Dialect,
+    *,
+    statuses: Collection[str] | None,
+    types: Collection[str] | None,
+    queues: Collection[str] | None,
+    newest_first: bool,
+) -> tuple[str, str, dict[str, Any]]:
+    """A page of jobs by created_at (ties by id; values ``limit`` and
+    ``offset``), the count of all that match, and the values of the filters.
+    ``statuses`` are public ones: ``delayed`` and ``pending`` apart."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if statuses is not None:
+        either: list[str] = []
+        if "pending" in statuses:
+            either.append(f"({ready(d.now)})")
+        if "delayed" in statuses:
+            either.append(f"({delayed(d.now)})")
+        stored = sorted(set(statuses) - {"pending", "delayed"})
+        if stored:
+            either.append(d.among("status", "statuses"))
+            params["statuses"] = d.array(stored)
+        clauses.append("(" + (" OR ".join(either) or "1 = 0") + ")")
+    for column, values in (("type", types), ("queue", queues)):
+        if values is not None:
+            clauses.append(d.among(column, column + "s"))
+            params[column + "s"] = d.array(list(values))
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    direction = "DESC" if newest_first else "ASC"
+    page = (
+        f"SELECT {COLUMNS} FROM {d.table}{where}"
+        f" ORDER BY created_at {direction}, id {direction} LIMIT {d.value('limit')} OFFSET {d.value('offset')}"
+    )
+    return page, f"SELECT count(*) FROM {d.table}{where}", params
+
+
+# -- per-key limits and cron ------------------------------------------------------
+
+
+def starts_queries(d: Dialect, starts: str) -> tuple[str, str, str]:
+    """On the table of recent starts of rate-limited keys: forget those of
+    limit ``name`` at or before ``until``; read those left; record one."""
+    v = d.value
+    return (
+        f"DELETE FROM {starts} WHERE name = {v('name')} AND at_ms <= {v('until')}",
+        f"SELECT name, key FROM {starts} WHERE name = {v('name')}",
+        f"INSERT INTO {starts} (name, key, at_ms) VALUES ({v('name')}, {v('key')}, {v('at')})",
+    )
+
+
+def cron_table(integer: str) -> str:
+    """Cron schedules' last slots (epoch ms), per job table; ``integer`` is
+    the type that holds them."""
+    return (
+        "CREATE TABLE IF NOT EXISTS jobq_cron (tbl TEXT NOT NULL, name TEXT NOT NULL,"
+        f" last_slot {integer} NOT NULL, PRIMARY KEY (tbl, name))"
+    )
+
+
+def cron_advance_query(d: Dialect) -> str:
+    """Moves the last slot of schedule ``name`` of table ``tbl`` to ``slot``
+    if that is later (or records it, for a schedule seen the first time)."""
+    v = d.value
+    return (
+        f"INSERT INTO jobq_cron (tbl, name, last_slot) VALUES ({v('tbl')}, {v('name')}, {v('slot')})"
+        " ON CONFLICT (tbl, name) DO UPDATE SET last_slot = excluded.last_slot"
+        " WHERE jobq_cron.last_slot < excluded.last_slot"
     )
 
 

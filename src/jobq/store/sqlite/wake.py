@@ -8,7 +8,8 @@ a small file next to the database (``<database>-jobq-wake``) after committing
 work, and idle workers watch that file with inotify: they wake within
 microseconds of the commit. The touch comes after the commit, so a woken
 worker always finds the change visible. Polling stays as the fallback, for
-writers that do not touch the file (k-msg's) and for systems without inotify.
+writers that do not touch the file (k-msg's) and for systems without inotify:
+:class:`ChangeWatch` reads ``data_version`` from a connection of its own.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("jobq")
 
 SUFFIX = "-jobq-wake"
+WAKE_POLL_MIN = 0.001  # seconds between data_version checks while the file is busy
+WAKE_POLL_MAX = 0.010  # seconds between checks once idle: bounds cross-process wake-up delay
+WAKE_BUSY_SPAN = 1.0  # seconds after the last change seen during which the file counts as busy
 
 try:  # Linux only; the dependency is declared for Linux alone.
     import inotify_simple  # type: ignore[import-untyped]
@@ -106,3 +112,60 @@ class WakeFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class ChangeWatch:
+    """Learns that another connection committed: ``PRAGMA data_version``,
+    read from a connection of its own (``watch``), and the wake file's
+    touches where they can be watched."""
+
+    def __init__(self, watch: sqlite3.Connection, wake_file: WakeFile, *, closed: Callable[[], bool]) -> None:
+        self._watch = watch
+        self._wake_file = wake_file
+        self._closed = closed  # whether the store closed: waits end
+        self._last_version = self._data_version()
+        self._changed_at = float("-inf")  # event-loop time of the last change a wait saw
+
+    def _data_version(self) -> int:
+        return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
+    async def wait(self, timeout: float) -> bool:
+        """Returns when another connection committed (``PRAGMA data_version``
+        moved): ``True`` when a jobq writer announced it by touching the wake
+        file, ``False`` when a poll saw it or ``timeout`` passed. Where
+        touches are watched, the poll runs every 10 ms, for writers that do
+        not touch the file; elsewhere every millisecond while the file is
+        busy and every 10 ms once it is quiet."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        touched = self._wake_file.event()
+        announced = False
+        while not self._closed():
+            if touched is not None:
+                touched.clear()  # before the check: a touch after it ends the wait
+            version = self._data_version()
+            now = loop.time()
+            if version != self._last_version:
+                self._last_version = version
+                self._changed_at = now
+                return announced
+            remaining = deadline - now
+            if remaining <= 0:
+                return False
+            if touched is not None:
+                try:
+                    await asyncio.wait_for(touched.wait(), min(WAKE_POLL_MAX, remaining))
+                    announced = True
+                except TimeoutError:
+                    pass
+                continue
+            # Every millisecond while jobs are flowing (a wake-up then costs
+            # at most about 1 ms); every 10 ms once the file has been quiet
+            # for a second, so an idle worker costs next to nothing.
+            busy = now - self._changed_at < WAKE_BUSY_SPAN
+            await asyncio.sleep(min(WAKE_POLL_MIN if busy else WAKE_POLL_MAX, remaining))
+        return False
+
+    def close(self) -> None:
+        self._watch.close()
+        self._wake_file.close()

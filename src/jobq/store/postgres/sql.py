@@ -1,21 +1,45 @@
 """The SQL text of the PostgreSQL store's statements, built once per variant.
 
-Placeholders the store fills in: ``{t}``, the table's quoted name, and
-``{now}``, :data:`NOW`. Parameters are psycopg's ``%(name)s``.
+The statements both SQL stores share (:mod:`jobq.store.sql`) in
+PostgreSQL's spelling (:data:`DIALECT`), and those PostgreSQL alone has: the
+many-row insert and the batched settle through ``unnest``, a claim that skips
+locked rows. Placeholders the store fills in: ``{t}``, the table's quoted
+name, and ``{now}``, :data:`NOW`. Parameters are psycopg's ``%(name)s``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from ..job import RECORD_FIELDS, JobRecord, record_values
-from ..transitions import Transition
-from .sql import DUE_ORDER, SETTLE_FIELDS, Dialect, settle_assignments, settle_fence, settle_params
+from ...job import RECORD_FIELDS, JobRecord, record_values
+from ...transitions import Transition
+from ..sql import (
+    COLUMNS,
+    SETTLE_FIELDS,
+    Dialect,
+    due,
+    held,
+    lease_assignments,
+    settle_assignments,
+    settle_fence,
+    settle_params,
+)
 
 # "now" in every statement: the caller's time, or the database's in epoch ms.
 NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
-COLUMNS = ", ".join(RECORD_FIELDS)
+
+#: The shared statements as PostgreSQL spells them.
+DIALECT = Dialect(
+    value=lambda name: f"%({name})s",
+    now="{now}",
+    table="{t}",
+    among=lambda column, name: f"{column} = ANY(%({name})s::text[])",
+    json_field=lambda name: f"jobq_json_field(metadata, %({name})s)",
+    array=list,
+    json_key=str,
+)
 J_COLUMNS = ", ".join(f"j.{name}" for name in RECORD_FIELDS)
 # Column types for the arrays of a many-row insert (text unless named here).
 ARRAY_TYPES = {
@@ -40,7 +64,9 @@ CREATED_AT = RECORD_FIELDS.index("created_at")
 PROCESS_AT = RECORD_FIELDS.index("process_at")  # its array holds each job's delay in ms
 
 
-def insert_many_params(records: Sequence[JobRecord], *, db_clock: bool) -> tuple[tuple[bool, ...], dict[str, Any]]:
+def insert_many_params(
+    records: Sequence[JobRecord], *, db_clock: bool
+) -> tuple[tuple[bool, ...], dict[str, Any]]:
     """The parameters of :func:`insert_many_query` for ``records``, and the
     ``constant`` flags that pick its variant. A column holding one value in
     every row (most do in a batch: the status, the type, the NULLs) is sent
@@ -82,18 +108,41 @@ def insert_many_query(constant: Sequence[bool]) -> str:
         f" ins AS (INSERT INTO {{t}} ({COLUMNS}) SELECT {', '.join(selected)}{source})"
         " SELECT ms FROM n"
     )
-FENCE = " AND status = 'processing' AND lease_token = %(token)s"
+
+
+def insert_one_query() -> str:
+    """One row, its values named by field, whose times come from the CTE
+    ``n`` (the statement's "now", or the caller's): ``created_at`` is it,
+    ``process_at`` is ``jobq_span`` ms after; the CTE queues the wake-up."""
+    values = [
+        "(SELECT ms FROM n)" if f == "created_at"
+        else "(SELECT ms FROM n) + %(jobq_span)s::bigint" if f == "process_at"
+        else f"%({f})s"
+        for f in RECORD_FIELDS
+    ]  # fmt: skip
+    return (
+        "WITH n AS (SELECT {now} AS ms, pg_notify(%(jobq_channel)s, '') AS notified)"
+        f" INSERT INTO {{t}} ({COLUMNS}) VALUES ({', '.join(values)}) RETURNING created_at"
+    )
+
+
+def extend_query() -> str:
+    """Renews a batch of leases (``ids`` and their ``tokens``) still held;
+    returns the ids renewed."""
+    d = dataclasses.replace(DIALECT, value=lambda name: f"l.{name}", column=lambda name: f"j.{name}")
+    return (
+        "UPDATE {t} AS j SET process_at = {now} + %(lease)s::bigint"
+        " FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS l(id, token)"
+        f" WHERE j.id = l.id AND {held(d)} RETURNING j.id"
+    )
 
 
 def claim_ctes(where: str) -> str:
     """``picked`` (the due rows, locked, skipping rows other claims hold)
     and ``claimed`` (those rows leased, returned whole)."""
+    picked = due(DIALECT, "id", where, limit="%(limit)s", lock=" FOR UPDATE SKIP LOCKED")
     return (
-        f"picked AS (SELECT id FROM {{t}} WHERE status = 'pending' AND process_at <= {{now}}{where}"
-        f" ORDER BY {DUE_ORDER} LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
-        f" claimed AS (UPDATE {{t}} AS j SET status = 'processing', scheduled_at = j.process_at,"
-        f" process_at = {{now}} + %(lease)s::bigint, lease_token = %(token)s,"
-        f" lease_owner = %(owner)s, started_at = {{now}}"
+        f"picked AS ({picked}), claimed AS (UPDATE {{t}} AS j SET {lease_assignments(DIALECT)}"
         f" FROM picked WHERE j.id = picked.id RETURNING {J_COLUMNS})"
     )
 
@@ -115,7 +164,9 @@ _SETTLE_BATCH = (
     "unnest(" + ", ".join(f"%(s_{name})s::{kind}[]" for name, kind in SETTLE_FIELDS) + ")"
     " AS b(" + ", ".join(name for name, _ in SETTLE_FIELDS) + ")"
 )
-_SETTLE_DIALECT = Dialect(value=lambda name: f"b.{name}", column=lambda name: f"j.{name}", now="{now}")
+_SETTLE_DIALECT = dataclasses.replace(
+    DIALECT, value=lambda name: f"b.{name}", column=lambda name: f"j.{name}"
+)
 
 
 def settle_query(returning: str) -> str:

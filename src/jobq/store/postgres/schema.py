@@ -24,8 +24,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ..errors import InvalidOption
-from .sql import check_table_name
+from .. import schema as shape
+from ..sql import check_table_name
 
 #: The default table: k-msg's PostgreSQL (Hyperdrive) job queue uses this name.
 DEFAULT_TABLE = "kmsg_jobs"
@@ -44,35 +44,12 @@ AUTOVACUUM = (
     ("autovacuum_analyze_scale_factor", "0.02"),
 )
 
-_KMSG_TABLE = """
-CREATE TABLE IF NOT EXISTS {table} (
-  id TEXT PRIMARY KEY,
-  type TEXT NOT NULL,
-  data TEXT NOT NULL,
-  status TEXT NOT NULL DEFAULT 'pending',
-  priority INTEGER NOT NULL DEFAULT 0,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  max_attempts INTEGER NOT NULL DEFAULT 3,
-  delay BIGINT NOT NULL DEFAULT 0,
-  created_at BIGINT NOT NULL,
-  process_at BIGINT NOT NULL,
-  completed_at BIGINT,
-  failed_at BIGINT,
-  error TEXT,
-  metadata TEXT
-)
-"""
-
+TYPES = shape.Types(time="BIGINT", fraction="DOUBLE PRECISION")
+_KMSG_TABLE = shape.kmsg_table(TYPES)
 #: jobq's own columns, added to a table k-msg may have created first.
-JOBQ_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("queue", "TEXT NOT NULL DEFAULT 'default'"),
-    ("result", "TEXT"),
-    ("lease_token", "TEXT"),
-    ("lease_owner", "TEXT"),
-    ("scheduled_at", "BIGINT"),
-    ("started_at", "BIGINT"),
-    ("lost_count", "INTEGER NOT NULL DEFAULT 0"),
-)
+JOBQ_COLUMNS = shape.jobq_columns(TYPES)
+#: Columns version 2 adds: unique jobs, progress, cancellation.
+V2_COLUMNS = shape.v2_columns(TYPES)
 
 
 def derived_name(table: str, suffix: str) -> str:
@@ -95,27 +72,27 @@ def notify_channel(table: str, schema: str = "public") -> str:
     return derived_name(f"{schema}_{table}", "jobq")
 
 
-def _v1_create(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+def _add(
+    cur: psycopg.Cursor[tuple[object, ...]],
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    indexes: tuple[shape.Index, ...],
+) -> None:
     ident = sql.Identifier(table)
-    cur.execute(sql.SQL(_KMSG_TABLE).format(table=ident))
-    for name, decl in JOBQ_COLUMNS:
+    for name, decl in columns:
         cur.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + decl).format(ident, sql.Identifier(name))
         )
-    # Claiming walks only waiting rows, in dequeue order: its cost does not
-    # grow with the finished jobs the table keeps.
-    cur.execute(
-        sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (priority DESC, process_at, created_at)"
-            " WHERE status = 'pending'"
-        ).format(sql.Identifier(derived_name(table, "jobq_ready")), ident)
-    )
-    # The rescuer looks for expired leases among processing rows only.
-    cur.execute(
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (process_at) WHERE status = 'processing'").format(
-            sql.Identifier(derived_name(table, "jobq_leases")), ident
-        )
-    )
+    quoted = ident.as_string(cur)
+    for index in indexes:
+        name = sql.Identifier(derived_name(table, f"jobq_{index.name}")).as_string(cur)
+        cur.execute(index.create(name, quoted))
+
+
+def _v1_create(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+    ident = sql.Identifier(table)
+    cur.execute(sql.SQL(_KMSG_TABLE).format(table=ident))
+    _add(cur, table, JOBQ_COLUMNS, shape.V1_INDEXES)
     cur.execute(
         sql.SQL("ALTER TABLE {} SET ({})").format(
             ident,
@@ -123,15 +100,6 @@ def _v1_create(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
         )
     )
 
-
-#: Columns version 2 adds: unique jobs, progress, cancellation.
-V2_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("unique_key", "TEXT"),
-    ("progress", "DOUBLE PRECISION"),
-    ("progress_message", "TEXT"),
-    ("cancelled_at", "BIGINT"),
-    ("cancel_requested_at", "BIGINT"),
-)
 
 #: A metadata field as text, or NULL when the metadata is not valid JSON (a
 #: damaged row must not break the claims of every other job).
@@ -153,37 +121,9 @@ def starts_table(table: str) -> str:
 
 
 def _v2_features(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
-    ident = sql.Identifier(table)
-    for name, decl in V2_COLUMNS:
-        cur.execute(
-            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + decl).format(ident, sql.Identifier(name))
-        )
-    # The database itself keeps a unique key to one unfinished job.
-    cur.execute(
-        sql.SQL(
-            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (unique_key)"
-            " WHERE unique_key IS NOT NULL AND status IN ('pending', 'processing')"
-        ).format(sql.Identifier(derived_name(table, "jobq_unique")), ident)
-    )
-    # Claiming from one named queue walks only that queue's waiting rows.
-    cur.execute(
-        sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (queue, priority DESC, process_at, created_at)"
-            " WHERE status = 'pending'"
-        ).format(sql.Identifier(derived_name(table, "jobq_queue_ready")), ident)
-    )
-    # Listing jobs by status, newest or oldest first.
-    cur.execute(
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (status, created_at)").format(
-            sql.Identifier(derived_name(table, "jobq_status_created")), ident
-        )
-    )
+    _add(cur, table, V2_COLUMNS, shape.V2_INDEXES)
     starts = starts_table(table)
-    cur.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (name TEXT NOT NULL, key TEXT NOT NULL, at_ms BIGINT NOT NULL)"
-        ).format(sql.Identifier(starts))
-    )
+    cur.execute(sql.SQL(shape.starts_table_ddl(TYPES, "{}")).format(sql.Identifier(starts)))
     cur.execute(
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (name, at_ms)").format(
             sql.Identifier(derived_name(starts, "window")), sql.Identifier(starts)
@@ -207,23 +147,15 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], table: str = DEFAULT_T
     check_table_name(table)
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-        cur.execute("CREATE TABLE IF NOT EXISTS jobq_schema (tbl TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        cur.execute(shape.SCHEMA_TABLE)
         cur.execute("SELECT version FROM jobq_schema WHERE tbl = %s", (table,))
         row = cur.fetchone()
         found = int(row[0]) if row else 0  # type: ignore[call-overload]
-        if found > LATEST_VERSION:
-            raise InvalidOption(
-                f"table {table!r} has jobq schema version {found}, newer than this jobq"
-                f" knows ({LATEST_VERSION}); upgrade jobq"
-            )
+        shape.check_version(table, found, LATEST_VERSION)
         for version in range(found + 1, LATEST_VERSION + 1):
             MIGRATIONS[version - 1](cur, table)
         if found != LATEST_VERSION:
-            cur.execute(
-                "INSERT INTO jobq_schema (tbl, version) VALUES (%s, %s)"
-                " ON CONFLICT (tbl) DO UPDATE SET version = excluded.version",
-                (table, LATEST_VERSION),
-            )
+            cur.execute(shape.record_version_query("%s", "%s"), (table, LATEST_VERSION))
     return found
 
 

@@ -1,0 +1,117 @@
+"""The PostgreSQL store's operators' verbs (:class:`~jobq.store.base.AdminStore`):
+cancel, retry, remove and prune jobs, and read counts, pages and throughput.
+Their statements are the text both SQL stores share (:mod:`jobq.store.sql`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import psycopg
+
+from ...errors import JobNotFound
+from ...job import JobRecord
+from .. import sql as q
+from ..base import not_retryable, unique_key_taken
+from .core import PostgresCore
+from .resilience import resilient
+from .sql import DIALECT
+
+
+class AdminVerbs(PostgresCore):
+    """The operators' verbs of :class:`~.store.PostgresStore`."""
+
+    @resilient()
+    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
+        query = self._q("cancel", lambda: q.cancel_query(DIALECT))
+        async with self.connections.connection() as conn:
+            cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
+            row = await cur.fetchone()
+            if row is not None:
+                return True, JobRecord(*row)
+            record = await self._get(conn, job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return False, record
+
+    @resilient()
+    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
+        query = self._q("retry", lambda: q.retry_query(DIALECT))
+        try:
+            async with self.connections.connection() as conn, conn.transaction():
+                cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
+                row = await cur.fetchone()
+                if row is not None:
+                    await self._notify(conn)
+                    return JobRecord(*row)
+                current = await self._get(conn, job_id)
+        except psycopg.errors.UniqueViolation:
+            raise unique_key_taken(job_id) from None
+        raise not_retryable(job_id, current)
+
+    @resilient()
+    async def remove(self, job_id: str) -> bool:
+        async with self.connections.connection() as conn:
+            cur = await conn.execute(self._q("remove", lambda: q.remove_query(DIALECT)), {"id": job_id})
+            return cur.rowcount > 0
+
+    @resilient()
+    async def clear(self) -> None:
+        async with self.connections.connection() as conn:
+            await conn.execute(self._q("clear", "DELETE FROM {t}"))
+
+    @resilient()
+    async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        if not statuses:
+            return 0
+        values: dict[str, Any] = {"statuses": list(statuses)}
+        if before_ms is None:
+            query = self._q("delete_terminal", lambda: q.delete_terminal_query(DIALECT, None))
+        else:
+            before = "{now} + %(before_in)s::bigint"
+            query = self._q("delete_terminal_before", lambda: q.delete_terminal_query(DIALECT, before))
+            caller_now = self._caller_now()
+            values.update(now=self._now(caller_now), before_in=before_ms - caller_now)
+        async with self.connections.connection() as conn:
+            cur = await conn.execute(query, values)
+            return cur.rowcount
+
+    @resilient()
+    async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
+        query = lambda: q.count_by_status_query(DIALECT)  # noqa: E731
+        rows = await self._fetchall("count_by_status", query, {"now": self._now(now_ms)})
+        return {status: int(count) for status, count in rows}
+
+    @resilient()
+    async def list_jobs(
+        self,
+        *,
+        statuses: Collection[str] | None,
+        types: Collection[str] | None,
+        queues: Collection[str] | None,
+        limit: int,
+        offset: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> tuple[list[JobRecord], int]:
+        page, count, values = q.list_jobs_queries(
+            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first
+        )
+        values.update(now=self._now(now_ms), limit=limit, offset=offset)
+        async with self.connections.connection() as conn, conn.transaction():
+            cur = await conn.execute(self._q(page, page), values)
+            records = self._records(await cur.fetchall())
+            cur = await conn.execute(self._q(count, count), values)
+            row = await cur.fetchone()
+        return records, int(row[0]) if row else 0
+
+    @resilient()
+    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
+        rows = await self._fetchall("summary", lambda: q.summary_query(DIALECT), {"now": self._now(now_ms)})
+        return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
+
+    @resilient()
+    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
+        rows = await self._fetchall("throughput", lambda: q.throughput_query(DIALECT), {"since": since_ms})
+        return [(int(m), int(d), int(f)) for m, d, f in rows]

@@ -1,0 +1,138 @@
+"""The job table's shape, once for both SQL stores.
+
+Both stores keep k-msg's table (its columns, so a k-msg producer and jobq
+workers can share it) plus jobq's own, with the same indexes; they differ in
+the types that hold epoch milliseconds and fractions (:class:`Types`), in how
+an index is named (an SQLite name, a PostgreSQL name shortened to fit its
+identifiers) and in how a migration runs (see each store's ``schema``
+module). Migration n (1-based) brings a table from version n-1 to n; the
+version reached is kept per table in ``jobq_schema``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InvalidOption
+
+
+@dataclass(frozen=True, slots=True)
+class Types:
+    """The SQL types of one store."""
+
+    time: str  # epoch milliseconds ("INTEGER" on SQLite, "BIGINT" on PostgreSQL)
+    fraction: str  # a progress between 0 and 1
+
+
+def kmsg_table(types: Types) -> str:
+    """k-msg's table, as its queue declares it (``{table}`` to fill in)."""
+    t = types.time
+    return f"""
+CREATE TABLE IF NOT EXISTS {{table}} (
+  id TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  data TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  priority INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL DEFAULT 3,
+  delay {t} NOT NULL DEFAULT 0,
+  created_at {t} NOT NULL,
+  process_at {t} NOT NULL,
+  completed_at {t},
+  failed_at {t},
+  error TEXT,
+  metadata TEXT
+)
+"""
+
+
+def jobq_columns(types: Types) -> tuple[tuple[str, str], ...]:
+    """jobq's own columns (version 1), added to a table k-msg may have created first."""
+    return (
+        ("queue", "TEXT NOT NULL DEFAULT 'default'"),
+        ("result", "TEXT"),
+        ("lease_token", "TEXT"),
+        ("lease_owner", "TEXT"),
+        ("scheduled_at", types.time),
+        ("started_at", types.time),
+        ("lost_count", "INTEGER NOT NULL DEFAULT 0"),
+    )
+
+
+def v2_columns(types: Types) -> tuple[tuple[str, str], ...]:
+    """Columns version 2 adds: unique jobs, progress, cancellation."""
+    return (
+        ("unique_key", "TEXT"),
+        ("progress", types.fraction),
+        ("progress_message", "TEXT"),
+        ("cancelled_at", types.time),
+        ("cancel_requested_at", types.time),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """An index on the job table; each store derives its name from ``name``."""
+
+    name: str
+    columns: str
+    where: str = ""
+    unique: bool = False
+
+    def create(self, index: str, table: str) -> str:
+        """The statement, with the index and the table named as the store quotes them."""
+        where = f" WHERE {self.where}" if self.where else ""
+        unique = "UNIQUE " if self.unique else ""
+        return f"CREATE {unique}INDEX IF NOT EXISTS {index} ON {table} {self.columns}{where}"
+
+
+#: Version 1's indexes.
+V1_INDEXES = (
+    # Claiming walks only waiting rows, in dequeue order: its cost does not
+    # grow with the finished jobs the table keeps.
+    Index("ready", "(priority DESC, process_at, created_at)", "status = 'pending'"),
+    # The rescuer looks for expired leases among processing rows only.
+    Index("leases", "(process_at)", "status = 'processing'"),
+)
+
+#: Version 2's indexes.
+V2_INDEXES = (
+    # The database itself keeps a unique key to one unfinished job.
+    Index(
+        "unique",
+        "(unique_key)",
+        "unique_key IS NOT NULL AND status IN ('pending', 'processing')",
+        unique=True,
+    ),
+    # Claiming from one named queue walks only that queue's waiting rows.
+    Index("queue_ready", "(queue, priority DESC, process_at, created_at)", "status = 'pending'"),
+    # Listing jobs by status, newest or oldest first.
+    Index("status_created", "(status, created_at)"),
+)
+
+
+def starts_table_ddl(types: Types, starts: str) -> str:
+    """The table of recent job starts that per-key rate limits count (version 2)."""
+    return f"CREATE TABLE IF NOT EXISTS {starts} (name TEXT NOT NULL, key TEXT NOT NULL, at_ms {types.time} NOT NULL)"
+
+
+#: The versions reached, per job table.
+SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS jobq_schema (tbl TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+
+
+def record_version_query(table_value: str, version_value: str) -> str:
+    """Stores the version a table reached (values spelled by the store)."""
+    return (
+        f"INSERT INTO jobq_schema (tbl, version) VALUES ({table_value}, {version_value})"
+        " ON CONFLICT (tbl) DO UPDATE SET version = excluded.version"
+    )
+
+
+def check_version(table: str, found: int, latest: int) -> None:
+    """A table a newer jobq migrated is left alone."""
+    if found > latest:
+        raise InvalidOption(
+            f"table {table!r} has jobq schema version {found}, newer than this jobq"
+            f" knows ({latest}); upgrade jobq"
+        )

@@ -1,0 +1,104 @@
+"""The SQLite store's operators' verbs (:class:`~jobq.store.base.AdminStore`):
+cancel, retry, remove and prune jobs, and read counts, pages and throughput.
+Their statements are the text both SQL stores share (:mod:`jobq.store.sql`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection
+
+from ...errors import JobNotFound
+from ...job import JobRecord
+from .. import sql as q
+from ..base import not_retryable, unique_key_taken
+from .core import SQLiteCore
+
+
+class AdminVerbs(SQLiteCore):
+    """The operators' verbs of :class:`~.store.SQLiteStore`."""
+
+    async def cancel(self, job_id: str, *, now_ms: int) -> tuple[bool, JobRecord]:
+        sql = self._q("cancel", lambda: q.cancel_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> tuple[bool, JobRecord]:
+            row = conn.execute(sql, {"id": job_id, "now": now_ms}).fetchone()
+            if row is not None:
+                return True, JobRecord(*row)
+            record = self._get(conn, job_id)
+            if record is None:
+                raise JobNotFound(job_id)
+            return False, record
+
+        return await self.db.write(do)
+
+    async def retry(self, job_id: str, *, now_ms: int) -> JobRecord:
+        sql = self._q("retry", lambda: q.retry_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> JobRecord:
+            try:
+                row = conn.execute(sql, {"id": job_id, "now": now_ms}).fetchone()
+            except sqlite3.IntegrityError:
+                raise unique_key_taken(job_id) from None
+            if row is None:
+                raise not_retryable(job_id, self._get(conn, job_id))
+            return JobRecord(*row)
+
+        record: JobRecord = await self.db.write(do)
+        self._wake_file.touch()
+        return record
+
+    async def remove(self, job_id: str) -> bool:
+        sql = self._q("remove", lambda: q.remove_query(self._d))
+        return await self.db.write(lambda c: c.execute(sql, {"id": job_id}).rowcount > 0)
+
+    async def clear(self) -> None:
+        await self.db.write(lambda c: c.execute(f"DELETE FROM {self.table}"))
+
+    async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        if not statuses:
+            return 0
+        sql = self._q(
+            ("delete_terminal", before_ms is None),
+            lambda: q.delete_terminal_query(self._d, None if before_ms is None else ":before"),
+        )
+        values = {"statuses": json.dumps(list(statuses)), "before": before_ms}
+        return await self.db.write(lambda c: c.execute(sql, values).rowcount)
+
+    async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
+        sql = self._q("count_by_status", lambda: q.count_by_status_query(self._d))
+        rows = await self.db.read(lambda c: c.execute(sql, {"now": now_ms}).fetchall())
+        return {status: count for status, count in rows}
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Collection[str] | None,
+        types: Collection[str] | None,
+        queues: Collection[str] | None,
+        limit: int,
+        offset: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> tuple[list[JobRecord], int]:
+        page, count, values = q.list_jobs_queries(
+            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first
+        )
+        values.update(now=now_ms, limit=limit, offset=offset)
+
+        def do(conn: sqlite3.Connection) -> tuple[list[JobRecord], int]:
+            rows = conn.execute(page, values).fetchall()
+            return self._records(rows), int(conn.execute(count, values).fetchone()[0])
+
+        return await self.db.read(do)
+
+    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
+        sql = self._q("summary", lambda: q.summary_query(self._d))
+        rows = await self.db.read(lambda c: c.execute(sql, {"now": now_ms}).fetchall())
+        return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
+
+    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
+        sql = self._q("throughput", lambda: q.throughput_query(self._d))
+        rows = await self.db.read(lambda c: c.execute(sql, {"since": since_ms}).fetchall())
+        return [(int(m), int(d), int(f)) for m, d, f in rows]

@@ -1,0 +1,242 @@
+"""The SQLite store's plumbing: its connections and its database thread.
+
+- WAL journal, so readers never wait for the writer.
+- Every write is one short ``BEGIN IMMEDIATE`` transaction: it takes the write
+  lock up front, so two writers never deadlock upgrading read locks. Waits for
+  the lock go through SQLite's busy handler, then a bounded retry; a caller
+  sees :class:`~jobq.errors.StoreUnavailable` only after ``busy_timeout``
+  seconds, never "database is locked".
+- Durability: ``"full"`` (the default) syncs the WAL on every commit that
+  records something a power loss must not undo: enqueues, completions,
+  failures, cancellations. A claim alone is not synced (:meth:`Database.write_unsynced`):
+  if a power loss undoes it, the job is waiting again, which is what its
+  lease expiring would have made it (the worker went down with the machine);
+  the next synced commit makes it durable anyway. ``"fast"``
+  (``synchronous=NORMAL``) syncs only at checkpoints: an application or
+  worker crash still loses nothing, but a power loss or OS crash can lose the
+  last transactions committed before it (enqueues, completions; a lost
+  completion means the job runs again).
+- Statements run on one thread per store, so the event loop never blocks on
+  the file, except those that cannot wait (reads, and writes that need no
+  sync while the lock is free), which run on the caller's thread
+  (:meth:`Database._run_now`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar, cast
+
+from ...errors import InvalidOption, QueueClosed, StoreUnavailable
+
+R = TypeVar("R")
+#: What a statement runs as: given a connection inside its transaction.
+Statement = Callable[[sqlite3.Connection], R]
+
+Durability = Literal["full", "fast"]
+DURABILITY_MODES: dict[str, str] = {"full": "FULL", "fast": "NORMAL"}
+
+BUSY_TIMEOUT = 30.0  # seconds a write may wait for the lock before giving up
+BUSY_HANDLER_MS = 5_000  # one wait inside SQLite's busy handler, in milliseconds
+
+
+def _lenient_text(raw: bytes) -> str:
+    """Text that is not UTF-8 (written by another program) read with its bad
+    bytes as lone surrogates, which the job decoder then reports as corrupt,
+    instead of an error that would stop every claim meeting the row."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """Ends a failed write transaction. SQLite may have rolled it back
+    already (after SQLITE_FULL, for one), when a ROLLBACK would fail and hide
+    the error that matters."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _is_undecodable(exc: sqlite3.OperationalError) -> bool:
+    return "could not decode to utf-8" in str(exc).lower()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class Database:
+    """One SQLite file as a store uses it: a connection for the database
+    thread, one for statements run on the caller's thread, and the thread."""
+
+    def __init__(self, path: str | os.PathLike[str], *, durability: Durability, busy_timeout: float) -> None:
+        if durability not in DURABILITY_MODES:
+            raise InvalidOption(
+                f"durability {durability!r} is not one of {', '.join(map(repr, DURABILITY_MODES))}"
+            )
+        self.path = os.fspath(path)
+        self.durability = durability
+        self.busy_timeout = busy_timeout
+        self.closed = False
+        #: The database thread: every statement that may wait runs here.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite")
+        self._conn = self.connect()
+        # Statements that cannot wait run on the caller's thread, saving the
+        # hand-off to the database thread (see _run_now). Its writes are the
+        # ones that need no sync, so it never syncs; under "full" it also
+        # leaves checkpoints (which sync the database file) to the database
+        # thread, whose synced commits run them.
+        self._now_conn = self.connect(busy_ms=0, synchronous="NORMAL")
+        if durability == "full":
+            self._now_conn.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def connect(self, busy_ms: int = BUSY_HANDLER_MS, synchronous: str | None = None) -> sqlite3.Connection:
+        """A new connection to the file, in WAL mode, in autocommit."""
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from None
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute(f"PRAGMA synchronous = {synchronous or DURABILITY_MODES[self.durability]}")
+        return conn
+
+    # -- the verbs' ways in ----------------------------------------------------
+
+    async def read(self, do: Statement[R]) -> R:
+        """Runs ``do`` outside a transaction (WAL readers never wait)."""
+        return await self._run(self.read_blocking, do, write=False, inline=True)
+
+    async def write(self, do: Statement[R]) -> R:
+        """Runs ``do`` in one ``BEGIN IMMEDIATE`` transaction, synced under
+        durability "full"."""
+        return await self._run(self.write_blocking, do, write=True, inline=self.durability == "fast")
+
+    async def write_unsynced(self, do: Statement[R]) -> R:
+        """:meth:`write` for a transaction a power loss may undo without
+        losing anything (a claim): under "full", committed without a sync."""
+        return await self._run(self._write_unsynced, do, write=True, inline=True)
+
+    async def _run(
+        self, fn: Callable[[Statement[R]], R], do: Statement[R], *, write: bool, inline: bool
+    ) -> R:
+        if self.closed:
+            raise QueueClosed()
+        if inline:
+            done, result = self._run_now(do, write=write)
+            if done:
+                return cast(R, result)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, do)
+
+    # -- on the database thread (or before there is a loop) --------------------
+
+    def _retry_busy(self, fn: Callable[[], R], conn: sqlite3.Connection | None = None) -> R:
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if conn is not None and _is_undecodable(exc) and conn.text_factory is str:
+                    # Rare (a row another program wrote), so the lenient
+                    # reading is paid for only by the statement that met it.
+                    conn.text_factory = _lenient_text
+                    try:
+                        return self._retry_busy(fn, conn)
+                    finally:
+                        conn.text_factory = str
+                if not _is_busy(exc):
+                    raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"SQLite database {self.path!r} stayed locked for {self.busy_timeout:g} s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+
+    def write_blocking(self, fn: Statement[R], *, in_transaction: bool = True) -> R:
+        """Runs ``fn`` in one ``BEGIN IMMEDIATE`` transaction (or none),
+        retrying while busy, on the calling thread."""
+        conn = self._conn
+
+        def attempt() -> R:
+            if not in_transaction:
+                return fn(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                _roll_back(conn)
+                raise
+            return result
+
+        return self._retry_busy(attempt, conn)
+
+    def _write_unsynced(self, fn: Statement[R]) -> R:
+        if self.durability != "full":
+            return self.write_blocking(fn)
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            return self.write_blocking(fn)
+        finally:
+            self._conn.execute("PRAGMA synchronous = FULL")
+
+    def read_blocking(self, fn: Statement[R]) -> R:
+        return self._retry_busy(lambda: fn(self._conn), self._conn)
+
+    # -- on the caller's thread ----------------------------------------------
+
+    def _run_now(self, do: Statement[R], *, write: bool) -> tuple[bool, Any]:
+        """Runs ``do`` on the calling thread if it need not wait: a read (WAL
+        readers never wait), or a write while nobody holds the write lock.
+        This connection's busy timeout is 0, so a held lock answers at once,
+        and the statement goes to the database thread, which waits for it.
+        Synced writes (durability "full") always go there: their commit waits
+        for the disk, which must not stall the event loop."""
+        conn = self._now_conn
+        try:
+            if not write:
+                return True, do(conn)
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc) or _is_undecodable(exc):
+                return False, None
+            raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+        try:
+            result = do(conn)
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            _roll_back(conn)
+            if _is_busy(exc) or _is_undecodable(exc):
+                return False, None
+            raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+        except BaseException:
+            _roll_back(conn)
+            raise
+        return True, result
+
+    # -- closing ---------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await asyncio.get_running_loop().run_in_executor(self.executor, self._conn.close)
+        self.executor.shutdown(wait=True)
+        self._now_conn.close()
+
+    def close_sync(self) -> None:
+        """Closes from code that has no event loop."""
+        if self.closed:
+            return
+        self.closed = True
+        self.executor.submit(self._conn.close).result()
+        self.executor.shutdown(wait=True)
+        self._now_conn.close()

@@ -1,0 +1,123 @@
+"""The SQLite store's core: opening it, and the helpers its verbs share
+(statement texts built once, a job read).
+
+:class:`SQLiteCore` holds the plumbing by composition: the connections and
+the database thread (:class:`~.connection.Database`) and the change watch
+(:class:`~.wake.ChangeWatch`). The verbs build on it: the operators' in
+:mod:`.admin`, the worker's in :mod:`.store`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+from ...errors import JobqError
+from ...job import JobRecord
+from .. import sql as q
+from ..base import missing
+from ..limited import Step
+from ..sql import COLUMNS, SETTLE_FIELDS, Dialect, check_table_name
+from .connection import BUSY_TIMEOUT, Database, Durability
+from .schema import index_name, migrate
+from .wake import ChangeWatch, WakeFile
+
+R = TypeVar("R")
+
+
+def _json_path(field: str) -> str:
+    """A JSON path naming one top-level field, whatever characters it has."""
+    return '$."' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dialect(table: str) -> Dialect:
+    """The shared statements (:mod:`jobq.store.sql`) as SQLite spells them."""
+    return Dialect(
+        value=lambda name: f":{name}",
+        now=":now",
+        table=table,
+        among=lambda column, name: f"{column} IN (SELECT value FROM json_each(:{name}))",
+        json_field=lambda name: f"CASE WHEN json_valid(metadata) THEN json_extract(metadata, :{name}) END",
+        array=lambda values: json.dumps(list(values)),
+        json_key=_json_path,
+    )
+
+
+def run_steps(conn: sqlite3.Connection, steps: Generator[Step, list[Any], R]) -> R:
+    """Runs the statements a generator yields (see :mod:`jobq.store.limited`)."""
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(conn.execute(*statement).fetchall())
+    except StopIteration as done:
+        result: R = done.value
+        return result
+
+
+class SQLiteCore:
+    """What every verb of :class:`~.store.SQLiteStore` stands on."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "jobs",
+        durability: Durability = "full",
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> None:
+        self.table = check_table_name(table)
+        self.db = Database(path, durability=durability, busy_timeout=busy_timeout)
+        self.path = self.db.path
+        self.durability = durability
+        self.busy_timeout = busy_timeout
+        self.schema_found: int = self.db.write_blocking(
+            lambda c: migrate(c, self.table), in_transaction=False
+        )
+        self._wake_file = WakeFile(self.path)
+        self._changes = ChangeWatch(self.db.connect(), self._wake_file, closed=lambda: self.db.closed)
+        self._d = d = dialect(self.table)
+        self._sql: dict[Any, str] = {}  # statements by variant, each built once
+        # Rows of every field in order: positional values, for executemany.
+        self._insert_sql = q.insert_query(dataclasses.replace(d, value=lambda _: "?"))
+        self._settle_sql = self._settle_statements()
+        self._get_sql = q.get_query(d)
+
+    def _settle_statements(self) -> tuple[str, str]:
+        """The settle statement (see :mod:`jobq.store.sql`), without and with
+        ``RETURNING``. Parameters are numbered: the transition's fields in
+        ``SETTLE_FIELDS`` order, then now."""
+        number = {name: f"?{i}" for i, (name, _) in enumerate(SETTLE_FIELDS, start=1)}
+        d = dataclasses.replace(self._d, value=number.__getitem__, now=f"?{len(SETTLE_FIELDS) + 1}")
+        sql = f"UPDATE {self.table} SET {q.settle_assignments(d)} WHERE id = {number['id']} AND {q.settle_fence(d)}"
+        return sql, f"{sql} RETURNING {COLUMNS}"
+
+    def _q(self, key: Any, build: Callable[[], str]) -> str:
+        """The statement of a variant, built once."""
+        sql = self._sql.get(key)
+        if sql is None:
+            sql = self._sql[key] = build()
+        return sql
+
+    @staticmethod
+    def _records(rows: list[Any]) -> list[JobRecord]:
+        return [JobRecord(*row) for row in rows]
+
+    def _get(self, conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+        row = conn.execute(self._get_sql, {"id": job_id}).fetchone()
+        return None if row is None else JobRecord(*row)
+
+    def _missing(self, conn: sqlite3.Connection, job_id: str) -> JobqError:
+        return missing(job_id, self._get(conn, job_id))
+
+    def _ready_index(self, queues: Sequence[str] | None) -> str:
+        """The partial index over waiting rows a claim must walk. Named, not
+        left to the planner: without statistics it may pick the status index
+        and sort every waiting row, making each claim cost grow with the backlog.
+        The walk stops after ``LIMIT`` due rows."""
+        if queues is not None and len(queues) == 1:
+            return f" INDEXED BY {index_name(self.table, 'queue_ready')}"
+        return f" INDEXED BY {index_name(self.table, 'ready')}"

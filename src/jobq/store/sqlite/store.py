@@ -1,0 +1,291 @@
+"""The SQLite backend: one database file shared by many worker processes.
+
+Every verb is one short transaction of SQL, most of it the text both SQL
+stores share (:mod:`jobq.store.sql`, spelled here with named ``:value``
+parameters, lists as JSON). This module holds the worker's verbs
+(:class:`~jobq.store.base.WorkerStore`); the operators' verbs are in
+:mod:`.admin`, and what both stand on (opening, shared helpers) in
+:mod:`.core`. The plumbing lives beside: the connections, the database
+thread, busy waits and durability in :mod:`.connection`; the schema in
+:mod:`.schema`; wake-ups across processes (a touched file, ``PRAGMA
+data_version``) in :mod:`.wake`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ...errors import JobqError, StoreUnavailable
+from ...job import JobRecord, record_values
+from ...transitions import Transition
+from .. import sql as q
+from ..base import ClaimRequest, Settled, claimed, settle_then_claim
+from ..limited import limited_claim
+from ..sql import COLUMNS, settle_params
+from .admin import AdminVerbs
+from .core import run_steps
+from .schema import starts_table
+
+#: Cron schedules' last slots (epoch ms), per job table; see ``claim_cron_slot``.
+CRON_TABLE = q.cron_table("INTEGER")
+
+
+class SQLiteStore(AdminVerbs):
+    """A job table in one SQLite file: a :class:`~jobq.store.base.Store`."""
+
+    name = "sqlite"
+
+    # -- the worker's verbs -----------------------------------------------
+
+    async def insert(self, records: Sequence[JobRecord]) -> None:
+        sql = self._insert_sql
+        rows = list(map(record_values, records))
+
+        def do(conn: sqlite3.Connection) -> None:
+            if len(rows) == 1:
+                conn.execute(sql, rows[0])
+            else:
+                conn.executemany(sql, rows)
+
+        await self.db.write(do)
+        self._wake_file.touch()
+
+    async def claim(self, request: ClaimRequest) -> list[JobRecord]:
+        if request.limits:
+            return await self._claim_limited(request)
+        sql, values = self._claim_statement(request)
+        rows = await self.db.write_unsynced(lambda c: c.execute(sql, values).fetchall())
+        return claimed(rows)
+
+    def _claim_statement(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
+        r, d = request, self._d
+        where, key, values = q.filters(d, r.queues, r.exclude_types)
+        sql = self._q(
+            ("claim", key),
+            lambda: (
+                f"UPDATE {self.table} SET {q.lease_assignments(d)} WHERE id IN"
+                f" ({q.due(d, 'id', where, limit=':limit', index=self._ready_index(r.queues))}) RETURNING {COLUMNS}"
+            ),
+        )
+        values.update(q.lease_params(r), now=r.now_ms)
+        return sql, values
+
+    async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
+        where, _, values = q.filters(self._d, request.queues, request.exclude_types)
+        values["now"] = request.now_ms
+        starts = starts_table(self.table)
+
+        def do(conn: sqlite3.Connection) -> list[JobRecord]:
+            steps = limited_claim(
+                self._d, request, where=where, values=values, starts=starts, starts_now=request.now_ms
+            )
+            return run_steps(conn, steps)
+
+        return await self.db.write(do)
+
+    async def settle_and_claim(
+        self, transitions: Sequence[Transition], request: ClaimRequest
+    ) -> tuple[list[Settled], list[JobRecord]]:
+        if request.limits:  # the limited claim is a transaction of its own
+            return await settle_then_claim(self, transitions, request)
+        settle = self._settler(transitions, request.now_ms, returning=False)
+        sql, values = self._claim_statement(request)
+
+        def do(conn: sqlite3.Connection) -> tuple[list[Settled], list[Any]]:
+            return settle(conn), conn.execute(sql, values).fetchall()
+
+        # What is settled must be synced; a claim alone need not be.
+        settled, rows = await (self.db.write if transitions else self.db.write_unsynced)(do)
+        self._announce(transitions, settled)
+        return settled, claimed(rows)
+
+    async def settle(
+        self, transitions: Sequence[Transition], *, now_ms: int, returning: bool = False
+    ) -> list[Settled]:
+        if not transitions:
+            return []
+        settled: list[Settled] = await self.db.write(self._settler(transitions, now_ms, returning=returning))
+        self._announce(transitions, settled)
+        return settled
+
+    def _announce(self, transitions: Sequence[Transition], settled: Sequence[Settled]) -> None:
+        """Touches the wake file when a job written back to waiting may run."""
+        if any(
+            t.wakes_workers and not isinstance(s, JobqError)
+            for t, s in zip(transitions, settled, strict=True)
+        ):
+            self._wake_file.touch()
+
+    def _settler(
+        self, transitions: Sequence[Transition], now_ms: int, *, returning: bool
+    ) -> Callable[[sqlite3.Connection], list[Settled]]:
+        """The statements writing ``transitions`` inside a write transaction.
+        Without ``returning`` they go in one ``executemany``; only when it
+        changes fewer rows than it was given are they rolled back and done one
+        by one, to learn which fences failed."""
+        sql, returning_sql = self._settle_sql
+        rows = [(*settle_params(t), now_ms) for t in transitions]
+
+        def one_by_one(conn: sqlite3.Connection) -> list[Settled]:
+            settled: list[Settled] = []
+            for transition, row in zip(transitions, rows, strict=True):
+                if returning:
+                    found = conn.execute(returning_sql, row).fetchone()
+                    settled.append(JobRecord(*found) if found else self._missing(conn, transition.job_id))
+                else:
+                    changed = conn.execute(sql, row).rowcount
+                    settled.append(None if changed else self._missing(conn, transition.job_id))
+            return settled
+
+        def do(conn: sqlite3.Connection) -> list[Settled]:
+            if returning or len(rows) == 1:
+                return one_by_one(conn)
+            conn.execute("SAVEPOINT jobq_settle")
+            changed = conn.executemany(sql, rows).rowcount
+            if changed != len(rows):
+                conn.execute("ROLLBACK TO jobq_settle")
+                conn.execute("RELEASE jobq_settle")
+                return one_by_one(conn)
+            conn.execute("RELEASE jobq_settle")
+            return [None] * len(rows)
+
+        return do
+
+    async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
+        sql = self._q(
+            "extend",
+            lambda: f"UPDATE {self.table} SET process_at = :until WHERE id = :id AND {q.held(self._d)}",
+        )
+
+        def do(conn: sqlite3.Connection) -> set[str]:
+            return {
+                job_id
+                for job_id, token in leases
+                if conn.execute(sql, {"until": until_ms, "id": job_id, "token": token}).rowcount == 0
+            }
+
+        return await self.db.write(do) if leases else set()
+
+    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
+        sql = self._q("expired", lambda: q.expired_query(self._d))
+        return self._records(
+            await self.db.read(lambda c: c.execute(sql, {"now": now_ms, "limit": limit}).fetchall())
+        )
+
+    async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
+        where, key, values = q.filters(self._d, queues)
+        sql = self._q(
+            ("peek", key), lambda: q.due(self._d, COLUMNS, where, limit="1", index=self._ready_index(queues))
+        )
+        rows = await self.db.read(lambda c: c.execute(sql, {**values, "now": now_ms}).fetchall())
+        return JobRecord(*rows[0]) if rows else None
+
+    async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
+        where, key, values = q.filters(self._d, queues)
+        sql = self._q(("count_ready", key), lambda: q.count_ready_query(self._d, where))
+        return int(await self.db.read(lambda c: c.execute(sql, {**values, "now": now_ms}).fetchone()[0]))
+
+    async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
+        where, key, values = q.filters(self._d, queues)
+        sql = self._q(("next_due", key), lambda: q.next_due_query(self._d, where))
+        return await self.db.read(lambda c: c.execute(sql, {**values, "now": None}).fetchone()[0])
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return await self.db.read(lambda c: self._get(c, job_id))
+
+    async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        sql = self._q("cancel_requested", lambda: q.cancel_requested_query(self._d))
+        rows = await self.db.read(lambda c: c.execute(sql, {"ids": json.dumps(list(job_ids))}).fetchall())
+        return {row[0] for row in rows}
+
+    async def set_progress(
+        self, job_id: str, *, token: str | None, progress: float, message: str | None
+    ) -> None:
+        fenced = token is not None
+        sql = self._q(("progress", fenced), lambda: q.progress_query(self._d, fenced=fenced))
+        values = {"progress": progress, "message": message, "id": job_id, "token": token}
+
+        def do(conn: sqlite3.Connection) -> None:
+            if conn.execute(sql, values).rowcount == 0:
+                raise self._missing(conn, job_id)
+
+        await self.db.write(do)
+
+    async def insert_unique(self, records: Sequence[JobRecord]) -> list[JobRecord | None]:
+        plain = self._insert_sql
+        # A unique key held by an unfinished job trips the partial unique
+        # index; DO NOTHING then leaves the holder to be read back.
+        keyed = plain + " ON CONFLICT DO NOTHING"
+        holder = self._q("unique_holder", lambda: q.unique_holder_query(self._d))
+        rows = list(map(record_values, records))
+
+        def do(conn: sqlite3.Connection) -> list[JobRecord | None]:
+            answer: list[JobRecord | None] = []
+            for record, row in zip(records, rows, strict=True):
+                if record.unique_key is None:
+                    conn.execute(plain, row)
+                    answer.append(None)
+                    continue
+                if conn.execute(keyed, row).rowcount == 1:
+                    answer.append(None)
+                    continue
+                found = conn.execute(holder, {"key": record.unique_key}).fetchone()
+                if found is None:
+                    raise StoreUnavailable(f"job id {record.id!r} already exists")
+                answer.append(JobRecord(*found))
+            return answer
+
+        answer: list[JobRecord | None] = await self.db.write(do)
+        if any(held is None for held in answer):
+            self._wake_file.touch()
+        return answer
+
+    async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
+        """One ``BEGIN IMMEDIATE`` transaction: read the schedule's last slot,
+        move it forward and insert the job, or change nothing. The
+        ``jobq_cron`` table is created here on first use (additively, beside
+        the versioned job table)."""
+        advance = self._q("cron_advance", lambda: q.cron_advance_query(self._d))
+        schedule = {"tbl": self.table, "name": name, "slot": slot_ms}
+
+        def do(conn: sqlite3.Connection) -> bool:
+            conn.execute(CRON_TABLE)
+            found = conn.execute(
+                "SELECT last_slot FROM jobq_cron WHERE tbl = :tbl AND name = :name", schedule
+            ).fetchone()
+            if found is not None and found[0] >= slot_ms:
+                return False
+            conn.execute(advance, schedule)
+            if found is None:
+                return False
+            conn.execute(self._insert_sql, record_values(job))
+            return True
+
+        inserted: bool = await self.db.write(do)
+        if inserted:
+            self._wake_file.touch()
+        return inserted
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        """Returns when another connection committed: ``True`` when a jobq
+        writer announced it by touching the wake file, ``False`` when a poll
+        saw it or ``timeout`` passed (see :class:`.wake.ChangeWatch`)."""
+        return await self._changes.wait(timeout)
+
+    async def close(self) -> None:
+        if self.db.closed:
+            return
+        await self.db.close()
+        self._changes.close()
+
+    def close_sync(self) -> None:
+        """Closes from code that has no event loop."""
+        if self.db.closed:
+            return
+        self.db.close_sync()
+        self._changes.close()
