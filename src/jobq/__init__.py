@@ -30,9 +30,10 @@ from .errors import (
 from .events import EVENTS, Event, ProcessorMetrics, QueueStatus
 from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
 from .keylimits import KeyLimit
+from .newjobs import NewJob
 from .processor.limits import CircuitBreaker, CircuitState, RateLimit
 from .processor.processor import JobProcessor
-from .queue import NewJob, Queue
+from .queue import Queue
 from .retry import ExponentialBackoff, FixedDelays, RetryPolicy
 from .sync import SyncQueue, connect_sync
 

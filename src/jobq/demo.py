@@ -23,8 +23,8 @@ from typing import Any
 from .backends import connect
 from .events import Event
 from .job import Job
+from .newjobs import NewJob
 from .processor.processor import JobProcessor
-from .queue import NewJob
 
 DEMO_QUEUE = "demo"
 DEMO_JOBS = 3000  # messages queued unless told

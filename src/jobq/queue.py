@@ -1,19 +1,18 @@
-"""The public queue: k-msg's ten verbs over any :class:`~jobq.store.base.Store`.
+"""The public queue: k-msg's ten verbs, and jobq's, over any :class:`~jobq.store.base.Store`.
 
-Everything backends share lives here once: checking input, encoding JSON,
-ids and timestamps from the injected clock, fencing by claim token, decoding
-rows into :class:`~jobq.job.Job`, and waking workers in this process when a
-job is enqueued.
+Everything backends share lives here once: ids and timestamps from the
+injected clock, new jobs checked and encoded (:mod:`jobq.newjobs`), the
+outcomes of claimed jobs decided by the rules of :mod:`jobq.transitions`
+and written under their fence, rows decoded into :class:`~jobq.job.Job`,
+and workers in this process woken when a job is enqueued. The operators'
+verbs come from :class:`~jobq.admin.verbs.AdminVerbs`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import secrets
-import socket
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from . import codec, transitions
@@ -31,6 +30,7 @@ from .job import (
     to_job,
 )
 from .keylimits import KeyLimit
+from .newjobs import IdSequence, NewJob, default_worker_id, new_records
 from .store.base import ClaimRequest, ClockedStore, Settled, Store, TransactionalStore
 from .store.instrumented import instrument
 from .transitions import Transition
@@ -40,31 +40,6 @@ RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps: claim's own, and 
 RESCUE_BATCH = 500  # expired leases read and settled per transaction by one sweep
 UNFENCED_TRIES = 5  # reads of a job an unfenced fail makes while its row keeps changing
 MAX_LOST_LEASES = 3  # a job whose worker was lost this many times fails for good
-
-
-# Job ids are time-ordered: a 12-hex-digit millisecond prefix keeps
-# primary-key inserts local, and 80 bits follow it, counting up from a
-# random start within each millisecond (see Queue._ids).
-_ID_RANDOM_BYTES = 10
-_ID_SPACE = 1 << (8 * _ID_RANDOM_BYTES)
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """One job for :meth:`Queue.enqueue_many`."""
-
-    type: str
-    data: Any = None
-    priority: int = 0
-    delay: float = 0
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    metadata: dict[str, Any] | None = None
-    queue: str = DEFAULT_QUEUE
-    unique_key: str | None = None
 
 
 class Queue(AdminVerbs):
@@ -110,7 +85,7 @@ class Queue(AdminVerbs):
         self._listeners: list[Callable[[], None]] = []
         self._cancel_listeners: list[Callable[[str], None]] = []
         self._next_rescue_ms = 0
-        self._id_ms, self._id_next = -1, 0  # see _ids
+        self._ids = IdSequence()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} store={self.store.name}>"
@@ -163,66 +138,11 @@ class Queue(AdminVerbs):
         for listener in list(self._listeners):
             listener()
 
-    def _ids(self, now_ms: int, count: int) -> list[str]:
-        """``count`` new job ids for ``now_ms``: the millisecond, then 80 bits
-        that start at random in each millisecond and count up within it, so
-        the ids one queue object hands out sort in the order it enqueued
-        (lists tie on ``created_at`` within a millisecond, and break the tie
-        by id)."""
-        if now_ms != self._id_ms:
-            self._id_ms, self._id_next = now_ms, int.from_bytes(os.urandom(_ID_RANDOM_BYTES)) >> 1
-        first, self._id_next = self._id_next, self._id_next + count
-        prefix = f"{now_ms:012x}"
-        return [f"{prefix}{n % _ID_SPACE:020x}" for n in range(first, first + count)]
-
     def _record(self, spec: NewJob, now_ms: int) -> JobRecord:
         return self._records([spec], now_ms)[0]
 
     def _records(self, specs: Sequence[NewJob], now_ms: int) -> list[JobRecord]:
-        """Checks and encodes a batch of new jobs. A batch mostly repeats one
-        type and queue, so each distinct (type, queue) pair is checked once;
-        the ids' random parts come from one ``os.urandom`` call."""
-        ids = self._ids(now_ms, len(specs))
-        names_checked: set[tuple[str, str]] = set()
-        limit = self.max_payload_bytes
-        records: list[JobRecord] = []
-        for i, spec in enumerate(specs):
-            job_type, queue = spec.type, spec.queue
-            if not (type(job_type) is str and type(queue) is str and (job_type, queue) in names_checked):
-                codec.check_type(job_type)
-                codec.check_queue_name(queue)
-                names_checked.add((job_type, queue))
-            priority, delay, max_attempts = spec.priority, spec.delay, spec.max_attempts
-            # The defaults skip their checks (``type() is`` rules out bools).
-            if not (type(priority) is int and priority == 0):
-                codec.check_priority(priority)
-            delay_ms = 0 if type(delay) is int and delay == 0 else to_ms(codec.check_delay(delay))
-            if not (type(max_attempts) is int and max_attempts == DEFAULT_MAX_ATTEMPTS):
-                codec.check_max_attempts(max_attempts)
-            unique_key = spec.unique_key
-            if unique_key is not None:
-                codec.check_unique_key(unique_key)
-            records.append(
-                JobRecord(
-                    ids[i],
-                    job_type,
-                    codec.encode_payload(spec.data, limit),
-                    "pending",
-                    priority,
-                    0,
-                    max_attempts,
-                    delay_ms,
-                    now_ms,
-                    now_ms + delay_ms,
-                    None,
-                    None,
-                    None,
-                    codec.encode_metadata(spec.metadata),
-                    queue=queue,
-                    unique_key=unique_key,
-                )
-            )
-        return records
+        return new_records(specs, now_ms, self._ids(now_ms, len(specs)), self.max_payload_bytes)
 
     # -- the verbs ---------------------------------------------------------
 

@@ -31,8 +31,9 @@ from typing import Any, Final, Self
 from .backends import MemoryQueue
 from .clock import FakeClock
 from .job import Job, JobStatus
+from .newjobs import NewJob
 from .processor.processor import JobProcessor
-from .queue import NewJob, Queue
+from .queue import Queue
 from .store.memory import MemoryStore
 
 __all__ = [

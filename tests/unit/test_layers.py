@@ -21,6 +21,7 @@ FORBIDDEN = {
     "codec.py": {"store", "processor", "queue", "backends", "cli", "admin", "context"},
     "keylimits.py": {"store", "processor", "queue", "backends", "cli", "admin", "context"},
     "transitions.py": {"store", "processor", "queue", "backends", "cli", "admin", "context"},
+    "newjobs.py": {"store", "processor", "queue", "backends", "cli", "admin", "context"},
     "store": {"processor", "queue", "backends", "cli", "demo", "sync", "events", "admin", "context"},
     "queue.py": {"processor", "backends", "cli", "demo", "context", "web"},
     "context.py": {"store", "processor", "backends", "cli", "demo", "web", "admin"},

@@ -34,7 +34,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..clock import FakeClock, to_ms
 from ..errors import BackendMissing, InvalidOption
 from ..events import Emitter, Event
-from ..queue import NewJob, Queue
+from ..newjobs import NewJob
+from ..queue import Queue
 from .config import ADD_PRIORITY, ProcessorConfig
 
 log = logging.getLogger("jobq")
