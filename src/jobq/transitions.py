@@ -28,8 +28,7 @@ translation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .job import JobRecord
 
@@ -48,9 +47,10 @@ QUARANTINE_ERROR = (
 CANCEL_REQUESTED = "cancel requested"
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One job moved to ``status``, if its fence holds.
+class Transition(NamedTuple):
+    """One job moved to ``status``, if its fence holds. (A named tuple: one
+    is built per job on a worker's hot path, several times faster than a
+    frozen dataclass.)
 
     ``None`` in a value field keeps what is stored. Whatever the target, the
     claim is cleared (token, owner), and a processing job's ``process_at``

@@ -102,41 +102,112 @@ def settle_params(transition: Transition) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def settle_assignments(d: Dialect) -> str:
+#: In a :data:`SettleShape`: every transition of the batch has a value here.
+GIVEN = "given"
+
+#: What every transition of a batch has in common: ``(field, value)`` pairs
+#: for the target status and ``expect_expired`` when all agree, ``None`` for
+#: a field no transition sets, :data:`GIVEN` for a claim token all carry.
+#: A statement built for a shape leaves out what cannot apply to its batch
+#: (a completion batch writes no attempts, no error, no retry time); the
+#: rule it follows is still the one below, with some inputs known.
+SettleShape = tuple[tuple[str, Any], ...]
+
+
+def settle_shape(columns: Sequence[Sequence[Any]]) -> SettleShape:
+    """The shape of a batch, given its values column by column in
+    :data:`SETTLE_FIELDS` order."""
+    shape: list[tuple[str, Any]] = []
+    for (name, _), values in zip(SETTLE_FIELDS, columns, strict=True):
+        if name == "id":
+            continue
+        nulls = values.count(None)
+        if name in ("status", "expect_expired"):
+            if values.count(values[0]) == len(values):
+                shape.append((name, values[0]))
+        elif nulls == len(values):
+            shape.append((name, None))
+        elif name == "token" and nulls == 0:
+            shape.append((name, GIVEN))
+    return tuple(shape)
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def settle_assignments(d: Dialect, shape: SettleShape = ()) -> str:
     """The ``SET`` list writing a transition (see
     :func:`jobq.transitions.apply`, the same rule in Python): the target
     status and the values given (``NULL`` keeps what is stored), the finish
     time of the target status, the claim cleared, and ``process_at`` back to
-    the time the job was due, or ``delay_ms`` from now for a job waiting again."""
-    v, c, now = d.value, d.column, d.now
-    return (
-        f"process_at = CASE WHEN {v('status')} = 'pending' AND {v('delay_ms')} IS NOT NULL"
-        f" THEN {now} + {v('delay_ms')}"
-        f" WHEN {c('status')} = 'processing' THEN COALESCE({c('scheduled_at')}, {c('process_at')})"
-        f" ELSE {c('process_at')} END,"
-        f" status = {v('status')},"
-        f" attempts = COALESCE({v('attempts')}, {c('attempts')}),"
-        f" lost_count = COALESCE({v('lost_count')}, {c('lost_count')}),"
-        f" error = COALESCE({v('error')}, {c('error')}),"
-        f" result = CASE WHEN {v('status')} = 'completed' THEN {v('result')} ELSE {c('result')} END,"
-        f" completed_at = CASE WHEN {v('status')} = 'completed' THEN {now} ELSE {c('completed_at')} END,"
-        f" failed_at = CASE WHEN {v('status')} = 'failed' THEN {now} ELSE {c('failed_at')} END,"
-        f" cancelled_at = CASE WHEN {v('status')} = 'cancelled' THEN {now} ELSE {c('cancelled_at')} END,"
-        f" lease_token = NULL, lease_owner = NULL, scheduled_at = NULL"
+    the time the job was due, or ``delay_ms`` from now for a job waiting
+    again. With a ``shape``, what its batch cannot need is left out."""
+    fixed = dict(shape)
+    c, now = d.column, d.now
+
+    def v(name: str) -> str:
+        known = fixed.get(name, GIVEN)
+        return d.value(name) if known == GIVEN else _literal(known)
+
+    status = fixed.get("status")
+    back_in_line = (
+        f"CASE WHEN {c('status')} = 'processing' THEN COALESCE({c('scheduled_at')}, {c('process_at')})"
+        f" ELSE {c('process_at')} END"
     )
+    parts: list[str] = []
+    if status not in (None, "pending") or fixed.get("delay_ms", GIVEN) is None:
+        parts.append(f"process_at = {back_in_line}")
+    else:
+        waiting = f"{v('status')} = 'pending' AND " if status is None else ""
+        parts.append(
+            f"process_at = CASE WHEN {waiting}{v('delay_ms')} IS NOT NULL THEN {now} + {v('delay_ms')}"
+            f" ELSE {back_in_line} END"
+        )
+    parts.append(f"status = {v('status')}")
+    for name in ("attempts", "lost_count", "error"):
+        if fixed.get(name, GIVEN) is not None:
+            parts.append(f"{name} = COALESCE({v(name)}, {c(name)})")
+    for column, target, value in (
+        ("result", "completed", v("result")),
+        ("completed_at", "completed", now),
+        ("failed_at", "failed", now),
+        ("cancelled_at", "cancelled", now),
+    ):
+        if status is None:
+            parts.append(f"{column} = CASE WHEN {v('status')} = '{target}' THEN {value} ELSE {c(column)} END")
+        elif status == target:
+            parts.append(f"{column} = {value}")
+    parts.append("lease_token = NULL, lease_owner = NULL, scheduled_at = NULL")
+    return ", ".join(parts)
 
 
-def settle_fence(d: Dialect) -> str:
+def settle_fence(d: Dialect, shape: SettleShape = ()) -> str:
     """The condition under which a transition is written (see
     :func:`jobq.transitions.holds`): the claim token, then the
-    compare-and-set on what a read saw."""
+    compare-and-set on what a read saw. With a ``shape``, a condition its
+    batch cannot need is left out."""
+    fixed = dict(shape)
     v, c, now = d.value, d.column, d.now
-    return (
-        f"({v('token')} IS NULL OR ({held(d)}))"
-        f" AND ({v('expect_status')} IS NULL OR {c('status')} = {v('expect_status')})"
-        f" AND ({v('expect_attempts')} IS NULL OR {c('attempts')} = {v('expect_attempts')})"
-        f" AND ({v('expect_expired')} = 0 OR {c('process_at')} <= {now})"
-    )
+    token = fixed.get("token", "mixed")
+    conditions: list[str] = []
+    if token == GIVEN:
+        conditions.append(held(d))
+    elif token is not None:
+        conditions.append(f"({v('token')} IS NULL OR ({held(d)}))")
+    for name, column in (("expect_status", "status"), ("expect_attempts", "attempts")):
+        if fixed.get(name, GIVEN) is not None:
+            conditions.append(f"({v(name)} IS NULL OR {c(column)} = {v(name)})")
+    expired = fixed.get("expect_expired")
+    if expired is None:
+        conditions.append(f"({v('expect_expired')} = 0 OR {c('process_at')} <= {now})")
+    elif expired:
+        conditions.append(f"{c('process_at')} <= {now}")
+    return " AND ".join(conditions) or "1 = 1"
 
 
 # -- claiming -------------------------------------------------------------------

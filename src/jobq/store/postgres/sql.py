@@ -19,12 +19,14 @@ from ..sql import (
     COLUMNS,
     SETTLE_FIELDS,
     Dialect,
+    SettleShape,
     due,
     held,
     lease_assignments,
     settle_assignments,
     settle_fence,
     settle_params,
+    settle_shape,
 )
 
 # "now" in every statement: the caller's time, or the database's in epoch ms.
@@ -147,14 +149,14 @@ def claim_ctes(where: str) -> str:
     )
 
 
-def settle_and_claim_query(where: str, returning: str) -> str:
+def settle_and_claim_query(where: str, returning: str, shape: SettleShape = ()) -> str:
     """Settled transitions and a claim in one statement. Its parts see one
     snapshot, which is safe here: the transitions touch processing rows, the
     claim pending ones. Rows settled come first in the result with NULL for
     every column of a claimed row; claimed rows have a NULL id first."""
     nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
     return (
-        f"WITH done AS ({settle_query(returning)}), {claim_ctes(where)}"
+        f"WITH done AS ({settle_query(returning, shape)}), {claim_ctes(where)}"
         f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
     )
 
@@ -169,22 +171,24 @@ _SETTLE_DIALECT = dataclasses.replace(
 )
 
 
-def settle_query(returning: str) -> str:
+def settle_query(returning: str, shape: SettleShape = ()) -> str:
     """Writes a batch of transitions whose fence holds (see
-    :mod:`jobq.store.sql`); returns ``returning`` of each row written."""
+    :mod:`jobq.store.sql`), for a batch of this ``shape``; returns
+    ``returning`` of each row written."""
     return (
-        f"UPDATE {{t}} AS j SET {settle_assignments(_SETTLE_DIALECT)} FROM {_SETTLE_BATCH}"
-        f" WHERE j.id = b.id AND {settle_fence(_SETTLE_DIALECT)} RETURNING {returning}"
+        f"UPDATE {{t}} AS j SET {settle_assignments(_SETTLE_DIALECT, shape)} FROM {_SETTLE_BATCH}"
+        f" WHERE j.id = b.id AND {settle_fence(_SETTLE_DIALECT, shape)} RETURNING {returning}"
     )
 
 
-def settle_batch_params(transitions: Sequence[Transition]) -> dict[str, Any]:
-    """The arrays of :func:`settle_query` for ``transitions``. PostgreSQL
-    text cannot hold NUL characters; an error or result keeps the rest."""
+def settle_batch_params(transitions: Sequence[Transition]) -> tuple[dict[str, Any], SettleShape]:
+    """The arrays of :func:`settle_query` for ``transitions``, and the
+    batch's shape. PostgreSQL text cannot hold NUL characters; an error or
+    result keeps the rest."""
     columns = list(zip(*map(settle_params, transitions), strict=True))
     params: dict[str, Any] = {}
     for (name, _kind), values in zip(SETTLE_FIELDS, columns, strict=True):
         if name in ("error", "result"):
             values = tuple(None if v is None else v.replace("\x00", "\ufffd") for v in values)
         params[f"s_{name}"] = list(values)
-    return params
+    return params, settle_shape(columns)

@@ -177,8 +177,11 @@ class PostgresStore(AdminVerbs):
     ) -> tuple[list[Settled], list[JobRecord]]:
         _, values = self._claim_query(request)
         where, key, _ = q.filters(DIALECT, request.queues, request.exclude_types)
-        combined = self._q("settle_and_claim" + key, lambda: settle_and_claim_query(where, "j.id"))
-        values.update(settle_batch_params(transitions))
+        batch, shape = settle_batch_params(transitions)
+        combined = self._q(
+            ("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, "j.id", shape)
+        )
+        values.update(batch)
         async with self.connections.connection() as conn:
             cur = await conn.execute(combined, values)
             rows = await cur.fetchall()
@@ -205,10 +208,12 @@ class PostgresStore(AdminVerbs):
         with the notification when a job waits to run again. After a reply
         lost mid-outage the retried batch reports ``LeaseLost`` for jobs its
         first attempt settled: they are settled all the same."""
+        batch, shape = settle_batch_params(transitions)
         query = self._q(
-            ("settle", returning), lambda: settle_query(f"j.id, {J_COLUMNS}" if returning else "j.id")
+            ("settle", returning, shape),
+            lambda: settle_query(f"j.id, {J_COLUMNS}" if returning else "j.id", shape),
         )
-        values = {"now": self._now(now_ms), **settle_batch_params(transitions)}
+        values = {"now": self._now(now_ms), **batch}
         wakes = any(t.wakes_workers for t in transitions)
         async with (
             self.connections.connection() as conn,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import os
 import sqlite3
 from collections.abc import Callable, Generator, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ...errors import JobqError
 from ...job import JobRecord
@@ -58,6 +59,15 @@ def run_steps(conn: sqlite3.Connection, steps: Generator[Step, list[Any], R]) ->
         return result
 
 
+
+class SettleStatements(NamedTuple):
+    """A settle statement for one batch shape, and how to pick its row of
+    values out of ``(now, *settle_params(transition))``."""
+
+    sql: str
+    returning: str
+    pick: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
 class SQLiteCore:
     """What every verb of :class:`~.store.SQLiteStore` stands on."""
 
@@ -83,17 +93,37 @@ class SQLiteCore:
         self._sql: dict[Any, str] = {}  # statements by variant, each built once
         # Rows of every field in order: positional values, for executemany.
         self._insert_sql = q.insert_query(dataclasses.replace(d, value=lambda _: "?"))
-        self._settle_sql = self._settle_statements()
+        self._settle_sql: dict[q.SettleShape, SettleStatements] = {}  # see _settle_statements
         self._get_sql = q.get_query(d)
 
-    def _settle_statements(self) -> tuple[str, str]:
-        """The settle statement (see :mod:`jobq.store.sql`), without and with
-        ``RETURNING``. Parameters are numbered: the transition's fields in
-        ``SETTLE_FIELDS`` order, then now."""
-        number = {name: f"?{i}" for i, (name, _) in enumerate(SETTLE_FIELDS, start=1)}
-        d = dataclasses.replace(self._d, value=number.__getitem__, now=f"?{len(SETTLE_FIELDS) + 1}")
-        sql = f"UPDATE {self.table} SET {q.settle_assignments(d)} WHERE id = {number['id']} AND {q.settle_fence(d)}"
-        return sql, f"{sql} RETURNING {COLUMNS}"
+    def _settle_statements(self, shape: q.SettleShape) -> SettleStatements:
+        """The settle statement for a batch of this shape (see
+        :mod:`jobq.store.sql`), built once per shape. Its parameters are
+        numbered in the order the statement first uses them, and each row
+        binds only those: a batch of completions binds four values a row,
+        not every field of a transition."""
+        found = self._settle_sql.get(shape)
+        if found is None:
+            used: list[str] = ["now"]
+
+            def number(name: str) -> str:
+                if name not in used:
+                    used.append(name)
+                return f"?{used.index(name) + 1}"
+
+            d = dataclasses.replace(self._d, value=number, now="?1")
+            sql = (
+                f"UPDATE {self.table} SET {q.settle_assignments(d, shape)}"
+                f" WHERE id = {number('id')} AND {q.settle_fence(d, shape)}"
+            )
+            # Rows are picked from (now, then each field in SETTLE_FIELDS order).
+            fields = ["now", *(name for name, _ in SETTLE_FIELDS)]
+            picks = [fields.index(name) for name in used]
+            # At least now and the id: itemgetter of two or more gives tuples.
+            found = self._settle_sql[shape] = SettleStatements(
+                sql, f"{sql} RETURNING {COLUMNS}", operator.itemgetter(*picks)
+            )
+        return found
 
     def _q(self, key: Any, build: Callable[[], str]) -> str:
         """The statement of a variant, built once."""

@@ -24,7 +24,7 @@ from ...transitions import Transition
 from .. import sql as q
 from ..base import ClaimRequest, Settled, claimed, settle_then_claim
 from ..limited import limited_claim
-from ..sql import COLUMNS, settle_params
+from ..sql import COLUMNS, settle_params, settle_shape
 from .admin import AdminVerbs
 from .core import run_steps
 from .schema import starts_table
@@ -126,8 +126,10 @@ class SQLiteStore(AdminVerbs):
         Without ``returning`` they go in one ``executemany``; only when it
         changes fewer rows than it was given are they rolled back and done one
         by one, to learn which fences failed."""
-        sql, returning_sql = self._settle_sql
-        rows = [(*settle_params(t), now_ms) for t in transitions]
+        values = [(now_ms, *settle_params(t)) for t in transitions]
+        shape = settle_shape(list(zip(*values, strict=True))[1:]) if values else ()
+        sql, returning_sql, pick = self._settle_statements(shape)
+        rows = list(map(pick, values))
 
         def one_by_one(conn: sqlite3.Connection) -> list[Settled]:
             settled: list[Settled] = []
