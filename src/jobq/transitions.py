@@ -97,7 +97,8 @@ class Transition(NamedTuple):
 
 
 def completed(job_id: str, token: str | None, result: str | None) -> Transition:
-    return Transition(job_id, "completed", token=token, result=result)
+    # Positional: one per job on a worker's hot path.
+    return Transition(job_id, "completed", token, None, None, False, None, None, None, result, None)
 
 
 def will_retry(attempts: int, max_attempts: int) -> bool:
