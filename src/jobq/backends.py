@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 from collections.abc import Generator
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import BackendMissing, InvalidURL
+from .options import reject_unknown
 from .queue import Queue
 from .store.memory import MemoryStore
 from .store.sqlite import BUSY_TIMEOUT, DURABILITY_MODES, Durability, SQLiteStore
 
 DEFAULT_URL = "sqlite:///jobq.db"
 URL_FORMS = "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, postgresql://user:pass@host:port/db"
+
+#: The options every queue takes (:class:`~jobq.queue.Queue`), by name.
+QUEUE_OPTIONS = frozenset(
+    name for name, p in inspect.signature(Queue.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY
+)
 
 
 class MemoryQueue(Queue):
@@ -22,6 +30,9 @@ class MemoryQueue(Queue):
     scripts."""
 
     def __init__(self, **options: Any) -> None:
+        reject_unknown(
+            "MemoryQueue", {k: v for k, v in options.items() if k not in QUEUE_OPTIONS}, QUEUE_OPTIONS
+        )
         super().__init__(MemoryStore(), **options)
 
 
@@ -33,6 +44,13 @@ class SQLiteQueue(Queue):
     power loss) or ``"fast"`` (survives crashes of the application, not of the
     machine); ``busy_timeout`` is how many seconds a write may wait for the
     database lock before :class:`jobq.StoreUnavailable` is raised.
+
+    Opening checks the file before changing anything: a ``table`` of another
+    shape (another application's, or one keeping its times as text) raises
+    :class:`jobq.SchemaMismatch` and leaves the file as it was, journal mode
+    included; a k-msg table is adopted and upgraded. ``read_only=True``
+    opens it without changing it (no upgrade, no WAL switch; writes fail),
+    and needs the table at the current schema version.
     """
 
     def __init__(
@@ -42,12 +60,14 @@ class SQLiteQueue(Queue):
         table: str = "jobs",
         durability: Durability = "full",
         busy_timeout: float = BUSY_TIMEOUT,
+        read_only: bool = False,
         **options: Any,
     ) -> None:
         self.path = os.fspath(path)
-        super().__init__(
-            SQLiteStore(path, table=table, durability=durability, busy_timeout=busy_timeout), **options
+        store = SQLiteStore(
+            path, table=table, durability=durability, busy_timeout=busy_timeout, read_only=read_only
         )
+        super().__init__(store, **options)
 
 
 class PostgresQueue(Queue):
@@ -113,27 +133,42 @@ def _postgres_url(url: str) -> tuple[str, dict[str, Any]]:
     return dsn, options
 
 
-def _options(query: str) -> dict[str, Any]:
+#: URL query options of memory:// and sqlite:// URLs, and how each is read.
+URL_OPTIONS: dict[str, dict[str, type]] = {
+    "memory": {"lease": float, "max_payload_bytes": int},
+    "sqlite": {
+        "lease": float,
+        "busy_timeout": float,
+        "max_payload_bytes": int,
+        "table": str,
+        "durability": str,
+    },
+}
+
+
+def _options(scheme: str, query: str) -> dict[str, Any]:
+    known = URL_OPTIONS[scheme]
     options: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in ("lease", "busy_timeout"):
-            try:
-                options[key] = float(value)
-            except ValueError:
-                raise InvalidURL(f"URL option {key}={value!r} is not a number") from None
-        elif key == "max_payload_bytes":
-            try:
-                options[key] = int(value)
-            except ValueError:
-                raise InvalidURL(f"URL option {key}={value!r} is not an int") from None
-        elif key in ("table", "durability"):
-            if key == "durability" and value not in DURABILITY_MODES:
-                raise InvalidURL(f"durability={value!r}: use one of {', '.join(DURABILITY_MODES)}")
-            options[key] = value
-        else:
-            raise InvalidURL(
-                f"unknown URL option {key!r}; known: lease, busy_timeout, max_payload_bytes, table, durability"
+        kind = known.get(key)
+        if kind is None:
+            elsewhere = [name for name, taken in URL_OPTIONS.items() if key in taken] + (
+                ["postgresql"] if key in POSTGRES_URL_OPTIONS else []
             )
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = (
+                f" (it is for {' and '.join(f'{n}://' for n in elsewhere)} URLs)"
+                if elsewhere
+                else (f"; did you mean {close[0]!r}?" if close else "")
+            )
+            raise InvalidURL(f"unknown URL option {key!r} for {scheme}://{hint} (known: {', '.join(known)})")
+        if key == "durability" and value not in DURABILITY_MODES:
+            raise InvalidURL(f"durability={value!r}: use one of {', '.join(DURABILITY_MODES)}")
+        try:
+            options[key] = kind(value)
+        except ValueError:
+            what = "an int" if kind is int else "a number"
+            raise InvalidURL(f"URL option {key}={value!r} is not {what}") from None
     return options
 
 
@@ -144,7 +179,7 @@ def open_queue(url: str, **options: Any) -> Queue:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "memory":
-        return MemoryQueue(**{**_options(parts.query), **options})
+        return MemoryQueue(**{**_options("memory", parts.query), **options})
     if scheme == "sqlite":
         # sqlite:///rel.db -> "rel.db"; sqlite:////abs.db -> "/abs.db"
         path = url.split("://", 1)[1].split("?", 1)[0]
@@ -154,7 +189,7 @@ def open_queue(url: str, **options: Any) -> Queue:
             raise InvalidURL(f"{url!r}: a SQLite URL has three slashes: sqlite:///path.db")
         if not path:
             raise InvalidURL(f"{url!r} names no file: use sqlite:///path.db")
-        merged = {**_options(parts.query), **options}
+        merged = {**_options("sqlite", parts.query), **options}
         return SQLiteQueue(path, **merged)
     if scheme in ("postgresql", "postgres"):
         dsn, url_options = _postgres_url(url)

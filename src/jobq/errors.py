@@ -128,3 +128,13 @@ class NotRetryable(JobqError, ValueError):
 class NoCurrentJob(JobqError):
     """No job is running here: report_progress works only inside a handler
     run by a JobProcessor."""
+
+
+class SchemaMismatch(JobqError):
+    """The database holds a table jobq cannot use as it stands; nothing was
+    changed."""
+
+
+class SchemaOutdated(SchemaMismatch):
+    """The job table needs creating or upgrading, which a read-only open
+    never does: run ``jobq migrate URL`` (or open it with a worker) first."""

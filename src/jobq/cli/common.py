@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..backends import DEFAULT_URL, connect
 from ..errors import JobqError
@@ -39,10 +40,16 @@ def url_of(args: argparse.Namespace) -> str:
     return str(args.url or os.environ.get(URL_ENV) or DEFAULT_URL)
 
 
-def opened(args: argparse.Namespace) -> AbstractAsyncContextManager[Queue]:
+def opened(args: argparse.Namespace, *, read_only: bool = False) -> AbstractAsyncContextManager[Queue]:
     """The queue the command's URL names, opened by ``async with`` and closed
-    on leaving it."""
-    return connect(url_of(args))
+    on leaving it. ``read_only`` (the commands that only read: stats, list,
+    show) opens a SQLite file without changing it: no schema upgrade, no
+    journal switch; a file that needs either fails in one line that says to
+    run ``jobq migrate``."""
+    url = url_of(args)
+    if read_only and urlsplit(url).scheme.lower() == "sqlite":
+        return connect(url, read_only=True)
+    return connect(url)
 
 
 def error_line(exc: BaseException) -> str:

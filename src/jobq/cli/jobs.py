@@ -1,7 +1,9 @@
 """The ``jobq`` commands on jobs and their store: enqueue, stats, list, show,
 retry, cancel, remove, prune and migrate.
 
-Read commands print aligned tables, or JSON with ``--json``. Errors (an
+Read commands print aligned tables, or JSON with ``--json``; stats, list and
+show never change a SQLite file (no schema upgrade: they say when one is
+needed). Errors (an
 unknown id, an unreachable database, a bad URL) raise :class:`JobqError`,
 which ``jobq`` prints as one line before exiting with status 1.
 """
@@ -69,7 +71,7 @@ async def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 async def cmd_stats(args: argparse.Namespace) -> int:
-    async with opened(args) as queue:
+    async with opened(args, read_only=True) as queue:
         out = await admin.stats(queue, minutes=args.minutes)
         out["ready"] = await queue.size()
     if args.json:
@@ -97,7 +99,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise InvalidOption(f"--limit must be at least 1, not {args.limit}")
     offset = args.offset if args.page is None else (max(args.page, 1) - 1) * args.limit
-    async with opened(args) as queue:
+    async with opened(args, read_only=True) as queue:
         page = await queue.list_jobs(
             status=args.status, type=args.type, queue=args.queue, limit=args.limit, offset=offset, order=args.order
         )
@@ -118,7 +120,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
-    async with opened(args) as queue:
+    async with opened(args, read_only=True) as queue:
         job = await _job_or_fail(queue, args.id)
     data = admin.job_dict(job)
     if args.json:

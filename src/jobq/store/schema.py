@@ -24,27 +24,31 @@ class Types:
     fraction: str  # a progress between 0 and 1
 
 
+def kmsg_columns(types: Types) -> tuple[tuple[str, str], ...]:
+    """k-msg's columns, as its queue declares them: times in ``types.time``."""
+    t = types.time
+    return (
+        ("id", "TEXT PRIMARY KEY"),
+        ("type", "TEXT NOT NULL"),
+        ("data", "TEXT NOT NULL"),
+        ("status", "TEXT NOT NULL DEFAULT 'pending'"),
+        ("priority", "INTEGER NOT NULL DEFAULT 0"),
+        ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+        ("max_attempts", "INTEGER NOT NULL DEFAULT 3"),
+        ("delay", f"{t} NOT NULL DEFAULT 0"),
+        ("created_at", f"{t} NOT NULL"),
+        ("process_at", f"{t} NOT NULL"),
+        ("completed_at", t),
+        ("failed_at", t),
+        ("error", "TEXT"),
+        ("metadata", "TEXT"),
+    )
+
+
 def kmsg_table(types: Types) -> str:
     """k-msg's table, as its queue declares it (``{table}`` to fill in)."""
-    t = types.time
-    return f"""
-CREATE TABLE IF NOT EXISTS {{table}} (
-  id TEXT PRIMARY KEY,
-  type TEXT NOT NULL,
-  data TEXT NOT NULL,
-  status TEXT NOT NULL DEFAULT 'pending',
-  priority INTEGER NOT NULL DEFAULT 0,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  max_attempts INTEGER NOT NULL DEFAULT 3,
-  delay {t} NOT NULL DEFAULT 0,
-  created_at {t} NOT NULL,
-  process_at {t} NOT NULL,
-  completed_at {t},
-  failed_at {t},
-  error TEXT,
-  metadata TEXT
-)
-"""
+    body = ",\n".join(f"  {name} {decl}" for name, decl in kmsg_columns(types))
+    return f"\nCREATE TABLE IF NOT EXISTS {{table}} (\n{body}\n)\n"
 
 
 def jobq_columns(types: Types) -> tuple[tuple[str, str], ...]:

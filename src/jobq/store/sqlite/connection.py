@@ -1,6 +1,10 @@
 """The SQLite store's plumbing: its connections and its database thread.
 
-- WAL journal, so readers never wait for the writer.
+- WAL journal, so readers never wait for the writer. The switch is made only
+  after the file's schema was checked (:func:`.schema.inspect`, on a
+  connection from :func:`open_read_only`), so a file jobq refuses keeps its
+  journal mode. A read-only store (``read_only=True``) opens every connection
+  with ``mode=ro`` and never switches.
 - Every write is one short ``BEGIN IMMEDIATE`` transaction: it takes the write
   lock up front, so two writers never deadlock upgrading read locks. Waits for
   the lock go through SQLite's busy handler, then a bounded retry; a caller
@@ -30,6 +34,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from ...errors import InvalidOption, QueueClosed, StoreUnavailable
@@ -69,11 +74,32 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def open_read_only(path: str, *, busy_ms: int = BUSY_HANDLER_MS) -> sqlite3.Connection:
+    """A connection that cannot change the file (SQLite's ``mode=ro``), in
+    autocommit; the file must exist."""
+    uri = Path(path).absolute().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000
+        )
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from None
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    return conn
+
+
 class Database:
     """One SQLite file as a store uses it: a connection for the database
     thread, one for statements run on the caller's thread, and the thread."""
 
-    def __init__(self, path: str | os.PathLike[str], *, durability: Durability, busy_timeout: float) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability,
+        busy_timeout: float,
+        read_only: bool = False,
+    ) -> None:
         if durability not in DURABILITY_MODES:
             raise InvalidOption(
                 f"durability {durability!r} is not one of {', '.join(map(repr, DURABILITY_MODES))}"
@@ -81,6 +107,7 @@ class Database:
         self.path = os.fspath(path)
         self.durability = durability
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         self.closed = False
         #: The database thread: every statement that may wait runs here.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite")
@@ -95,7 +122,11 @@ class Database:
             self._now_conn.execute("PRAGMA wal_autocheckpoint = 0")
 
     def connect(self, busy_ms: int = BUSY_HANDLER_MS, synchronous: str | None = None) -> sqlite3.Connection:
-        """A new connection to the file, in WAL mode, in autocommit."""
+        """A new connection to the file, in WAL mode (unless read-only), in autocommit."""
+        if self.read_only:
+            conn = open_read_only(self.path, busy_ms=busy_ms)
+            conn.execute(f"PRAGMA synchronous = {synchronous or DURABILITY_MODES[self.durability]}")
+            return conn
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000

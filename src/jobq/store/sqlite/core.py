@@ -17,14 +17,16 @@ import sqlite3
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from ...errors import JobqError
+from ...errors import JobqError, SchemaOutdated, StoreUnavailable
 from ...job import JobRecord
+from .. import schema as shape
 from .. import sql as q
 from ..base import missing
 from ..limited import Step
 from ..sql import COLUMNS, SETTLE_FIELDS, Dialect, check_table_name
-from .connection import BUSY_TIMEOUT, Database, Durability
-from .schema import index_name, migrate
+from .connection import BUSY_TIMEOUT, Database, Durability, open_read_only
+from .schema import LATEST_VERSION, Found, index_name, inspect, migrate
+from .schema import check_table_name as check_sqlite_table_name
 from .wake import ChangeWatch, WakeFile
 
 R = TypeVar("R")
@@ -60,6 +62,38 @@ def run_steps(conn: sqlite3.Connection, steps: Generator[Step, list[Any], R]) ->
 
 
 
+def look(path: str, table: str, *, read_only: bool) -> Found:
+    """What ``path`` holds for job table ``table``, read on a connection that
+    cannot change the file, before anything else touches it (its journal
+    mode included). Raises :class:`~jobq.errors.SchemaMismatch` for a file
+    jobq must leave alone and, when ``read_only``, for one that needs
+    creating or upgrading first."""
+    option = "" if table == "jobs" else f"?table={table}"
+    migrate_first = f"read-only commands never change it: run `jobq migrate sqlite:///{path}{option}` first"
+    if not os.path.exists(path):
+        if read_only:
+            raise SchemaOutdated(f"SQLite file {path!r} does not exist; {migrate_first}")
+        return Found(exists=False, version=0)
+    conn = open_read_only(path)
+    try:
+        found = inspect(conn, table, path)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"SQLite error on {path!r}: {exc}") from None
+    finally:
+        conn.close()
+    if read_only:
+        shape.check_version(table, found.version, LATEST_VERSION)
+        if not found.exists:
+            raise SchemaOutdated(f"{path!r} has no job table {table!r}; {migrate_first}")
+        if found.version < LATEST_VERSION:
+            what = f"at jobq schema version {found.version}" if found.version else "k-msg's, not yet upgraded"
+            raise SchemaOutdated(
+                f"table {table!r} in {path!r} is {what} (this jobq needs version {LATEST_VERSION});"
+                f" {migrate_first}"
+            )
+    return found
+
+
 class SettleStatements(NamedTuple):
     """A settle statement for one batch shape, and how to pick its row of
     values out of ``(now, *settle_params(transition))``."""
@@ -67,6 +101,7 @@ class SettleStatements(NamedTuple):
     sql: str
     returning: str
     pick: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
 
 class SQLiteCore:
     """What every verb of :class:`~.store.SQLiteStore` stands on."""
@@ -78,16 +113,23 @@ class SQLiteCore:
         table: str = "jobs",
         durability: Durability = "full",
         busy_timeout: float = BUSY_TIMEOUT,
+        read_only: bool = False,
     ) -> None:
-        self.table = check_table_name(table)
-        self.db = Database(path, durability=durability, busy_timeout=busy_timeout)
+        self.table = check_sqlite_table_name(check_table_name(table))
+        # Checked before the first connection that may change the file (or
+        # its journal mode) opens.
+        found = look(os.fspath(path), self.table, read_only=read_only)
+        self.db = Database(path, durability=durability, busy_timeout=busy_timeout, read_only=read_only)
         self.path = self.db.path
         self.durability = durability
         self.busy_timeout = busy_timeout
-        self.schema_found: int = self.db.write_blocking(
-            lambda c: migrate(c, self.table), in_transaction=False
+        self.read_only = read_only
+        self.schema_found: int = (
+            found.version
+            if read_only
+            else self.db.write_blocking(lambda c: migrate(c, self.table, self.path), in_transaction=False)
         )
-        self._wake_file = WakeFile(self.path)
+        self._wake_file = WakeFile(self.path, self.table)
         self._changes = ChangeWatch(self.db.connect(), self._wake_file, closed=lambda: self.db.closed)
         self._d = d = dialect(self.table)
         self._sql: dict[Any, str] = {}  # statements by variant, each built once

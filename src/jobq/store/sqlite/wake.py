@@ -4,9 +4,11 @@ SQLite has no notifications between processes. Its ``PRAGMA data_version``
 moves whenever another connection commits, and reading it costs no lock, so a
 worker can poll it; but a poll interval is a latency floor, and a short one
 costs CPU in every idle worker. On Linux, jobq's writers therefore also touch
-a small file next to the database (``<database>-jobq-wake``) after committing
-work, and idle workers watch that file with inotify: they wake within
-microseconds of the commit. The touch comes after the commit, so a woken
+a small file next to the database (``<database>-jobq-wake`` for the default
+table ``jobs``, ``<database>-jobq-wake-<table>`` for any other, so job
+tables sharing a file wake only their own workers) after committing work,
+and idle workers watch that file with inotify: they wake within microseconds
+of the commit. The touch comes after the commit, so a woken
 worker always finds the change visible. Polling stays as the fallback, for
 writers that do not touch the file (k-msg's) and for systems without inotify:
 :class:`ChangeWatch` reads ``data_version`` from a connection of its own.
@@ -38,12 +40,21 @@ except ImportError:  # pragma: no cover - other systems
 WATCHABLE = inotify_simple is not None
 
 
+DEFAULT_TABLE = "jobs"  # the table whose wake file carries no table name (as before tables had their own)
+
+
+def wake_path(database: str, table: str = DEFAULT_TABLE) -> str:
+    """The wake file of one job table of a database."""
+    table = table.lower()  # SQLite's names ignore case: "Jobs" is "jobs"
+    return database + SUFFIX + ("" if table == DEFAULT_TABLE else f"-{table}")
+
+
 class WakeFile:
-    """The touch-file of one database: :meth:`touch` after committing work,
+    """The touch-file of one job table: :meth:`touch` after committing work,
     :meth:`event` to learn of touches from any process on this machine."""
 
-    def __init__(self, database: str) -> None:
-        self.path = database + SUFFIX
+    def __init__(self, database: str, table: str = DEFAULT_TABLE) -> None:
+        self.path = wake_path(database, table)
         self._fd: int | None = None  # opened for writing on the first touch
         self._broken = False  # the file cannot be written or watched: poll only
         self._inotify: Any = None
