@@ -2,9 +2,9 @@
 
 - WAL journal, so readers never wait for the writer. The switch is made only
   after the file's schema was checked (:func:`.schema.inspect`, on a
-  connection from :func:`open_read_only`), so a file jobq refuses keeps its
+  connection from :func:`open_for_reading`), so a file jobq refuses keeps its
   journal mode. A read-only store (``read_only=True``) opens every connection
-  with ``mode=ro`` and never switches.
+  that way and never switches.
 - Every write is one short ``BEGIN IMMEDIATE`` transaction: it takes the write
   lock up front, so two writers never deadlock upgrading read locks. Waits for
   the lock go through SQLite's busy handler, then a bounded retry; a caller
@@ -34,7 +34,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from ...errors import InvalidOption, QueueClosed, StoreUnavailable
@@ -74,17 +73,18 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def open_read_only(path: str, *, busy_ms: int = BUSY_HANDLER_MS) -> sqlite3.Connection:
-    """A connection that cannot change the file (SQLite's ``mode=ro``), in
-    autocommit; the file must exist."""
-    uri = Path(path).absolute().as_uri() + "?mode=ro"
+def open_for_reading(path: str, *, busy_ms: int = BUSY_HANDLER_MS) -> sqlite3.Connection:
+    """A connection whose statements cannot change the file (``PRAGMA
+    query_only``), in autocommit, leaving its journal mode alone. Not
+    SQLite's ``mode=ro``: that would leave the ``-wal`` and ``-shm`` files of
+    a WAL database behind, where a last connection closing removes them.
+    The caller makes sure the file exists (opening creates a missing one)."""
     try:
-        conn = sqlite3.connect(
-            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000
-        )
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        conn.execute("PRAGMA query_only = ON")
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from None
-    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
     return conn
 
 
@@ -124,7 +124,7 @@ class Database:
     def connect(self, busy_ms: int = BUSY_HANDLER_MS, synchronous: str | None = None) -> sqlite3.Connection:
         """A new connection to the file, in WAL mode (unless read-only), in autocommit."""
         if self.read_only:
-            conn = open_read_only(self.path, busy_ms=busy_ms)
+            conn = open_for_reading(self.path, busy_ms=busy_ms)
             conn.execute(f"PRAGMA synchronous = {synchronous or DURABILITY_MODES[self.durability]}")
             return conn
         try:

@@ -24,7 +24,7 @@ from .. import sql as q
 from ..base import missing
 from ..limited import Step
 from ..sql import COLUMNS, SETTLE_FIELDS, Dialect, check_table_name
-from .connection import BUSY_TIMEOUT, Database, Durability, open_read_only
+from .connection import BUSY_TIMEOUT, Database, Durability, open_for_reading
 from .schema import LATEST_VERSION, Found, index_name, inspect, migrate
 from .schema import check_table_name as check_sqlite_table_name
 from .wake import ChangeWatch, WakeFile
@@ -74,7 +74,7 @@ def look(path: str, table: str, *, read_only: bool) -> Found:
         if read_only:
             raise SchemaOutdated(f"SQLite file {path!r} does not exist; {migrate_first}")
         return Found(exists=False, version=0)
-    conn = open_read_only(path)
+    conn = open_for_reading(path)
     try:
         found = inspect(conn, table, path)
     except sqlite3.Error as exc:
