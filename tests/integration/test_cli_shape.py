@@ -84,7 +84,7 @@ def test_another_apps_jobs_table_is_refused_in_one_line(tmp_path: Path, command:
     before = state(path)
     assert before[2] == "delete"
     done = jobq_cli(*command, "--url", "sqlite:///app.db", cwd=tmp_path)
-    assert_one_line_error(done, "table 'jobs' in app.db is not a job table jobq can use", "failed_at")
+    assert_one_line_error(done, "table 'jobs' in 'app.db' is not a job table jobq can use", "failed_at")
     assert state(path) == before
 
 

@@ -144,7 +144,7 @@ def test_a_foreign_table_is_refused_and_the_file_left_as_it_was(
             opening()
         message = str(info.value)
         assert "\n" not in message
-        assert f"table 'jobs' in {path}" in message and says in message and "nothing was changed" in message
+        assert f"table 'jobs' in {str(path)!r}" in message and says in message and "nothing was changed" in message
         assert snapshot(path) == before
 
 

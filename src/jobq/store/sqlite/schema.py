@@ -149,7 +149,7 @@ def inspect(conn: sqlite3.Connection, table: str, where: str = "") -> Found:
     something else (another application, or another jobq table whose
     derived names would coincide: ``x`` and ``x_queue`` cannot share a file).
     """
-    place = f" in {where}" if where else ""
+    place = f" in {where!r}" if where else ""
     objects = {
         name.lower(): (kind, str(owner))
         for kind, name, owner in conn.execute("SELECT type, name, tbl_name FROM sqlite_master")
