@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,21 @@ def test_reopening_a_current_file_writes_nothing(where: Path) -> None:
     before = snapshot(path)
     jobq.connect_sync(f"sqlite:///{path}").close()
     assert snapshot(path) == before
+
+
+def test_opening_waits_for_a_file_another_connection_holds_locked(where: Path) -> None:
+    path = kmsg_file(where / "kmsg.db")  # rollback journal: a writer's lock blocks readers
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+    release.start()
+    try:
+        queue = jobq.connect_sync(f"sqlite:///{path}?busy_timeout=10")
+        assert queue.get_job("k1") is not None
+        queue.close()
+    finally:
+        release.join()
+        holder.close()
 
 
 # -- read-only opening -------------------------------------------------------------

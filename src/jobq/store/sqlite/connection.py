@@ -68,7 +68,7 @@ def _is_undecodable(exc: sqlite3.OperationalError) -> bool:
     return "could not decode to utf-8" in str(exc).lower()
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
 
@@ -182,7 +182,7 @@ class Database:
                         return self._retry_busy(fn, conn)
                     finally:
                         conn.text_factory = str
-                if not _is_busy(exc):
+                if not is_busy(exc):
                     raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
                 if time.monotonic() >= deadline:
                     raise StoreUnavailable(
@@ -237,7 +237,7 @@ class Database:
                 return True, do(conn)
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc) or _is_undecodable(exc):
+            if is_busy(exc) or _is_undecodable(exc):
                 return False, None
             raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
         try:
@@ -245,7 +245,7 @@ class Database:
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             _roll_back(conn)
-            if _is_busy(exc) or _is_undecodable(exc):
+            if is_busy(exc) or _is_undecodable(exc):
                 return False, None
             raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
         except BaseException:

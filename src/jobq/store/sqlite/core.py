@@ -14,6 +14,7 @@ import json
 import operator
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -24,12 +25,14 @@ from .. import sql as q
 from ..base import missing
 from ..limited import Step
 from ..sql import COLUMNS, SETTLE_FIELDS, Dialect, check_table_name
-from .connection import BUSY_TIMEOUT, Database, Durability, open_for_reading
+from .connection import BUSY_TIMEOUT, Database, Durability, is_busy, open_for_reading
 from .schema import LATEST_VERSION, Found, index_name, inspect, migrate
 from .schema import check_table_name as check_sqlite_table_name
 from .wake import ChangeWatch, WakeFile
 
 R = TypeVar("R")
+
+LOOK_PAUSE = 0.01  # seconds between looks at a file another process holds locked
 
 
 def _json_path(field: str) -> str:
@@ -62,23 +65,32 @@ def run_steps(conn: sqlite3.Connection, steps: Generator[Step, list[Any], R]) ->
 
 
 
-def look(path: str, table: str, *, read_only: bool) -> Found:
+def look(path: str, table: str, *, read_only: bool, busy_timeout: float = BUSY_TIMEOUT) -> Found:
     """What ``path`` holds for job table ``table``, read on a connection that
     cannot change the file, before anything else touches it (its journal
     mode included). Raises :class:`~jobq.errors.SchemaMismatch` for a file
     jobq must leave alone and, when ``read_only``, for one that needs
-    creating or upgrading first."""
+    creating or upgrading first. A file another process holds locked (one
+    switching it to WAL) is waited for, up to ``busy_timeout`` seconds."""
     option = "" if table == "jobs" else f"?table={table}"
     migrate_first = f"read-only commands never change it: run `jobq migrate sqlite:///{path}{option}` first"
     if not os.path.exists(path):
         if read_only:
             raise SchemaOutdated(f"SQLite file {path!r} does not exist; {migrate_first}")
         return Found(exists=False, version=0)
+    deadline = time.monotonic() + busy_timeout
     conn = open_for_reading(path)
     try:
-        found = inspect(conn, table, path)
-    except sqlite3.Error as exc:
-        raise StoreUnavailable(f"SQLite error on {path!r}: {exc}") from None
+        while True:
+            try:
+                found = inspect(conn, table, path)
+                break
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"SQLite error on {path!r}: {exc}") from None
+                time.sleep(LOOK_PAUSE)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite error on {path!r}: {exc}") from None
     finally:
         conn.close()
     if read_only:
@@ -118,7 +130,7 @@ class SQLiteCore:
         self.table = check_sqlite_table_name(check_table_name(table))
         # Checked before the first connection that may change the file (or
         # its journal mode) opens.
-        found = look(os.fspath(path), self.table, read_only=read_only)
+        found = look(os.fspath(path), self.table, read_only=read_only, busy_timeout=busy_timeout)
         self.db = Database(path, durability=durability, busy_timeout=busy_timeout, read_only=read_only)
         self.path = self.db.path
         self.durability = durability
