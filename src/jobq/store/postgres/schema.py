@@ -72,6 +72,12 @@ def notify_channel(table: str, schema: str = "public") -> str:
     return derived_name(f"{schema}_{table}", "jobq")
 
 
+def finish_channel(channel: str) -> str:
+    """The channel on which a table's jobs reaching a final status are
+    announced, beside its work channel ``channel``."""
+    return derived_name(channel, "done")
+
+
 def _add(
     cur: psycopg.Cursor[tuple[object, ...]],
     table: str,

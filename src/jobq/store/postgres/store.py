@@ -29,7 +29,7 @@ statements PostgreSQL alone has in :mod:`.sql`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -189,8 +189,7 @@ class PostgresStore(AdminVerbs):
             settled: list[Settled] = [
                 None if t.job_id in done else await self._missing(conn, t.job_id) for t in transitions
             ]
-            if any(t.wakes_workers and t.job_id in done for t in transitions):
-                await self._notify(conn)
+            await self._announce(conn, transitions, done)
         return settled, claimed([row[1:] for row in rows if row[0] is None])
 
     async def settle(
@@ -227,8 +226,7 @@ class PostgresStore(AdminVerbs):
                     settled.append(await self._missing(conn, t.job_id))
                 else:
                     settled.append(JobRecord(*done[t.job_id]) if returning else None)
-            if wakes and any(t.wakes_workers and t.job_id in done for t in transitions):
-                await self._notify(conn)
+            await self._announce(conn, transitions, done)
         if retried():
             await self._settle_retried(transitions, settled)
         return settled
@@ -395,6 +393,26 @@ class PostgresStore(AdminVerbs):
             connection, records, table=self._qualified, channel=self.channel, db_clock=self._db_clock
         )
 
+    async def _announce(
+        self, conn: psycopg.AsyncConnection[Any], transitions: Sequence[Transition], done: Collection[str]
+    ) -> None:
+        """Announces what a settle wrote: jobs waiting to run again (to
+        workers), jobs that reached a final status (to awaited results)."""
+        work = finished = False
+        for t in transitions:
+            if t.job_id in done:
+                if t.wakes_workers:
+                    work = True
+                else:
+                    finished = True
+        await self._notify(conn, work=work, finished=finished)
+
+    async def wait_for_finish(self, timeout: float) -> bool:
+        """Returns ``True`` when a notification arrives on the table's finish
+        channel, ``False`` after ``timeout`` seconds or sooner while the
+        listening connection is down."""
+        return await self.finish_listener.wait(timeout)
+
     async def wait_for_change(self, timeout: float) -> bool:
         """Returns ``True`` when a notification arrives on the table's
         channel (see :meth:`.listen.Listener.wait`), ``False`` after
@@ -406,4 +424,5 @@ class PostgresStore(AdminVerbs):
             return
         self.connections.closed = True
         await self.listener.close()
+        await self.finish_listener.close()
         await self.connections.close()
