@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -46,9 +45,6 @@ R = TypeVar("R")
 #: Environment variable naming the queue URL of an :class:`App` given none.
 URL_VARIABLE = "JOBQ_URL"
 
-_NAME = re.compile(r"<[^>]*>")
-
-
 def _default_name(fn: Callable[..., Any]) -> str:
     """``module.function``: stable while the function keeps its module and
     name. A script run directly names its module as a worker importing it
@@ -64,7 +60,7 @@ def _default_name(fn: Callable[..., Any]) -> str:
             path = getattr(main, "__file__", None)
             if isinstance(path, str):
                 module = os.path.splitext(os.path.basename(path))[0]
-    return f"{module}.{_NAME.sub('', fn.__qualname__)}"
+    return f"{module}.{fn.__qualname__.replace('.<locals>', '')}"
 
 
 @dataclass(frozen=True, slots=True)
