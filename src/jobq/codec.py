@@ -165,6 +165,12 @@ def encode_metadata(metadata: Any) -> str:
     return encode(metadata, "metadata")
 
 
+def error_type(error: BaseException | str | None) -> str | None:
+    """The name stored beside an error: its exception's class name (``None``
+    for an error given as text)."""
+    return type(error).__name__ if isinstance(error, BaseException) else None
+
+
 def error_text(error: BaseException | str) -> str:
     """The message stored for a failure: the string, or the exception's message
     (its class name when it has none)."""

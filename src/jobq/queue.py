@@ -421,11 +421,11 @@ class Queue(AdminVerbs):
         retry_delay_ms = None
         if retry is not None and retry.enabled:
             retry_delay_ms = to_ms(codec.check_delay(retry.delay or 0, "retry delay"))
-        text = codec.error_text(error)
+        text, kind = codec.error_text(error), codec.error_type(error)
         if isinstance(job, Job) and token is not None:
             transition = transitions.failed_attempt(
                 job_id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
-                error=text, retry_delay_ms=retry_delay_ms,
+                error=text, retry_delay_ms=retry_delay_ms, error_type=kind,
             )  # fmt: skip
             return self._lenient_job(await self._settle_one(transition))
         for _ in range(UNFENCED_TRIES):
@@ -436,7 +436,7 @@ class Queue(AdminVerbs):
                 return self._lenient_job(record)
             transition = transitions.failed_attempt(
                 job_id, token=None, attempts=record.attempts, max_attempts=record.max_attempts,
-                error=text, retry_delay_ms=retry_delay_ms, expect_status=record.status,
+                error=text, retry_delay_ms=retry_delay_ms, expect_status=record.status, error_type=kind,
             )  # fmt: skip
             try:
                 return self._lenient_job(await self._settle_one(transition))

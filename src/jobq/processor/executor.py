@@ -120,12 +120,15 @@ class Outcome:
             return transitions.failed_attempt(
                 job.id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
                 error=codec.error_text(self.error or ""), retry_delay_ms=delay_ms,
+                error_type=codec.error_type(self.exception),
             )  # fmt: skip
         assert token is not None, "only a claimed job is given back or cancelled"
         if kind is Kind.CANCELLED:
             # A handler's CancelJob stores its reason; a cancel request keeps
             # the stored error as it is.
-            return transitions.cancelled(job.id, token, self.error if self.exception is not None else None)
+            if self.exception is None:
+                return transitions.cancelled(job.id, token, None)
+            return transitions.cancelled(job.id, token, self.error, codec.error_type(self.exception))
         delay_ms = None if self.delay is None else to_ms(codec.check_delay(self.delay))
         return transitions.released(job.id, token, delay_ms)
 

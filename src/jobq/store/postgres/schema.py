@@ -50,6 +50,7 @@ _KMSG_TABLE = shape.kmsg_table(TYPES)
 JOBQ_COLUMNS = shape.jobq_columns(TYPES)
 #: Columns version 2 adds: unique jobs, progress, cancellation.
 V2_COLUMNS = shape.v2_columns(TYPES)
+V3_COLUMNS = shape.v3_columns(TYPES)
 
 
 def derived_name(table: str, suffix: str) -> str:
@@ -138,10 +139,15 @@ def _v2_features(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
     cur.execute(JSON_FIELD_FUNCTION)
 
 
+def _v3_error_type(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+    _add(cur, table, V3_COLUMNS, ())
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
 MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...] = (
     _v1_create,
     _v2_features,
+    _v3_error_type,
 )
 LATEST_VERSION = len(MIGRATIONS)
 
