@@ -7,14 +7,18 @@ from .admin import CountRow, JobPage, Retention, ThroughputRow
 from .backends import DEFAULT_URL, MemoryQueue, PostgresQueue, SQLiteQueue, connect
 from .clock import Clock, FakeClock, SystemClock
 from .context import current_job, report_progress, report_progress_sync
+from .conversion import ArgumentMismatch, ResultMismatch
 from .errors import (
     BackendMissing,
     CancelJob,
     CircuitOpen,
     CorruptJob,
+    FailJob,
     InvalidJob,
     InvalidOption,
     InvalidURL,
+    JobCancelled,
+    JobFailed,
     JobNotFound,
     JobqError,
     JobTimeout,
@@ -22,6 +26,7 @@ from .errors import (
     NoCurrentJob,
     NotRetryable,
     QueueClosed,
+    ResultTimeout,
     RetryJob,
     SchemaMismatch,
     SnoozeJob,
@@ -37,10 +42,20 @@ from .processor.processor import JobProcessor
 from .queue import Queue
 from .retry import ExponentialBackoff, FixedDelays, RetryPolicy
 from .sync import SyncQueue, connect_sync
+from .tasks import App, JobHandle, Task
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "App",
+    "ArgumentMismatch",
+    "FailJob",
+    "JobCancelled",
+    "JobFailed",
+    "JobHandle",
+    "ResultMismatch",
+    "ResultTimeout",
+    "Task",
     "CountRow",
     "JobPage",
     "KeyLimit",

@@ -50,16 +50,24 @@ def encode(value: Any, what: str) -> str:
 
 
 def encode_result(value: Any) -> str | None:
-    """A handler's return value as JSON; one that JSON cannot hold is kept as
-    its ``repr`` string rather than lost. A lone surrogate in it is kept as a
-    JSON escape (UTF-8 cannot hold it raw)."""
+    """A handler's return value as JSON text. Values JSON has no form for
+    (datetimes, UUIDs, Decimals, dataclasses, ...) are converted as task
+    results are (:func:`jobq.conversion.to_json_value`); one that cannot be
+    converted raises :class:`InvalidJob` rather than being stored as
+    something else. A lone surrogate is kept as a JSON escape (UTF-8 cannot
+    hold it raw)."""
     if value is None:
         return None
     try:
         text = _encoder.encode(value)
     except (TypeError, ValueError, RecursionError):
-        value = repr(value)
-        text = _encoder.encode(value)
+        from .conversion import to_json_value  # msgspec, only when plain JSON falls short
+
+        value = to_json_value(value, "the result")
+        try:
+            text = _encoder.encode(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidJob(f"the result cannot be stored as JSON: {exc}") from None
     if not text.isascii():
         try:
             text.encode("utf-8")
@@ -155,6 +163,12 @@ def encode_metadata(metadata: Any) -> str:
     if not isinstance(metadata, dict):
         raise InvalidJob(f"metadata must be a dict, not {type(metadata).__name__}")
     return encode(metadata, "metadata")
+
+
+def error_type(error: BaseException | str | None) -> str | None:
+    """The name stored beside an error: its exception's class name (``None``
+    for an error given as text)."""
+    return type(error).__name__ if isinstance(error, BaseException) else None
 
 
 def error_text(error: BaseException | str) -> str:

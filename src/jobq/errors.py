@@ -121,6 +121,12 @@ class CancelJob(JobqError):
         self.reason = reason
 
 
+class FailJob(JobqError):
+    """Fail this job for good, without retrying it: the attempt is counted
+    and the job ends ``failed`` with this exception's message as its error,
+    whatever attempts it had left."""
+
+
 class NotRetryable(JobqError, ValueError):
     """Only a failed or cancelled job can be retried."""
 
@@ -138,3 +144,38 @@ class SchemaMismatch(JobqError):
 class SchemaOutdated(SchemaMismatch):
     """The job table needs creating or upgrading, which a read-only open
     never does: run ``jobq migrate URL`` (or open it with a worker) first."""
+
+
+# -- results: what waiting for a job's result raises ----------------------
+
+
+class JobFailed(JobqError):
+    """The job failed for good; ``error`` is its stored error and
+    ``error_type`` the name of the exception that failed it (``None`` when
+    the store does not know it)."""
+
+    def __init__(self, job_id: str, error: str | None, error_type: str | None = None) -> None:
+        kind = f"{error_type}: " if error_type else ""
+        super().__init__(f"job {job_id!r} failed: {kind}{error or 'no error recorded'}")
+        self.job_id = job_id
+        self.error = error
+        self.error_type = error_type
+
+
+class JobCancelled(JobqError):
+    """The job was cancelled; it has no result."""
+
+    def __init__(self, job_id: str, reason: str | None = None) -> None:
+        super().__init__(f"job {job_id!r} was cancelled" + (f": {reason}" if reason else ""))
+        self.job_id = job_id
+        self.reason = reason
+
+
+class ResultTimeout(JobqError, TimeoutError):
+    """The job did not finish within the time waited for its result."""
+
+    def __init__(self, job_id: str, timeout: float, status: str) -> None:
+        super().__init__(f"job {job_id!r} did not finish within {timeout:g} s (it is {status})")
+        self.job_id = job_id
+        self.status = status
+

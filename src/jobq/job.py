@@ -94,6 +94,9 @@ class Job(Generic[T]):
     """When it was cancelled (status ``CANCELLED``)."""
     cancel_requested_at: datetime | None = None
     """When a cancel was asked of it while it ran; its processor stops it."""
+    error_type: str | None = None
+    """The name of the exception class that ``error`` came from (``None``
+    for an error given as text, or a worker lost)."""
     deduplicated: bool = field(default=False, compare=False)
     """Not stored: ``True`` on the job ``enqueue`` returned because another
     unfinished job already held its ``unique_key``."""
@@ -135,6 +138,7 @@ class JobRecord:
     progress_message: str | None = None
     cancelled_at: int | None = None
     cancel_requested_at: int | None = None
+    error_type: str | None = None
 
 
 #: Column order of :class:`JobRecord`; SQL backends select in this order.
@@ -246,6 +250,7 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
         record.progress_message,
         None if cancelled_at is None else dt[cancelled_at],
         None if cancel_requested_at is None else dt[cancel_requested_at],
+        record.error_type,
     )
 
 

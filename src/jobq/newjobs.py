@@ -13,6 +13,7 @@ from typing import Any
 
 from . import codec
 from .clock import to_ms
+from .errors import InvalidOption
 from .job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, JobRecord
 
 # Job ids are time-ordered: a 12-hex-digit millisecond prefix keeps
@@ -38,6 +39,69 @@ class NewJob:
     metadata: dict[str, Any] | None = None
     queue: str = DEFAULT_QUEUE
     unique_key: str | None = None
+
+
+#: Metadata key of a job's own handler timeout in seconds.
+TIMEOUT_KEY = "jobq.timeout"
+
+
+def check_timeout(timeout: object) -> float:
+    """A handler timeout in seconds (a job type's, a task's, or a job's own)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise InvalidOption(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """What a new job gets for each setting its caller leaves out (``None``).
+
+    The one rule for every way of enqueueing: k-msg's queue verb
+    (:data:`QUEUE_DEFAULTS`: priority 0, 3 attempts), k-msg's processor verb
+    ``add`` and cron schedules (priority 5 and the processor's
+    ``max_retries``, in its first queue), and each task (the settings of its
+    decorator) each hold a ``Defaults`` and build their jobs with
+    :meth:`job`."""
+
+    priority: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    queue: str = DEFAULT_QUEUE
+    timeout: float | None = None
+    """Seconds the job's handler may run (``None``: its worker's limit)."""
+
+    def job(
+        self,
+        job_type: str,
+        data: Any = None,
+        *,
+        priority: int | None = None,
+        delay: float = 0,
+        max_attempts: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        queue: str | None = None,
+        unique_key: str | None = None,
+        timeout: float | None = None,
+    ) -> NewJob:
+        """A new job with these defaults where the caller gave ``None``. A
+        timeout is kept in the job's metadata (:data:`TIMEOUT_KEY`), where
+        every worker reads it."""
+        seconds = self.timeout if timeout is None else check_timeout(timeout)
+        if seconds is not None:
+            metadata = {**(metadata or {}), TIMEOUT_KEY: seconds}
+        return NewJob(
+            job_type,
+            data,
+            self.priority if priority is None else priority,
+            delay,
+            self.max_attempts if max_attempts is None else max_attempts,
+            metadata,
+            self.queue if queue is None else queue,
+            unique_key,
+        )
+
+
+#: k-msg's queue: ``enqueue`` uses priority 0 and 3 attempts.
+QUEUE_DEFAULTS = Defaults()
 
 
 class IdSequence:

@@ -20,8 +20,6 @@ from .admin.verbs import AdminVerbs
 from .clock import SYSTEM_CLOCK, Clock, to_ms
 from .errors import CorruptJob, InvalidOption, JobNotFound, JobqError, LeaseLost, StoreUnavailable
 from .job import (
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_QUEUE,
     Datetimes,
     Job,
     JobRecord,
@@ -30,7 +28,8 @@ from .job import (
     to_job,
 )
 from .keylimits import KeyLimit
-from .newjobs import IdSequence, NewJob, default_worker_id, new_records
+from .newjobs import QUEUE_DEFAULTS, IdSequence, NewJob, default_worker_id, new_records
+from .results import Finishes
 from .store.base import ClaimRequest, ClockedStore, Settled, Store, TransactionalStore
 from .store.instrumented import instrument
 from .transitions import Transition
@@ -86,6 +85,7 @@ class Queue(AdminVerbs):
         self._cancel_listeners: list[Callable[[str], None]] = []
         self._next_rescue_ms = 0
         self._ids = IdSequence()
+        self._finishes = Finishes(self.store)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} store={self.store.name}>"
@@ -151,15 +151,17 @@ class Queue(AdminVerbs):
         type: str,
         data: Any = None,
         *,
-        priority: int = 0,
+        priority: int | None = None,
         delay: float = 0,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_attempts: int | None = None,
         metadata: dict[str, Any] | None = None,
-        queue: str = DEFAULT_QUEUE,
+        queue: str | None = None,
         connection: Any = None,
         unique_key: str | None = None,
     ) -> Job[Any]:
         """Stores a new job and returns it (``DELAYED`` when ``delay > 0``).
+        What it is not told comes from k-msg's queue defaults (priority 0, 3
+        attempts, the default queue: :data:`jobq.newjobs.QUEUE_DEFAULTS`).
         ``connection``: see :meth:`enqueue_many`.
 
         ``unique_key``: while a job with this key is unfinished (waiting or
@@ -167,10 +169,11 @@ class Queue(AdminVerbs):
         job, with ``job.deduplicated == True``. Once it finished (completed,
         failed or cancelled) the key is free again. The database enforces it,
         so concurrent producers in any number of processes store one job."""
-        jobs = await self.enqueue_many(
-            [NewJob(type, data, priority, delay, max_attempts, metadata, queue, unique_key)],
-            connection=connection,
-        )
+        spec = QUEUE_DEFAULTS.job(
+            type, data, priority=priority, delay=delay, max_attempts=max_attempts,
+            metadata=metadata, queue=queue, unique_key=unique_key,
+        )  # fmt: skip
+        jobs = await self.enqueue_many([spec], connection=connection)
         return jobs[0]
 
     async def enqueue_many(self, jobs: Iterable[NewJob], *, connection: Any = None) -> list[Job[Any]]:
@@ -418,11 +421,11 @@ class Queue(AdminVerbs):
         retry_delay_ms = None
         if retry is not None and retry.enabled:
             retry_delay_ms = to_ms(codec.check_delay(retry.delay or 0, "retry delay"))
-        text = codec.error_text(error)
+        text, kind = codec.error_text(error), codec.error_type(error)
         if isinstance(job, Job) and token is not None:
             transition = transitions.failed_attempt(
                 job_id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
-                error=text, retry_delay_ms=retry_delay_ms,
+                error=text, retry_delay_ms=retry_delay_ms, error_type=kind,
             )  # fmt: skip
             return self._lenient_job(await self._settle_one(transition))
         for _ in range(UNFENCED_TRIES):
@@ -433,7 +436,7 @@ class Queue(AdminVerbs):
                 return self._lenient_job(record)
             transition = transitions.failed_attempt(
                 job_id, token=None, attempts=record.attempts, max_attempts=record.max_attempts,
-                error=text, retry_delay_ms=retry_delay_ms, expect_status=record.status,
+                error=text, retry_delay_ms=retry_delay_ms, expect_status=record.status, error_type=kind,
             )  # fmt: skip
             try:
                 return self._lenient_job(await self._settle_one(transition))
@@ -587,6 +590,20 @@ class Queue(AdminVerbs):
         :meth:`jobq.store.base.Store.wait_for_change`)."""
         return await self.store.wait_for_change(timeout)
 
+    async def wait(self, job_id: str, *, timeout: float | None = None) -> Job[Any]:
+        """Waits until the job has finished (completed, failed or cancelled)
+        and returns it. Raises :class:`~jobq.ResultTimeout` after ``timeout``
+        seconds (``None``: no limit), :class:`~jobq.JobNotFound` if there is
+        no such job (or it is removed meanwhile). Waits on the store's
+        announcements of finished jobs, not a sleep loop
+        (:mod:`jobq.results`)."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0
+        ):
+            raise InvalidOption(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
+        return await self._finishes.wait(job_id, self.get_job, timeout)
+
     async def close(self) -> None:
+        await self._finishes.close()
         await self.store.close()
 

@@ -75,6 +75,9 @@ class Transition(NamedTuple):
     #: ``pending`` only: runs again ``delay_ms`` after now; ``None`` keeps
     #: the time it was due before its claim (its old place in line).
     delay_ms: int | None = None
+    #: Written with ``error`` (``None`` then clears it): the name of the
+    #: exception class the error came from.
+    error_type: str | None = None
 
     @property
     def fenced(self) -> bool:
@@ -116,6 +119,7 @@ def failed_attempt(
     error: str,
     retry_delay_ms: int | None,
     expect_status: str | None = None,
+    error_type: str | None = None,
 ) -> Transition:
     """A failed attempt: retried after ``retry_delay_ms`` while attempts are
     left (``None``: no retry asked), failed for good otherwise. ``attempts``
@@ -124,10 +128,12 @@ def failed_attempt(
         return Transition(
             job_id, "pending", token=token, attempts=attempts + 1, error=error, delay_ms=retry_delay_ms,
             expect_status=expect_status, expect_attempts=attempts if token is None else None,
+            error_type=error_type,
         )  # fmt: skip
     return Transition(
         job_id, "failed", token=token, attempts=attempts + 1, error=error,
         expect_status=expect_status, expect_attempts=attempts if token is None else None,
+        error_type=error_type,
     )  # fmt: skip
 
 
@@ -136,9 +142,9 @@ def released(job_id: str, token: str, delay_ms: int | None) -> Transition:
     return Transition(job_id, "pending", token=token, delay_ms=delay_ms)
 
 
-def cancelled(job_id: str, token: str, reason: str | None) -> Transition:
+def cancelled(job_id: str, token: str, reason: str | None, error_type: str | None = None) -> Transition:
     """Stopped for good by its holder (``CancelJob``, a cancel request)."""
-    return Transition(job_id, "cancelled", token=token, error=reason)
+    return Transition(job_id, "cancelled", token=token, error=reason, error_type=error_type)
 
 
 def rescued(record: JobRecord, *, max_lost: int) -> Transition:
@@ -193,6 +199,7 @@ def apply(record: JobRecord, transition: Transition, now_ms: int) -> None:
         record.lost_count = t.lost_count
     if t.error is not None:
         record.error = t.error
+        record.error_type = t.error_type
     if t.status == "completed":
         record.result = t.result
         record.completed_at = now_ms

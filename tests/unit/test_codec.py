@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -96,11 +96,13 @@ def test_encode_metadata() -> None:
             codec.encode_metadata(bad)
 
 
-def test_encode_result_keeps_what_json_cannot_hold_as_repr() -> None:
+def test_encode_result_converts_typed_values_and_refuses_the_rest() -> None:
     assert codec.encode_result(None) is None
     assert json.loads(codec.encode_result({"a": 1}) or "") == {"a": 1}
-    marker = object()
-    assert json.loads(codec.encode_result(marker) or "") == repr(marker)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert json.loads(codec.encode_result({"at": at}) or "") == {"at": "2026-01-01T00:00:00Z"}
+    with pytest.raises(jobq.InvalidJob, match="values of type object cannot be stored as JSON"):
+        codec.encode_result(object())  # never stored as its repr
 
 
 def test_error_text() -> None:

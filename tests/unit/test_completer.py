@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import jobq
-from jobq import JobStatus
+from jobq import JobStatus, codec
 from jobq.processor.completer import Completer
 from jobq.processor.executor import Kind, Outcome
 
@@ -25,7 +25,7 @@ async def claimed(queue: jobq.Queue, n: int) -> list[jobq.Job[Any]]:
 
 
 def completed(job: jobq.Job[Any], result: Any = None) -> Outcome:
-    return Outcome(Kind.COMPLETED, job, result)
+    return Outcome(Kind.COMPLETED, job, result, stored_result=codec.encode_result(result))
 
 
 async def test_without_a_claim_coming_completions_are_written_at_once() -> None:

@@ -64,6 +64,7 @@ def job_dict(job: Job[Any], *, full: bool = True) -> dict[str, Any]:
         "lease_expires_at": iso(job.lease_expires_at),
         "lost_count": job.lost_count,
         "error": job.error,
+        "error_type": job.error_type,
     }
     if full:
         out.update(data=job.data, result=job.result, metadata=job.metadata)

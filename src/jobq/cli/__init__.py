@@ -36,9 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
         add_url_option(sub)
         return sub
 
-    run = command("worker", "run a processor until SIGTERM or Ctrl-C")
-    run.add_argument("target", help="MODULE:PROCESSOR, a JobProcessor or a function(queue) returning one")
+    run = command("worker", "run an app's tasks (or a processor) until SIGTERM or Ctrl-C")
+    run.add_argument(
+        "target",
+        help="MODULE:APP (a jobq.App), or MODULE:PROCESSOR (a JobProcessor or a function(queue) returning one)",
+    )
     run.add_argument("--concurrency", type=int, help="jobs run at once (default: the processor's)")
+    run.add_argument(
+        "--queues", type=worker.queue_list, metavar="Q1,Q2", help="take jobs from these named queues only"
+    )
     run.add_argument(
         "--processes", type=int, metavar="N", help="run N worker processes under a supervisor that restarts them"
     )
@@ -55,16 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     run.set_defaults(run=worker.cmd_worker)
 
-    enqueue = command("enqueue", "add one job and print its id")
-    enqueue.add_argument("type", help="job type (picks the handler)")
-    enqueue.add_argument("data", nargs="?", default="null", help="payload as JSON (default null)")
-    enqueue.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    enqueue = command("enqueue", "add one job (or defer one task of an app) and print its id")
+    enqueue.add_argument("type", help="job type (picks the handler), or with --app a task's name")
+    enqueue.add_argument(
+        "data", nargs="?", default=None, help="payload as JSON (default null); with --app, the arguments as a JSON object"
+    )
+    enqueue.add_argument("--app", metavar="MODULE:APP", help="defer a task of this jobq.App, checked against its signature")
+    enqueue.add_argument(
+        "--arg", action="append", default=[], metavar="NAME=VALUE",
+        help="with --app: one argument (VALUE as JSON, or as text where it is not JSON or the parameter is a str)",
+    )  # fmt: skip
+    enqueue.add_argument("--priority", type=int, help="higher runs first (default 0, or the task's)")
     enqueue.add_argument("--delay", type=float, default=0, help="seconds before it may run (default 0)")
     enqueue.add_argument(
-        "--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, help="attempts before it fails for good"
+        "--max-attempts", type=int, help=f"attempts before it fails for good (default {DEFAULT_MAX_ATTEMPTS}, or the task's)"
     )
     enqueue.add_argument("--metadata", help="metadata as a JSON object")
-    enqueue.add_argument("--queue", default=DEFAULT_QUEUE, help=f"named queue (default {DEFAULT_QUEUE!r})")
+    enqueue.add_argument("--queue", help=f"named queue (default {DEFAULT_QUEUE!r}, or the task's)")
     enqueue.add_argument("--json", action="store_true", help="print JSON")
     enqueue.set_defaults(run=jobs.cmd_enqueue)
 

@@ -17,8 +17,20 @@ from typing import Any
 
 from .. import admin
 from ..errors import InvalidOption
-from ..job import JobStatus
-from .common import CommandError, cut, emit, json_arg, opened, status_names, table, url_of
+from ..job import Job, JobStatus
+from ..tasks import App, Task
+from .common import (
+    CommandError,
+    cut,
+    emit,
+    json_arg,
+    load_target,
+    opened,
+    status_names,
+    table,
+    url_given,
+    url_of,
+)
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # seconds per unit of a --older-than value
 
@@ -51,23 +63,81 @@ async def _job_or_fail(queue: Any, job_id: str) -> Any:
 
 
 async def cmd_enqueue(args: argparse.Namespace) -> int:
-    data = json_arg(args.data, "the payload")
     metadata = json_arg(args.metadata, "--metadata") if args.metadata else None
-    async with opened(args) as queue:
-        job = await queue.enqueue(
-            args.type,
-            data,
-            priority=args.priority,
-            delay=args.delay,
-            max_attempts=args.max_attempts,
-            metadata=metadata,
-            queue=args.queue,
-        )
+    if args.app is not None:
+        job = await _defer_task(args, metadata)
+    else:
+        if args.arg:
+            raise CommandError("--arg names a task's argument; it needs --app")
+        data = json_arg(args.data or "null", "the payload")
+        async with opened(args) as queue:
+            job = await queue.enqueue(
+                args.type,
+                data,
+                priority=args.priority,
+                delay=args.delay,
+                max_attempts=args.max_attempts,
+                metadata=metadata,
+                queue=args.queue,
+            )
     if args.json:
         print(json.dumps({"id": job.id, "status": job.status.value, "process_at": job.process_at.isoformat()}))
     else:
         print(job.id)
     return 0
+
+
+async def _defer_task(args: argparse.Namespace, metadata: dict[str, Any] | None) -> Job[Any]:
+    """Defers the task ``args.type`` of the app ``args.app`` with the
+    arguments given (a JSON object and ``--arg`` pairs), on ``--url`` or
+    the app's own queue."""
+    app = load_target(args.app)
+    if not isinstance(app, App):
+        raise CommandError(f"{args.app} is a {type(app).__name__}, not a jobq.App")
+    task = find_task(app, args.type)
+    named = json_arg(args.data, "the arguments") if args.data is not None else {}
+    if not isinstance(named, dict):
+        raise CommandError(f"the arguments of task {task.name!r} are a JSON object, not {type(named).__name__}")
+    hints = task.signature.hints
+    for pair in args.arg:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--arg takes NAME=VALUE, not {pair!r}")
+        if hints.get(name) is str:
+            named[name] = text
+        else:
+            try:
+                named[name] = json.loads(text)
+            except ValueError:
+                named[name] = text
+    call = task.options(
+        delay=args.delay, priority=args.priority, queue=args.queue, max_attempts=args.max_attempts, metadata=metadata
+    )
+    try:
+        spec = call.job(**named)
+    except TypeError as exc:
+        raise CommandError(str(exc)) from None
+    target = App(url_of(args)) if url_given(args) else app
+    try:
+        (job,) = await (await target.open()).enqueue_many([spec])
+    finally:
+        await target.close()
+    return job
+
+
+def find_task(app: App, name: str) -> Task[Any, Any]:
+    """The app's task named ``name``, or whose name ends with ``.name``
+    when only one does."""
+    task = app.tasks.get(name)
+    if task is not None:
+        return task
+    matches = [t for t in app.tasks.values() if t.name.rsplit(".", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(sorted(app.tasks)) or "none"
+    if matches:
+        raise CommandError(f"{name!r} names several tasks ({', '.join(t.name for t in matches)}); give the full name")
+    raise CommandError(f"the app has no task {name!r} (its tasks: {known})")
 
 
 async def cmd_stats(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import inspect
 import logging
 import os
@@ -21,35 +20,25 @@ from ..backends import connect
 from ..demo import run_demo
 from ..errors import BackendMissing, InvalidOption
 from ..processor.processor import JobProcessor
-from .common import CommandError, url_given, url_of
+from ..tasks import App
+from .common import CommandError, load_target, url_given, url_of
 
 
-def load_target(spec: str) -> Any:
-    """Imports ``module:attribute`` (``module.attribute`` also works)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise CommandError(f"{spec!r} is not MODULE:PROCESSOR (for example myapp.jobs:processor)")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CommandError(f"cannot import {module_name!r}: {exc}") from None
-    target: Any = module
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise CommandError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return target
+def queue_list(text: str) -> list[str]:
+    """``--queues sms,default``: the named queues, in order."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of queue names")
+    return names
 
 
 async def _processor_for(target: Any, args: argparse.Namespace) -> JobProcessor:
-    """A JobProcessor from what ``MODULE:PROCESSOR`` names: a processor, or a
-    function (plain or async) that takes a queue and returns one."""
-    if isinstance(target, JobProcessor):
+    """A JobProcessor from what the target names: an app (its tasks, on
+    ``--url`` or the app's own URL), a processor, or a function (plain or
+    async) that takes a queue and returns one."""
+    if isinstance(target, App):
+        processor = target.processor(await connect(url_of(args) if url_given(args) else target.url))
+    elif isinstance(target, JobProcessor):
         processor = target
         if url_given(args):
             processor.bind(await connect(url_of(args)))
@@ -62,9 +51,11 @@ async def _processor_for(target: Any, args: argparse.Namespace) -> JobProcessor:
             raise CommandError(f"{args.target} returned {type(processor).__name__}, not a jobq.JobProcessor")
     else:
         raise CommandError(
-            f"{args.target} is a {type(target).__name__}; expected a jobq.JobProcessor"
+            f"{args.target} is a {type(target).__name__}; expected a jobq.App, a jobq.JobProcessor"
             " or a function taking a queue and returning one"
         )
+    if args.queues is not None:
+        processor.queues = args.queues
     if args.concurrency is not None:
         if args.concurrency < 1:
             raise InvalidOption(f"--concurrency must be at least 1, not {args.concurrency}")
@@ -81,6 +72,8 @@ def _child_command(args: argparse.Namespace) -> list[str]:
         command += ["--url", args.url]
     if args.concurrency is not None:
         command += ["--concurrency", str(args.concurrency)]
+    if args.queues is not None:
+        command += ["--queues", ",".join(args.queues)]
     if args.max_jobs_per_child is not None:
         command += ["--max-jobs-per-child", str(args.max_jobs_per_child)]
     return command
@@ -119,8 +112,10 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         metrics_server = serve_worker_metrics(processor, args.metrics_port, args.metrics_host)
         log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
     log.info(
-        "worker %s on %r, concurrency %d", processor.worker_id, processor.queue, processor.concurrency
-    )
+        "worker %s on %r, concurrency %d, queues %s",
+        processor.worker_id, processor.queue, processor.concurrency,
+        ",".join(processor.queues) if processor.queues else "all",
+    )  # fmt: skip
     try:
         await processor.run()
     finally:

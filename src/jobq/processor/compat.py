@@ -12,7 +12,7 @@ from ..events import Emitter, Event, ProcessorMetrics, QueueStatus
 from ..job import Job
 from ..queue import Queue
 from .completer import Reporter
-from .config import ADD_PRIORITY, TIMEOUT_KEY, ProcessorConfig, check_timeout
+from .config import ProcessorConfig
 from .executor import Running
 
 
@@ -31,27 +31,22 @@ class KmsgVerbs:
         job_type: str,
         data: Any = None,
         *,
-        priority: int = ADD_PRIORITY,
+        priority: int | None = None,
         delay: float = 0,
         max_attempts: int | None = None,
         metadata: dict[str, Any] | None = None,
         queue: str | None = None,
         timeout: float | None = None,
     ) -> str:
-        """Enqueues a job (priority 5 and ``max_retries`` attempts unless
-        told) and returns its id. ``timeout``: seconds this job may run
-        (kept in its metadata as ``"jobq.timeout"``)."""
-        if timeout is not None:
-            metadata = {**(metadata or {}), TIMEOUT_KEY: check_timeout(timeout)}
-        job = await self.queue.enqueue(
-            job_type,
-            data,
-            priority=priority,
-            delay=delay,
-            max_attempts=self.config.max_retries if max_attempts is None else max_attempts,
-            metadata=metadata,
-            queue=queue or self.config.default_queue,
-        )
+        """Enqueues a job and returns its id; what it is not told comes from
+        the processor's defaults (priority 5, ``max_retries`` attempts, its
+        first queue: :attr:`ProcessorConfig.add_defaults`). ``timeout``:
+        seconds this job may run (kept in its metadata as ``"jobq.timeout"``)."""
+        spec = self.config.add_defaults.job(
+            job_type, data, priority=priority, delay=delay, max_attempts=max_attempts,
+            metadata=metadata, queue=queue or None, timeout=timeout,
+        )  # fmt: skip
+        (job,) = await self.queue.enqueue_many([spec])
         self._events.emit(Event("job_added", job=job))
         return job.id
 

@@ -18,6 +18,7 @@ from ..admin import Retention
 from ..errors import InvalidOption
 from ..job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE
 from ..keylimits import KeyLimit, check_limits
+from ..newjobs import Defaults
 from ..queue import RESCUE_INTERVAL
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
 from .limits import CircuitBreaker, RateLimit
@@ -30,8 +31,6 @@ SHUTDOWN_TIMEOUT = 30.0  # seconds stop() lets jobs in flight finish before rele
 PRUNE_INTERVAL = 300.0  # seconds between prunes of finished jobs (None: never)
 CANCEL_CHECK_INTERVAL = 1.0  # seconds between checks for cancel requests on running jobs
 ADD_PRIORITY = 5  # priority of jobs added through the processor, as in k-msg
-#: Metadata key of a job's own timeout in seconds (set by ``add(timeout=)``).
-TIMEOUT_KEY = "jobq.timeout"
 
 
 def _positive_seconds(name: str, seconds: object, *, none_ok: bool = False) -> None:
@@ -39,13 +38,6 @@ def _positive_seconds(name: str, seconds: object, *, none_ok: bool = False) -> N
         return
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
         raise InvalidOption(f"{name} must be a positive number of seconds, not {seconds!r}")
-
-
-def check_timeout(timeout: object) -> float:
-    """A handler timeout in seconds (a job type's, or a job's own)."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
-        raise InvalidOption(f"timeout must be a positive number of seconds, not {timeout!r}")
-    return float(timeout)
 
 
 def _per_queue(queues: Mapping[Any, Any]) -> dict[str, int]:
@@ -192,6 +184,13 @@ class ProcessorConfig:
         """Where ``add`` and cron schedules put jobs unless told: the first of
         ``queues``, else the default queue."""
         return self.queue_names[0] if self.queue_names else DEFAULT_QUEUE
+
+    @property
+    def add_defaults(self) -> Defaults:
+        """What ``add`` and cron schedules give a job they are not told:
+        priority 5 (k-msg's processor), ``max_retries`` attempts, the
+        processor's first queue."""
+        return Defaults(ADD_PRIORITY, self.max_retries, self.default_queue)
 
 
 #: The option names ``JobProcessor`` takes.

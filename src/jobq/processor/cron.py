@@ -36,7 +36,7 @@ from ..errors import BackendMissing, InvalidOption
 from ..events import Emitter, Event
 from ..newjobs import NewJob
 from ..queue import Queue
-from .config import ADD_PRIORITY, ProcessorConfig
+from .config import ProcessorConfig
 
 log = logging.getLogger("jobq")
 
@@ -125,14 +125,11 @@ def seconds_until_next(schedules: list[CronSchedule], now: float) -> float:
 def cron_job(schedule: CronSchedule, slot_ms: int, config: ProcessorConfig) -> NewJob:
     """The job a schedule enqueues for one slot (the processor's defaults
     where the schedule gives none)."""
-    return NewJob(
-        type=schedule.job_type,
-        data=schedule.data,
-        priority=ADD_PRIORITY if schedule.priority is None else schedule.priority,
-        max_attempts=config.max_retries if schedule.max_attempts is None else schedule.max_attempts,
-        metadata=schedule.job_metadata(slot_ms),
-        queue=schedule.queue or config.default_queue,
-    )
+    return config.add_defaults.job(
+        schedule.job_type, schedule.data, priority=schedule.priority,
+        max_attempts=schedule.max_attempts, metadata=schedule.job_metadata(slot_ms),
+        queue=schedule.queue or None,
+    )  # fmt: skip
 
 
 def _nothing() -> None:

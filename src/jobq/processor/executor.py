@@ -12,7 +12,10 @@ once, what becomes of the job:
   way; a job type with no handler fails for good at once;
 - it steered its job (:class:`jobq.RetryJob` retries after its own delay,
   :class:`jobq.SnoozeJob` is **snoozed** without spending an attempt,
-  :class:`jobq.CancelJob` is **cancelled** for good);
+  :class:`jobq.CancelJob` is **cancelled** for good, :class:`jobq.FailJob`
+  **fails** for good whatever attempts are left);
+- its result has no JSON form: **failed** for good (a run again would
+  return the same);
 - it was stopped: **cancelled** on a cancel request, **released** (given
   back, no attempt spent) when the processor stops or the type's circuit
   opened after the claim.
@@ -38,12 +41,14 @@ from typing import Any
 from .. import codec, transitions
 from ..clock import Clock, to_ms
 from ..context import enter_job, leave_job
-from ..errors import CancelJob, JobqError, JobTimeout, RetryJob, SnoozeJob
+from ..errors import CancelJob, FailJob, InvalidJob, JobqError, JobTimeout, RetryJob, SnoozeJob
 from ..events import Emitter, Event
 from ..job import Job
+from ..newjobs import TIMEOUT_KEY
 from ..queue import Queue
+from ..retry import RetryPolicy
 from ..transitions import Transition
-from .config import TIMEOUT_KEY, ProcessorConfig
+from .config import ProcessorConfig
 from .limits import Circuit
 
 Handler = Callable[[Job[Any]], Any]
@@ -60,11 +65,13 @@ def is_async(fn: Callable[..., Any]) -> bool:
 @dataclass(slots=True)
 class Registered:
     """A job type's handler, whether it is a coroutine function, and the
-    type's own timeout in seconds (``None``: the processor's)."""
+    type's own timeout in seconds and retry policy (``None``: the
+    processor's)."""
 
     fn: Handler
     is_async: bool
     timeout: float | None = None
+    retry: RetryPolicy | None = None
 
 
 class Kind(enum.Enum):
@@ -97,13 +104,15 @@ class Outcome:
     """Seconds the handler ran."""
     waiter: asyncio.Future[None] | None = field(default=None, repr=False, compare=False)
     """Set by the completer for an outcome whose writer waits for it."""
+    stored_result: str | None = None
+    """``result`` as the JSON text stored (``COMPLETED``)."""
 
     def transition(self) -> Transition:
         """The write that records this outcome, fenced by the job's claim."""
         job, kind = self.job, self.kind
         token = job.lease_token
         if kind is Kind.COMPLETED:
-            return transitions.completed(job.id, token, codec.encode_result(self.result))
+            return transitions.completed(job.id, token, self.stored_result)
         if kind is Kind.RETRY or kind is Kind.FAILED:
             delay_ms = None
             if kind is Kind.RETRY:
@@ -111,12 +120,15 @@ class Outcome:
             return transitions.failed_attempt(
                 job.id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
                 error=codec.error_text(self.error or ""), retry_delay_ms=delay_ms,
+                error_type=codec.error_type(self.exception),
             )  # fmt: skip
         assert token is not None, "only a claimed job is given back or cancelled"
         if kind is Kind.CANCELLED:
             # A handler's CancelJob stores its reason; a cancel request keeps
             # the stored error as it is.
-            return transitions.cancelled(job.id, token, self.error if self.exception is not None else None)
+            if self.exception is None:
+                return transitions.cancelled(job.id, token, None)
+            return transitions.cancelled(job.id, token, self.error, codec.error_type(self.exception))
         delay_ms = None if self.delay is None else to_ms(codec.check_delay(self.delay))
         return transitions.released(job.id, token, delay_ms)
 
@@ -210,7 +222,7 @@ class Executor:
                 outcome = Outcome(Kind.CANCELLED, job, error=transitions.CANCEL_REQUESTED, elapsed=elapsed)
             else:
                 raise
-        except (RetryJob, SnoozeJob, CancelJob) as steer:
+        except (RetryJob, SnoozeJob, CancelJob, FailJob) as steer:
             if circuit is not None:
                 circuit.abandon_trial()
             outcome = self.steered(job, steer, time.monotonic() - started)
@@ -224,11 +236,18 @@ class Executor:
         else:
             if circuit is not None:
                 circuit.success()
-            # The task ends here and frees its slot; the completion is written
-            # with the next claim, or by the completer's writer (completer.py).
-            outcome = Outcome(Kind.COMPLETED, job, result, None, None, None, time.monotonic() - started)
-            self._hand_in(outcome)
-            return outcome
+            try:
+                stored = codec.encode_result(result)
+            except InvalidJob as exc:
+                # Running it again would redo its work and return the same.
+                outcome = self.failure(job, exc, retry=False, elapsed=time.monotonic() - started)
+            else:
+                # The task ends here and frees its slot; the completion is written
+                # with the next claim, or by the completer's writer (completer.py).
+                elapsed = time.monotonic() - started
+                outcome = Outcome(Kind.COMPLETED, job, result, None, None, None, elapsed, None, stored)
+                self._hand_in(outcome)
+                return outcome
         return await self._settle(running, outcome)
 
     async def _settle(self, running: Running, outcome: Outcome) -> Outcome:
@@ -250,12 +269,18 @@ class Executor:
         exception = None if isinstance(error, str) else error
         if retry and transitions.will_retry(job.attempts, job.max_attempts):
             if delay is None:
-                delay = self.config.policy.delay(job.attempts)
+                registered = self.handlers.get(job.type)
+                policy = registered.retry if registered is not None and registered.retry else self.config.policy
+                delay = policy.delay(job.attempts)
             return Outcome(Kind.RETRY, job, None, _message(error), exception, delay, elapsed)
         return Outcome(Kind.FAILED, job, None, _message(error), exception, None, elapsed)
 
-    def steered(self, job: Job[Any], steer: RetryJob | SnoozeJob | CancelJob, elapsed: float) -> Outcome:
+    def steered(
+        self, job: Job[Any], steer: RetryJob | SnoozeJob | CancelJob | FailJob, elapsed: float
+    ) -> Outcome:
         """What a handler asked for by raising a steering exception."""
+        if isinstance(steer, FailJob):
+            return self.failure(job, steer, retry=False, elapsed=elapsed)
         if isinstance(steer, RetryJob):
             return self.failure(job, steer, retry=True, elapsed=elapsed, delay=steer.delay)
         if isinstance(steer, SnoozeJob):

@@ -32,6 +32,7 @@ from ..clock import Clock
 from ..errors import InvalidOption
 from ..events import Emitter, Event, ProcessorMetrics
 from ..keylimits import KeyLimit
+from ..newjobs import check_timeout
 from ..options import reject_unknown
 from ..queue import RESCUE_INTERVAL, Queue
 from ..retry import RETRY_DELAYS, RetryPolicy
@@ -48,7 +49,6 @@ from .config import (
     PRUNE_INTERVAL,
     SHUTDOWN_TIMEOUT,
     ProcessorConfig,
-    check_timeout,
     total_concurrency,
 )
 from .cron import CronLoop, CronSchedule, cron_job
@@ -214,20 +214,32 @@ class JobProcessor(KmsgVerbs):
 
     # -- registration ------------------------------------------------------
 
-    def handle(self, job_type: str, handler: Handler, *, timeout: float | None = None) -> None:
+    def handle(
+        self,
+        job_type: str,
+        handler: Handler,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         """Registers ``handler`` for ``job_type`` (async or plain function).
         ``timeout``: seconds a job of this type may run (overrides
-        ``job_timeout``; a job's own timeout overrides this)."""
+        ``job_timeout``; a job's own timeout overrides this). ``retry``: the
+        type's own retry policy (overrides the processor's)."""
         if not callable(handler):
             raise TypeError(f"handler for {job_type!r} is not callable")
         seconds = None if timeout is None else check_timeout(timeout)
-        self._handlers[job_type] = Registered(handler, is_async(handler), seconds)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidOption(f"retry must be a retry policy such as jobq.ExponentialBackoff, not {retry!r}")
+        self._handlers[job_type] = Registered(handler, is_async(handler), seconds, retry)
 
-    def handler(self, job_type: str, *, timeout: float | None = None) -> Callable[[H], H]:
+    def handler(
+        self, job_type: str, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> Callable[[H], H]:
         """Decorator form of :meth:`handle`."""
 
         def register(fn: H) -> H:
-            self.handle(job_type, fn, timeout=timeout)
+            self.handle(job_type, fn, timeout=timeout, retry=retry)
             return fn
 
         return register

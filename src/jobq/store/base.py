@@ -161,6 +161,13 @@ class WorkerStore(Protocol):
         the queue."""
         ...
 
+    async def wait_for_finish(self, timeout: float) -> bool:
+        """Returns ``True`` when a job may have reached a final status since
+        the previous call (a completion, failure or cancellation committed,
+        by any process), ``False`` after ``timeout`` seconds. One caller at a
+        time: the queue's result waiter, which wakes every job's waiters."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -12,8 +12,8 @@ job. Only the outermost verb of a call is counted: a verb a store carries out
 with its other verbs (``settle_and_claim`` as ``settle`` then ``claim``)
 counts once, so the seconds of all verbs add up to the time spent in the
 store. A verb that raises is counted (in ``errors`` too) and the error goes
-on. ``wait_for_change`` is not a call into the store but an idle wait, and
-``close`` happens once: neither is timed.
+on. ``wait_for_change`` and ``wait_for_finish`` are not calls into the store
+but idle waits, and ``close`` happens once: none is timed.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .base import AdminStore, TransactionalStore, WorkerStore
 S = TypeVar("S")
 
 #: Verbs that are waits or happen once, not calls to time.
-UNTIMED = frozenset({"wait_for_change", "close"})
+UNTIMED = frozenset({"wait_for_change", "wait_for_finish", "close"})
 
 
 def _verbs() -> tuple[str, ...]:

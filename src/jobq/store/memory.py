@@ -21,6 +21,51 @@ from ..job import UNFINISHED_STORED, JobRecord, copy_record
 from ..transitions import Transition
 from .base import RETRYABLE, ClaimRequest, Settled, missing, not_retryable, settle_then_claim
 
+_FINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+class Signal:
+    """A flag set from any thread that wakes a waiter on any event loop: the
+    store is shared by every queue object and thread of the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def set(self) -> None:
+        with self._lock:
+            self._set = True
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
+
+    async def wait(self, timeout: float) -> bool:
+        """``True`` once set since the last wait (clearing it), ``False`` after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._set:
+                self._set = False
+                return True
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            with self._lock:
+                if (loop, future) in self._waiters:
+                    self._waiters.remove((loop, future))
+            return False
+        with self._lock:
+            self._set = False
+        return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
 _ReadyEntry = tuple[int, int, int, int, str, int]  # -priority, process_at, created_at, seq, id, version
 _DelayedEntry = tuple[int, int, str, int]  # process_at, seq, id, version
 
@@ -42,6 +87,7 @@ class MemoryStore:
         # Per-key rate limits: limit name -> (start ms, key), oldest first.
         self._starts: dict[str, list[tuple[int, str]]] = {}
         self._cron: dict[str, int] = {}  # cron schedule name -> last slot run (epoch ms)
+        self._finished = Signal()  # a job reached a final status (or was removed)
 
     # -- bookkeeping -------------------------------------------------------
 
@@ -185,6 +231,8 @@ class MemoryStore:
                 if record.status == "pending":
                     self._enqueue_waiting(record, now_ms)
                 settled.append(copy_record(record) if returning else None)
+        if any(t.status in _FINAL for t in transitions):
+            self._finished.set()
         return settled
 
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
@@ -228,7 +276,9 @@ class MemoryStore:
         with self._lock:
             self._processing.discard(job_id)
             self._version.pop(job_id, None)
-            return self._jobs.pop(job_id, None) is not None
+            removed = self._jobs.pop(job_id, None) is not None
+        self._finished.set()
+        return removed
 
     async def clear(self) -> None:
         with self._lock:
@@ -338,6 +388,7 @@ class MemoryStore:
             if record.status == "pending":
                 record.status = "cancelled"
                 record.cancelled_at = now_ms
+                self._finished.set()
                 return True, copy_record(record)
             if record.status == "processing":
                 if record.cancel_requested_at is None:
@@ -433,6 +484,9 @@ class MemoryStore:
         # Nothing outside this process can change an in-memory store.
         await asyncio.sleep(timeout)
         return False
+
+    async def wait_for_finish(self, timeout: float) -> bool:
+        return await self._finished.wait(timeout)
 
     async def close(self) -> None:
         return None

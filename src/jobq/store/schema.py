@@ -75,6 +75,11 @@ def v2_columns(types: Types) -> tuple[tuple[str, str], ...]:
     )
 
 
+def v3_columns(types: Types) -> tuple[tuple[str, str], ...]:
+    """Columns version 3 adds: the exception type of the last error."""
+    return (("error_type", "TEXT"),)
+
+
 @dataclass(frozen=True, slots=True)
 class Index:
     """An index on the job table; each store derives its name from ``name``."""

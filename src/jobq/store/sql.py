@@ -42,6 +42,7 @@ SETTLE_FIELDS: tuple[tuple[str, str], ...] = (
     ("error", "text"),
     ("result", "text"),
     ("delay_ms", "bigint"),
+    ("error_type", "text"),
 )
 
 #: The order ``claim`` takes ready jobs in.
@@ -98,7 +99,7 @@ def settle_params(transition: Transition) -> tuple[Any, ...]:
     t = transition
     return (
         t.job_id, t.status, t.token, t.expect_status, t.expect_attempts, int(t.expect_expired),
-        t.attempts, t.lost_count, t.error, t.result, t.delay_ms,
+        t.attempts, t.lost_count, t.error, t.result, t.delay_ms, t.error_type,
     )  # fmt: skip
 
 
@@ -172,6 +173,8 @@ def settle_assignments(d: Dialect, shape: SettleShape = ()) -> str:
     for name in ("attempts", "lost_count", "error"):
         if fixed.get(name, GIVEN) is not None:
             parts.append(f"{name} = COALESCE({v(name)}, {c(name)})")
+    if fixed.get("error", GIVEN) is not None:  # the type goes with its error
+        parts.append(f"error_type = CASE WHEN {v('error')} IS NULL THEN {c('error_type')} ELSE {v('error_type')} END")
     for column, target, value in (
         ("result", "completed", v("result")),
         ("completed_at", "completed", now),

@@ -29,7 +29,10 @@ class AdminVerbs(PostgresCore):
             cur = await conn.execute(query, {"id": job_id, "now": self._now(now_ms)})
             row = await cur.fetchone()
             if row is not None:
-                return True, JobRecord(*row)
+                cancelled = JobRecord(*row)
+                if cancelled.status == "cancelled":
+                    await self._notify(conn, work=False, finished=True)
+                return True, cancelled
             record = await self._get(conn, job_id)
         if record is None:
             raise JobNotFound(job_id)

@@ -25,7 +25,7 @@ from ..limited import Step
 from ..sql import check_table_name
 from .listen import Listener
 from .resilience import CONNECT_TIMEOUT, POOL_SIZE, POOL_TIMEOUT, Connections, describe
-from .schema import DEFAULT_TABLE, LATEST_VERSION, migrate, notify_channel
+from .schema import DEFAULT_TABLE, LATEST_VERSION, finish_channel, migrate, notify_channel
 from .sql import DIALECT, NOW
 
 R = TypeVar("R")
@@ -88,6 +88,9 @@ class PostgresCore:
             dsn, where=self.where, name=f"jobq-{self.table}", size=pool_size, timeout=self.pool_timeout
         )
         self.listener = Listener(dsn, self.channel, where=self.where)
+        # Jobs that reached a final status, for callers awaiting results.
+        self.finish_channel = finish_channel(self.channel)
+        self.finish_listener = Listener(dsn, self.finish_channel, where=self.where)
 
     @property
     def dsn(self) -> str:
@@ -96,7 +99,7 @@ class PostgresCore:
 
     @dsn.setter
     def dsn(self, value: str) -> None:
-        self.connections.dsn = self.listener.dsn = value
+        self.connections.dsn = self.listener.dsn = self.finish_listener.dsn = value
 
     # -- the clock -----------------------------------------------------------
 
@@ -139,8 +142,13 @@ class PostgresCore:
             result: R = done.value
             return result
 
-    async def _notify(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+    async def _notify(self, conn: psycopg.AsyncConnection[Any], *, work: bool = True, finished: bool = False) -> None:
+        """Announces new work (``work``) and jobs that reached a final status
+        (``finished``), on their channels."""
+        if work and finished:
+            await conn.execute("SELECT pg_notify(%s, ''), pg_notify(%s, '')", (self.channel, self.finish_channel))
+        elif work or finished:
+            await conn.execute("SELECT pg_notify(%s, '')", (self.channel if work else self.finish_channel,))
 
     @staticmethod
     def _records(rows: list[tuple[Any, ...]]) -> list[JobRecord]:

@@ -50,6 +50,7 @@ _KMSG_TABLE = shape.kmsg_table(TYPES)
 JOBQ_COLUMNS = shape.jobq_columns(TYPES)
 #: Columns version 2 adds: unique jobs, progress, cancellation.
 V2_COLUMNS = shape.v2_columns(TYPES)
+V3_COLUMNS = shape.v3_columns(TYPES)
 
 
 def derived_name(table: str, suffix: str) -> str:
@@ -70,6 +71,12 @@ def notify_channel(table: str, schema: str = "public") -> str:
     if schema == "public":
         return derived_name(table, "jobq")
     return derived_name(f"{schema}_{table}", "jobq")
+
+
+def finish_channel(channel: str) -> str:
+    """The channel on which a table's jobs reaching a final status are
+    announced, beside its work channel ``channel``."""
+    return derived_name(channel, "done")
 
 
 def _add(
@@ -132,10 +139,15 @@ def _v2_features(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
     cur.execute(JSON_FIELD_FUNCTION)
 
 
+def _v3_error_type(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+    _add(cur, table, V3_COLUMNS, ())
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
 MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...] = (
     _v1_create,
     _v2_features,
+    _v3_error_type,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -149,15 +149,53 @@ def claim_ctes(where: str) -> str:
     )
 
 
-def settle_and_claim_query(where: str, returning: str, shape: SettleShape = ()) -> str:
+#: Queues one notification on the finish channel (``%(jobq_finish)s``) when
+#: a row of ``done`` reached a final status: delivered at commit, so only if
+#: the settle commits, and sent with no round trip of its own.
+_FINISHED_CTE = (
+    "finished AS (SELECT pg_notify(%(jobq_finish)s, '') FROM done"
+    " WHERE jobq_status IN ('completed', 'failed', 'cancelled') LIMIT 1)"
+)
+#: A condition that makes the statement evaluate ``finished`` (a CTE that
+#: only reads runs only as far as the statement reads it).
+_FINISHED_READ = "(SELECT count(*) FROM finished) >= 0"
+
+
+def may_finish(shape: SettleShape) -> bool:
+    """Whether a batch of this shape may bring a job to a final status."""
+    status = dict(shape).get("status")
+    return status is None or status in ("completed", "failed", "cancelled")
+
+
+def settle_and_claim_query(where: str, shape: SettleShape = ()) -> str:
     """Settled transitions and a claim in one statement. Its parts see one
     snapshot, which is safe here: the transitions touch processing rows, the
     claim pending ones. Rows settled come first in the result with NULL for
-    every column of a claimed row; claimed rows have a NULL id first."""
+    every column of a claimed row; claimed rows have a NULL id first. Jobs
+    brought to a final status are announced (:data:`_FINISHED_CTE`)."""
     nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
+    if not may_finish(shape):
+        return (
+            f"WITH done AS ({settle_query('j.id', shape)}), {claim_ctes(where)}"
+            f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
+        )
     return (
-        f"WITH done AS ({settle_query(returning, shape)}), {claim_ctes(where)}"
-        f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
+        f"WITH done AS ({settle_query('j.id, j.status AS jobq_status', shape)}), {_FINISHED_CTE},"
+        f" {claim_ctes(where)} SELECT done.id, {nulls} FROM done WHERE {_FINISHED_READ}"
+        " UNION ALL SELECT NULL, claimed.* FROM claimed"
+    )
+
+
+def settle_announcing_query(returning: Sequence[tuple[str, str]], shape: SettleShape = ()) -> str:
+    """:func:`settle_query` returning ``(expression, name)`` pairs, which
+    also announces jobs brought to a final status (:data:`_FINISHED_CTE`)."""
+    columns = ", ".join(f"{expression} AS {name}" for expression, name in returning)
+    if not may_finish(shape):
+        return settle_query(columns, shape)
+    names = ", ".join(name for _, name in returning)
+    return (
+        f"WITH done AS ({settle_query(columns + ', j.status AS jobq_status', shape)}), {_FINISHED_CTE}"
+        f" SELECT {names} FROM done WHERE {_FINISHED_READ}"
     )
 
 

@@ -29,7 +29,7 @@ statements PostgreSQL alone has in :mod:`.sql`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -49,17 +49,19 @@ from .resilience import resilient, retried
 from .schema import starts_table
 from .sql import (
     DIALECT,
-    J_COLUMNS,
     claim_ctes,
     extend_query,
     insert_many_params,
     insert_many_query,
     insert_one_query,
     settle_and_claim_query,
+    settle_announcing_query,
     settle_batch_params,
-    settle_query,
 )
 
+#: What a settle returns: the id of each row written, or the id then the row.
+SETTLE_ID = (("j.id", "id"),)
+SETTLE_RETURNING = (("j.id", "jobq_id"), *((f"j.{name}", name) for name in RECORD_FIELDS))
 LIMITS_LOCK_SPACE = 0x6A6F6271  # "jobq": advisory locks serialising per-key limited claims, per table
 UNIQUE_INSERT_TRIES = 5  # a unique key whose holder keeps finishing mid-insert: attempts before giving up
 #: Cron schedules' last slots (epoch ms), per job table; see ``claim_cron_slot``.
@@ -178,10 +180,9 @@ class PostgresStore(AdminVerbs):
         _, values = self._claim_query(request)
         where, key, _ = q.filters(DIALECT, request.queues, request.exclude_types)
         batch, shape = settle_batch_params(transitions)
-        combined = self._q(
-            ("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, "j.id", shape)
-        )
+        combined = self._q(("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, shape))
         values.update(batch)
+        values["jobq_finish"] = self.finish_channel
         async with self.connections.connection() as conn:
             cur = await conn.execute(combined, values)
             rows = await cur.fetchall()
@@ -189,8 +190,7 @@ class PostgresStore(AdminVerbs):
             settled: list[Settled] = [
                 None if t.job_id in done else await self._missing(conn, t.job_id) for t in transitions
             ]
-            if any(t.wakes_workers and t.job_id in done for t in transitions):
-                await self._notify(conn)
+            await self._announce(conn, transitions, done)
         return settled, claimed([row[1:] for row in rows if row[0] is None])
 
     async def settle(
@@ -211,9 +211,9 @@ class PostgresStore(AdminVerbs):
         batch, shape = settle_batch_params(transitions)
         query = self._q(
             ("settle", returning, shape),
-            lambda: settle_query(f"j.id, {J_COLUMNS}" if returning else "j.id", shape),
+            lambda: settle_announcing_query(SETTLE_RETURNING if returning else SETTLE_ID, shape),
         )
-        values = {"now": self._now(now_ms), **batch}
+        values = {"now": self._now(now_ms), "jobq_finish": self.finish_channel, **batch}
         wakes = any(t.wakes_workers for t in transitions)
         async with (
             self.connections.connection() as conn,
@@ -227,8 +227,7 @@ class PostgresStore(AdminVerbs):
                     settled.append(await self._missing(conn, t.job_id))
                 else:
                     settled.append(JobRecord(*done[t.job_id]) if returning else None)
-            if wakes and any(t.wakes_workers and t.job_id in done for t in transitions):
-                await self._notify(conn)
+            await self._announce(conn, transitions, done)
         if retried():
             await self._settle_retried(transitions, settled)
         return settled
@@ -395,6 +394,20 @@ class PostgresStore(AdminVerbs):
             connection, records, table=self._qualified, channel=self.channel, db_clock=self._db_clock
         )
 
+    async def _announce(
+        self, conn: psycopg.AsyncConnection[Any], transitions: Sequence[Transition], done: Collection[str]
+    ) -> None:
+        """Wakes workers when a settle put jobs back to wait. (Jobs brought to
+        a final status are announced by the settle statement itself.)"""
+        if any(t.wakes_workers and t.job_id in done for t in transitions):
+            await self._notify(conn)
+
+    async def wait_for_finish(self, timeout: float) -> bool:
+        """Returns ``True`` when a notification arrives on the table's finish
+        channel, ``False`` after ``timeout`` seconds or sooner while the
+        listening connection is down."""
+        return await self.finish_listener.wait(timeout)
+
     async def wait_for_change(self, timeout: float) -> bool:
         """Returns ``True`` when a notification arrives on the table's
         channel (see :meth:`.listen.Listener.wait`), ``False`` after
@@ -406,4 +419,5 @@ class PostgresStore(AdminVerbs):
             return
         self.connections.closed = True
         await self.listener.close()
+        await self.finish_listener.close()
         await self.connections.close()

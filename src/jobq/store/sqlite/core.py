@@ -143,6 +143,9 @@ class SQLiteCore:
         )
         self._wake_file = WakeFile(self.path, self.table)
         self._changes = ChangeWatch(self.db.connect(), self._wake_file, closed=lambda: self.db.closed)
+        # wait_for_finish's own connection, opened by the first result awaited.
+        self._finish_watch: sqlite3.Connection | None = None
+        self._finish_version = 0
         self._d = d = dialect(self.table)
         self._sql: dict[Any, str] = {}  # statements by variant, each built once
         # Rows of every field in order: positional values, for executemany.

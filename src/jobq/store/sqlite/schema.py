@@ -36,6 +36,8 @@ KMSG_TABLE = shape.kmsg_table(TYPES)
 JOBQ_COLUMNS = shape.jobq_columns(TYPES)
 #: Columns version 2 adds: unique jobs, progress, cancellation.
 V2_COLUMNS = shape.v2_columns(TYPES)
+#: Columns version 3 adds: the exception type of the last error.
+V3_COLUMNS = shape.v3_columns(TYPES)
 
 
 #: Tables jobq keeps in every file it uses, whatever its job tables are called.
@@ -221,8 +223,12 @@ def _v2_features(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(f"CREATE INDEX IF NOT EXISTS {starts}_window ON {starts} (name, at_ms)")
 
 
+def _v3_error_type(conn: sqlite3.Connection, table: str) -> None:
+    _add(conn, table, V3_COLUMNS, ())
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (_v1_create, _v2_features)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (_v1_create, _v2_features, _v3_error_type)
 LATEST_VERSION = len(MIGRATIONS)
 
 

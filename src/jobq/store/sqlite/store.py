@@ -13,6 +13,7 @@ data_version``) in :mod:`.wake`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -31,6 +32,12 @@ from .schema import starts_table
 
 #: Cron schedules' last slots (epoch ms), per job table; see ``claim_cron_slot``.
 CRON_TABLE = q.cron_table("INTEGER")
+
+FINISH_POLL = 0.01  # seconds between reads of PRAGMA data_version while a result is awaited
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 class SQLiteStore(AdminVerbs):
@@ -279,15 +286,42 @@ class SQLiteStore(AdminVerbs):
         saw it or ``timeout`` passed (see :class:`.wake.ChangeWatch`)."""
         return await self._changes.wait(timeout)
 
+    async def wait_for_finish(self, timeout: float) -> bool:
+        """Returns ``True`` when any connection committed since the previous
+        call (``PRAGMA data_version`` on a connection of its own, read every
+        :data:`FINISH_POLL` seconds: completions are not announced through
+        the wake file, which is for new work), ``False`` after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._finish_watch is None:
+            self._finish_watch = self.db.connect()
+            self._finish_version = _data_version(self._finish_watch)
+        while not self.db.closed:
+            version = _data_version(self._finish_watch)
+            if version != self._finish_version:
+                self._finish_version = version
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(FINISH_POLL, remaining))
+        return False
+
+    def _close_watches(self) -> None:
+        self._changes.close()
+        if self._finish_watch is not None:
+            self._finish_watch.close()
+            self._finish_watch = None
+
     async def close(self) -> None:
         if self.db.closed:
             return
         await self.db.close()
-        self._changes.close()
+        self._close_watches()
 
     def close_sync(self) -> None:
         """Closes from code that has no event loop."""
         if self.db.closed:
             return
         self.db.close_sync()
-        self._changes.close()
+        self._close_watches()

@@ -1,0 +1,198 @@
+"""Typed Python values to and from the JSON a job stores.
+
+A task's arguments and result are stored as JSON, so that a job stays a
+k-msg job any program can read. This module turns the values Python code
+passes (datetimes, dates, times, timedeltas, UUIDs, Decimals, enums,
+dataclasses, named tuples, sets, and pydantic models where pydantic is
+installed) into JSON values, and JSON values back into the types a
+function's annotations name. The conversion itself is msgspec's
+(``msgspec.to_builtins`` and ``msgspec.convert``): one well-tested set of
+rules, fast enough for the hot path, with errors that name the field.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from .errors import FailJob, InvalidJob, JobqError
+
+
+class ArgumentMismatch(FailJob, TypeError):
+    """A job's stored arguments do not fit its task's signature (the code
+    changed since the job was queued). The job fails for good."""
+
+
+class ResultMismatch(JobqError, TypeError):
+    """A job's stored result does not fit its task's return type."""
+
+
+def _encode_other(value: Any) -> Any:
+    """What msgspec cannot encode itself: pydantic models."""
+    dump = getattr(value, "model_dump", None)
+    if dump is not None and callable(dump) and not isinstance(value, type):
+        return dump(mode="json")
+    raise TypeError(f"values of type {type(value).__name__} cannot be stored as JSON")
+
+
+def _decode_other(target: type, value: Any) -> Any:
+    """What msgspec cannot decode itself: pydantic models."""
+    validate = getattr(target, "model_validate", None)
+    if validate is not None:
+        return validate(value)
+    raise NotImplementedError(f"no JSON conversion for {target!r}")
+
+
+def to_json_value(value: Any, what: str) -> Any:
+    """``value`` as plain JSON values (dicts with str keys, lists, strs,
+    numbers, bools, ``None``); :class:`~jobq.InvalidJob` naming ``what`` if
+    some part has no JSON form."""
+    try:
+        return msgspec.to_builtins(value, enc_hook=_encode_other, str_keys=True)
+    except RecursionError:
+        raise InvalidJob(f"{what} cannot be stored as JSON: it is nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - a model's own dump may raise anything
+        raise InvalidJob(f"{what} cannot be stored as JSON: {exc}") from None
+
+
+def from_json_value(value: Any, target: Any) -> Any:
+    """``value`` (plain JSON values) converted to the type ``target``;
+    ``msgspec.ValidationError`` says where it does not fit."""
+    if target is Any:
+        return value
+    return msgspec.convert(value, target, dec_hook=_decode_other, str_keys=True)
+
+
+def _mismatch_detail(exc: Exception) -> str:
+    return str(exc).replace("`$`", "the value").replace(" - at `$", " (at `$")
+
+
+class Signature:
+    """A task function's parameters: checks a call against them, turns it
+    into the JSON object a job stores (argument name to value), and turns
+    that object back into the call.
+
+    Only the arguments given are stored, so a default changed in the code
+    applies to jobs already queued. Annotations are resolved on first use,
+    so they may name classes defined after the function."""
+
+    def __init__(self, fn: Callable[..., Any], task_name: str) -> None:
+        self.task_name = task_name
+        self._fn = fn
+        self.signature = inspect.signature(fn)
+        for param in self.signature.parameters.values():
+            if param.kind is param.VAR_POSITIONAL:
+                raise TypeError(
+                    f"task {task_name!r} takes *{param.name}; a task's arguments are stored by name,"
+                    " so it cannot take a variable number of positional arguments"
+                )
+        params = self.signature.parameters.values()
+        self._positional_only = [p.name for p in params if p.kind is p.POSITIONAL_ONLY]
+        self._named = {p.name: p for p in params if p.kind is not p.VAR_KEYWORD}
+        self._extra = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
+        self._required = [p.name for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD]
+        self._hints: dict[str, Any] | None = None
+
+    @property
+    def hints(self) -> dict[str, Any]:
+        """Each parameter's annotated type (``Any`` where none), and the
+        result's under ``"return"``."""
+        if self._hints is None:
+            try:
+                resolved = typing.get_type_hints(self._fn)
+            except Exception as exc:  # noqa: BLE001 - a name that cannot be resolved
+                raise TypeError(f"task {self.task_name!r}: cannot resolve its annotations: {exc}") from None
+            hints = {name: resolved.get(name, Any) for name in self.signature.parameters}
+            if self._extra is not None:
+                hints[self._extra] = resolved.get(self._extra, Any)
+            hints["return"] = resolved.get("return", Any)
+            self._hints = hints
+        return self._hints
+
+    def encode(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The stored form of a call. ``TypeError`` naming the argument for
+        one that is missing, unexpected or of the wrong type;
+        :class:`~jobq.InvalidJob` for a value that has no JSON form. Both
+        before anything is stored."""
+        if self._extra is None:
+            for name in kwargs:
+                if name not in self._named or name in self._positional_only:
+                    raise TypeError(f"{self.task_name}(): got an unexpected keyword argument {name!r}")
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.task_name}(): {exc}") from None
+        call: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            if name == self._extra:
+                call.update(value)
+            else:
+                call[name] = value
+        data: dict[str, Any] = to_json_value(call, f"the arguments of task {self.task_name!r}")
+        hints = self.hints
+        for name, value in data.items():
+            target = hints.get(name, hints.get(self._extra or "", Any))
+            try:
+                from_json_value(value, target)
+            except (msgspec.ValidationError, TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"{self.task_name}(): argument {name!r} does not fit {_type_name(target)}:"
+                    f" {_mismatch_detail(exc)}"
+                ) from None
+        return data
+
+    def decode(self, data: Any) -> tuple[list[Any], dict[str, Any]]:
+        """The call a stored job makes: positional and keyword arguments, of
+        the annotated types. :class:`ArgumentMismatch` names what no longer
+        fits."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ArgumentMismatch(
+                f"task {self.task_name!r} takes its arguments as a JSON object,"
+                f" but the job holds a {type(data).__name__}"
+            )
+        hints = self.hints
+        missing = [name for name in self._required if name not in data]
+        if missing:
+            raise ArgumentMismatch(
+                f"task {self.task_name!r}: the job lacks the required argument"
+                f"{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+            )
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if name in self._named:
+                target = hints[name]
+            elif self._extra is not None:
+                target = hints[self._extra]
+            else:
+                raise ArgumentMismatch(
+                    f"task {self.task_name!r} takes no argument {name!r}, which the job holds"
+                )
+            try:
+                kwargs[name] = from_json_value(value, target)
+            except (msgspec.ValidationError, TypeError, ValueError) as exc:
+                raise ArgumentMismatch(
+                    f"task {self.task_name!r}: argument {name!r} does not fit {_type_name(target)}:"
+                    f" {_mismatch_detail(exc)}"
+                ) from None
+        positional = [kwargs.pop(name) for name in self._positional_only if name in kwargs]
+        return positional, kwargs
+
+    def encode_result(self, value: Any) -> Any:
+        """A result as JSON values (:class:`~jobq.InvalidJob` if it has none)."""
+        return to_json_value(value, f"the result of task {self.task_name!r}")
+
+    def decode_result(self, value: Any) -> Any:
+        """A stored result, of the task's annotated return type."""
+        return from_json_value(value, self.hints["return"])
+
+
+def _type_name(target: Any) -> str:
+    if isinstance(target, type):
+        return target.__qualname__
+    return str(target).replace("typing.", "")
