@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import jobq
+from jobq.store.sqlite.schema import LATEST_VERSION
 
 # The jobq under test, for the subprocesses whatever their working directory.
 SRC = Path(jobq.__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ def test_read_commands_never_migrate(tmp_path: Path, command: list[str]) -> None
     assert state(path) == before
 
     migrated = jobq_cli("migrate", "--url", "sqlite:///kmsg.db", cwd=tmp_path)
-    assert migrated.returncode == 0 and "schema version 0 -> 2" in migrated.stdout, migrated
+    assert migrated.returncode == 0 and f"schema version 0 -> {LATEST_VERSION}" in migrated.stdout, migrated
     current = state(path)
     done = jobq_cli(*command, "--url", "sqlite:///kmsg.db", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
