@@ -124,3 +124,74 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
     with jobq.connect_sync(f"sqlite:///{tmp_path / 'jobq.db'}") as queue:
         counts = queue.counts()
     assert counts[jobq.JobStatus.COMPLETED] + counts[jobq.JobStatus.FAILED] == 200
+
+
+APP = """
+import datetime as dt
+import jobq
+
+app = jobq.App()  # $JOBQ_URL, else sqlite:///jobq.db
+
+@app.task(name="sms.send", queue="sms", priority=4, max_attempts=6)
+def send(to: str, count: int = 1, at: dt.datetime | None = None) -> None: ...
+
+@app.task(name="mail.send")
+def mail(to: str) -> None: ...
+
+@app.task(name="other.send")
+def other_send(to: str) -> None: ...
+"""
+
+
+def test_enqueue_defers_a_task_of_an_app(tmp_path: Path) -> None:
+    (tmp_path / "tasksapp.py").write_text(APP)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    by_json = run("enqueue", "--app", "tasksapp:app", "sms.send", '{"to": "12345", "count": 2}', cwd=tmp_path, env=env)
+    assert by_json.returncode == 0, by_json.stderr
+    # --arg: text for a str parameter (so "12345" stays a string), JSON otherwise.
+    by_args = run(
+        "enqueue", "--app", "tasksapp:app", "sms.send", "--arg", "to=12345", "--arg", "count=3",
+        "--arg", "at=2026-12-07T09:00:00Z", "--priority", "9", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert by_args.returncode == 0, by_args.stderr
+    short = run("enqueue", "--app", "tasksapp:app", "mail", "--arg", "to=a@example.com", cwd=tmp_path, env=env)
+    assert short.returncode == 0, short.stderr  # the function's name, when only one task has it
+    with jobq.connect_sync(f"sqlite:///{tmp_path / 'jobq.db'}") as queue:
+        first = queue.get_job(by_json.stdout.strip())
+        second = queue.get_job(by_args.stdout.strip())
+        third = queue.get_job(short.stdout.strip())
+    assert (first.type, first.data, first.queue, first.priority, first.max_attempts) == (
+        "sms.send", {"to": "12345", "count": 2}, "sms", 4, 6,
+    )  # fmt: skip
+    assert second.data == {"to": "12345", "count": 3, "at": "2026-12-07T09:00:00Z"} and second.priority == 9
+    assert third.type == "mail.send"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sms.send", '{"count": 1}'], "sms.send(): missing a required argument: 'to'"),
+        (["sms.send", "--arg", "to=1", "--arg", "cnt=2"], "unexpected keyword argument 'cnt'"),
+        (["sms.send", "--arg", "to=1", "--arg", "count=many"], "argument 'count' does not fit int"),
+        (["sms.send", "[1, 2]"], "are a JSON object, not list"),
+        (["nope"], "the app has no task 'nope' (its tasks: mail.send, other.send, sms.send)"),
+        (["send"], "'send' names several tasks"),
+        (["sms.send", "--arg", "to"], "--arg takes NAME=VALUE"),
+    ],
+)
+def test_enqueue_with_an_app_refuses_bad_arguments_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "tasksapp.py").write_text(APP)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    done = run("enqueue", "--app", "tasksapp:app", *args, cwd=tmp_path, env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "jobq.db").exists() or jobq.connect_sync(f"sqlite:///{tmp_path / 'jobq.db'}").size() == 0
+
+
+def test_arg_without_app_and_an_app_that_is_not_one_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "notapp.py").write_text("app = 42\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    done = run("enqueue", "t", "--arg", "a=1", cwd=tmp_path, env=env)
+    assert done.returncode == 1 and "--arg names a task's argument; it needs --app" in done.stderr
+    done = run("enqueue", "--app", "notapp:app", "t", cwd=tmp_path, env=env)
+    assert done.returncode == 1 and "notapp:app is a int, not a jobq.App" in done.stderr

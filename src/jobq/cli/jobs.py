@@ -126,12 +126,14 @@ async def _defer_task(args: argparse.Namespace, metadata: dict[str, Any] | None)
 
 
 def find_task(app: App, name: str) -> Task[Any, Any]:
-    """The app's task named ``name``, or whose name ends with ``.name``
-    when only one does."""
+    """The app's task named ``name``; else the one task whose name ends with
+    ``.name`` or whose function is called ``name``."""
     task = app.tasks.get(name)
     if task is not None:
         return task
-    matches = [t for t in app.tasks.values() if t.name.rsplit(".", 1)[-1] == name]
+    matches = [
+        t for t in app.tasks.values() if name in (t.name.rsplit(".", 1)[-1], getattr(t.fn, "__name__", None))
+    ]
     if len(matches) == 1:
         return matches[0]
     known = ", ".join(sorted(app.tasks)) or "none"
