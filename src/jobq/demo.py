@@ -1,11 +1,12 @@
 """``jobq demo``: k-msg's message-sending workload on the embedded default.
 
-A producer queues ``send_message``, ``send_bulk_messages`` and
-``send_scheduled_message`` jobs the way k-msg's ``MessageJobProcessor`` does
-(priority high=10, normal=5, low=1; bulk sends at 3; scheduled sends delayed),
-and a processor "sends" them through a fake provider with realistic latency
-and failures: transient ones that succeed on retry, and invalid numbers that
-fail for good. Demo jobs live in the named queue ``demo``, so a database
+Three tasks, under k-msg's job types ``send_message``,
+``send_bulk_messages`` and ``send_scheduled_message``, take typed messages
+(dataclasses). A producer defers them the way k-msg's
+``MessageJobProcessor`` queues its jobs (priority high=10, normal=5, low=1;
+bulk sends at 3; scheduled sends delayed), and a worker "sends" them through
+a fake provider with realistic latency and failures: transient ones that
+succeed on retry, and invalid numbers that fail for good. Demo jobs live in the named queue ``demo``, so a database
 shared with real work is left alone.
 """
 
@@ -22,9 +23,10 @@ from typing import Any
 
 from .backends import connect
 from .events import Event
-from .job import Job
 from .newjobs import NewJob
-from .processor.processor import JobProcessor
+from .queue import Queue
+from .retry import FixedDelays
+from .tasks import App, Task
 
 DEMO_QUEUE = "demo"
 DEMO_JOBS = 3000  # messages queued unless told
@@ -59,67 +61,91 @@ class FakeProvider:
         return f"msg_{self.rng.getrandbits(48):012x}"
 
 
-def _recipient(rng: random.Random) -> dict[str, Any]:
+@dataclass
+class Recipient:
+    phoneNumber: str  # noqa: N815 - k-msg's field names, as its jobs store them
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Message:
+    """What k-msg's ``MessageJobProcessor`` queues for one send."""
+
+    templateCode: str  # noqa: N815 - k-msg's field names
+    recipients: list[Recipient]
+    variables: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SendResult:
+    sent: int
+    messageIds: list[str]  # noqa: N815 - k-msg's field names
+
+
+def _recipient(rng: random.Random) -> Recipient:
     number = f"010{rng.randrange(10**8):08d}"
     if rng.random() < INVALID_NUMBER_RATE:
         number = number[:-4] + "0000"
-    return {"phoneNumber": number, "variables": {"name": rng.choice(["Minji", "Jisoo", "Hyun", "Seo"])}}
+    return Recipient(number, {"name": rng.choice(["Minji", "Jisoo", "Hyun", "Seo"])})
 
 
-def _message(rng: random.Random, priority: str) -> dict[str, Any]:
-    return {
-        "templateCode": rng.choice(TEMPLATES),
-        "recipients": [_recipient(rng) for _ in range(rng.choice([1, 1, 1, 2, 3]))],
-        "variables": {"service": "jobq"},
-        "options": {"priority": priority, "senderNumber": "0212345678"},
-    }
+def _message(rng: random.Random, priority: str) -> Message:
+    return Message(
+        templateCode=rng.choice(TEMPLATES),
+        recipients=[_recipient(rng) for _ in range(rng.choice([1, 1, 1, 2, 3]))],
+        variables={"service": "jobq"},
+        options={"priority": priority, "senderNumber": "0212345678"},
+    )
 
 
-def make_jobs(count: int, rng: random.Random) -> list[NewJob]:
+def build_app(queue: Queue, provider: FakeProvider) -> tuple[App, Tasks]:
+    """The demo's tasks, under k-msg's job type names, on ``queue``."""
+    app = App(queue=queue)
+    settings: dict[str, Any] = dict(queue=DEMO_QUEUE, max_attempts=3, retry=FixedDelays(RETRY_DELAYS))
+
+    async def send_one(message: Message) -> SendResult:
+        ids = [await provider.send(r.phoneNumber, message.templateCode) for r in message.recipients]
+        return SendResult(len(ids), ids)
+
+    @app.task(name="send_message", **settings)
+    async def send_message(message: Message) -> SendResult:
+        return await send_one(message)
+
+    @app.task(name="send_scheduled_message", **settings)
+    async def send_scheduled_message(message: Message) -> SendResult:
+        return await send_one(message)
+
+    @app.task(name="send_bulk_messages", **settings)
+    async def send_bulk_messages(messages: list[Message]) -> list[SendResult]:
+        return [await send_one(message) for message in messages]
+
+    return app, Tasks(send_message, send_scheduled_message, send_bulk_messages)
+
+
+@dataclass
+class Tasks:
+    send_message: Task[[Message], SendResult]
+    send_scheduled_message: Task[[Message], SendResult]
+    send_bulk_messages: Task[[list[Message]], list[SendResult]]
+
+
+def make_jobs(count: int, rng: random.Random, tasks: Tasks) -> list[NewJob]:
     """k-msg's mix: mostly single sends, some bulk, some scheduled."""
     jobs = []
     for _ in range(count):
         kind = rng.random()
         if kind < 0.80:
             level = rng.choices(list(PRIORITIES), weights=[2, 6, 2])[0]
-            jobs.append(
-                NewJob("send_message", _message(rng, level), priority=PRIORITIES[level], queue=DEMO_QUEUE)
-            )
+            jobs.append(tasks.send_message.options(priority=PRIORITIES[level]).job(_message(rng, level)))
         elif kind < 0.90:
             batch = [_message(rng, "normal") for _ in range(rng.randint(2, 5))]
-            jobs.append(NewJob("send_bulk_messages", batch, priority=BULK_PRIORITY, queue=DEMO_QUEUE))
+            jobs.append(tasks.send_bulk_messages.options(priority=BULK_PRIORITY).job(batch))
         else:
             delay = rng.uniform(0.2, 2.0)
-            jobs.append(
-                NewJob("send_scheduled_message", _message(rng, "normal"), priority=5, delay=delay, queue=DEMO_QUEUE)
-            )
+            message = _message(rng, "normal")
+            jobs.append(tasks.send_scheduled_message.options(priority=5, delay=delay).job(message))
     return jobs
-
-
-def build_processor(queue: Any, provider: FakeProvider, concurrency: int) -> JobProcessor:
-    processor = JobProcessor(
-        queue, concurrency=concurrency, retry_delays=RETRY_DELAYS, max_retries=3, queues=[DEMO_QUEUE]
-    )
-
-    async def send_one(message: dict[str, Any]) -> dict[str, Any]:
-        ids = [
-            await provider.send(r["phoneNumber"], message["templateCode"]) for r in message["recipients"]
-        ]
-        return {"sent": len(ids), "messageIds": ids}
-
-    @processor.handler("send_message")
-    async def send_message(job: Job[dict[str, Any]]) -> dict[str, Any]:
-        return await send_one(job.data)
-
-    @processor.handler("send_scheduled_message")
-    async def send_scheduled_message(job: Job[dict[str, Any]]) -> dict[str, Any]:
-        return await send_one(job.data)
-
-    @processor.handler("send_bulk_messages")
-    async def send_bulk_messages(job: Job[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        return [await send_one(message) for message in job.data]
-
-    return processor
 
 
 @dataclass
@@ -172,7 +198,8 @@ async def run_demo(
     live = out.isatty() and not quiet
     async with connect(url) as queue:
         provider = FakeProvider(rng)
-        processor = build_processor(queue, provider, concurrency)
+        app, tasks = build_app(queue, provider)
+        processor = app.processor(queue, concurrency=concurrency, queues=[DEMO_QUEUE])
         tally = Tally(total=jobs)
         ours: set[str] = set()
 
@@ -206,10 +233,10 @@ async def run_demo(
         await processor.start()
         try:
             # The producer queues in bursts while the worker runs, as an app would.
-            specs = make_jobs(jobs, rng)
+            specs = make_jobs(jobs, rng, tasks)
             for start in range(0, len(specs), 250):
-                stored = await queue.enqueue_many(specs[start : start + 250])
-                ours.update(job.id for job in stored)
+                stored = await app.defer_many(specs[start : start + 250])
+                ours.update(handle.id for handle in stored)
                 await asyncio.sleep(0.02)
             last_print = 0.0
             while tally.finished < jobs:
