@@ -16,7 +16,7 @@ from typing import Any
 from . import pg
 from .config import BACKENDS, POSTGRES, Counts
 from .peers_pgqueuer import BATCH_SIZE as PGQ_BATCH
-from .runner import Samples
+from .runner import TASK_CONCURRENCY, Samples
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COLUMNS = tuple(BACKENDS)  # memory, sqlite, sqlite-fast; postgres joins when a server is set
@@ -32,6 +32,9 @@ PAIRED = {
     "ratio_batch": ("enqueue_many", "raw_insert_batch"),
     "ratio_process": ("process_best", "raw_claim_complete"),
     "ratio_process_batch": ("process_best", "raw_claim_batch"),
+    # the task API against the low-level API, each pair taken side by side
+    "ratio_task_enqueue": ("task_enqueue", "enqueue"),
+    "ratio_task_process": ("task_process", f"process_c{TASK_CONCURRENCY}"),
     # a cost: the time per cycle with the big table over the time with an empty one
     "claim_cost": ("claim_empty", "claim_big"),
 }
@@ -111,6 +114,10 @@ def _rows(
     rows += [(f"process_c{c}", f"process, 1 worker, concurrency {c}", "jobs/s") for c in concurrencies]
     rows += [
         ("process_best", "process, 1 worker, best (peers: see notes)", "jobs/s"),
+        ("task_enqueue", "task defer, one call per job", "jobs/s"),
+        ("ratio_task_enqueue", "  task defer / enqueue", "ratio"),
+        ("task_process", f"task process, 1 worker, concurrency {TASK_CONCURRENCY}", "jobs/s"),
+        ("ratio_task_process", f"  task process / process, concurrency {TASK_CONCURRENCY}", "ratio"),
         ("processes_cli", f"process, jobq worker --processes {counts.processes}", "jobs/s"),
         ("latency_p50", f"enqueue->start p50 @ {counts.latency_rate:g}/s", "ms"),
         ("latency_p99", f"enqueue->start p99 @ {counts.latency_rate:g}/s", "ms"),

@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository root, where ``be
 #: Selectable with --only. Peers join enqueue, batch, process and latency
 #: (unless --no-peers); "rss" is the long one and runs only when asked for
 #: (--only rss, or --long).
-WORKLOADS = ("enqueue", "batch", "process", "latency", "raw", "processes", "scale", "rss")
+WORKLOADS = ("enqueue", "batch", "process", "tasks", "latency", "raw", "processes", "scale", "rss")
+#: Concurrency of the task API's process figure, compared with process_c32.
+TASK_CONCURRENCY = 32
 DEFAULT_WORKLOADS = tuple(w for w in WORKLOADS if w != "rss")
 LATENCY_CONCURRENCY = 16
 MIB = 1024 * 1024
@@ -313,6 +315,22 @@ class Bench:
                 lambda url, c=c: run_child("process", timeout + 30, url=url, n=n, concurrency=c, timeout=timeout),
             )  # fmt: skip
 
+    def task_enqueue(self, backend: str, run: int) -> None:
+        """Deferring through the task API, one call per job (beside ``enqueue``)."""
+        n = self.counts.enqueue[backend]
+        self._measure(
+            "task_enqueue", backend, run, lambda url: run_child("tasks.enqueue_single", 60 + n / 100, url=url, n=n)
+        )
+
+    def task_process(self, backend: str, run: int) -> None:
+        """A processor of an app's tasks draining a full queue (beside ``process``)."""
+        n, c = self.counts.process_jobs, TASK_CONCURRENCY
+        timeout = 60 + n / 100
+        self._measure(
+            "task_process", backend, run,
+            lambda url: run_child("tasks.process", timeout + 30, url=url, n=n, concurrency=c, timeout=timeout),
+        )  # fmt: skip
+
     def processes(self, backend: str, run: int) -> None:
         """``jobq worker --processes N`` (the CLI and its supervisor) on a prefilled queue."""
         n, count, c = self.counts.process_jobs, self.counts.processes, self.concurrencies[0]
@@ -471,13 +489,16 @@ class Bench:
                 "latency": [self.latency] if "latency" in only else [],
             }
         raw = "raw" in only and backend in RAW_MODES
+        tasks = "tasks" in only
         return {
             "enqueue": [self.enqueue] if "enqueue" in only else [],
+            "task_enqueue": [self.task_enqueue] if tasks else [],
             "raw_insert": [self.raw_insert] if raw else [],
             "batch": [self.batch] if "batch" in only else [],
             "raw_insert_batch": [self.raw_insert_batch] if raw else [],
             "raw_claim": [self.raw_claim] if raw else [],
             "process": [self.process] if "process" in only else [],
+            "task_process": [self.task_process] if tasks else [],
             "processes": [self.processes] if "processes" in only and backend != "memory" else [],
             "scale": [self.scale] if "scale" in only and backend in SCALE_BACKENDS else [],
             "latency": [self.latency] if "latency" in only else [],
@@ -486,7 +507,8 @@ class Bench:
     def run(self) -> Samples:
         backends = self.backends + self.peers
         groups = (
-            ("enqueue", "raw_insert"), ("batch", "raw_insert_batch"), ("raw_claim", "process", "processes"),
+            ("enqueue", "task_enqueue", "raw_insert"), ("batch", "raw_insert_batch"),
+            ("raw_claim", "process", "task_process", "processes"),
             ("scale",), ("latency",),
         )  # fmt: skip
         per_run = any(w != "rss" for w in self.only)

@@ -109,36 +109,45 @@ async def process(
             return None
 
         processor.handle(JOB_TYPE, noop)
-        done = asyncio.Event()
-        completed = 0
-        finished_at = 0.0
+        seconds = await drain(queue, processor, n, timeout, profile)
+    return {"n": n, "concurrency": concurrency, "seconds": seconds, "rate": n / seconds}
 
-        def on_completed(event: jobq.Event) -> None:
-            nonlocal completed, finished_at
-            completed += 1
-            if completed == n:
-                finished_at = time.perf_counter()
-                done.set()
 
-        processor.on("job_completed", on_completed)
-        profilers = _Profilers(queue, profile) if profile else None
+async def drain(
+    queue: jobq.Queue, processor: jobq.JobProcessor, n: int, timeout: float, profile: str | None = None
+) -> float:
+    """Seconds ``processor`` takes to complete the ``n`` jobs waiting in
+    ``queue``, from its start to the last completion; checks they all did."""
+    done = asyncio.Event()
+    completed = 0
+    finished_at = 0.0
+
+    def on_completed(event: jobq.Event) -> None:
+        nonlocal completed, finished_at
+        completed += 1
+        if completed == n:
+            finished_at = time.perf_counter()
+            done.set()
+
+    processor.on("job_completed", on_completed)
+    profilers = _Profilers(queue, profile) if profile else None
+    if profilers:
+        profilers.start()
+    started = time.perf_counter()
+    await processor.start()
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+    except TimeoutError:
+        raise RuntimeError(f"only {completed} of {n} jobs completed within {timeout:g} s") from None
+    finally:
         if profilers:
-            profilers.start()
-        started = time.perf_counter()
-        await processor.start()
-        try:
-            await asyncio.wait_for(done.wait(), timeout)
-        except TimeoutError:
-            raise RuntimeError(f"only {completed} of {n} jobs completed within {timeout:g} s") from None
-        finally:
-            if profilers:
-                profilers.stop()
-            await processor.stop()
-        seconds = finished_at - started
-        counts = await queue.counts()
+            profilers.stop()
+        await processor.stop()
+    seconds = finished_at - started
+    counts = await queue.counts()
     if counts[jobq.JobStatus.COMPLETED] != n:
         raise RuntimeError(f"expected {n} completed jobs, the queue counts {dict(counts)}")
-    return {"n": n, "concurrency": concurrency, "seconds": seconds, "rate": n / seconds}
+    return seconds
 
 
 # -- 4. enqueue-to-start latency -------------------------------------------

@@ -92,10 +92,18 @@ class Signature:
                 )
         params = self.signature.parameters.values()
         self._positional_only = [p.name for p in params if p.kind is p.POSITIONAL_ONLY]
+        #: Parameters a positional argument fills, in order.
+        self._positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        #: Parameters a keyword argument may name.
+        self._keywords = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
         self._named = {p.name: p for p in params if p.kind is not p.VAR_KEYWORD}
         self._extra = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
         self._required = [p.name for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD]
+        # Whether the required parameters are the first positional ones, so
+        # a call with that many positional arguments or more lacks none.
+        self._required_lead = self._required == self._positional[: len(self._required)]
         self._hints: dict[str, Any] | None = None
+        self._plain: dict[str, type] = {}  # parameters annotated str, int, float or bool
 
     @property
     def hints(self) -> dict[str, Any]:
@@ -110,32 +118,51 @@ class Signature:
             if self._extra is not None:
                 hints[self._extra] = resolved.get(self._extra, Any)
             hints["return"] = resolved.get("return", Any)
+            self._plain = {name: hint for name, hint in hints.items() if hint in (str, int, float, bool)}
             self._hints = hints
         return self._hints
+
+    def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The call's arguments by name (those given only), checked against
+        the parameters as Python checks a call."""
+        positional = self._positional
+        if len(args) > len(positional):
+            raise TypeError(
+                f"{self.task_name}(): takes {len(positional)} positional arguments but {len(args)} were given"
+            )
+        call = dict(zip(positional, args, strict=False))
+        if not kwargs and self._required_lead and len(args) >= len(self._required):
+            return call
+        for name, value in kwargs.items():
+            if name in call:
+                raise TypeError(f"{self.task_name}(): got multiple values for argument {name!r}")
+            if name not in self._keywords and (self._extra is None or name in self._positional_only):
+                raise TypeError(f"{self.task_name}(): got an unexpected keyword argument {name!r}")
+            call[name] = value
+        for name in self._required:
+            if name not in call:
+                raise TypeError(f"{self.task_name}(): missing a required argument: {name!r}")
+        return call
 
     def encode(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The stored form of a call. ``TypeError`` naming the argument for
         one that is missing, unexpected or of the wrong type;
         :class:`~jobq.InvalidJob` for a value that has no JSON form. Both
         before anything is stored."""
-        if self._extra is None:
-            for name in kwargs:
-                if name not in self._named or name in self._positional_only:
-                    raise TypeError(f"{self.task_name}(): got an unexpected keyword argument {name!r}")
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.task_name}(): {exc}") from None
-        call: dict[str, Any] = {}
-        for name, value in bound.arguments.items():
-            if name == self._extra:
-                call.update(value)
-            else:
-                call[name] = value
+        call = self._bind(args, kwargs)
+        hints, plain = self.hints, self._plain
+        if _all_plain(call, plain):
+            return call  # strs, ints, floats and bools of their annotated types: JSON as they are
         data: dict[str, Any] = to_json_value(call, f"the arguments of task {self.task_name!r}")
-        hints = self.hints
         for name, value in data.items():
+            kind = plain.get(name)
+            if kind is not None:
+                given = type(call[name])
+                if given is kind or (kind is float and given is int):
+                    continue  # the common case, without a conversion
             target = hints.get(name, hints.get(self._extra or "", Any))
+            if target is Any:
+                continue
             try:
                 from_json_value(value, target)
             except (msgspec.ValidationError, TypeError, ValueError) as exc:
@@ -163,6 +190,12 @@ class Signature:
                 f"task {self.task_name!r}: the job lacks the required argument"
                 f"{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
             )
+        if _all_plain(data, self._plain):
+            if self._positional_only:
+                return [data[n] for n in self._positional_only if n in data], {
+                    n: v for n, v in data.items() if n not in self._positional_only
+                }
+            return [], data
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             if name in self._named:
@@ -190,6 +223,19 @@ class Signature:
     def decode_result(self, value: Any) -> Any:
         """A stored result, of the task's annotated return type."""
         return from_json_value(value, self.hints["return"])
+
+
+def _all_plain(values: Mapping[str, Any], plain: Mapping[str, type]) -> bool:
+    """Whether every value is a str, int, float or bool of the type its
+    parameter is annotated with (an int for a float), so needs no conversion."""
+    for name, value in values.items():
+        kind = plain.get(name)
+        if kind is None:
+            return False
+        given = type(value)
+        if given is not kind and not (kind is float and given is int):
+            return False
+    return True
 
 
 def _type_name(target: Any) -> str:

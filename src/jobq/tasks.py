@@ -143,7 +143,9 @@ class Task(Generic[P, R]):
         handle. ``TypeError`` for arguments that do not fit the function's
         signature, :class:`~jobq.InvalidJob` for a value with no JSON form:
         in both cases before anything is stored."""
-        return await Deferral(self, _NO_OPTIONS).defer(*args, **kwargs)
+        spec = self._new_job(_NO_OPTIONS, args, kwargs)
+        (job,) = await (await self.app.open()).enqueue_many([spec])
+        return JobHandle(self.app, job, self)
 
     def defer_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """:meth:`defer` for code that is not async (Django, Flask, scripts)."""
@@ -152,7 +154,24 @@ class Task(Generic[P, R]):
     def job(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
         """The job a call would store, checked and not stored: for
         :meth:`App.defer_many`, which stores many in one transaction."""
-        return Deferral(self, _NO_OPTIONS).job(*args, **kwargs)
+        return self._new_job(_NO_OPTIONS, args, kwargs)
+
+    def _new_job(self, call: CallOptions, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NewJob:
+        """The job of one call with ``call``'s settings (see :meth:`options`)."""
+        data = self.signature.encode(args, kwargs)
+        metadata = dict(call.metadata) if call.metadata else None
+        for limit in self.limits:
+            # A per-key limit reads its key from the metadata; a task takes it
+            # from the argument of the same name unless told.
+            value = data.get(limit.key)
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                if metadata is None:
+                    metadata = {}
+                metadata.setdefault(limit.key, value)
+        return self.defaults.job(
+            self.name, data, priority=call.priority, delay=call.delay, max_attempts=call.max_attempts,
+            metadata=metadata, queue=call.queue, unique_key=call.unique_key, timeout=call.timeout,
+        )  # fmt: skip
 
     # -- running -----------------------------------------------------------------
 
@@ -186,21 +205,7 @@ class Deferral(Generic[P, R]):
         self.call = call
 
     def job(self, *args: P.args, **kwargs: P.kwargs) -> NewJob:
-        task, call = self.task, self.call
-        data = task.signature.encode(args, kwargs)
-        metadata = dict(call.metadata) if call.metadata else None
-        for limit in task.limits:
-            # A per-key limit reads its key from the metadata; a task takes it
-            # from the argument of the same name unless told.
-            value = data.get(limit.key)
-            if isinstance(value, (str, int)) and not isinstance(value, bool):
-                if metadata is None:
-                    metadata = {}
-                metadata.setdefault(limit.key, value)
-        return task.defaults.job(
-            task.name, data, priority=call.priority, delay=call.delay, max_attempts=call.max_attempts,
-            metadata=metadata, queue=call.queue, unique_key=call.unique_key, timeout=call.timeout,
-        )  # fmt: skip
+        return self.task._new_job(self.call, args, kwargs)
 
     async def defer(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         spec = self.job(*args, **kwargs)
