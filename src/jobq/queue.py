@@ -548,6 +548,10 @@ class Queue(AdminVerbs):
         job_id, token = self._target(job)
         if token is None:
             raise TypeError("cancel_running needs the Job returned by dequeue, not an id; use cancel()")
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise InvalidOption(f"reason must be a str or None, not {type(reason).__name__}")
+            codec.check_text(reason, "reason", InvalidOption)
         return self._lenient_job(await self._settle_one(transitions.cancelled(job_id, token, reason)))
 
     async def cancel_requests(self, jobs: Sequence[Job[Any] | str]) -> set[str]:
@@ -576,8 +580,10 @@ class Queue(AdminVerbs):
         ``complete``."""
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InvalidOption(f"progress must be a finite number, not {value!r}")
-        if message is not None and not isinstance(message, str):
-            raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
+        if message is not None:
+            if not isinstance(message, str):
+                raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
+            codec.check_text(message, "progress message", InvalidOption)
         job_id, token = self._target(job)
         await self.store.set_progress(job_id, token=token, progress=float(value), message=message)
 

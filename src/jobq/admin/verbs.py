@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 LIST_LIMIT = 50  # jobs per list_jobs page unless told
 MAX_LIST_LIMIT = 1000  # most jobs one list_jobs page returns
+MAX_LIST_OFFSET = 2**63 - 1  # the largest offset every store takes (a 64-bit integer)
 THROUGHPUT_WINDOW = 15  # minutes of history throughput() (and `jobq stats`) report unless told
 MAX_THROUGHPUT_WINDOW = 24 * 60  # minutes: the longest history throughput() reports
 COMPLETED_RETENTION = 86_400.0  # seconds a completed job is kept by default (1 day)
@@ -46,7 +47,7 @@ class Retention:
         for name in ("completed_after", "failed_after", "cancelled_after"):
             value = getattr(self, name)
             if value is not None:
-                codec.check_delay(value, name)
+                codec.check_delay(value, name, InvalidOption)
 
 
 @dataclass(slots=True)
@@ -135,8 +136,8 @@ class AdminVerbs:
         every match."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOption(f"offset must be an int >= 0, not {offset!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIST_OFFSET:
+            raise InvalidOption(f"offset must be an int from 0 to {MAX_LIST_OFFSET}, not {offset!r}")
         if order not in ("newest", "oldest"):
             raise InvalidOption(f"order must be 'newest' or 'oldest', not {order!r}")
         statuses: set[str] | None = None
@@ -192,7 +193,9 @@ class AdminVerbs:
         """Deletes jobs in ``statuses`` (finished more than ``older_than``
         seconds ago, when given); returns how many."""
         chosen = _finished(statuses, "cleanup_terminal")
-        before = None if older_than is None else self.now_ms() - to_ms(codec.check_delay(older_than))
+        before = None
+        if older_than is not None:
+            before = self.now_ms() - to_ms(codec.check_delay(older_than, "older_than", InvalidOption))
         return await self._delete_finished(dict.fromkeys(chosen, before))
 
     async def prune(
@@ -225,7 +228,7 @@ class AdminVerbs:
         now_ms = self.now_ms()
         return await self._delete_finished(
             {
-                status: now_ms - to_ms(codec.check_delay(age, f"{status}_after"))
+                status: now_ms - to_ms(codec.check_delay(age, f"{status}_after", InvalidOption))
                 for status, age in ages.items()
                 if age is not None
             }

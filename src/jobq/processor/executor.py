@@ -116,7 +116,8 @@ class Outcome:
         if kind is Kind.CANCELLED:
             # A handler's CancelJob stores its reason; a cancel request keeps
             # the stored error as it is.
-            return transitions.cancelled(job.id, token, self.error if self.exception is not None else None)
+            reason = codec.error_text(self.error or "") if self.exception is not None else None
+            return transitions.cancelled(job.id, token, reason)
         delay_ms = None if self.delay is None else to_ms(codec.check_delay(self.delay))
         return transitions.released(job.id, token, delay_ms)
 
