@@ -45,10 +45,15 @@ def opened(args: argparse.Namespace) -> AbstractAsyncContextManager[Queue]:
     return connect(url_of(args))
 
 
-def error_line(exc: BaseException) -> str:
+def one_line(text: str) -> str:
+    """``text`` with its whitespace runs (line breaks included) as single spaces."""
+    return " ".join(text.split())
+
+
+def error_line(exc: BaseException | str) -> str:
     """The one line ``jobq`` prints for an error, even when a driver's
     message spans several."""
-    return "jobq: error: " + " ".join(str(exc).split())
+    return "jobq: error: " + one_line(str(exc))
 
 
 def json_arg(text: str, what: str) -> Any:
@@ -56,6 +61,8 @@ def json_arg(text: str, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise CommandError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CommandError(f"{what} is JSON nested too deeply") from None
 
 
 def status_names() -> list[str]:
