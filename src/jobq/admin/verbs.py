@@ -219,6 +219,8 @@ class AdminVerbs:
             "failed": failed_after,
             "cancelled": cancelled_after,
         }
+        if older_than is not None:
+            codec.check_delay(older_than, "older_than", InvalidOption)
         if older_than is not None or statuses is not None:
             names = _finished(TERMINAL_STATUSES if statuses is None else statuses, "prune")
             ages = {
