@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from .errors import InvalidJob, JobqError
+from .errors import InvalidJob, InvalidOption, JobqError
 
 MAX_TYPE_LENGTH = 255  # characters
 MAX_PAYLOAD_BYTES = 1024 * 1024  # default limit on an encoded payload (and on metadata): 1 MiB
@@ -150,6 +151,31 @@ def check_text(text: str, what: str, error: type[JobqError] = InvalidJob) -> str
         raise error(f"{what} must not contain NUL characters: {text[:80]!r}")
     _utf8_size(text, what, error)
     return text
+
+
+def check_names(names: Iterable[Any] | None, what: str) -> None:
+    """Names a verb filters on (queues, types): each a str that a store can
+    hold, :class:`InvalidOption` naming ``what`` otherwise."""
+    if names is None:
+        return
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidOption(f"{what} must be names (str), not {type(name).__name__}")
+        if "\x00" in name or not name.isascii():
+            check_text(name, what, InvalidOption)
+
+
+def storable_id(job_id: str) -> bool:
+    """Whether a store could hold ``job_id``: no job has an id with a NUL
+    character or a lone surrogate, so a verb given one answers "no such job"
+    without asking the store (whose driver would fail on it)."""
+    if job_id.isascii():
+        return "\x00" not in job_id
+    try:
+        check_text(job_id, "job id")
+    except InvalidJob:
+        return False
+    return True
 
 
 def check_priority(priority: Any) -> int:

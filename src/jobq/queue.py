@@ -339,6 +339,8 @@ class Queue(AdminVerbs):
         owner: str | None,
         limits: Sequence[KeyLimit],
     ) -> ClaimRequest:
+        codec.check_names(queues, "queues")
+        codec.check_names(exclude_types, "exclude_types")
         return ClaimRequest(
             limit=limit,
             now_ms=now_ms,
@@ -380,6 +382,8 @@ class Queue(AdminVerbs):
         if isinstance(job, Job):
             return job.id, job.lease_token
         if isinstance(job, str):
+            if not codec.storable_id(job):
+                raise JobNotFound(job)
             return job, None
         raise TypeError(f"expected a job id or a jobq.Job, not {type(job).__name__}")
 
@@ -487,24 +491,32 @@ class Queue(AdminVerbs):
 
     async def peek(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
         """The job ``dequeue`` would return, without claiming it."""
+        codec.check_names(queues, "queues")
         record = await self.store.peek(now_ms=self.now_ms(), queues=queues)
         return None if record is None else self._lenient_job(record)
 
     async def size(self, *, queues: Sequence[str] | None = None) -> int:
         """How many jobs are ready to run now."""
+        codec.check_names(queues, "queues")
         return await self.store.count_ready(now_ms=self.now_ms(), queues=queues)
 
     async def next_due(self, *, queues: Sequence[str] | None = None) -> float | None:
         """Epoch seconds at which the earliest waiting job is due, or ``None``."""
+        codec.check_names(queues, "queues")
         due = await self.store.next_due_ms(queues=queues)
         return None if due is None else due / 1000
 
     async def get_job(self, job_id: str) -> Job[Any] | None:
         """Any job by id, whatever its status."""
+        if not codec.storable_id(job_id):
+            return None
         record = await self.store.get(job_id)
         return None if record is None else self._lenient_job(record)
 
     async def remove(self, job_id: str) -> bool:
+        """Deletes the job; ``True`` if it existed."""
+        if not codec.storable_id(job_id):
+            return False
         return await self.store.remove(job_id)
 
     async def clear(self) -> None:
@@ -535,6 +547,8 @@ class Queue(AdminVerbs):
           ``False``.
         - unknown id: raises :class:`~jobq.JobNotFound`.
         """
+        if not codec.storable_id(job_id):
+            raise JobNotFound(job_id)
         changed, record = await self.store.cancel(job_id, now_ms=self.now_ms())
         if changed and record.status == "processing":
             for listener in list(self._cancel_listeners):
@@ -567,6 +581,8 @@ class Queue(AdminVerbs):
         :class:`~jobq.NotRetryable` for any other status (or when another
         unfinished job now holds its ``unique_key``), :class:`~jobq.JobNotFound`
         for an unknown id."""
+        if not codec.storable_id(job_id):
+            raise JobNotFound(job_id)
         record = await self.store.retry(job_id, now_ms=self.now_ms())
         self._notify()
         return self._lenient_job(record)

@@ -229,3 +229,23 @@ async def test_retry_all_failed_retries_what_it_can_and_reports_the_rest(queue: 
     }
     again = await retry_all_failed(queue)  # only the blocked one is left, and reported again
     assert again.retried == 0 and [j for j, _ in again.not_retried] == [blocked]
+
+
+@pytest.mark.parametrize("bad", ["\udcff", "a\x00b"], ids=["surrogate", "nul"])
+async def test_ids_and_names_no_store_can_hold_are_answered_alike(queue: jobq.Queue, bad: str) -> None:
+    """An id no job can have is not found (as on every backend), without the
+    driver failing on it; a filter naming such a queue or type is refused."""
+    await queue.enqueue("t")
+    assert await queue.get_job(bad) is None
+    assert await queue.remove(bad) is False
+    for verb in (queue.cancel, queue.retry, queue.complete, lambda job_id: queue.fail(job_id, "x")):
+        with pytest.raises(jobq.JobNotFound):
+            await verb(bad)  # type: ignore[operator]
+    for read in (
+        lambda: queue.list_jobs(type=bad), lambda: queue.list_jobs(queue=[bad]), lambda: queue.size(queues=[bad]),
+        lambda: queue.peek(queues=[bad]), lambda: queue.dequeue(queues=[bad]), lambda: queue.next_due(queues=[bad]),
+        lambda: queue.claim(5, exclude_types=[bad]),
+    ):  # fmt: skip
+        with pytest.raises(jobq.InvalidOption):
+            await read()
+    assert await queue.size() == 1

@@ -79,10 +79,12 @@ class ThroughputRow:
     failed: int
 
 
-def _names(value: str | Collection[str] | None) -> list[str] | None:
+def _names(value: str | Collection[str] | None, what: str) -> list[str] | None:
     if value is None:
         return None
-    return [value] if isinstance(value, str) else list(value)
+    names = [value] if isinstance(value, str) else list(value)
+    codec.check_names(names, what)
+    return names
 
 
 _STATUS_VALUES = frozenset(s.value for s in JobStatus)
@@ -149,8 +151,8 @@ class AdminVerbs:
                 raise InvalidOption(f"list_jobs: {exc}") from None
         records, total = await self.store.list_jobs(
             statuses=statuses,
-            types=_names(type),
-            queues=_names(queue),
+            types=_names(type, "type"),
+            queues=_names(queue, "queue"),
             limit=limit,
             offset=offset,
             newest_first=order == "newest",
