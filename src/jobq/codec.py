@@ -24,6 +24,8 @@ MAX_DELAY = 100 * 365 * 86_400.0
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _sorted_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
+_STR = frozenset({str})
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # JSON values that hold no dict
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ascii_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
@@ -65,8 +67,13 @@ def _check_keys(value: Any, what: str) -> None:
     the same string (``1`` and ``"1"``, ``True`` and ``"true"``): one value
     would be lost. Only a dict mixing ``str`` keys with others can; sorting
     its keys then fails, so a second encoding with sorted keys (in C, about
-    as fast as the first) finds the values worth a closer look."""
-    if not isinstance(value, (dict, list, tuple)):
+    as fast as the first) finds the values worth a closer look. A flat value
+    needs neither."""
+    if isinstance(value, dict):
+        # The common case, a flat dict of str keys, is settled without encoding.
+        if _STR.issuperset(map(type, value)) and _SCALARS.issuperset(map(type, value.values())):
+            return
+    elif not isinstance(value, (list, tuple)) or _SCALARS.issuperset(map(type, value)):
         return
     try:
         _sorted_encoder.encode(value)
