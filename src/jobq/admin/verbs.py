@@ -47,7 +47,7 @@ class Retention:
         for name in ("completed_after", "failed_after", "cancelled_after"):
             value = getattr(self, name)
             if value is not None:
-                codec.check_delay(value, name, InvalidOption)
+                codec.check_delay(value, name)
 
 
 @dataclass(slots=True)
@@ -197,7 +197,7 @@ class AdminVerbs:
         chosen = _finished(statuses, "cleanup_terminal")
         before = None
         if older_than is not None:
-            before = self.now_ms() - to_ms(codec.check_delay(older_than, "older_than", InvalidOption))
+            before = self.now_ms() - to_ms(codec.check_delay(older_than, "older_than"))
         return await self._delete_finished(dict.fromkeys(chosen, before))
 
     async def prune(
@@ -222,7 +222,7 @@ class AdminVerbs:
             "cancelled": cancelled_after,
         }
         if older_than is not None:
-            codec.check_delay(older_than, "older_than", InvalidOption)
+            codec.check_delay(older_than, "older_than")
         if older_than is not None or statuses is not None:
             names = _finished(TERMINAL_STATUSES if statuses is None else statuses, "prune")
             ages = {
@@ -232,7 +232,7 @@ class AdminVerbs:
         now_ms = self.now_ms()
         return await self._delete_finished(
             {
-                status: now_ms - to_ms(codec.check_delay(age, f"{status}_after", InvalidOption))
+                status: now_ms - to_ms(codec.check_delay(age, f"{status}_after"))
                 for status, age in ages.items()
                 if age is not None
             }
