@@ -27,6 +27,11 @@ import jobq
 
 BACKENDS = ["memory", "sqlite", postgres_param()]
 
+# Processes the tests start (the CLI, workers) import the jobq under test,
+# whatever their working directory and however PYTHONPATH named it.
+_SRC = str(Path(jobq.__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join([_SRC, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+
 # Schemas created by backend_url during the running test, dropped after it.
 _pg_schemas: set[str] = set()
 

@@ -7,7 +7,7 @@ import inspect
 import os
 from collections.abc import Generator
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from .errors import BackendMissing, InvalidURL
 from .options import reject_unknown
@@ -181,8 +181,12 @@ def open_queue(url: str, **options: Any) -> Queue:
     if scheme == "memory":
         return MemoryQueue(**{**_options("memory", parts.query), **options})
     if scheme == "sqlite":
-        # sqlite:///rel.db -> "rel.db"; sqlite:////abs.db -> "/abs.db"
-        path = url.split("://", 1)[1].split("?", 1)[0]
+        # sqlite:///rel.db -> "rel.db"; sqlite:////abs.db -> "/abs.db";
+        # percent-escapes decoded (sqlite:///my%20jobs.db -> "my jobs.db")
+        try:
+            path = unquote(url.split("://", 1)[1].split("?", 1)[0], errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidURL(f"{url!r}: its path's percent-escapes are not UTF-8") from None
         if path.startswith("/"):
             path = path[1:]
         if parts.netloc:

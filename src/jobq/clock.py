@@ -78,7 +78,20 @@ def to_ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def datetime_of_ms(ms: int | float) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime. A stored time beyond what
+    a datetime holds (years 1 to 9999; written by another program, since
+    jobq bounds every delay) reads as the earliest or latest datetime instead
+    of failing every reader of its row."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return LATEST if ms > 0 else EARLIEST
+
+
 def from_ms(ms: int | float | None) -> datetime | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return None if ms is None else datetime_of_ms(ms)

@@ -82,9 +82,14 @@ class UnknownOption(JobqError, TypeError):
 # -- steering: exceptions a handler raises to decide what happens to its job --
 
 
-def _check_delay(what: str, delay: object) -> None:
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < float("inf"):
-        raise InvalidOption(f"{what} delay must be a number of seconds >= 0, not {delay!r}")
+def _check_delay(what: str, delay: object) -> float:
+    """The delay a steering exception carries, checked by the rule every
+    delay follows (:func:`jobq.codec.check_delay`), as :class:`InvalidOption`:
+    a handler that asks for an impossible delay fails its attempt with a
+    message saying so, and nothing is stored."""
+    from .codec import check_delay  # codec imports this module
+
+    return check_delay(delay, f"{what} delay", InvalidOption)
 
 
 class RetryJob(JobqError):
@@ -96,7 +101,7 @@ class RetryJob(JobqError):
 
     def __init__(self, delay: float | None = None, message: str | None = None) -> None:
         if delay is not None:
-            _check_delay("RetryJob", delay)
+            delay = _check_delay("RetryJob", delay)
         super().__init__(message or (f"retry requested in {delay:g} s" if delay is not None else None))
         self.delay = delay
 
@@ -107,7 +112,7 @@ class SnoozeJob(JobqError):
     change, so a handler that snoozes forever runs forever."""
 
     def __init__(self, delay: float = 0.0) -> None:
-        _check_delay("SnoozeJob", delay)
+        delay = _check_delay("SnoozeJob", delay)
         super().__init__(f"snoozed for {delay:g} s")
         self.delay = delay
 

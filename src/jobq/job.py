@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import operator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from .clock import datetime_of_ms
 from .errors import CorruptJob
 
 T = TypeVar("T")
@@ -199,7 +200,7 @@ class Datetimes(dict[int, datetime]):
     their creation time. Datetimes are immutable, so sharing them is safe."""
 
     def __missing__(self, ms: int) -> datetime:
-        value = self[ms] = datetime.fromtimestamp(ms / 1000, UTC)
+        value = self[ms] = datetime_of_ms(ms)
         return value
 
 

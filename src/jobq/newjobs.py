@@ -165,7 +165,7 @@ def new_records(
                 None,
                 None,
                 None,
-                codec.encode_metadata(spec.metadata),
+                codec.encode_metadata(spec.metadata, limit),
                 queue=queue,
                 unique_key=unique_key,
             )

@@ -342,6 +342,8 @@ class Queue(AdminVerbs):
         owner: str | None,
         limits: Sequence[KeyLimit],
     ) -> ClaimRequest:
+        codec.check_names(queues, "queues")
+        codec.check_names(exclude_types, "exclude_types")
         return ClaimRequest(
             limit=limit,
             now_ms=now_ms,
@@ -383,6 +385,8 @@ class Queue(AdminVerbs):
         if isinstance(job, Job):
             return job.id, job.lease_token
         if isinstance(job, str):
+            if not codec.storable_id(job):
+                raise JobNotFound(job)
             return job, None
         raise TypeError(f"expected a job id or a jobq.Job, not {type(job).__name__}")
 
@@ -490,24 +494,32 @@ class Queue(AdminVerbs):
 
     async def peek(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
         """The job ``dequeue`` would return, without claiming it."""
+        codec.check_names(queues, "queues")
         record = await self.store.peek(now_ms=self.now_ms(), queues=queues)
         return None if record is None else self._lenient_job(record)
 
     async def size(self, *, queues: Sequence[str] | None = None) -> int:
         """How many jobs are ready to run now."""
+        codec.check_names(queues, "queues")
         return await self.store.count_ready(now_ms=self.now_ms(), queues=queues)
 
     async def next_due(self, *, queues: Sequence[str] | None = None) -> float | None:
         """Epoch seconds at which the earliest waiting job is due, or ``None``."""
+        codec.check_names(queues, "queues")
         due = await self.store.next_due_ms(queues=queues)
         return None if due is None else due / 1000
 
     async def get_job(self, job_id: str) -> Job[Any] | None:
         """Any job by id, whatever its status."""
+        if not codec.storable_id(job_id):
+            return None
         record = await self.store.get(job_id)
         return None if record is None else self._lenient_job(record)
 
     async def remove(self, job_id: str) -> bool:
+        """Deletes the job; ``True`` if it existed."""
+        if not codec.storable_id(job_id):
+            return False
         return await self.store.remove(job_id)
 
     async def clear(self) -> None:
@@ -538,6 +550,8 @@ class Queue(AdminVerbs):
           ``False``.
         - unknown id: raises :class:`~jobq.JobNotFound`.
         """
+        if not codec.storable_id(job_id):
+            raise JobNotFound(job_id)
         changed, record = await self.store.cancel(job_id, now_ms=self.now_ms())
         if changed and record.status == "processing":
             for listener in list(self._cancel_listeners):
@@ -551,6 +565,10 @@ class Queue(AdminVerbs):
         job_id, token = self._target(job)
         if token is None:
             raise TypeError("cancel_running needs the Job returned by dequeue, not an id; use cancel()")
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise InvalidOption(f"reason must be a str or None, not {type(reason).__name__}")
+            codec.check_text(reason, "reason", InvalidOption)
         return self._lenient_job(await self._settle_one(transitions.cancelled(job_id, token, reason)))
 
     async def cancel_requests(self, jobs: Sequence[Job[Any] | str]) -> set[str]:
@@ -566,6 +584,8 @@ class Queue(AdminVerbs):
         :class:`~jobq.NotRetryable` for any other status (or when another
         unfinished job now holds its ``unique_key``), :class:`~jobq.JobNotFound`
         for an unknown id."""
+        if not codec.storable_id(job_id):
+            raise JobNotFound(job_id)
         record = await self.store.retry(job_id, now_ms=self.now_ms())
         self._notify()
         return self._lenient_job(record)
@@ -579,8 +599,10 @@ class Queue(AdminVerbs):
         ``complete``."""
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InvalidOption(f"progress must be a finite number, not {value!r}")
-        if message is not None and not isinstance(message, str):
-            raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
+        if message is not None:
+            if not isinstance(message, str):
+                raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
+            codec.check_text(message, "progress message", InvalidOption)
         job_id, token = self._target(job)
         await self.store.set_progress(job_id, token=token, progress=float(value), message=message)
 

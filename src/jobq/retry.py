@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from .codec import check_delay
 from .errors import InvalidOption
 
 RETRY_DELAYS: tuple[float, ...] = (1, 5, 15, 60)  # seconds, k-msg's defaults
@@ -33,10 +34,8 @@ class FixedDelays:
     def __post_init__(self) -> None:
         if not self.delays:
             raise InvalidOption("retry_delays must hold at least one delay")
-        for d in self.delays:
-            if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
-                raise InvalidOption(f"retry delay {d!r} is not a number of seconds >= 0")
-        object.__setattr__(self, "delays", tuple(float(d) for d in self.delays))
+        checked = tuple(check_delay(d, "retry delay", InvalidOption) for d in self.delays)
+        object.__setattr__(self, "delays", checked)
 
     def delay(self, attempts: int) -> float:
         return self.delays[min(max(attempts, 0), len(self.delays) - 1)]
@@ -58,6 +57,7 @@ class ExponentialBackoff:
     def __post_init__(self) -> None:
         if not (self.base >= 0 and self.factor >= 1 and self.max_delay >= 0):
             raise InvalidOption("ExponentialBackoff needs base >= 0, factor >= 1, max_delay >= 0")
+        check_delay(self.max_delay, "max_delay", InvalidOption)
         if not 0 <= self.jitter <= 1:
             raise InvalidOption(f"jitter must be between 0 and 1, not {self.jitter!r}")
 

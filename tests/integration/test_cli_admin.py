@@ -121,7 +121,7 @@ def test_retry_cancel_remove(queue_url: str, tmp_path: Path) -> None:
     assert ok(run("retry", ids["waiting"][0], "--json", url=queue_url, cwd=tmp_path)).strip() == json.dumps(
         {"id": ids["waiting"][0], "status": "pending"}
     )
-    assert json.loads(ok(run("retry", "--all-failed", "--type", "nope", "--json", url=queue_url, cwd=tmp_path))) == {"retried": 0}
+    assert json.loads(ok(run("retry", "--all-failed", "--type", "nope", "--json", url=queue_url, cwd=tmp_path))) == {"retried": 0, "not_retried": []}
     assert "retried 1 failed jobs" in ok(run("retry", "--all-failed", url=queue_url, cwd=tmp_path))
     assert ok(run("remove", ids["done"], url=queue_url, cwd=tmp_path)).strip() == f"{ids['done']} removed"
     with jobq.connect_sync(queue_url) as queue:

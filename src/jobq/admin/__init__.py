@@ -27,6 +27,7 @@ from .verbs import (
 )
 from .views import (
     THROUGHPUT_MINUTES,
+    RetryReport,
     WorkerSeen,
     iso,
     job_dict,
@@ -51,6 +52,7 @@ __all__ = [
     "CountRow",
     "JobPage",
     "Retention",
+    "RetryReport",
     "ThroughputRow",
     "WorkerSeen",
     "iso",

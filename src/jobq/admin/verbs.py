@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 LIST_LIMIT = 50  # jobs per list_jobs page unless told
 MAX_LIST_LIMIT = 1000  # most jobs one list_jobs page returns
+MAX_LIST_OFFSET = 2**63 - 1  # the largest offset every store takes (a 64-bit integer)
 THROUGHPUT_WINDOW = 15  # minutes of history throughput() (and `jobq stats`) report unless told
 MAX_THROUGHPUT_WINDOW = 24 * 60  # minutes: the longest history throughput() reports
 COMPLETED_RETENTION = 86_400.0  # seconds a completed job is kept by default (1 day)
@@ -78,10 +79,12 @@ class ThroughputRow:
     failed: int
 
 
-def _names(value: str | Collection[str] | None) -> list[str] | None:
+def _names(value: str | Collection[str] | None, what: str) -> list[str] | None:
     if value is None:
         return None
-    return [value] if isinstance(value, str) else list(value)
+    names = [value] if isinstance(value, str) else list(value)
+    codec.check_names(names, what)
+    return names
 
 
 _STATUS_VALUES = frozenset(s.value for s in JobStatus)
@@ -135,8 +138,8 @@ class AdminVerbs:
         every match."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOption(f"offset must be an int >= 0, not {offset!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIST_OFFSET:
+            raise InvalidOption(f"offset must be an int from 0 to {MAX_LIST_OFFSET}, not {offset!r}")
         if order not in ("newest", "oldest"):
             raise InvalidOption(f"order must be 'newest' or 'oldest', not {order!r}")
         statuses: set[str] | None = None
@@ -148,8 +151,8 @@ class AdminVerbs:
                 raise InvalidOption(f"list_jobs: {exc}") from None
         records, total = await self.store.list_jobs(
             statuses=statuses,
-            types=_names(type),
-            queues=_names(queue),
+            types=_names(type, "type"),
+            queues=_names(queue, "queue"),
             limit=limit,
             offset=offset,
             newest_first=order == "newest",
@@ -192,7 +195,9 @@ class AdminVerbs:
         """Deletes jobs in ``statuses`` (finished more than ``older_than``
         seconds ago, when given); returns how many."""
         chosen = _finished(statuses, "cleanup_terminal")
-        before = None if older_than is None else self.now_ms() - to_ms(codec.check_delay(older_than))
+        before = None
+        if older_than is not None:
+            before = self.now_ms() - to_ms(codec.check_delay(older_than, "older_than"))
         return await self._delete_finished(dict.fromkeys(chosen, before))
 
     async def prune(
@@ -216,6 +221,8 @@ class AdminVerbs:
             "failed": failed_after,
             "cancelled": cancelled_after,
         }
+        if older_than is not None:
+            codec.check_delay(older_than, "older_than")
         if older_than is not None or statuses is not None:
             names = _finished(TERMINAL_STATUSES if statuses is None else statuses, "prune")
             ages = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..errors import JobNotFound, NotRetryable
 from ..job import Job, JobStatus
 from .verbs import THROUGHPUT_WINDOW
 
@@ -112,19 +113,45 @@ async def workers_alive(queue: Queue) -> list[WorkerSeen]:
     return [WorkerSeen(owner, n, until) for owner, (n, until) in sorted(held.items())]
 
 
-async def retry_all_failed(queue: Queue, *, type: str | None = None) -> int:
-    """Retries every failed job (of ``type``, when given); returns how many."""
-    done: set[str] = set()
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """What :func:`retry_all_failed` did: how many failed jobs went back to
+    waiting, and the ids of those it could not retry, each with why."""
+
+    retried: int
+    not_retried: list[tuple[str, str]]
+
+
+async def retry_all_failed(queue: Queue, *, type: str | None = None) -> RetryReport:
+    """Retries every failed job (of ``type``, when given), oldest first, each
+    once. One that cannot be retried (another unfinished job now holds its
+    unique key) is reported and skipped, and the others are still retried;
+    one removed meanwhile is skipped. An error of the store stops it."""
+    seen: set[str] = set()
+    retried = 0
+    not_retried: list[tuple[str, str]] = []
+    offset = 0  # failed jobs still listed before the next unseen one: those not retried
     while True:
         page = await queue.list_jobs(
-            status=JobStatus.FAILED.value, type=type, limit=RETRY_ALL_BATCH, order="oldest"
+            status=JobStatus.FAILED.value, type=type, limit=RETRY_ALL_BATCH, offset=offset, order="oldest"
         )
-        fresh = [job for job in page.jobs if job.id not in done]
-        if not fresh:
-            return len(done)
+        fresh = [job for job in page.jobs if job.id not in seen]
         for job in fresh:
-            done.add(job.id)
-            await queue.retry(job.id)
+            seen.add(job.id)
+            try:
+                await queue.retry(job.id)
+            except JobNotFound:
+                continue
+            except NotRetryable as exc:
+                not_retried.append((job.id, str(exc)))
+                continue
+            retried += 1
+        if len(page.jobs) < RETRY_ALL_BATCH:
+            return RetryReport(retried, not_retried)
+        # Retried jobs leave the list; those not retried stay at its front.
+        # A page with nothing new (jobs retried, then failed again at once)
+        # is stepped over.
+        offset = len(not_retried) if fresh else offset + len(page.jobs)
 
 
 def _group(rows: Iterable[Any], key: str) -> dict[str, dict[str, int]]:

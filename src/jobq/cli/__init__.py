@@ -2,7 +2,9 @@
 
 Every command takes ``--url`` (default ``$JOBQ_URL``, else
 ``sqlite:///jobq.db``). Errors print one line, ``jobq: error: ...``, and exit
-with status 1; usage errors exit with 2. Never a traceback.
+with status 1; usage errors exit with 2. Never a traceback: an error jobq
+did not foresee is printed in one line too (``--log-level DEBUG`` logs its
+traceback).
 
 This module holds the command line's grammar and :func:`main`; the commands
 live in :mod:`~jobq.cli.worker` (worker, demo), :mod:`~jobq.cli.jobs`
@@ -166,6 +168,11 @@ def _add_operator_commands(command: Command) -> None:
     serve.add_argument(
         "--no-auth", action="store_true", help="serve without authentication (loopback addresses only)"
     )
+    serve.add_argument(
+        "--allowed-host", action="append", metavar="HOST",
+        help="a host name the dashboard answers to besides loopback ones (repeatable; for a proxy or a"
+        " DNS name in front of it)",
+    )  # fmt: skip
     serve.add_argument("--log-level-uvicorn", default="warning", help=argparse.SUPPRESS)
     serve.set_defaults(run=dashboard.cmd_dashboard)
 
@@ -184,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (JobqError, OSError) as exc:
         print(error_line(exc), file=sys.stderr)
+        return int(getattr(exc, "exit_status", 1))
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (it is logged at DEBUG)
+        logging.getLogger("jobq").debug("jobq: unexpected error", exc_info=exc)
+        print(error_line(f"unexpected {type(exc).__name__}: {exc} (--log-level DEBUG shows where)"), file=sys.stderr)
         return 1
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..backends import DEFAULT_URL, connect
-from ..errors import JobqError
+from ..errors import JobqError, StoreUnavailable
 from ..job import JobStatus
 from ..queue import Queue
 
@@ -54,10 +54,15 @@ def opened(args: argparse.Namespace, *, read_only: bool = False) -> AbstractAsyn
     return connect(url)
 
 
-def error_line(exc: BaseException) -> str:
+def one_line(text: str) -> str:
+    """``text`` with its whitespace runs (line breaks included) as single spaces."""
+    return " ".join(text.split())
+
+
+def error_line(exc: BaseException | str) -> str:
     """The one line ``jobq`` prints for an error, even when a driver's
     message spans several."""
-    return "jobq: error: " + " ".join(str(exc).split())
+    return "jobq: error: " + one_line(str(exc))
 
 
 def json_arg(text: str, what: str) -> Any:
@@ -65,6 +70,8 @@ def json_arg(text: str, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise CommandError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CommandError(f"{what} is JSON nested too deeply") from None
 
 
 def status_names() -> list[str]:
@@ -92,8 +99,16 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+def raised(what: str, exc: BaseException) -> str:
+    """One line for an exception the application's code raised."""
+    return f"{what} raised {type(exc).__name__}: {exc}" if str(exc) else f"{what} raised {type(exc).__name__}"
+
+
 def load_target(spec: str) -> Any:
-    """Imports ``module:attribute`` (``module.attribute`` also works)."""
+    """Imports ``module:attribute`` (``module.attribute`` also works). A
+    module that cannot be imported (missing, a syntax error, an exception at
+    import) is a :class:`CommandError`, except :class:`StoreUnavailable`,
+    which a worker waits out."""
     module_name, sep, attr = spec.partition(":")
     if not sep:
         module_name, _, attr = spec.rpartition(".")
@@ -105,6 +120,13 @@ def load_target(spec: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise CommandError(f"cannot import {module_name!r}: {exc}") from None
+    except SyntaxError as exc:
+        where = f" ({exc.filename}, line {exc.lineno})" if exc.filename else ""
+        raise CommandError(f"cannot import {module_name!r}: SyntaxError: {exc.msg}{where}") from None
+    except StoreUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the application's code: reported in one line
+        raise CommandError(f"cannot import {module_name!r}: {raised('it', exc)}") from None
     target: Any = module
     for part in attr.split("."):
         try:

@@ -2,14 +2,15 @@
 
 Without a login configured in the environment it serves on a loopback
 address only, behind a token it prints in the URL (or, with ``--no-auth``,
-behind nothing); anywhere else it refuses to start.
+behind nothing); anywhere else it refuses to start. On loopback it answers
+only requests whose ``Host`` is a loopback name or one given with
+``--allowed-host``, so a DNS-rebinding page cannot reach it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -18,15 +19,13 @@ from .common import CommandError, opened
 
 DASHBOARD_HOST = "127.0.0.1"
 DASHBOARD_PORT = 8080
+MAX_PORT = 65_535
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def check_port(port: int | None, flag: str) -> None:
+    """A TCP port to listen on: 1 to 65535."""
+    if port is not None and not 1 <= port <= MAX_PORT:
+        raise CommandError(f"{flag} must be a TCP port from 1 to {MAX_PORT}, not {port}")
 
 
 def _graceful_server_class() -> Any:
@@ -52,8 +51,10 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..web import BasicAuth, TokenAuth, auth_from_env, create_app
+        from ..web.hosts import is_loopback
     except ImportError as exc:
         raise CommandError(f"the dashboard needs the web extra: pip install 'jobq[web]' ({exc})") from None
+    check_port(args.port, "--port")
     auth: TokenAuth | BasicAuth | None = auth_from_env()
     if not is_loopback(args.host) and auth is None:
         raise CommandError(
@@ -68,7 +69,12 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
         auth = TokenAuth(secrets.token_urlsafe(24))
     async with opened(args) as queue:
         await queue.counts()  # fails now, in one line, if the store is unreachable
-        app = create_app(queue, auth=auth)
+        # On loopback, only loopback Host names (and --allowed-host ones) are
+        # answered, which stops DNS-rebinding pages; elsewhere authentication
+        # is required, and --allowed-host narrows the names further.
+        allowed = args.allowed_host or []
+        hosts = allowed if allowed or is_loopback(args.host) else None
+        app = create_app(queue, auth=auth, allowed_hosts=hosts)
         host = f"[{args.host}]" if ":" in args.host else args.host
         where = f"http://{host}:{args.port}/"
         if isinstance(auth, TokenAuth):

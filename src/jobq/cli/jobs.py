@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from typing import Any
 
 from .. import admin
@@ -25,6 +26,7 @@ from .common import (
     emit,
     json_arg,
     load_target,
+    one_line,
     opened,
     status_names,
     table,
@@ -218,15 +220,27 @@ async def cmd_retry(args: argparse.Namespace) -> int:
         raise CommandError("--type goes with --all-failed")
     async with opened(args) as queue:
         if args.all_failed:
-            count = await admin.retry_all_failed(queue, type=args.type)
-            print(json.dumps({"retried": count}) if args.json else f"retried {count} failed jobs")
-            return 0
+            return _report_retried(await admin.retry_all_failed(queue, type=args.type), args.json)
         job = await _job_or_fail(queue, args.id)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise CommandError(f"job {args.id} is {job.status.value}; only failed or cancelled jobs are retried")
         job = await queue.retry(args.id)
     print(json.dumps({"id": job.id, "status": job.status.value}) if args.json else f"{job.id} {job.status.value}")
     return 0
+
+
+def _report_retried(report: admin.RetryReport, as_json: bool) -> int:
+    """Prints what ``retry --all-failed`` did; 1 (the exit status) if some
+    failed job could not be retried, each named on a line of stderr with why."""
+    if as_json:
+        skipped = [{"id": job_id, "error": error} for job_id, error in report.not_retried]
+        print(json.dumps({"retried": report.retried, "not_retried": skipped}))
+    else:
+        rest = f"; {len(report.not_retried)} could not be retried" if report.not_retried else ""
+        print(f"retried {report.retried} failed jobs{rest}")
+        for _, error in report.not_retried:
+            print(f"jobq: error: {one_line(error)}", file=sys.stderr)
+    return 1 if report.not_retried else 0
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:

@@ -18,10 +18,24 @@ from typing import Any
 
 from ..backends import connect
 from ..demo import run_demo
-from ..errors import BackendMissing, InvalidOption
+from ..errors import BackendMissing, InvalidOption, StoreUnavailable
 from ..processor.processor import JobProcessor
+from ..processor.supervisor import EXIT_CANNOT_START
 from ..tasks import App
-from .common import CommandError, load_target, url_given, url_of
+from .common import CommandError, load_target, raised, url_given, url_of
+from .dashboard import check_port
+
+log = logging.getLogger("jobq")
+
+
+START_RETRY_MIN = 0.5  # seconds before a worker that could not reach its store at start tries again
+START_RETRY_MAX = 30.0  # seconds between its tries, at most
+
+
+class CannotStart(CommandError):
+    """The worker's processor cannot be built: a supervisor does not restart it."""
+
+    exit_status = EXIT_CANNOT_START
 
 
 def queue_list(text: str) -> list[str]:
@@ -44,10 +58,18 @@ async def _processor_for(target: Any, args: argparse.Namespace) -> JobProcessor:
             processor.bind(await connect(url_of(args)))
     elif callable(target):
         queue = await connect(url_of(args))
-        processor = target(queue)
-        if inspect.isawaitable(processor):
-            processor = await processor
+        try:
+            processor = target(queue)
+            if inspect.isawaitable(processor):
+                processor = await processor
+        except StoreUnavailable:
+            await queue.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the application's code: reported in one line
+            await queue.close()
+            raise CommandError(raised(args.target, exc)) from None
         if not isinstance(processor, JobProcessor):
+            await queue.close()
             raise CommandError(f"{args.target} returned {type(processor).__name__}, not a jobq.JobProcessor")
     else:
         raise CommandError(
@@ -79,21 +101,44 @@ def _child_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
+async def _build(args: argparse.Namespace) -> JobProcessor:
+    """The worker's processor. While its store cannot be reached (a database
+    server down or restarting), it tries again with a doubling pause, saying
+    so, as a running worker rides out an outage; Ctrl-C or SIGTERM ends the
+    wait. Under a supervisor, a target that cannot be built is a
+    :class:`CannotStart`."""
+    pause = START_RETRY_MIN
+    while True:
+        try:
+            return await _processor_for(load_target(args.target), args)
+        except StoreUnavailable as exc:
+            log.warning("jobq: worker cannot reach its store (%s); trying again in %.1f s", exc, pause)
+        except CommandError as exc:
+            if args.supervisor_pid is not None:
+                raise CannotStart(str(exc)) from None
+            raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, START_RETRY_MAX)
+
+
 async def cmd_worker(args: argparse.Namespace) -> int:
     from ..processor import supervisor
 
     for flag, value in (("--processes", args.processes), ("--max-jobs-per-child", args.max_jobs_per_child)):
         if value is not None and value < 1:
             raise InvalidOption(f"{flag} must be at least 1, not {value}")
-    log = logging.getLogger("jobq")
+    check_port(args.metrics_port, "--metrics-port")
     if args.processes is not None and args.metrics_port is not None:
         raise InvalidOption("--metrics-port serves one worker process; it cannot be combined with --processes")
     if args.processes is not None:
-        load_target(args.target)  # fail here, once, rather than in a crash loop of children
+        try:
+            load_target(args.target)  # fail here, once, rather than in a crash loop of children
+        except StoreUnavailable as exc:
+            log.warning("jobq: %s; the workers will wait for the store", exc)
         log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
         # Blocking is fine: this event loop has nothing else to do.
         return supervisor.Supervisor(_child_command(args), args.processes).run()
-    processor = await _processor_for(load_target(args.target), args)
+    processor = await _build(args)
     loop = asyncio.get_running_loop()
 
     def stop_self() -> None:  # the same graceful path as SIGTERM

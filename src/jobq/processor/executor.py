@@ -128,7 +128,8 @@ class Outcome:
             # the stored error as it is.
             if self.exception is None:
                 return transitions.cancelled(job.id, token, None)
-            return transitions.cancelled(job.id, token, self.error, codec.error_type(self.exception))
+            reason = codec.error_text(self.error or "")
+            return transitions.cancelled(job.id, token, reason, codec.error_type(self.exception))
         delay_ms = None if self.delay is None else to_ms(codec.check_delay(self.delay))
         return transitions.released(job.id, token, delay_ms)
 

@@ -5,6 +5,8 @@ The supervisor starts N children, each a plain ``jobq worker`` process, and:
 - restarts a child that dies, after a pause that doubles while children keep
   dying young (so a crash loop does not spin), and at once when a child
   exits 0 on its own (recycled after ``--max-jobs-per-child`` jobs);
+- stops every child and exits 1 when one cannot start at all (its
+  processor cannot be built: status :data:`EXIT_CANNOT_START`);
 - on SIGTERM or SIGINT forwards the signal to every child, which stops
   gracefully (jobs in flight finish, or are released after its
   ``shutdown_timeout``), and exits once they all have: 0 if every child
@@ -35,6 +37,11 @@ RESTART_BACKOFF_MAX = 10.0  # seconds; the longest pause between restarts of one
 HEALTHY_AFTER = 10.0  # seconds a child must live for its slot's backoff to reset
 SUPERVISE_INTERVAL = 0.05  # seconds between checks on the children
 PARENT_CHECK_INTERVAL = 0.5  # seconds between a child's checks that its supervisor lives
+#: The exit status of a child that cannot start: its processor cannot be
+#: built (the module does not import, the factory raised). Restarting it
+#: would fail the same way, so the supervisor stops every child and exits 1
+#: (EX_CONFIG of sysexits.h).
+EXIT_CANNOT_START = 78
 
 
 @dataclass
@@ -148,6 +155,14 @@ class Supervisor:
                             code = slot.process.returncode
                             failed = failed or code not in (0, -(self._stop_signal or 0))
                             slot.process = None
+                        elif slot.process.returncode == EXIT_CANNOT_START:
+                            log.error(
+                                "jobq: worker %d cannot start (its processor cannot be built);"
+                                " stopping every worker", slot.index,
+                            )  # fmt: skip
+                            slot.process = None
+                            failed = stopping = True
+                            self.stop()
                         else:
                             self._reap(slot, now)
                     if not stopping and slot.process is None and now >= slot.restart_at:

@@ -14,7 +14,7 @@ import hmac
 import json
 import math
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -33,6 +33,7 @@ from ..errors import InvalidOption, JobqError
 from ..job import Job, JobStatus
 from ..queue import Queue
 from .auth import SESSION_COOKIE, Auth, BasicAuth, TokenAuth, auth_from_env, session_value
+from .hosts import AllowedHosts
 
 HERE = Path(__file__).parent
 PAGE_SIZE = admin.LIST_LIMIT  # jobs per page in the job list
@@ -71,12 +72,13 @@ def _route_path(scope: Scope) -> str:
 
 
 class _Guard:
-    """Authentication and security headers around every route."""
+    """The ``Host`` check, authentication and security headers around every route."""
 
-    def __init__(self, app: ASGIApp, auth: Auth | None, secret: bytes) -> None:
+    def __init__(self, app: ASGIApp, auth: Auth | None, secret: bytes, hosts: AllowedHosts | None) -> None:
         self.app = app
         self.auth = auth
         self.secret = secret
+        self.hosts = hosts
 
     def authenticated(self, request: Request) -> bool:
         if self.auth is None:
@@ -101,6 +103,14 @@ class _Guard:
             await send(message)
 
         request = Request(scope)
+        if self.hosts is not None and not self.hosts.allows(request.headers.get("host")):
+            response = PlainTextResponse(
+                "400 Bad Request: this dashboard does not answer to that Host"
+                " (see --allowed-host)\n",
+                status_code=400,
+            )
+            await response(scope, receive, send_with_headers)
+            return
         if _route_path(scope) != "/login" and not self.authenticated(request):
             assert self.auth is not None
             response = PlainTextResponse(
@@ -283,10 +293,17 @@ class Dashboard:
         return self.done(request, "/jobs", fields)
 
     async def retry_failed(self, request: Request) -> Response:
+        """Retries every failed job it can; those it cannot (another job
+        holds their unique key) are listed, with why, and the rest retried."""
         fields = await self.form(request)
-        count = await admin.retry_all_failed(self.queue, type=fields.get("type") or None)
+        report = await admin.retry_all_failed(self.queue, type=fields.get("type") or None)
         if "application/json" in request.headers.get("accept", ""):
-            return JSONResponse({"ok": True, "retried": count})
+            skipped = [{"id": job_id, "error": error} for job_id, error in report.not_retried]
+            return JSONResponse({"ok": not skipped, "retried": report.retried, "not_retried": skipped})
+        if report.not_retried:
+            return self.render(
+                request, "retried.html", page="jobs", retried=report.retried, not_retried=report.not_retried
+            )
         return self.done(request, "/jobs?status=failed", fields)
 
     # -- JSON API and metrics --------------------------------------------------
@@ -334,6 +351,7 @@ def create_app(
     auth: Auth | str | tuple[str, str] | None | object = _ENV_AUTH,
     secret: bytes | None = None,
     allowed_origins: set[str] | frozenset[str] = frozenset(),
+    allowed_hosts: Collection[str] | None = None,
 ) -> ASGIApp:
     """The dashboard for ``queue`` as an ASGI app, to serve on its own or to
     mount in a Starlette or FastAPI application (``app.mount("/jobq", ...)``).
@@ -346,7 +364,10 @@ def create_app(
     error if none is set. ``secret`` keys session cookies and CSRF tokens
     (default: random per app). ``allowed_origins`` adds origins (such as
     ``"https://ops.example.com"`` behind a proxy) from which POSTs are
-    accepted besides the page's own.
+    accepted besides the page's own. ``allowed_hosts``: the host names a
+    request's ``Host`` header may name (loopback names always may); any
+    other gets 400, which stops DNS-rebinding pages. ``None`` (the default)
+    checks nothing, for an app behind something that does.
     """
     chosen: Auth | None
     if auth is _ENV_AUTH:
@@ -384,7 +405,8 @@ def create_app(
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {HTTPException: board.error}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.dashboard = board
-    return _Guard(app, chosen, key)
+    hosts = None if allowed_hosts is None else AllowedHosts(allowed_hosts)
+    return _Guard(app, chosen, key, hosts)
 
 
 #: Every route, for tests and documentation: (method, path).

@@ -46,6 +46,7 @@ Durability = Literal["full", "fast"]
 DURABILITY_MODES: dict[str, str] = {"full": "FULL", "fast": "NORMAL"}
 
 BUSY_TIMEOUT = 30.0  # seconds a write may wait for the lock before giving up
+MAX_BUSY_TIMEOUT = 86_400.0  # seconds: the longest busy_timeout accepted (a day)
 BUSY_HANDLER_MS = 5_000  # one wait inside SQLite's busy handler, in milliseconds
 
 
@@ -88,6 +89,36 @@ def open_for_reading(path: str, *, busy_ms: int = BUSY_HANDLER_MS) -> sqlite3.Co
     return conn
 
 
+def _is_damaged(exc: sqlite3.Error) -> bool:
+    """A plain ``sqlite3.DatabaseError``: the file is not a database, or is
+    damaged ("file is not a database", "database disk image is malformed").
+    Its subclasses (constraint errors, misuse) are the caller's to handle."""
+    return type(exc) is sqlite3.DatabaseError
+
+
+def _check_path(path: str) -> str:
+    if path in ("", ":memory:"):
+        raise InvalidOption(
+            f"SQLite database {path!r} would be private to each of the store's connections;"
+            " use a file, or memory:// (jobq.MemoryQueue) for jobs in memory"
+        )
+    if "\x00" in path:
+        raise InvalidOption(f"a SQLite database path cannot hold a NUL character: {path!r}")
+    return path
+
+
+def _check_busy_timeout(busy_timeout: object) -> float:
+    if (
+        isinstance(busy_timeout, bool)
+        or not isinstance(busy_timeout, (int, float))
+        or not 0 <= busy_timeout <= MAX_BUSY_TIMEOUT  # False for NaN too
+    ):
+        raise InvalidOption(
+            f"busy_timeout must be a number of seconds from 0 to {MAX_BUSY_TIMEOUT:g}, not {busy_timeout!r}"
+        )
+    return float(busy_timeout)
+
+
 class Database:
     """One SQLite file as a store uses it: a connection for the database
     thread, one for statements run on the caller's thread, and the thread."""
@@ -104,9 +135,9 @@ class Database:
             raise InvalidOption(
                 f"durability {durability!r} is not one of {', '.join(map(repr, DURABILITY_MODES))}"
             )
-        self.path = os.fspath(path)
+        self.path = _check_path(os.fspath(path))
         self.durability = durability
-        self.busy_timeout = busy_timeout
+        self.busy_timeout = _check_busy_timeout(busy_timeout)
         self.read_only = read_only
         self.closed = False
         #: The database thread: every statement that may wait runs here.
@@ -117,9 +148,13 @@ class Database:
         # ones that need no sync, so it never syncs; under "full" it also
         # leaves checkpoints (which sync the database file) to the database
         # thread, whose synced commits run them.
-        self._now_conn = self.connect(busy_ms=0, synchronous="NORMAL")
-        if durability == "full":
-            self._now_conn.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            self._now_conn = self.connect(busy_ms=0, synchronous="NORMAL")
+            if durability == "full":
+                self._now_conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except BaseException:
+            self._conn.close()
+            raise
 
     def connect(self, busy_ms: int = BUSY_HANDLER_MS, synchronous: str | None = None) -> sqlite3.Connection:
         """A new connection to the file, in WAL mode (unless read-only), in autocommit."""
@@ -133,9 +168,13 @@ class Database:
             )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from None
-        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-        self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-        conn.execute(f"PRAGMA synchronous = {synchronous or DURABILITY_MODES[self.durability]}")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute(f"PRAGMA synchronous = {synchronous or DURABILITY_MODES[self.durability]}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     # -- the verbs' ways in ----------------------------------------------------
@@ -190,6 +229,10 @@ class Database:
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
+            except sqlite3.DatabaseError as exc:
+                if _is_damaged(exc):
+                    raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+                raise
 
     def write_blocking(self, fn: Statement[R], *, in_transaction: bool = True) -> R:
         """Runs ``fn`` in one ``BEGIN IMMEDIATE`` transaction (or none),
@@ -240,6 +283,10 @@ class Database:
             if is_busy(exc) or _is_undecodable(exc):
                 return False, None
             raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            if _is_damaged(exc):
+                raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+            raise
         try:
             result = do(conn)
             conn.execute("COMMIT")
@@ -248,6 +295,11 @@ class Database:
             if is_busy(exc) or _is_undecodable(exc):
                 return False, None
             raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            _roll_back(conn)
+            if _is_damaged(exc):
+                raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+            raise
         except BaseException:
             _roll_back(conn)
             raise

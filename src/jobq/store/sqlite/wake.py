@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -49,9 +51,59 @@ def wake_path(database: str, table: str = DEFAULT_TABLE) -> str:
     return database + SUFFIX + ("" if table == DEFAULT_TABLE else f"-{table}")
 
 
+#: How the wake file is opened: never through a symlink (a touch would write
+#: into whatever it points at), never waiting (opening a FIFO for writing
+#: blocks until someone reads it), never inherited by child processes.
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+class NotRegularFile(OSError):
+    """The wake file's path holds something else than a regular file."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"),
+        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+    ):  # fmt: skip
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_wake_file(path: str) -> int:
+    """A descriptor for writing the wake file at ``path``, created if it is
+    missing. Raises :class:`NotRegularFile` if the path is a symlink, a FIFO,
+    a device or anything but a regular file (nothing is written to it), and
+    ``OSError`` if it cannot be opened."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EOPNOTSUPP):
+            # ELOOP: a symlink (O_NOFOLLOW); ENXIO: a FIFO nobody reads.
+            try:
+                kind = _kind(os.lstat(path).st_mode)
+            except OSError:
+                raise exc from None
+            raise NotRegularFile(f"{path} is {kind}") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{path} is {_kind(mode)}")
+        os.set_blocking(fd, True)  # a regular file never blocks; keep writes plain
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class WakeFile:
     """The touch-file of one job table: :meth:`touch` after committing work,
-    :meth:`event` to learn of touches from any process on this machine."""
+    :meth:`event` to learn of touches from any process on this machine.
+
+    A path that holds anything but a regular file (a symlink, a FIFO) is
+    left alone, with a warning: workers then learn of new work by polling."""
 
     def __init__(self, database: str, table: str = DEFAULT_TABLE) -> None:
         self.path = wake_path(database, table)
@@ -68,7 +120,7 @@ class WakeFile:
             return
         try:
             if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                self._fd = open_wake_file(self.path)
             os.pwrite(self._fd, b"\0", 0)  # one byte, rewritten: the file never grows
         except OSError as exc:
             self._give_up(exc)
@@ -83,11 +135,10 @@ class WakeFile:
             return self._touched
         self._stop_watching()
         try:
-            if not os.path.exists(self.path):
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+            os.close(open_wake_file(self.path))  # created if missing; refused unless a regular file
             watcher = inotify_simple.INotify(nonblocking=True)
             try:
-                watcher.add_watch(self.path, inotify_simple.flags.MODIFY)
+                watcher.add_watch(self.path, inotify_simple.flags.MODIFY | inotify_simple.flags.DONT_FOLLOW)
             except OSError:
                 watcher.close()
                 raise
@@ -106,7 +157,10 @@ class WakeFile:
         return touched
 
     def _give_up(self, exc: OSError) -> None:
-        log.debug("jobq: cannot use %s for wake-ups (%s); polling instead", self.path, exc)
+        if isinstance(exc, NotRegularFile):
+            log.warning("jobq: %s; it is left alone, and workers poll for new work instead", exc)
+        else:
+            log.debug("jobq: cannot use %s for wake-ups (%s); polling instead", self.path, exc)
         self._broken = True
         self.close()
 
