@@ -218,6 +218,8 @@ async def test_schema_columns_indexes_and_autovacuum(make_pg: MakePg, pg_admin: 
         # schema version 2
         "unique_key": "text", "progress": "double precision", "progress_message": "text",
         "cancelled_at": "bigint", "cancel_requested_at": "bigint",
+        # schema version 3
+        "error_type": "text",
     }  # fmt: skip
     # The many-row insert casts its arrays to these types.
     assert columns == {f: postgres_sql.ARRAY_TYPES.get(f, "text") for f in RECORD_FIELDS}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jobq
 from jobq import JobStatus
-from jobq.store.sqlite.schema import LATEST_VERSION, MIGRATIONS, V2_COLUMNS, starts_table
+from jobq.store.sqlite.schema import LATEST_VERSION, MIGRATIONS, V2_COLUMNS, V3_COLUMNS, starts_table
 
 NOW_MS = 1_700_000_000_000
 KMSG_INSERT = (
@@ -47,17 +47,17 @@ def version_of(path: Path) -> int:
         conn.close()
 
 
-async def test_version_1_file_upgrades_to_2_keeping_its_jobs(tmp_path: Path) -> None:
+async def test_version_1_file_upgrades_to_the_latest_keeping_its_jobs(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     make_v1_file(path)
     assert version_of(path) == 1
     async with jobq.connect(f"sqlite:///{path}", clock=jobq.FakeClock(NOW_MS / 1000)) as queue:
-        assert LATEST_VERSION == 2 and version_of(path) == 2
+        assert LATEST_VERSION == 3 and version_of(path) == 3
         conn = sqlite3.connect(path)
         names = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         conn.close()
-        assert {name for name, _ in V2_COLUMNS} <= names
+        assert {name for name, _ in (*V2_COLUMNS, *V3_COLUMNS)} <= names
         assert starts_table("jobs") in tables
         counts = await queue.counts()
         assert (counts[JobStatus.PENDING], counts[JobStatus.COMPLETED], counts[JobStatus.FAILED]) == (1, 1, 1)

@@ -138,8 +138,7 @@ class AdminVerbs:
         every match."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIST_OFFSET:
-            raise InvalidOption(f"offset must be an int from 0 to {MAX_LIST_OFFSET}, not {offset!r}")
+        check_offset(offset)
         if order not in ("newest", "oldest"):
             raise InvalidOption(f"order must be 'newest' or 'oldest', not {order!r}")
         statuses: set[str] | None = None
@@ -249,3 +248,9 @@ class AdminVerbs:
         for bound, group in groups.items():
             removed += await self.store.delete_terminal(group, before_ms=bound)
         return removed
+
+
+def check_offset(offset: object) -> None:
+    """A page's offset every store takes."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIST_OFFSET:
+        raise InvalidOption(f"offset must be an int from 0 to {MAX_LIST_OFFSET}, not {offset!r}")

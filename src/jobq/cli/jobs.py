@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from .. import admin
+from ..admin.verbs import check_offset
 from ..errors import InvalidOption
 from ..job import Job, JobStatus
 from ..tasks import App, Task
@@ -173,6 +174,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise InvalidOption(f"--limit must be at least 1, not {args.limit}")
     offset = args.offset if args.page is None else (max(args.page, 1) - 1) * args.limit
+    check_offset(offset)  # before the file is opened: a bad argument is the first thing said
     async with opened(args, read_only=True) as queue:
         page = await queue.list_jobs(
             status=args.status, type=args.type, queue=args.queue, limit=args.limit, offset=offset, order=args.order

@@ -96,7 +96,8 @@ def _is_damaged(exc: sqlite3.Error) -> bool:
     return type(exc) is sqlite3.DatabaseError
 
 
-def _check_path(path: str) -> str:
+def check_path(path: str) -> str:
+    """A database path jobq can share between connections and processes."""
     if path in ("", ":memory:"):
         raise InvalidOption(
             f"SQLite database {path!r} would be private to each of the store's connections;"
@@ -107,7 +108,8 @@ def _check_path(path: str) -> str:
     return path
 
 
-def _check_busy_timeout(busy_timeout: object) -> float:
+def check_busy_timeout(busy_timeout: object) -> float:
+    """A busy timeout in seconds jobq can wait (never NaN, never for ever)."""
     if (
         isinstance(busy_timeout, bool)
         or not isinstance(busy_timeout, (int, float))
@@ -135,9 +137,9 @@ class Database:
             raise InvalidOption(
                 f"durability {durability!r} is not one of {', '.join(map(repr, DURABILITY_MODES))}"
             )
-        self.path = _check_path(os.fspath(path))
+        self.path = check_path(os.fspath(path))
         self.durability = durability
-        self.busy_timeout = _check_busy_timeout(busy_timeout)
+        self.busy_timeout = check_busy_timeout(busy_timeout)
         self.read_only = read_only
         self.closed = False
         #: The database thread: every statement that may wait runs here.

@@ -25,7 +25,15 @@ from .. import sql as q
 from ..base import missing
 from ..limited import Step
 from ..sql import COLUMNS, SETTLE_FIELDS, Dialect, check_table_name
-from .connection import BUSY_TIMEOUT, Database, Durability, is_busy, open_for_reading
+from .connection import (
+    BUSY_TIMEOUT,
+    Database,
+    Durability,
+    check_busy_timeout,
+    check_path,
+    is_busy,
+    open_for_reading,
+)
 from .schema import LATEST_VERSION, Found, index_name, inspect, migrate
 from .schema import check_table_name as check_sqlite_table_name
 from .wake import ChangeWatch, WakeFile
@@ -130,7 +138,8 @@ class SQLiteCore:
         self.table = check_sqlite_table_name(check_table_name(table))
         # Checked before the first connection that may change the file (or
         # its journal mode) opens.
-        found = look(os.fspath(path), self.table, read_only=read_only, busy_timeout=busy_timeout)
+        path, busy_timeout = check_path(os.fspath(path)), check_busy_timeout(busy_timeout)
+        found = look(path, self.table, read_only=read_only, busy_timeout=busy_timeout)
         self.db = Database(path, durability=durability, busy_timeout=busy_timeout, read_only=read_only)
         self.path = self.db.path
         self.durability = durability
