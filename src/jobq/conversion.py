@@ -52,7 +52,9 @@ def to_json_value(value: Any, what: str) -> Any:
     numbers, bools, ``None``); :class:`~jobq.InvalidJob` naming ``what`` if
     some part has no JSON form."""
     try:
-        return msgspec.to_builtins(value, enc_hook=_encode_other, str_keys=True)
+        # Keys stay as they are (ints stay ints): the JSON encoder makes them
+        # strings and refuses two that collide (see jobq.codec).
+        return msgspec.to_builtins(value, enc_hook=_encode_other)
     except RecursionError:
         raise InvalidJob(f"{what} cannot be stored as JSON: it is nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - a model's own dump may raise anything
