@@ -101,6 +101,7 @@ class Signature:
         self._named = {p.name: p for p in params if p.kind is not p.VAR_KEYWORD}
         self._extra = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
         self._required = [p.name for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD]
+        self._required_names = frozenset(self._required)
         # Whether the required parameters are the first positional ones, so
         # a call with that many positional arguments or more lacks none.
         self._required_lead = self._required == self._positional[: len(self._required)]
@@ -173,6 +174,16 @@ class Signature:
                     f" {_mismatch_detail(exc)}"
                 ) from None
         return data
+
+    def is_plain_call(self, data: Any) -> bool:
+        """Whether a stored job's data is a call this function takes as it
+        is, by keyword: every required argument there, each value a str,
+        int, float or bool of its parameter's type (the common case, which
+        needs no conversion; anything else goes through :meth:`decode`)."""
+        if type(data) is not dict or self._positional_only or not self._required_names <= data.keys():
+            return False
+        self.hints  # noqa: B018 - resolves the annotations (and the plain types) once
+        return _all_plain(data, self._plain)
 
     def decode(self, data: Any) -> tuple[list[Any], dict[str, Any]]:
         """The call a stored job makes: positional and keyword arguments, of

@@ -179,17 +179,25 @@ class Task(Generic[P, R]):
         """The job handler a worker registers for this task: it decodes the
         job's arguments into the annotated types and calls the function (a
         plain function in a worker thread, as every sync handler)."""
-        decode, fn = self.signature.decode, self.fn
+        decode, plain = self.signature.decode, self.signature.is_plain_call
+        fn = cast(Callable[..., Any], self.fn)
         if self.is_async:
+            coroutine_fn = cast(Callable[..., Awaitable[Any]], fn)
 
             async def run_async(job: Job[Any]) -> Any:
-                positional, named = decode(job.data)
-                return await cast(Callable[..., Awaitable[Any]], fn)(*positional, **named)
+                data = job.data
+                if plain(data):
+                    return await coroutine_fn(**data)
+                positional, named = decode(data)
+                return await coroutine_fn(*positional, **named)
 
             return run_async
 
         def run(job: Job[Any]) -> Any:
-            positional, named = decode(job.data)
+            data = job.data
+            if plain(data):
+                return fn(**data)
+            positional, named = decode(data)
             return fn(*positional, **named)
 
         return run
