@@ -88,6 +88,7 @@ class PostgresQueue(Queue):
 POSTGRES_URL_OPTIONS = {
     "table": str,
     "lease": float,
+    "foreign_claim_timeout": float,
     "max_payload_bytes": int,
     "pool_size": int,
     "pool_timeout": float,
@@ -116,7 +117,7 @@ def _postgres_url(url: str) -> tuple[str, dict[str, Any]]:
 def _options(query: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in ("lease", "busy_timeout"):
+        if key in ("lease", "busy_timeout", "foreign_claim_timeout"):
             try:
                 options[key] = float(value)
             except ValueError:
@@ -132,7 +133,8 @@ def _options(query: str) -> dict[str, Any]:
             options[key] = value
         else:
             raise InvalidURL(
-                f"unknown URL option {key!r}; known: lease, busy_timeout, max_payload_bytes, table, durability"
+                f"unknown URL option {key!r}; known: lease, busy_timeout, foreign_claim_timeout,"
+                " max_payload_bytes, table, durability"
             )
     return options
 

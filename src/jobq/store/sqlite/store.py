@@ -171,11 +171,21 @@ class SQLiteStore(AdminVerbs):
 
         return await self.db.write(do) if leases else set()
 
-    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
+    async def expired(self, *, now_ms: int, limit: int, foreign_timeout_ms: int) -> list[JobRecord]:
         sql = self._q("expired", lambda: q.expired_query(self._d))
-        return self._records(
-            await self.db.read(lambda c: c.execute(sql, {"now": now_ms, "limit": limit}).fetchall())
-        )
+        unseen = self._q("unseen_foreign", lambda: q.unseen_foreign_query(self._d))
+        values = {"now": now_ms, "limit": limit, "foreign": foreign_timeout_ms}
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], bool]:
+            return conn.execute(sql, values).fetchall(), conn.execute(unseen).fetchone() is not None
+
+        # A read takes no lock; the write lock is taken only to mark a new
+        # foreign claim seen.
+        rows, new_foreign = await self.db.read(read)
+        if new_foreign:
+            see = self._q("see_foreign", lambda: q.see_foreign_query(self._d))
+            await self.db.write(lambda c: c.execute(see, {"now": now_ms}))
+        return self._records(rows)
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, key, values = q.filters(self._d, queues)
