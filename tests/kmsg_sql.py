@@ -169,17 +169,18 @@ class Log:
 
 def produce(cfg: dict[str, Any]) -> None:
     """A k-msg producer: ``count`` jobs of type ``t``, one ``enqueue`` each,
-    logged to ``enq-<name>.jsonl`` once stored."""
+    logged to ``enq-<name>.jsonl`` (id and data) once stored."""
     workdir, name = Path(cfg["dir"]), cfg["name"]
     log = Log(workdir / f"enq-{name}.jsonl")
     rng = random.Random(name)
     with kmsg_queue(cfg) as queue:
         for n in range(int(cfg["count"])):
+            data = {"producer": name, "n": n, "text": "안녕하세요 ✓"}
             row = queue.enqueue(
-                "t", {"n": n, "text": "안녕하세요 ✓"}, rng=rng, priority=rng.randint(0, 5),
-                delay=rng.choice((0, 0, 0, 20, 100)), metadata={"source": "k-msg", "n": n},
+                "t", data, rng=rng, priority=rng.randint(0, 5), delay=rng.choice((0, 0, 0, 20, 100)),
+                metadata={"source": "k-msg", "n": n},
             )  # fmt: skip
-            log.write({"id": row["id"], "n": n})
+            log.write({"id": row["id"], "data": data})
     (workdir / f"produced-{name}").touch()
 
 
@@ -248,3 +249,85 @@ def work(cfg: dict[str, Any]) -> None:
         t.join()
     if errors:
         raise errors[0]
+
+
+def read_jsonl(workdir: Path, prefix: str) -> list[dict[str, Any]]:
+    """Every line of ``<prefix>-*.jsonl`` (a torn last line, left by a killed
+    process, is ignored)."""
+    found: list[dict[str, Any]] = []
+    for path in sorted(workdir.glob(f"{prefix}-*.jsonl")):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+    return found
+
+
+def outcomes(workdir: Path) -> dict[str, int]:
+    """How many of k-msg's claims ended in each outcome so far."""
+    counted: dict[str, int] = {}
+    for entry in read_jsonl(workdir, "kmsg"):
+        counted[entry["outcome"]] = counted.get(entry["outcome"], 0) + 1
+    return counted
+
+
+def audit(workdir: Path, final: dict[str, dict[str, Any]], *, foreign_timeout: float, slack: float = 2.0) -> str:
+    """Checks a run of k-msg workers (``kmsg-*.jsonl``) beside jobq workers
+    (``runs-*.jsonl`` or ``exec-*.jsonl``: one line per handler run, with the
+    job's ``attempts``, ``lost_count`` and the time ``at``) on the jobs a
+    k-msg producer logged (``enq-*.jsonl``), against the rows as stored at
+    the end (``final``, by id). Every job ran to completion exactly once, and
+    jobq ran none while k-msg held it: after a claim k-msg finished, only
+    once its outcome was written; after one it abandoned, only
+    ``foreign_timeout`` seconds later (less ``slack``, the time between
+    k-msg's claim and its log line). Attempts and errors are as k-msg left
+    them, with one lost attempt (and the abandon error) per abandoned claim.
+    Returns a one-line summary."""
+    from jobq.transitions import ABANDONED_ERROR
+
+    enqueued = {e["id"] for e in read_jsonl(workdir, "enq")}
+    claims: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in enqueued}
+    runs: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in enqueued}
+    for entry in read_jsonl(workdir, "kmsg"):
+        claims[entry["id"]].append(entry)
+    for prefix in ("runs", "exec"):
+        for entry in read_jsonl(workdir, prefix):
+            runs[entry["id"]].append(entry)
+    assert set(final) == set(enqueued), "the table holds other jobs than those enqueued"
+
+    duplicates, never, early, overlapping = [], [], [], []
+    for job_id in enqueued:
+        mine, theirs = claims[job_id], runs[job_id]
+        succeeded = sum(c["outcome"] in ("completed", "held") for c in mine) + len(theirs)
+        if succeeded > 1:
+            duplicates.append(job_id)
+        elif succeeded == 0:
+            never.append(job_id)
+        failed = [c for c in mine if c["outcome"] == "failed"]
+        abandoned = [c for c in mine if c["outcome"] == "abandoned"]
+        row = final[job_id]
+        assert row["status"] == "completed" and row["completed_at"] is not None, row
+        assert row["lease_token"] is None, row
+        assert row["attempts"] == len(failed) + len(abandoned), (row, mine, theirs)
+        assert row["lost_count"] == len(abandoned), (row, mine, theirs)
+        if abandoned:
+            assert row["error"] == ABANDONED_ERROR.format(timeout=foreign_timeout), row
+        elif failed:
+            assert row["error"] == f"provider refused, by {failed[-1]['worker']}", row
+        else:
+            assert row["error"] is None, row
+        for run in theirs:
+            assert run["attempts"] == row["attempts"] and run["lost_count"] == row["lost_count"], (run, row)
+            for claim in mine:
+                if claim["outcome"] == "abandoned":
+                    if run["at"] < claim["at"] + foreign_timeout - slack:
+                        early.append((job_id, run["at"] - claim["at"]))
+                elif run["at"] <= claim["end"]:
+                    overlapping.append((job_id, claim, run))
+    assert not duplicates, f"{len(duplicates)} jobs ran twice: {duplicates[:10]}"
+    assert not never, f"{len(never)} jobs never ran: {never[:10]}"
+    assert not early, f"{len(early)} abandoned jobs taken back early: {early[:10]}"
+    assert not overlapping, f"{len(overlapping)} jobs run by jobq while k-msg held them: {overlapping[:3]}"
+    seen = outcomes(workdir)
+    by_jobq = sum(len(r) for r in runs.values())
+    assert by_jobq > 0, "jobq ran nothing"
+    return f"{len(enqueued)} jobs: k-msg claims {seen}, jobq runs {by_jobq}; no duplicates, none early"
