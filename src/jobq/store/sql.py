@@ -118,16 +118,18 @@ def unseen_foreign(d: Dialect) -> str:
 
 
 def unseen_foreign_query(d: Dialect) -> str:
-    """Whether a foreign claim is not seen yet (a row, or none)."""
-    return f"SELECT 1 FROM {d.table} WHERE {unseen_foreign(d)} LIMIT 1"
+    """The ids of foreign claims not seen yet."""
+    return f"SELECT id FROM {d.table} WHERE {unseen_foreign(d)}"
 
 
-def see_foreign_query(d: Dialect) -> str:
+def see_foreign_query(d: Dialect, *, among: bool = False) -> str:
     """Marks the foreign claims not seen yet as seen now
-    (:func:`jobq.transitions.see_foreign`)."""
+    (:func:`jobq.transitions.see_foreign`); with ``among``, only those of the
+    list value ``ids``."""
+    where = f"{d.among('id', 'ids')} AND " if among else ""
     return (
         f"UPDATE {d.table} SET started_at = {d.now}, lease_owner = {_foreign_owner(d)}"
-        f" WHERE {unseen_foreign(d)}"
+        f" WHERE {where}{unseen_foreign(d)}"
     )
 
 

@@ -176,15 +176,16 @@ class SQLiteStore(AdminVerbs):
         unseen = self._q("unseen_foreign", lambda: q.unseen_foreign_query(self._d))
         values = {"now": now_ms, "limit": limit, "foreign": foreign_timeout_ms}
 
-        def read(conn: sqlite3.Connection) -> tuple[list[Any], bool]:
-            return conn.execute(sql, values).fetchall(), conn.execute(unseen).fetchone() is not None
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], list[str]]:
+            return conn.execute(sql, values).fetchall(), [row[0] for row in conn.execute(unseen)]
 
-        # A read takes no lock; the write lock is taken only to mark a new
-        # foreign claim seen.
+        # A read takes no lock. The write lock is taken only to mark new
+        # foreign claims seen, those the read found (made before now_ms was
+        # read, or moments after: a mark is never much earlier than its claim).
         rows, new_foreign = await self.db.read(read)
         if new_foreign:
-            see = self._q("see_foreign", lambda: q.see_foreign_query(self._d))
-            await self.db.write(lambda c: c.execute(see, {"now": now_ms}))
+            see = self._q("see_foreign", lambda: q.see_foreign_query(self._d, among=True))
+            await self.db.write(lambda c: c.execute(see, {"now": now_ms, "ids": json.dumps(new_foreign)}))
         return self._records(rows)
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
