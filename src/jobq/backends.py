@@ -108,6 +108,7 @@ class PostgresQueue(Queue):
 POSTGRES_URL_OPTIONS = {
     "table": str,
     "lease": float,
+    "foreign_claim_timeout": float,
     "max_payload_bytes": int,
     "pool_size": int,
     "pool_timeout": float,
@@ -135,9 +136,10 @@ def _postgres_url(url: str) -> tuple[str, dict[str, Any]]:
 
 #: URL query options of memory:// and sqlite:// URLs, and how each is read.
 URL_OPTIONS: dict[str, dict[str, type]] = {
-    "memory": {"lease": float, "max_payload_bytes": int},
+    "memory": {"lease": float, "foreign_claim_timeout": float, "max_payload_bytes": int},
     "sqlite": {
         "lease": float,
+        "foreign_claim_timeout": float,
         "busy_timeout": float,
         "max_payload_bytes": int,
         "table": str,

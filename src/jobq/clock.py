@@ -7,10 +7,12 @@ retries without sleeping.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 
@@ -36,6 +38,8 @@ class FakeClock:
 
     Listeners registered with :meth:`on_advance` are called after each move,
     which is how a running processor learns that delayed jobs may be due.
+    Moves add up in decimal, as written: a thousand ``advance(0.001)`` make
+    one second exactly, not a float sum that drifts off the millisecond.
     """
 
     def __init__(self, start: float | datetime = 1_700_000_000.0) -> None:
@@ -49,16 +53,20 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         if seconds < 0:
             raise ValueError("a clock cannot go backwards")
+        return self._move(lambda now: float(Decimal(repr(now)) + Decimal(repr(float(seconds)))))
+
+    def set(self, when: float | datetime) -> None:
+        """Moves to ``when``, or stays put if it is behind."""
+        target = when.timestamp() if isinstance(when, datetime) else float(when)
+        self._move(lambda now: max(now, target))
+
+    def _move(self, to: Callable[[float], float]) -> float:
         with self._lock:
-            self._now += seconds
+            self._now = moved = to(self._now)
             listeners = list(self._listeners)
         for listener in listeners:
             listener()
-        return self._now
-
-    def set(self, when: float | datetime) -> None:
-        target = when.timestamp() if isinstance(when, datetime) else float(when)
-        self.advance(max(0.0, target - self._now))
+        return moved
 
     def on_advance(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Registers ``listener``; returns a function that unregisters it."""
@@ -74,7 +82,7 @@ class FakeClock:
 
 
 def to_ms(seconds: float) -> int:
-    """Epoch seconds to the integer milliseconds the stores keep (as k-msg does)."""
+    """A span of seconds (a delay, a lease) to whole milliseconds, rounded."""
     return int(round(seconds * 1000))
 
 
@@ -91,6 +99,16 @@ def datetime_of_ms(ms: int | float) -> datetime:
         return datetime.fromtimestamp(ms / 1000, tz=UTC)
     except (OverflowError, ValueError, OSError):
         return LATEST if ms > 0 else EARLIEST
+
+
+def now_ms(clock: Clock) -> int:
+    """The clock's time in the integer epoch milliseconds the stores keep,
+    floored as k-msg's ``Date.now()`` floors it: a job due at ``process_at``
+    is ready once the millisecond ``process_at`` has begun, never in the
+    millisecond before it. (A float clock holds about a microsecond; the
+    time is rounded to the microsecond first, so that ``FakeClock`` steps
+    such as ``advance(0.001)`` land on the millisecond they name.)"""
+    return math.floor(round(clock.now() * 1000, 3))
 
 
 def from_ms(ms: int | float | None) -> datetime | None:

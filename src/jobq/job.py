@@ -27,7 +27,8 @@ class JobStatus(StrEnum):
     PENDING = "pending"
     """Waiting, and ready to run."""
     PROCESSING = "processing"
-    """Claimed by a worker, which holds a lease on it."""
+    """Claimed by a worker, which holds a lease on it (or by a writer without
+    leases, such as k-msg's workers: a foreign claim)."""
     COMPLETED = "completed"
     """Finished successfully; ``completed_at`` and ``result`` are set."""
     FAILED = "failed"
@@ -108,9 +109,11 @@ class JobRecord:
     """A job as a store holds it: epoch milliseconds and JSON text.
 
     ``status`` is the stored one (``pending`` also covers delayed jobs), and
-    for a processing job ``process_at`` holds the end of its lease, as in
-    k-msg's lease-aware SQLite queue; the time it was due is kept in
-    ``scheduled_at``.
+    for a job a jobq worker holds (``lease_token`` set) ``process_at`` holds
+    the end of its lease, so that k-msg's statements, which read only
+    ``process_at``, leave it alone; the time it was due is kept in
+    ``scheduled_at``. A processing job without a ``lease_token`` is held by
+    another writer (k-msg's workers), which leaves ``process_at`` as it was.
     """
 
     id: str
@@ -215,9 +218,14 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
     status = _STATUSES.get(record.status, JobStatus.PENDING)
     process_at = record.process_at
     lease_expires_at = None
+    lease_owner = None
     if status is JobStatus.PROCESSING:
-        lease_expires_at = process_at
-        process_at = record.scheduled_at if record.scheduled_at is not None else process_at
+        lease_owner = record.lease_owner
+        # A claim without a token (another writer's) has no lease: its
+        # process_at is still the time it was due.
+        if record.lease_token is not None:
+            lease_expires_at = process_at
+            process_at = record.scheduled_at if record.scheduled_at is not None else process_at
     elif status is JobStatus.PENDING and process_at > now_ms:
         status = JobStatus.DELAYED
     metadata = _decode(record.id, "metadata", record.metadata, {})
@@ -242,7 +250,7 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
         record.queue,
         None if record.result is None else _decode(record.id, "result", record.result, None),
         None if started_at is None else dt[started_at],
-        record.lease_owner,
+        lease_owner,
         None if lease_expires_at is None else dt[lease_expires_at],
         record.lease_token,
         record.lost_count,

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import codec, transitions
 from .admin.verbs import AdminVerbs
-from .clock import SYSTEM_CLOCK, Clock, to_ms
+from .clock import SYSTEM_CLOCK, Clock, now_ms, to_ms
 from .errors import CorruptJob, InvalidOption, JobNotFound, JobqError, LeaseLost, StoreUnavailable
 from .job import (
     Datetimes,
@@ -39,6 +39,12 @@ RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps: claim's own, and 
 RESCUE_BATCH = 500  # expired leases read and settled per transaction by one sweep
 UNFENCED_TRIES = 5  # reads of a job an unfenced fail makes while its row keeps changing
 MAX_LOST_LEASES = 3  # a job whose worker was lost this many times fails for good
+#: Seconds a claim without a lease (k-msg's, a script's) may hold a job,
+#: counted from when a rescuer first sees it, before it is taken back.
+FOREIGN_CLAIM_TIMEOUT = 900.0
+#: The longest foreign claim timeout a store is given, in ms (any finite
+#: timeout is accepted; a longer one waits this long, 31,000 years).
+FOREIGN_CLAIM_TIMEOUT_MAX_MS = 10**15
 
 
 class Queue(AdminVerbs):
@@ -51,6 +57,10 @@ class Queue(AdminVerbs):
     - ``lease``: seconds a ``dequeue`` claim lasts unless renewed (default 30).
     - ``max_payload_bytes``: largest encoded payload accepted (default 1 MiB).
     - ``max_lost_leases``: lost workers after which a job fails for good (default 3).
+    - ``foreign_claim_timeout``: seconds a job held without a lease by
+      another writer (k-msg's workers, a script) may stay ``processing``,
+      from when a rescuer first sees it, before it is taken back as
+      abandoned (default 900).
     """
 
     store: Store
@@ -63,6 +73,7 @@ class Queue(AdminVerbs):
         lease: float = LEASE,
         max_payload_bytes: int = codec.MAX_PAYLOAD_BYTES,
         max_lost_leases: int = MAX_LOST_LEASES,
+        foreign_claim_timeout: float = FOREIGN_CLAIM_TIMEOUT,
         worker_id: str | None = None,
     ) -> None:
         if not (isinstance(lease, (int, float)) and lease > 0):
@@ -71,6 +82,14 @@ class Queue(AdminVerbs):
             raise InvalidOption(f"max_payload_bytes must be a positive int, not {max_payload_bytes!r}")
         if not (isinstance(max_lost_leases, int) and max_lost_leases >= 1):
             raise InvalidOption(f"max_lost_leases must be an int >= 1, not {max_lost_leases!r}")
+        if (
+            isinstance(foreign_claim_timeout, bool)
+            or not isinstance(foreign_claim_timeout, (int, float))
+            or not 0 < foreign_claim_timeout < math.inf
+        ):
+            raise InvalidOption(
+                f"foreign_claim_timeout must be a positive finite number of seconds, not {foreign_claim_timeout!r}"
+            )
         self.store = instrument(store)  # every verb timed, for the metrics (store/instrumented.py)
         self.clock: Clock = clock or SYSTEM_CLOCK
         # A store with a clock of its own (PostgreSQL's) uses it unless the
@@ -80,6 +99,7 @@ class Queue(AdminVerbs):
         self.lease = float(lease)
         self.max_payload_bytes = max_payload_bytes
         self.max_lost_leases = max_lost_leases
+        self.foreign_claim_timeout = float(foreign_claim_timeout)
         self.worker_id = worker_id or default_worker_id()
         self._listeners: list[Callable[[], None]] = []
         self._cancel_listeners: list[Callable[[str], None]] = []
@@ -108,7 +128,8 @@ class Queue(AdminVerbs):
     # -- helpers -----------------------------------------------------------
 
     def now_ms(self) -> int:
-        return to_ms(self.clock.now())
+        """Now on the queue's clock, in epoch ms (floored, as k-msg's ``Date.now()``)."""
+        return now_ms(self.clock)
 
     def _to_job(self, record: JobRecord, now_ms: int | None = None) -> Job[Any]:
         return to_job(record, self.now_ms() if now_ms is None else now_ms)
@@ -467,20 +488,29 @@ class Queue(AdminVerbs):
         return await self.store.extend_leases(pairs, until_ms=until)
 
     async def rescue_expired(self) -> list[Job[Any]]:
-        """Returns every job whose lease expired to waiting (a failed attempt,
+        """Returns every job whose claim ran out to waiting (a failed attempt,
         a lost worker), or fails it for good when it is out of attempts or was
         lost ``max_lost_leases`` times; a job asked to stop ends cancelled.
-        Returns the jobs rescued (not those cancelled). The rules are
-        :func:`jobq.transitions.rescued`; each write is fenced on the row as
-        read, so rescuers in any number of processes rescue a job once."""
+        A claim runs out when its lease ends, or, for a job held without a
+        lease by another writer (k-msg's workers), ``foreign_claim_timeout``
+        seconds after a rescuer first saw it. Returns the jobs rescued (not
+        those cancelled). The rules are :func:`jobq.transitions.rescued`;
+        each write is fenced on the row as read, so rescuers in any number of
+        processes rescue a job once."""
         now_ms = self.now_ms()
         self._next_rescue_ms = now_ms + to_ms(RESCUE_INTERVAL)
+        foreign_ms = min(to_ms(self.foreign_claim_timeout), FOREIGN_CLAIM_TIMEOUT_MAX_MS)
         rescued: list[Job[Any]] = []
         while True:
-            records = await self.store.expired(now_ms=now_ms, limit=RESCUE_BATCH)
+            records = await self.store.expired(
+                now_ms=now_ms, limit=RESCUE_BATCH, foreign_timeout_ms=foreign_ms
+            )
             if not records:
                 break
-            decided = [transitions.rescued(r, max_lost=self.max_lost_leases) for r in records]
+            decided = [
+                transitions.rescued(r, max_lost=self.max_lost_leases, foreign_timeout_ms=foreign_ms)
+                for r in records
+            ]
             settled = await self.store.settle(decided, now_ms=now_ms, returning=True)
             self._settled(decided, settled)
             rescued += [

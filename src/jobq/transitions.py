@@ -16,10 +16,18 @@ Two kinds of fence:
   (nobody else changes a held job), so values such as ``attempts + 1`` are
   computed from it.
 - a compare-and-set on what a read saw (``expect_status``,
-  ``expect_attempts``, ``expect_expired``): for decisions made on a row the
-  caller does not hold, such as the rescue of an expired lease or an
-  operator failing a job by id. If the row changed since, the write does
-  nothing and the caller reads again.
+  ``expect_attempts``, ``expect_expired``, ``expect_seen``): for decisions
+  made on a row the caller does not hold, such as the rescue of an expired
+  lease or an operator failing a job by id. If the row changed since, the
+  write does nothing and the caller reads again.
+
+Claims jobq cannot see. A writer without leases (k-msg's queues, a script)
+moves a job to ``processing`` and writes nothing else: no claim token, no
+lease end. Such a *foreign claim* is never taken for an expired lease. The
+rescuer marks it when it first sees it (:func:`see_foreign`: ``started_at``
+then, and ``lease_owner`` naming the attempt it was seen at, so that a
+claim taken again after the writer's own retry is a new one), and takes it
+back only ``foreign_claim_timeout`` after that (:func:`ran_out`).
 
 :func:`apply` is the same rule on a record in memory: the in-memory store
 writes with it, and every SQL store's statement (``store/sql.py``) is its
@@ -36,12 +44,25 @@ from .job import JobRecord
 Target = Literal["completed", "failed", "pending", "cancelled"]
 
 LOST_WORKER_ERROR = "worker {owner} was lost: its lease expired before the job finished"
+#: The error of a foreign claim taken back (``{timeout}`` in seconds).
+ABANDONED_ERROR = (
+    "held in processing without a lease by a writer that is not a jobq worker (k-msg, a script),"
+    " and not finished {timeout:g} s after jobq first saw it (foreign_claim_timeout): taken back"
+)
 #: The error of a job failed for good because its workers kept being lost
 #: (``{lost}`` is ``max_lost_leases``); the processor emits ``job_quarantined``.
 QUARANTINE_ERROR = (
     "quarantined after {lost} lost workers: the job may be killing its worker"
     " (the last lost was worker {owner}, whose lease expired before the job finished)"
 )
+#: The same, when the last holder lost was a foreign claim.
+ABANDONED_QUARANTINE_ERROR = (
+    "quarantined after {lost} lost workers: the job may be killing its worker"
+    " (the last lost held it without a lease, and did not finish it {timeout:g} s after jobq first saw it)"
+)
+#: ``lease_owner`` of a foreign claim jobq has seen, at its attempts count
+#: then (a claim without a token carrying another count is not seen yet).
+FOREIGN_OWNER = "foreign@"
 #: What the ``job_cancelled`` event reports when a cancel request stopped a
 #: running handler (the job's stored error is left as it was).
 CANCEL_REQUESTED = "cancel requested"
@@ -67,6 +88,9 @@ class Transition(NamedTuple):
     expect_attempts: int | None = None
     #: Compare-and-set: only while the job's lease has run out (rescue).
     expect_expired: bool = False
+    #: Compare-and-set: only while the job is a foreign claim (no token)
+    #: first seen at this time (``started_at``), at its current attempts.
+    expect_seen: int | None = None
     attempts: int | None = None
     lost_count: int | None = None
     error: str | None = None
@@ -87,6 +111,7 @@ class Transition(NamedTuple):
             or self.expect_status is not None
             or self.expect_attempts is not None
             or self.expect_expired
+            or self.expect_seen is not None
         )
 
     @property
@@ -101,7 +126,7 @@ class Transition(NamedTuple):
 
 def completed(job_id: str, token: str | None, result: str | None) -> Transition:
     # Positional: one per job on a worker's hot path.
-    return Transition(job_id, "completed", token, None, None, False, None, None, None, result, None)
+    return Transition(job_id, "completed", token, None, None, False, None, None, None, None, result, None)
 
 
 def will_retry(attempts: int, max_attempts: int) -> bool:
@@ -147,26 +172,74 @@ def cancelled(job_id: str, token: str, reason: str | None, error_type: str | Non
     return Transition(job_id, "cancelled", token=token, error=reason, error_type=error_type)
 
 
-def rescued(record: JobRecord, *, max_lost: int) -> Transition:
-    """What becomes of a processing job whose lease ran out (its worker was
-    lost): cancelled if a cancel was asked of it; otherwise a failed attempt
-    and a lost worker, waiting to run again at once while attempts are left
-    and it was lost fewer than ``max_lost`` times, failed for good (the last
-    time, quarantined) otherwise. Fenced on the row as read."""
-    fence = {"expect_status": "processing", "expect_attempts": record.attempts, "expect_expired": True}
+def rescued(record: JobRecord, *, max_lost: int, foreign_timeout_ms: int) -> Transition:
+    """What becomes of a processing job whose claim ran out (:func:`ran_out`:
+    its worker was lost, or a foreign claim was abandoned): cancelled if a
+    cancel was asked of it; otherwise a failed attempt and a lost worker,
+    waiting to run again at once while attempts are left and it was lost
+    fewer than ``max_lost`` times, failed for good (the last time,
+    quarantined) otherwise. Fenced on the row as read."""
+    fence: dict[str, object] = {"expect_status": "processing", "expect_attempts": record.attempts}
+    foreign = record.lease_token is None
+    if foreign:
+        fence["expect_seen"] = record.started_at
+    else:
+        fence["expect_expired"] = True
     if record.cancel_requested_at is not None:
         return Transition(record.id, "cancelled", **fence)  # type: ignore[arg-type]
     lost = record.lost_count + 1
     owner = record.lease_owner or "unknown"
+    timeout = foreign_timeout_ms / 1000
     if lost >= max_lost:
-        error = QUARANTINE_ERROR.format(lost=max_lost, owner=owner)
+        template = ABANDONED_QUARANTINE_ERROR if foreign else QUARANTINE_ERROR
+        error = template.format(lost=max_lost, owner=owner, timeout=timeout)
     else:
-        error = LOST_WORKER_ERROR.format(owner=owner)
+        error = (ABANDONED_ERROR if foreign else LOST_WORKER_ERROR).format(owner=owner, timeout=timeout)
     again = will_retry(record.attempts, record.max_attempts) and lost < max_lost
     return Transition(
         record.id, "pending" if again else "failed", attempts=record.attempts + 1, lost_count=lost,
         error=error, delay_ms=0 if again else None, **fence,  # type: ignore[arg-type]
     )  # fmt: skip
+
+
+# -- claims that ran out -----------------------------------------------------
+
+
+def foreign_owner(attempts: int) -> str:
+    """The ``lease_owner`` that marks a foreign claim seen at ``attempts``."""
+    return f"{FOREIGN_OWNER}{attempts}"
+
+
+def is_foreign(record: JobRecord) -> bool:
+    """A processing job without jobq's claim token: held by a writer without
+    leases."""
+    return record.status == "processing" and record.lease_token is None
+
+
+def seen_foreign(record: JobRecord) -> bool:
+    """A foreign claim the rescuer has seen (under its current attempts)."""
+    return is_foreign(record) and record.lease_owner == foreign_owner(record.attempts)
+
+
+def see_foreign(record: JobRecord, now_ms: int) -> None:
+    """Marks a foreign claim not seen yet as seen at ``now_ms``: its
+    ``foreign_claim_timeout`` runs from then."""
+    record.started_at = now_ms
+    record.lease_owner = foreign_owner(record.attempts)
+
+
+def ran_out(record: JobRecord, now_ms: int, foreign_timeout_ms: int) -> bool:
+    """Whether a processing job's claim ran out at ``now_ms``: a jobq lease
+    whose end passed, or a foreign claim seen ``foreign_timeout_ms`` ago."""
+    if record.status != "processing":
+        return False
+    if record.lease_token is not None:
+        return record.process_at <= now_ms
+    return (
+        seen_foreign(record)
+        and record.started_at is not None
+        and record.started_at + foreign_timeout_ms <= now_ms
+    )
 
 
 # -- the same rule on a record in memory -------------------------------------
@@ -180,6 +253,8 @@ def holds(record: JobRecord, transition: Transition, now_ms: int) -> bool:
     if t.expect_status is not None and record.status != t.expect_status:
         return False
     if t.expect_attempts is not None and record.attempts != t.expect_attempts:
+        return False
+    if t.expect_seen is not None and not (seen_foreign(record) and record.started_at == t.expect_seen):
         return False
     return not (t.expect_expired and record.process_at > now_ms)
 

@@ -36,6 +36,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BOOT = f"import sys; sys.path.insert(0, {str(HERE)!r}); import proc; proc.main()"
+if str(HERE.parent) not in sys.path:  # tests/, for kmsg_sql in a child process
+    sys.path.insert(0, str(HERE.parent))
+
+import kmsg_sql  # noqa: E402
 
 DEADLINE = 120.0  # seconds; generous, a pass never comes near it
 
@@ -240,6 +244,7 @@ def _make_handler(behaviour: str, cfg: dict[str, Any], exec_log: Appender, start
             "lost_count": job.lost_count,
             "data": job.data,
             "metadata": job.metadata,
+            "at": time.time(),
         }
 
     async def record(job: Any) -> dict[str, Any]:
@@ -306,7 +311,7 @@ async def worker(cfg: dict[str, Any]) -> None:
     exec_log = Appender(workdir / f"exec-{name}.jsonl")
     start_log = Appender(workdir / f"start-{name}.jsonl")
     events = Appender(workdir / f"events-{name}.jsonl")
-    queue = jobq.SQLiteQueue(cfg["db"], lease=cfg.get("lease", 30.0), worker_id=name)
+    queue = jobq.SQLiteQueue(cfg["db"], lease=cfg.get("lease", 30.0), worker_id=name, **_queue_options(cfg))
     processor = jobq.JobProcessor(
         queue,
         concurrency=cfg.get("concurrency", 4),
@@ -360,6 +365,35 @@ async def worker(cfg: dict[str, Any]) -> None:
     touch(workdir / f"stopped-{name}")
 
 
+def _queue_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: cfg[k] for k in ("foreign_claim_timeout",) if k in cfg}
+
+
+async def dequeue_loop(cfg: dict[str, Any]) -> None:
+    """The plain queue verbs, no processor: ``dequeue()`` (which rescues
+    first), record, ``complete(job)``, until the file ``stop-<name>``
+    exists; records each job in ``exec-<name>.jsonl`` as a worker does."""
+    import jobq
+
+    workdir, name = Path(cfg["dir"]), cfg["name"]
+    exec_log = Appender(workdir / f"exec-{name}.jsonl")
+    queue = jobq.SQLiteQueue(cfg["db"], worker_id=name, **_queue_options(cfg))
+    touch(workdir / f"ready-{name}")
+    try:
+        while not (workdir / f"stop-{name}").exists():
+            job = await queue.dequeue()
+            if job is None:
+                await asyncio.sleep(0.02)
+                continue
+            exec_log.write(
+                {"id": job.id, "worker": name, "attempts": job.attempts, "lost_count": job.lost_count,
+                 "data": job.data, "metadata": job.metadata, "at": time.time()}
+            )  # fmt: skip
+            await queue.complete(job, {"by": name})
+    finally:
+        await queue.close()
+
+
 async def claim_hold(cfg: dict[str, Any]) -> None:
     """Rescues expired leases, claims one job with a 30 s lease, reports the
     claim in ``claim-<name>.json``, waits for the ``go`` file, then completes
@@ -392,11 +426,11 @@ async def claim_hold(cfg: dict[str, Any]) -> None:
 
 # -- k-msg's SQLite queue, reproduced ---------------------------------------
 #
-# The SQL below has the shapes k-msg's SQLite job queue uses
-# (packages/messaging/src/queue/sqlite-job-queue.ts), reproduced as facts
-# with Python's sqlite3: its table and index, and its enqueue, dequeue,
-# complete, fail-with-retry and size statements. Times are epoch
-# milliseconds, data and metadata JSON text.
+# k-msg's SQLite job queue (packages/messaging/src/queue/sqlite-job-queue.ts),
+# reproduced as facts with Python's sqlite3: its table and index here, its
+# enqueue, dequeue, complete and fail statements in tests/kmsg_sql.py (which
+# says which commit). Times are epoch milliseconds, data and metadata JSON
+# text. Its dequeue takes no lease: it sets the status and nothing else.
 
 KMSG_CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, type TEXT NOT NULL, data TEXT NOT NULL,"
@@ -406,32 +440,16 @@ KMSG_CREATE_TABLE = (
     " completed_at INTEGER, failed_at INTEGER, error TEXT, metadata TEXT)"
 )
 KMSG_CREATE_INDEX = "CREATE INDEX IF NOT EXISTS idx_jobs_dequeue ON jobs(status, priority DESC, process_at ASC, created_at ASC)"
-KMSG_COLUMNS = (
-    "id, type, data, status, priority, attempts, max_attempts, delay, created_at, process_at,"
-    " completed_at, failed_at, error, metadata"
-)
-KMSG_ENQUEUE = f"INSERT INTO jobs ({KMSG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-KMSG_DEQUEUE = (
-    "UPDATE jobs SET process_at = ?, status = 'processing' WHERE id = (SELECT id FROM jobs"
-    " WHERE status = 'pending' AND process_at <= ? ORDER BY priority DESC, process_at ASC,"
-    f" created_at ASC LIMIT 1) RETURNING {KMSG_COLUMNS}"
-)
-KMSG_COMPLETE = "UPDATE jobs SET status = 'completed', completed_at = ? WHERE id = ?"
-KMSG_FAIL_RETRY = (
-    "UPDATE jobs SET error = ?,"
-    " process_at = CASE WHEN attempts + 1 < max_attempts THEN ? ELSE process_at END,"
-    " failed_at = CASE WHEN attempts + 1 < max_attempts THEN failed_at ELSE ? END,"
-    " status = CASE WHEN attempts + 1 < max_attempts THEN 'pending' ELSE 'failed' END,"
-    " attempts = attempts + 1 WHERE id = ? AND status <> 'completed'"
-)
+KMSG_ENQUEUE = kmsg_sql.SQLITE.enqueue.format(t="jobs")
+KMSG_DEQUEUE = kmsg_sql.SQLITE.dequeue.format(t="jobs")
+KMSG_COMPLETE = kmsg_sql.SQLITE.complete.format(t="jobs")
 KMSG_SIZE = "SELECT COUNT(*) as count FROM jobs WHERE status='pending' AND process_at <= ?"
-KMSG_LEASE_MS = 30_000
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return kmsg_sql.now_ms()
 
 
 def kmsg_id(ms: int, rng: random.Random) -> str:
@@ -439,7 +457,8 @@ def kmsg_id(ms: int, rng: random.Random) -> str:
 
 
 def kmsg_connect(db: Path | str) -> sqlite3.Connection:
-    """A connection as k-msg's queue uses one: autocommit statements."""
+    """A connection as k-msg's queue uses one: autocommit statements (with a
+    busy timeout, the retry a k-msg app beside jobq needs)."""
     return sqlite3.connect(str(db), timeout=30, isolation_level=None)
 
 
@@ -481,7 +500,7 @@ def kmsg_enqueue(
 
 
 def kmsg_dequeue(conn: sqlite3.Connection, now: int) -> dict[str, Any] | None:
-    cursor = conn.execute(KMSG_DEQUEUE, (now + KMSG_LEASE_MS, now))
+    cursor = conn.execute(KMSG_DEQUEUE, (now,))
     row = cursor.fetchone()
     names = [d[0] for d in cursor.description] if cursor.description else []
     cursor.close()
@@ -492,8 +511,17 @@ def kmsg_complete(conn: sqlite3.Connection, job_id: str, now: int) -> int:
     return conn.execute(KMSG_COMPLETE, (now, job_id)).rowcount
 
 
-def kmsg_fail_retry(conn: sqlite3.Connection, job_id: str, error: str, *, now: int, retry_at: int) -> int:
-    return conn.execute(KMSG_FAIL_RETRY, (error, retry_at, now, job_id)).rowcount
+def kmsg_fail(conn: sqlite3.Connection, job_id: str, error: str, *, should_retry: bool, now: int) -> None:
+    """k-msg's fail: reads the job, then writes attempts + 1 and the error;
+    back to pending (process_at unchanged) while retrying with attempts
+    left, failed otherwise."""
+    sql = kmsg_sql.SQLITE
+    row = conn.execute(sql.get.format(t="jobs"), (job_id,)).fetchone()
+    attempts, max_attempts = row[kmsg_sql.COLUMNS.index("attempts")] + 1, row[kmsg_sql.COLUMNS.index("max_attempts")]
+    if should_retry and attempts < max_attempts:
+        conn.execute(sql.fail_retry.format(t="jobs"), (attempts, error, job_id))
+    else:
+        conn.execute(sql.fail.format(t="jobs"), (attempts, now, error, job_id))
 
 
 def kmsg_size(conn: sqlite3.Connection, now: int) -> int:
@@ -531,6 +559,8 @@ COMMANDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "worker": worker,
     "claim_hold": claim_hold,
     "kmsg_produce": kmsg_produce,
+    "kmsg_work": kmsg_sql.work,
+    "dequeue_loop": dequeue_loop,
 }
 
 

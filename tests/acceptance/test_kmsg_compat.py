@@ -1,9 +1,10 @@
 """k-msg compatibility, both ways, on one database file.
 
 The k-msg side is k-msg's SQLite job queue
-(packages/messaging/src/queue/sqlite-job-queue.ts): the SQL shapes in
-``proc.py`` (``KMSG_*``) are its statements, reproduced as facts with
-Python's sqlite3.
+(packages/messaging/src/queue/sqlite-job-queue.ts): the SQL in
+``tests/kmsg_sql.py`` (used through ``proc.py``'s ``kmsg_*``) is its
+statements, reproduced as facts with Python's sqlite3. k-msg workers beside
+jobq workers are in ``test_kmsg_workers.py``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from typing import Any
 
 import pytest
 from proc import (
-    KMSG_LEASE_MS,
     Children,
     all_completed,
     kmsg_complete,
     kmsg_connect,
     kmsg_dequeue,
     kmsg_enqueue,
-    kmsg_fail_retry,
+    kmsg_fail,
     kmsg_init,
     kmsg_size,
     now_ms,
@@ -123,7 +123,7 @@ def test_kmsg_creates_the_table_then_a_jobq_worker_runs_its_rows(
 
 async def test_jobq_creates_the_file_and_kmsg_statements_serve_its_jobs(db: Path) -> None:
     clock = jobq.FakeClock(time.time() - 60)
-    async with jobq.SQLiteQueue(db, clock=clock) as queue:
+    async with jobq.SQLiteQueue(db, clock=clock, lease=5) as queue:
         made: dict[str, jobq.Job[Any]] = {}
         for name, priority in (("low", 0), ("high", 10), ("mid1", 5), ("mid2", 5)):
             made[name] = await queue.enqueue(
@@ -132,7 +132,7 @@ async def test_jobq_creates_the_file_and_kmsg_statements_serve_its_jobs(db: Path
             clock.advance(0.001)
         later = await queue.enqueue("send", {"name": "later"}, priority=100, delay=30, max_attempts=4)
         assert later.status is jobq.JobStatus.DELAYED
-        now = to_ms(clock.now())
+        now = jobq.clock.now_ms(clock)
 
         with contextlib.closing(kmsg_connect(db)) as k:
             assert kmsg_size(k, now) == 4 == await queue.size()
@@ -147,11 +147,19 @@ async def test_jobq_creates_the_file_and_kmsg_statements_serve_its_jobs(db: Path
                 assert json.loads(row["metadata"]) == {"who": name}
                 assert row["status"] == "processing" and row["type"] == "send"
                 assert (row["attempts"], row["max_attempts"], row["delay"]) == (0, 3, 0)
-                assert row["process_at"] == now + KMSG_LEASE_MS
-                assert row["created_at"] == to_ms(made[name].created_at.timestamp())
+                # No lease: process_at stays the time the job was due.
+                assert row["process_at"] == row["created_at"] == to_ms(made[name].created_at.timestamp())
                 job = await queue.get_job(row["id"])
                 assert job is not None and job.status is jobq.JobStatus.PROCESSING
-            assert await queue.dequeue() is None  # k-msg holds them; the delayed one is not due
+                assert job.lease_expires_at is None and job.lease_owner is None
+            # k-msg holds them (the rescue that dequeue runs first leaves them
+            # alone, long past any jobq lease); the delayed one is not due.
+            clock.advance(20)
+            now = jobq.clock.now_ms(clock)
+            assert await queue.dequeue() is None
+            for row in claimed:
+                held = await queue.get_job(row["id"])
+                assert held is not None and held.status is jobq.JobStatus.PROCESSING and held.attempts == 0
 
             # The delayed job is not k-msg's to claim before its time...
             due = to_ms(later.process_at.timestamp())
@@ -167,7 +175,7 @@ async def test_jobq_creates_the_file_and_kmsg_statements_serve_its_jobs(db: Path
             for row in claimed[:3]:
                 assert kmsg_complete(k, row["id"], now + 5) == 1
             low = made["low"].id
-            assert kmsg_fail_retry(k, low, "smtp down", now=now + 5, retry_at=now + 1_000) == 1
+            kmsg_fail(k, low, "smtp down", should_retry=True, now=now + 5)
             assert kmsg_complete(k, later.id, due + 7) == 1
 
         for row in claimed[:3]:
@@ -179,11 +187,11 @@ async def test_jobq_creates_the_file_and_kmsg_statements_serve_its_jobs(db: Path
         assert finished_later is not None and finished_later.status is jobq.JobStatus.COMPLETED
         assert finished_later.completed_at == from_ms(due + 7)
 
+        # k-msg's retry leaves process_at as it was: due again at once.
         retried = await queue.get_job(low)
-        assert retried is not None and retried.status is jobq.JobStatus.DELAYED
-        assert retried.attempts == 1 and retried.error == "smtp down"
-        assert retried.process_at == from_ms(now + 1_000)
-        clock.advance(2)
+        assert retried is not None and retried.status is jobq.JobStatus.PENDING
+        assert retried.attempts == 1 and retried.error == "smtp down" and retried.lost_count == 0
+        assert retried.process_at == made["low"].process_at
         again = await queue.dequeue()
         assert again is not None and again.id == low and again.attempts == 1
         assert again.data == {"name": "low", "text": "héllo ✓"}

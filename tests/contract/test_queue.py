@@ -300,6 +300,23 @@ async def test_delayed_job_waits_for_the_clock(queue: jobq.Queue, clock: jobq.Fa
     assert claimed.status is JobStatus.PROCESSING
 
 
+async def test_due_times_are_judged_on_the_millisecond_floored(
+    queue: jobq.Queue, clock: jobq.FakeClock
+) -> None:
+    """As k-msg's ``Date.now()`` does: a job due at ``process_at`` is not
+    ready in the millisecond before, even 0.1 ms before it."""
+    clock.set(1_700_000_000.0)
+    job = await queue.enqueue("t", 1, delay=1)
+    assert job.process_at.timestamp() == 1_700_000_001.0
+    for almost in (1_700_000_000.9995, 1_700_000_000.9999):
+        clock.set(almost)
+        assert await queue.size() == 0 and await queue.peek() is None and await queue.dequeue() is None
+        assert (await stored(queue, job.id)).status is JobStatus.DELAYED
+    clock.set(1_700_000_001.0)
+    claimed = await queue.dequeue()
+    assert claimed is not None and claimed.id == job.id
+
+
 async def test_due_delayed_job_is_ordered_like_pending(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
     delayed = await queue.enqueue("t", "delayed", delay=5, priority=3)
     clock.advance(1)

@@ -5,9 +5,15 @@ A child is started with ``sys.executable -c BOOT <json config>``. It runs a
 unbuffered ``O_APPEND`` writes (nothing written is lost if it dies):
 
 - ``exec-<name>.log``: one job id per handler run that finished;
+- ``runs-<name>.jsonl``: the same runs, each with the job's attempts and
+  lost_count as claimed and the time (``at``);
 - ``done-<name>.log``: one job id per ``job_completed`` event, that is per
   completion the store confirmed;
 - ``ready-<name>``: touched once the processor runs.
+
+With ``config["command"]`` ``"produce"`` or ``"work"``, the child is
+instead k-msg's producer or worker on the same table (see
+``tests/kmsg_sql.py``).
 
 jobq's warnings and any traceback go to the child's stderr.
 """
@@ -22,12 +28,17 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BOOT = f"import sys; sys.path.insert(0, {str(HERE)!r}); import pgproc; pgproc.main()"
+if str(HERE.parent) not in sys.path:  # tests/, for kmsg_sql in a child process
+    sys.path.insert(0, str(HERE.parent))
+
+import kmsg_sql  # noqa: E402
 
 
 class Worker:
@@ -85,9 +96,11 @@ async def _run(cfg: dict[str, Any]) -> None:
 
     workdir, name = Path(cfg["dir"]), cfg["name"]
     executed = _Appender(workdir / f"exec-{name}.log")
+    runs = kmsg_sql.Log(workdir / f"runs-{name}.jsonl")
     done = _Appender(workdir / f"done-{name}.log")
+    options = {k: cfg[k] for k in ("foreign_claim_timeout",) if k in cfg}
     queue = jobq.PostgresQueue(
-        cfg["url"], lease=cfg.get("lease", 30.0), pool_size=cfg.get("pool_size", 10), worker_id=name
+        cfg["url"], lease=cfg.get("lease", 30.0), pool_size=cfg.get("pool_size", 10), worker_id=name, **options
     )
     processor = jobq.JobProcessor(
         queue,
@@ -101,6 +114,8 @@ async def _run(cfg: dict[str, Any]) -> None:
 
     async def record(job: Any) -> None:
         executed.write(job.id)
+        runs.write({"id": job.id, "worker": name, "attempts": job.attempts, "lost_count": job.lost_count,
+                    "at": time.time()})  # fmt: skip
 
     processor.handle("t", record)
     processor.on("job_completed", lambda event: done.write(event.job.id if event.job else "?"))
@@ -117,7 +132,11 @@ def main() -> None:
         stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(_run(cfg))
+        command = cfg.get("command", "worker")
+        if command == "worker":
+            asyncio.run(_run(cfg))
+        else:  # k-msg's side: "produce" or "work" (see tests/kmsg_sql.py)
+            getattr(kmsg_sql, command)(cfg)
     except BaseException:  # noqa: BLE001 - reported to the parent through stderr and the exit status
         traceback.print_exc()
         sys.stderr.flush()

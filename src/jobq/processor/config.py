@@ -88,7 +88,10 @@ class ProcessorConfig:
     """Seconds between lease renewals of running jobs; shorter than the
     queue's lease."""
     rescue_interval: float = RESCUE_INTERVAL
-    """Seconds between sweeps for jobs whose lease expired (lost workers)."""
+    """Seconds between sweeps for jobs whose claim ran out: a lease that
+    expired (a lost worker), or a claim without a lease held past the
+    queue's ``foreign_claim_timeout``. A sweep also starts that timeout for
+    such claims it sees for the first time."""
     shutdown_timeout: float = SHUTDOWN_TIMEOUT
     """Seconds ``stop()`` lets jobs in flight finish; the rest are released
     to run again at once (no attempt spent)."""

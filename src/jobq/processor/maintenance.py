@@ -8,7 +8,8 @@ a bug) with its traceback; either way the loop backs off and goes on.
 - **lease renewal** (``heartbeat_interval``): extends the leases of the jobs
   running here, so no rescuer takes them back while their handlers run.
 - **rescue** (``rescue_interval``): returns jobs whose lease expired (their
-  worker was lost) to waiting, or fails them for good
+  worker was lost), and jobs another writer held without a lease past the
+  queue's ``foreign_claim_timeout``, to waiting, or fails them for good
   (:func:`jobq.transitions.rescued` decides), and reports each.
 - **pruning** (``prune_interval``): deletes finished jobs older than
   ``retention``.

@@ -104,10 +104,14 @@ class WorkerStore(Protocol):
         whose claim is gone."""
         ...
 
-    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
-        """Up to ``limit`` processing jobs whose lease ran out by ``now_ms``
-        (their worker was lost), unchanged: the rescuer decides what becomes
-        of each (:func:`~jobq.transitions.rescued`) and settles it."""
+    async def expired(self, *, now_ms: int, limit: int, foreign_timeout_ms: int) -> list[JobRecord]:
+        """Up to ``limit`` processing jobs whose claim ran out by ``now_ms``
+        (:func:`~jobq.transitions.ran_out`: a lease that ended, its worker
+        lost; a foreign claim seen ``foreign_timeout_ms`` ago), oldest
+        ``process_at`` first, unchanged: the rescuer decides what becomes of
+        each (:func:`~jobq.transitions.rescued`) and settles it. Foreign
+        claims not seen before are marked seen at ``now_ms``
+        (:func:`~jobq.transitions.see_foreign`), which starts their timeout."""
         ...
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:

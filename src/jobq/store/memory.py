@@ -246,16 +246,20 @@ class MemoryStore:
                     record.process_at = until_ms
         return lost
 
-    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
+    async def expired(self, *, now_ms: int, limit: int, foreign_timeout_ms: int) -> list[JobRecord]:
         found: list[JobRecord] = []
         with self._lock:
             for job_id in list(self._processing):
                 record = self._jobs.get(job_id)
                 if record is None or record.status != "processing":
                     self._processing.discard(job_id)
-                elif record.process_at <= now_ms and len(found) < limit:
+                    continue
+                if transitions_.is_foreign(record) and not transitions_.seen_foreign(record):
+                    transitions_.see_foreign(record, now_ms)
+                elif transitions_.ran_out(record, now_ms, foreign_timeout_ms):
                     found.append(copy_record(record))
-        return found
+        found.sort(key=lambda r: r.process_at)
+        return found[:limit]
 
     async def claim_cron_slot(self, name: str, slot_ms: int, job: JobRecord) -> bool:
         with self._lock:
@@ -422,6 +426,7 @@ class MemoryStore:
             record.status = "pending"
             record.attempts = 0
             record.process_at = now_ms
+            record.lease_owner = None
             record.failed_at = None
             record.cancelled_at = None
             record.cancel_requested_at = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import InvalidOption
 from ..job import RECORD_FIELDS, UNFINISHED_STORED
-from ..transitions import Transition
+from ..transitions import FOREIGN_OWNER, Transition
 from .base import RETRYABLE
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # 63 characters at most, as PostgreSQL allows
@@ -37,6 +37,7 @@ SETTLE_FIELDS: tuple[tuple[str, str], ...] = (
     ("expect_status", "text"),
     ("expect_attempts", "integer"),
     ("expect_expired", "integer"),
+    ("expect_seen", "bigint"),
     ("attempts", "integer"),
     ("lost_count", "integer"),
     ("error", "text"),
@@ -94,12 +95,51 @@ def held(d: Dialect) -> str:
     return f"{d.column('status')} = 'processing' AND {d.column('lease_token')} = {d.value('token')}"
 
 
+# Foreign claims (see jobq.transitions): processing rows without a claim
+# token, held by a writer without leases (k-msg, a script).
+def foreign(d: Dialect) -> str:
+    """Rows of foreign claims (:func:`jobq.transitions.is_foreign`)."""
+    return f"{d.column('status')} = 'processing' AND {d.column('lease_token')} IS NULL"
+
+
+def _foreign_owner(d: Dialect) -> str:
+    return f"'{FOREIGN_OWNER}' || {d.column('attempts')}"
+
+
+def seen_foreign(d: Dialect) -> str:
+    """Rows of foreign claims the rescuer has seen at their current attempts
+    (:func:`jobq.transitions.seen_foreign`)."""
+    return f"{foreign(d)} AND {d.column('lease_owner')} = {_foreign_owner(d)}"
+
+
+def unseen_foreign(d: Dialect) -> str:
+    """Rows of foreign claims not seen yet (at their current attempts)."""
+    owner = d.column("lease_owner")
+    return f"{foreign(d)} AND ({owner} IS NULL OR {owner} <> {_foreign_owner(d)})"
+
+
+def unseen_foreign_query(d: Dialect) -> str:
+    """The ids of foreign claims not seen yet."""
+    return f"SELECT id FROM {d.table} WHERE {unseen_foreign(d)}"
+
+
+def see_foreign_query(d: Dialect, *, among: bool = False) -> str:
+    """Marks the foreign claims not seen yet as seen now
+    (:func:`jobq.transitions.see_foreign`); with ``among``, only those of the
+    list value ``ids``."""
+    where = f"{d.among('id', 'ids')} AND " if among else ""
+    return (
+        f"UPDATE {d.table} SET started_at = {d.now}, lease_owner = {_foreign_owner(d)}"
+        f" WHERE {where}{unseen_foreign(d)}"
+    )
+
+
 def settle_params(transition: Transition) -> tuple[Any, ...]:
     """A transition's values in :data:`SETTLE_FIELDS` order."""
     t = transition
     return (
         t.job_id, t.status, t.token, t.expect_status, t.expect_attempts, int(t.expect_expired),
-        t.attempts, t.lost_count, t.error, t.result, t.delay_ms, t.error_type,
+        t.expect_seen, t.attempts, t.lost_count, t.error, t.result, t.delay_ms, t.error_type,
     )  # fmt: skip
 
 
@@ -205,6 +245,9 @@ def settle_fence(d: Dialect, shape: SettleShape = ()) -> str:
     for name, column in (("expect_status", "status"), ("expect_attempts", "attempts")):
         if fixed.get(name, GIVEN) is not None:
             conditions.append(f"({v(name)} IS NULL OR {c(column)} = {v(name)})")
+    if fixed.get("expect_seen", GIVEN) is not None:
+        seen = f"{seen_foreign(d)} AND {c('started_at')} = {v('expect_seen')}"
+        conditions.append(f"({v('expect_seen')} IS NULL OR ({seen}))")
     expired = fixed.get("expect_expired")
     if expired is None:
         conditions.append(f"({v('expect_expired')} = 0 OR {c('process_at')} <= {now})")
@@ -270,12 +313,19 @@ def next_due_query(d: Dialect, where: str) -> str:
     return f"SELECT min(process_at), {d.now} FROM {d.table} WHERE status = 'pending'{where}"
 
 
-def expired_query(d: Dialect) -> str:
-    """Processing jobs whose lease ran out, oldest lease end first."""
+def ran_out(d: Dialect) -> str:
+    """Rows of processing jobs whose claim ran out at now
+    (:func:`jobq.transitions.ran_out`): a jobq lease that ended, or a foreign
+    claim seen the value ``foreign`` ms ago or more."""
     return (
-        f"SELECT {COLUMNS} FROM {d.table} WHERE status = 'processing' AND process_at <= {d.now}"
-        f" ORDER BY process_at LIMIT {d.value('limit')}"
+        f"status = 'processing' AND ((lease_token IS NOT NULL AND process_at <= {d.now})"
+        f" OR ({seen_foreign(d)} AND started_at <= {d.now} - {d.value('foreign')}))"
     )
+
+
+def expired_query(d: Dialect) -> str:
+    """Processing jobs whose claim ran out, oldest ``process_at`` first."""
+    return f"SELECT {COLUMNS} FROM {d.table} WHERE {ran_out(d)} ORDER BY process_at LIMIT {d.value('limit')}"
 
 
 def limited_candidates_query(d: Dialect, where: str, limits: Sequence[Any]) -> str:
@@ -355,9 +405,10 @@ def cancel_requested_query(d: Dialect) -> str:
 
 def retry_query(d: Dialect) -> str:
     """A failed or cancelled job (:data:`~jobq.store.base.RETRYABLE`) back
-    to ``pending`` now, attempts 0, error kept."""
+    to ``pending`` now, attempts 0, error kept (and the mark of a foreign
+    claim seen, which its attempts count no longer tells apart)."""
     return (
-        f"UPDATE {d.table} SET status = 'pending', attempts = 0, process_at = {d.now},"
+        f"UPDATE {d.table} SET status = 'pending', attempts = 0, process_at = {d.now}, lease_owner = NULL,"
         f" failed_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL"
         f" WHERE id = {d.value('id')} AND status IN ({', '.join(map(repr, RETRYABLE))}) RETURNING {COLUMNS}"
     )

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ...clock import SYSTEM_CLOCK, Clock, SystemClock, to_ms
+from ...clock import SYSTEM_CLOCK, Clock, SystemClock, now_ms
 from ...errors import InvalidJob, InvalidOption, InvalidURL, JobqError, StoreUnavailable
 from ...job import JobRecord
 from .. import sql as q
@@ -114,7 +114,7 @@ class PostgresCore:
 
     def _caller_now(self) -> int:
         """The caller's "now", for verbs that are given only an absolute time."""
-        return to_ms(self._clock.now())
+        return now_ms(self._clock)
 
     # -- plumbing --------------------------------------------------------------
 

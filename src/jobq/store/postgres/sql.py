@@ -23,14 +23,19 @@ from ..sql import (
     due,
     held,
     lease_assignments,
+    see_foreign_query,
     settle_assignments,
     settle_fence,
     settle_params,
     settle_shape,
 )
+from ..sql import (
+    expired_query as shared_expired_query,
+)
 
-# "now" in every statement: the caller's time, or the database's in epoch ms.
-NOW = "COALESCE(%(now)s::bigint, (extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
+# "now" in every statement: the caller's time, or the database's in epoch ms,
+# floored as k-msg's Date.now() floors it (a cast to bigint would round).
+NOW = "COALESCE(%(now)s::bigint, floor(extract(epoch FROM transaction_timestamp()) * 1000)::bigint)"
 
 #: The shared statements as PostgreSQL spells them.
 DIALECT = Dialect(
@@ -137,6 +142,12 @@ def extend_query() -> str:
         " FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS l(id, token)"
         f" WHERE j.id = l.id AND {held(d)} RETURNING j.id"
     )
+
+
+def expired_query() -> str:
+    """Marks the foreign claims not seen before, and reads the claims that
+    ran out (see :mod:`jobq.store.sql`), in one statement."""
+    return f"WITH seen AS ({see_foreign_query(DIALECT)}) {shared_expired_query(DIALECT)}"
 
 
 def claim_ctes(where: str) -> str:

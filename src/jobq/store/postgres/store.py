@@ -50,6 +50,7 @@ from .schema import starts_table
 from .sql import (
     DIALECT,
     claim_ctes,
+    expired_query,
     extend_query,
     insert_many_params,
     insert_many_query,
@@ -257,9 +258,12 @@ class PostgresStore(AdminVerbs):
         return {job_id for job_id, _ in leases} - kept
 
     @resilient()
-    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
-        values = {"now": self._now(now_ms), "limit": limit}
-        return self._records(await self._fetchall("expired", lambda: q.expired_query(DIALECT), values))
+    async def expired(self, *, now_ms: int, limit: int, foreign_timeout_ms: int) -> list[JobRecord]:
+        """One statement: foreign claims not seen before are marked (in a
+        CTE, whose writes the read does not see: a claim seen now has not
+        run out), and the claims that ran out are read."""
+        values = {"now": self._now(now_ms), "limit": limit, "foreign": foreign_timeout_ms}
+        return self._records(await self._fetchall("expired", expired_query, values))
 
     @resilient()
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:

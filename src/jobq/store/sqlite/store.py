@@ -178,11 +178,22 @@ class SQLiteStore(AdminVerbs):
 
         return await self.db.write(do) if leases else set()
 
-    async def expired(self, *, now_ms: int, limit: int) -> list[JobRecord]:
+    async def expired(self, *, now_ms: int, limit: int, foreign_timeout_ms: int) -> list[JobRecord]:
         sql = self._q("expired", lambda: q.expired_query(self._d))
-        return self._records(
-            await self.db.read(lambda c: c.execute(sql, {"now": now_ms, "limit": limit}).fetchall())
-        )
+        unseen = self._q("unseen_foreign", lambda: q.unseen_foreign_query(self._d))
+        values = {"now": now_ms, "limit": limit, "foreign": foreign_timeout_ms}
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], list[str]]:
+            return conn.execute(sql, values).fetchall(), [row[0] for row in conn.execute(unseen)]
+
+        # A read takes no lock. The write lock is taken only to mark new
+        # foreign claims seen, those the read found (made before now_ms was
+        # read, or moments after: a mark is never much earlier than its claim).
+        rows, new_foreign = await self.db.read(read)
+        if new_foreign:
+            see = self._q("see_foreign", lambda: q.see_foreign_query(self._d, among=True))
+            await self.db.write(lambda c: c.execute(see, {"now": now_ms, "ids": json.dumps(new_foreign)}))
+        return self._records(rows)
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, key, values = q.filters(self._d, queues)
