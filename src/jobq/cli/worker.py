@@ -71,7 +71,7 @@ STOP_MARGIN = 1.5
 #: Seconds a second signal gives the release of the running jobs before the
 #: worker exits anyway.
 FORCED_STOP_WAIT = 1.0
-IDLE_THREADS_WAIT = 0.25  # seconds the threads left at exit get to end before the worker leaves them
+IDLE_THREADS_WAIT = 0.1  # seconds the threads left at exit get to end before the worker leaves them
 METRICS_HOST = "127.0.0.1"
 
 #: The environment variable of each worker option: a value on the command
