@@ -63,12 +63,14 @@ def duration(text: str) -> float:
     try:
         value = float(spelled)
     except ValueError:
-        parts = _DURATION_PART.findall(spelled)
-        if not parts or "".join(n + u for n, u in parts) != spelled:
+        unsigned = spelled.removeprefix("-")
+        parts = _DURATION_PART.findall(unsigned)
+        if not parts or "".join(n + u for n, u in parts) != unsigned:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not a duration (like 90, 1.5s, 10m, 1h30m, 7d)"
             ) from None
         value = sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+        value = -value if unsigned != spelled else value
     if value < 0:
         raise argparse.ArgumentTypeError(f"a duration cannot be negative, not {text!r}")
     return value

@@ -192,6 +192,8 @@ def _wrong_kind(spec: str, target: Any) -> str | None:
     """Why ``target`` cannot be run by a worker, when that is clear before
     calling it; ``None`` for an app, a processor or a possible factory."""
     expected = "name a jobq.App, a jobq.JobProcessor, or a function taking a queue and returning one"
+    if isinstance(target, App | JobProcessor):
+        return None
     if isinstance(target, Task):
         return f"{spec} is the task {target.name!r} of an app; name the app itself (MODULE:APP), which runs all its tasks"
     if inspect.ismodule(target):
