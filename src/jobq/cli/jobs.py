@@ -214,7 +214,8 @@ async def cmd_retry(args: argparse.Namespace) -> int:
             of_type = f" of type {args.type!r}" if args.type else ""
             if failed == 0:
                 return _report_retried(admin.RetryReport(0, []), args.json)
-            if not confirm(args, f"retry: {failed} failed jobs{of_type} to run again", "Retry them?", would_retry=failed):
+            plan = f"retry: {failed} failed jobs{of_type} to run again"
+            if not confirm(args, plan, "Retry them?", would_retry=failed):
                 return 0
             return _report_retried(await admin.retry_all_failed(queue, type=args.type), args.json)
         if args.yes or args.dry_run:
@@ -253,7 +254,9 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 async def cmd_remove(args: argparse.Namespace) -> int:
     async with opened(args) as queue:
         job = await _job_or_fail(queue, args.id)
-        running = " (running now: its worker's outcome will find it gone)" if job.status is JobStatus.PROCESSING else ""
+        running = ""
+        if job.status is JobStatus.PROCESSING:
+            running = " (running now: its worker's outcome will find it gone)"
         plan = f"remove: job {job.id} ({job.type}, {job.status.value}) to delete{running}"
         if not confirm(args, plan, "Delete it?", would_delete=1):
             return 0
@@ -276,7 +279,8 @@ def _prune_rule(args: argparse.Namespace) -> str:
 async def cmd_prune(args: argparse.Namespace) -> int:
     async with opened(args) as queue:
         doomed = await queue.prune(statuses=args.status, older_than=args.older_than, dry_run=True)
-        if doomed and confirm(args, f"prune: {doomed} finished jobs to delete ({_prune_rule(args)})", "Delete them?", would_delete=doomed):
+        plan = f"prune: {doomed} finished jobs to delete ({_prune_rule(args)})"
+        if doomed and confirm(args, plan, "Delete them?", would_delete=doomed):
             deleted = await queue.prune(statuses=args.status, older_than=args.older_than)
         elif doomed:
             return 0  # a dry run, which said what it would do
@@ -295,7 +299,8 @@ async def cmd_clear(args: argparse.Namespace) -> int:
         total = sum(counts.values())
         if total:
             each = ", ".join(f"{n} {status}" for status, n in counts.items())
-            if not confirm(args, f"clear: every job to delete, {total} in all ({each})", "Delete them all?", would_delete=total):
+            plan = f"clear: every job to delete, {total} in all ({each})"
+            if not confirm(args, plan, "Delete them all?", would_delete=total):
                 return 0
             await queue.clear()
     print(json.dumps({"deleted": total}) if args.json else f"deleted {total} jobs")
