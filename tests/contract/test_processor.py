@@ -393,6 +393,44 @@ async def test_a_job_finishing_during_the_grace_period_is_stored_at_once(
     await stopping
 
 
+async def test_request_stop_now_cuts_the_grace_short(queue: jobq.Queue, make_processor: MakeProcessor) -> None:
+    """A stop with a grace far longer than the test is cut short by
+    ``request_stop(now=True)`` from another thread (as a second signal
+    does): the job still running is released, no attempt spent."""
+    processor = make_processor(shutdown_timeout=DEADLINE * 10)
+    started = asyncio.Event()
+    never = asyncio.Event()
+
+    @processor.handler("stuck")
+    async def stuck(job: jobq.Job[Any]) -> None:
+        started.set()
+        await never.wait()
+
+    job_id = await processor.add("stuck", None)
+    await processor.start()
+    await asyncio.wait_for(started.wait(), DEADLINE)
+    stopping = asyncio.create_task(processor.stop())
+    await asyncio.sleep(QUIET)
+    assert not stopping.done()  # the grace holds it
+    threading.Thread(target=processor.request_stop, kwargs={"now": True}).start()
+    await asyncio.wait_for(stopping, DEADLINE)
+    job = await stored(queue, job_id)
+    assert job.status is JobStatus.PENDING and job.attempts == 0
+
+
+async def test_request_stop_ends_run(queue: jobq.Queue, make_processor: MakeProcessor) -> None:
+    processor = make_processor()
+    ran = asyncio.Event()
+    processor.handle("t", lambda job: None)
+    processor.on("job_completed", lambda event: ran.set())
+    running = asyncio.create_task(processor.run(handle_signals=False))
+    await processor.add("t", 1)
+    await asyncio.wait_for(ran.wait(), DEADLINE)
+    processor.request_stop()
+    await asyncio.wait_for(running, DEADLINE)
+    assert not processor.running
+
+
 async def test_stopped_processor_claims_nothing(queue: jobq.Queue, make_processor: MakeProcessor) -> None:
     processor = make_processor()
     processor.handle("t", lambda job: None)

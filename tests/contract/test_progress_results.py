@@ -108,6 +108,23 @@ async def test_prune_by_age_never_touches_unfinished(queue: jobq.Queue, clock: j
     assert (await queue.get_job(running.id)).status is JobStatus.PROCESSING  # type: ignore[union-attr]
 
 
+async def test_prune_dry_run_counts_and_deletes_nothing(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
+    for how in ("complete", "fail", "fail"):
+        await queue.enqueue("t", max_attempts=1)
+        claimed = await queue.dequeue()
+        assert claimed is not None
+        await (queue.complete(claimed) if how == "complete" else queue.fail(claimed, "boom"))
+    await queue.enqueue("t")
+    clock.advance(86400 + 1)
+    assert await queue.prune(dry_run=True) == 1  # completed ones, after a day
+    assert await queue.prune(older_than=0, dry_run=True) == 3
+    assert await queue.prune(older_than=0, statuses=["failed"], dry_run=True) == 2
+    assert await queue.prune(older_than=2 * 86400, dry_run=True) == 0
+    assert sum((await queue.counts()).values()) == 4  # nothing deleted
+    assert await queue.prune(older_than=0, statuses=["failed"]) == 2
+    assert await queue.prune(older_than=0, dry_run=True) == 1
+
+
 async def test_prune_ages_are_configurable(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
     job = await queue.enqueue("t")
     claimed = await queue.dequeue()

@@ -24,6 +24,7 @@ def run(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
         capture_output=True,
         text=True,
         timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 

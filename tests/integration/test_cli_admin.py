@@ -31,6 +31,7 @@ def run(*args: str, url: str, cwd: Path, env: dict[str, str] | None = None) -> s
     return subprocess.run(
         [sys.executable, "-m", "jobq", *args, "--url", url],
         cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -122,8 +123,8 @@ def test_retry_cancel_remove(queue_url: str, tmp_path: Path) -> None:
         {"id": ids["waiting"][0], "status": "pending"}
     )
     assert json.loads(ok(run("retry", "--all-failed", "--type", "nope", "--json", url=queue_url, cwd=tmp_path))) == {"retried": 0, "not_retried": []}
-    assert "retried 1 failed jobs" in ok(run("retry", "--all-failed", url=queue_url, cwd=tmp_path))
-    assert ok(run("remove", ids["done"], url=queue_url, cwd=tmp_path)).strip() == f"{ids['done']} removed"
+    assert "retried 1 failed jobs" in ok(run("retry", "--all-failed", "--yes", url=queue_url, cwd=tmp_path))
+    assert ok(run("remove", ids["done"], "-y", url=queue_url, cwd=tmp_path)).strip() == f"{ids['done']} removed"
     with jobq.connect_sync(queue_url) as queue:
         counts = queue.counts()
         assert counts[jobq.JobStatus.FAILED] == 0 and counts[jobq.JobStatus.PENDING] == 7
@@ -133,9 +134,9 @@ def test_retry_cancel_remove(queue_url: str, tmp_path: Path) -> None:
 def test_prune(queue_url: str, tmp_path: Path) -> None:
     seed(queue_url)
     assert ok(run("prune", url=queue_url, cwd=tmp_path)).strip() == "deleted 0 jobs"  # all younger than a day
-    result = json.loads(ok(run("prune", "--older-than", "0", "--status", "failed", "--json", url=queue_url, cwd=tmp_path)))
+    result = json.loads(ok(run("prune", "--older-than", "0", "--status", "failed", "--json", "--yes", url=queue_url, cwd=tmp_path)))
     assert result == {"deleted": 2}
-    assert ok(run("prune", "--older-than", "0s", url=queue_url, cwd=tmp_path)).strip() == "deleted 1 jobs"
+    assert ok(run("prune", "--older-than", "0s", "--yes", url=queue_url, cwd=tmp_path)).strip() == "deleted 1 jobs"
     with jobq.connect_sync(queue_url) as queue:
         assert sum(queue.counts().values()) == 6
 

@@ -27,7 +27,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "jobq", *args], cwd=cwd, env=dict(os.environ),
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -120,7 +120,7 @@ def test_retry_all_failed_retries_what_it_can_and_names_the_rest(queue_url: str,
             queue.fail(claimed, "boom")
             failed[key] = job.id
         queue.enqueue("report", {"key": "daily"}, unique_key="daily")  # holds the key now
-    result = run("retry", "--all-failed", "--url", queue_url, cwd=tmp_path)
+    result = run("retry", "--all-failed", "--yes", "--url", queue_url, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.strip() == "retried 2 failed jobs; 1 could not be retried"
     one_line_error(result, failed["daily"])
@@ -128,7 +128,7 @@ def test_retry_all_failed_retries_what_it_can_and_names_the_rest(queue_url: str,
     with jobq.connect_sync(queue_url) as queue:
         statuses = {key: queue.get_job(job_id).status for key, job_id in failed.items()}  # type: ignore[union-attr]
     assert statuses == {"a": jobq.JobStatus.PENDING, "daily": jobq.JobStatus.FAILED, "b": jobq.JobStatus.PENDING}
-    as_json = run("retry", "--all-failed", "--json", "--url", queue_url, cwd=tmp_path)
+    as_json = run("retry", "--all-failed", "--json", "--yes", "--url", queue_url, cwd=tmp_path)
     assert as_json.returncode == 1 and as_json.stderr == ""
     import json
 

@@ -207,6 +207,7 @@ class AdminVerbs:
         cancelled_after: float | None = CANCELLED_RETENTION,
         statuses: Collection[JobStatus | str] | None = None,
         older_than: float | None = None,
+        dry_run: bool = False,
     ) -> int:
         """Deletes finished jobs older than their status's age in seconds
         (counted from ``completed_at``, ``failed_at`` or ``cancelled_at``;
@@ -214,7 +215,8 @@ class AdminVerbs:
         running jobs are never touched.
 
         ``older_than`` (seconds) replaces the three ages with one, for the
-        ``statuses`` given (default: every finished status)."""
+        ``statuses`` given (default: every finished status). ``dry_run``:
+        counts the jobs it would delete, and deletes none."""
         ages: dict[str, float | None] = {
             "completed": completed_after,
             "failed": failed_after,
@@ -234,19 +236,22 @@ class AdminVerbs:
                 status: now_ms - to_ms(codec.check_delay(age, f"{status}_after"))
                 for status, age in ages.items()
                 if age is not None
-            }
+            },
+            dry_run=dry_run,
         )
 
-    async def _delete_finished(self, before_ms: Mapping[str, int | None]) -> int:
+    async def _delete_finished(self, before_ms: Mapping[str, int | None], *, dry_run: bool = False) -> int:
         """Deletes jobs in each stored status of ``before_ms`` that finished
-        before its epoch milliseconds (``None``: whenever); returns how many.
-        Statuses with the same bound share one delete."""
+        before its epoch milliseconds (``None``: whenever); returns how many
+        (``dry_run``: counts them, deleting none). Statuses with the same
+        bound share one statement."""
         groups: dict[int | None, set[str]] = {}
         for status, bound in before_ms.items():
             groups.setdefault(bound, set()).add(status)
+        verb = self.store.count_terminal if dry_run else self.store.delete_terminal
         removed = 0
         for bound, group in groups.items():
-            removed += await self.store.delete_terminal(group, before_ms=bound)
+            removed += await verb(group, before_ms=bound)
         return removed
 
 

@@ -1,15 +1,22 @@
 """The ``jobq`` command (also ``python -m jobq``).
 
 Every command takes ``--url`` (default ``$JOBQ_URL``, else
-``sqlite:///jobq.db``). Errors print one line, ``jobq: error: ...``, and exit
-with status 1; usage errors exit with 2. Never a traceback: an error jobq
-did not foresee is printed in one line too (``--log-level DEBUG`` logs its
-traceback).
+``sqlite:///jobq.db``) and ``--log-level``, before or after the command's
+name. Errors print one line, ``jobq: error: ...``, and exit with status 1;
+usage errors (an unknown command or option, with a "did you mean") print one
+line too and exit with 2. Never a traceback: an error jobq did not foresee
+is printed in one line too (``--log-level DEBUG`` logs its traceback).
+
+The parser is argparse's, with three additions rather than a dependency:
+usage errors raised (and printed in one line), a suggestion for a mistyped
+command, option or choice (:mod:`difflib`), and the global options accepted
+after the command as well (a parent parser whose defaults do not overwrite
+the values given before it).
 
 This module holds the command line's grammar and :func:`main`; the commands
 live in :mod:`~jobq.cli.worker` (worker, demo), :mod:`~jobq.cli.jobs`
-(enqueue, stats, migrate, list, show, retry, cancel, remove, prune) and
-:mod:`~jobq.cli.dashboard`, and what they share in :mod:`~jobq.cli.common`.
+(enqueue, stats, migrate, list, show, retry, cancel, remove, prune, clear)
+and :mod:`~jobq.cli.dashboard`, and what they share in :mod:`~jobq.cli.common`.
 """
 
 from __future__ import annotations
@@ -17,51 +24,84 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
+from .. import __version__
 from ..admin import LIST_LIMIT, THROUGHPUT_WINDOW
 from ..demo import DEMO_CONCURRENCY, DEMO_JOBS
 from ..errors import JobqError
 from ..job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, TERMINAL_STATUSES
 from . import dashboard, jobs, worker
-from .common import Command, add_url_option, error_line, status_names
+from .common import (
+    URL_ENV,
+    Command,
+    UsageError,
+    add_confirm_options,
+    duration,
+    error_line,
+    status_names,
+    suggestion,
+)
+
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVEL_ENV = "JOBQ_LOG_LEVEL"
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, raising :class:`UsageError` (one line, exit 2)
+    instead of printing the usage, and suggesting the closest choice."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self._where()}{message.removeprefix('argument ')} (see {self.prog} --help)")
+
+    def _where(self) -> str:
+        """``"jobq enqueue: "`` in a command's message; nothing at the top."""
+        return "" if " " not in self.prog else f"{self.prog}: "
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is None or value in action.choices:
+            return
+        names = [str(choice) for choice in action.choices]
+        if isinstance(action, argparse._SubParsersAction):
+            raise UsageError(f"unknown command {value!r}{suggestion(str(value), names)} (see jobq --help)")
+        option = "/".join(action.option_strings) or action.dest
+        raise UsageError(
+            f"{self._where()}{option} takes one of {', '.join(names)}; not {value!r}{suggestion(str(value), names)}"
+        )
+
+
+def _global_options() -> Parser:
+    """The options every command takes, before or after its name. Their
+    defaults are SUPPRESS, so a command's parser leaves a value given before
+    the command alone; :func:`main` fills in the real defaults."""
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--url", default=argparse.SUPPRESS,
+        help=f"queue URL (default ${URL_ENV}, else {worker.DEFAULT_URL})",
+    )  # fmt: skip
+    common.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS, metavar="LEVEL",
+        help=f"logging level: {', '.join(LOG_LEVELS)} (default ${LOG_LEVEL_ENV}, else {DEFAULT_LOG_LEVEL})",
+    )  # fmt: skip
+    common.add_argument("--version", action="version", version=f"jobq {__version__}")
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jobq", description="Background jobs on SQLite (and more).")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    common = _global_options()
+    parser = Parser(prog="jobq", description="Background jobs on SQLite (and more).", parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        add_url_option(sub)
-        return sub
+        return commands.add_parser(name, help=help, description=help, parents=[common])
 
     run = command("worker", "run an app's tasks (or a processor) until SIGTERM or Ctrl-C")
-    run.add_argument(
-        "target",
-        help="MODULE:APP (a jobq.App), or MODULE:PROCESSOR (a JobProcessor or a function(queue) returning one)",
-    )
-    run.add_argument("--concurrency", type=int, help="jobs run at once (default: the processor's)")
-    run.add_argument(
-        "--queues", type=worker.queue_list, metavar="Q1,Q2", help="take jobs from these named queues only"
-    )
-    run.add_argument(
-        "--processes", type=int, metavar="N", help="run N worker processes under a supervisor that restarts them"
-    )
-    run.add_argument(
-        "--max-jobs-per-child",
-        type=int,
-        metavar="M",
-        help="exit gracefully after M jobs (under --processes, a new process replaces it)",
-    )
-    run.add_argument(
-        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics of this worker on PORT"
-    )
-    run.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (127.0.0.1)")
-    run.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
-    run.set_defaults(run=worker.cmd_worker)
+    worker.add_worker_options(run)
+    run.set_defaults(run=worker.cmd_worker, abandon_threads=True)
 
     enqueue = command("enqueue", "add one job (or defer one task of an app) and print its id")
     enqueue.add_argument("type", help="job type (picks the handler), or with --app a task's name")
@@ -74,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --app: one argument (VALUE as JSON, or as text where it is not JSON or the parameter is a str)",
     )  # fmt: skip
     enqueue.add_argument("--priority", type=int, help="higher runs first (default 0, or the task's)")
-    enqueue.add_argument("--delay", type=float, default=0, help="seconds before it may run (default 0)")
+    enqueue.add_argument(
+        "--delay", type=duration, default=0, metavar="DURATION",
+        help="how long before it may run: seconds, or 90s, 10m, 1h30m, 7d (default 0)",
+    )  # fmt: skip
     enqueue.add_argument(
         "--max-attempts", type=int, help=f"attempts before it fails for good (default {DEFAULT_MAX_ATTEMPTS}, or the task's)"
     )
@@ -109,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_operator_commands(command: Command) -> None:
-    """list, show, retry, cancel, remove, prune and dashboard."""
+    """list, show, retry, cancel, remove, prune, clear and dashboard."""
     listing = command("list", "list jobs, newest first, with filters and paging")
     listing.add_argument("--status", choices=status_names(), help="only jobs in this status")
     listing.add_argument("--type", help="only jobs of this type")
@@ -131,6 +174,7 @@ def _add_operator_commands(command: Command) -> None:
     retry.add_argument("--all-failed", action="store_true", help="retry every failed job")
     retry.add_argument("--type", help="with --all-failed: only jobs of this type")
     retry.add_argument("--json", action="store_true", help="print JSON")
+    add_confirm_options(retry)
     retry.set_defaults(run=jobs.cmd_retry)
 
     cancel = command("cancel", "stop a waiting or running job for good")
@@ -141,6 +185,7 @@ def _add_operator_commands(command: Command) -> None:
     remove = command("remove", "delete one job")
     remove.add_argument("id", help="job id")
     remove.add_argument("--json", action="store_true", help="print JSON")
+    add_confirm_options(remove)
     remove.set_defaults(run=jobs.cmd_remove)
 
     prune = command(
@@ -153,10 +198,17 @@ def _add_operator_commands(command: Command) -> None:
         help="only this finished status (repeatable; default: all three)",
     )  # fmt: skip
     prune.add_argument(
-        "--older-than", type=jobs.duration, help="only jobs finished before this long ago (90, 15m, 12h, 7d)"
-    )
+        "--older-than", type=duration, metavar="DURATION",
+        help="only jobs finished before this long ago: seconds, or 90s, 15m, 12h, 7d",
+    )  # fmt: skip
     prune.add_argument("--json", action="store_true", help="print JSON")
+    add_confirm_options(prune)
     prune.set_defaults(run=jobs.cmd_prune)
+
+    clear = command("clear", "delete every job, whatever its status")
+    clear.add_argument("--json", action="store_true", help="print JSON")
+    add_confirm_options(clear)
+    clear.set_defaults(run=jobs.cmd_clear)
 
     serve = command("dashboard", "serve the web dashboard (needs jobq[web])")
     serve.add_argument(
@@ -177,13 +229,52 @@ def _add_operator_commands(command: Command) -> None:
     serve.set_defaults(run=dashboard.cmd_dashboard)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line parsed, the global options' defaults filled in; an
+    unknown option or a stray argument is a :class:`UsageError` naming the
+    closest option of the command."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = _command_parsers(parser).get(args.command, parser)
+        known = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+        word = extras[0]
+        if word.startswith("-"):
+            name = word.split("=", 1)[0]
+            raise UsageError(f"{sub.prog}: unknown option {name}{suggestion(name, known)} (see {sub.prog} --help)")
+        raise UsageError(f"{sub.prog}: unexpected argument {word!r} (see {sub.prog} --help)")
+    args.url = getattr(args, "url", None)
+    level = getattr(args, "log_level", None) or os.environ.get(LOG_LEVEL_ENV) or DEFAULT_LOG_LEVEL
+    if level.upper() not in LOG_LEVELS:
+        raise UsageError(f"${LOG_LEVEL_ENV}={level!r}: the logging level is one of {', '.join(LOG_LEVELS)}")
+    args.log_level = level.upper()
+    if args.command == "worker":
+        worker.options_from_environment(args)
+    return args
+
+
+def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = _parse(build_parser(), argv)
+    except UsageError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return exc.exit_status
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    status = _run(args)
+    if getattr(args, "abandon_threads", False):
+        worker.exit_leaving_threads(status)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         status: int = asyncio.run(args.run(args))
         return status

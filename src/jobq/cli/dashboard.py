@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import secrets
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +28,26 @@ def check_port(port: int | None, flag: str) -> None:
     """A TCP port to listen on: 1 to 65535."""
     if port is not None and not 1 <= port <= MAX_PORT:
         raise CommandError(f"{flag} must be a TCP port from 1 to {MAX_PORT}, not {port}")
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``, as uvicorn would bind it, so a
+    port in use is found before anything is printed."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = (
+            "the port is in use (another dashboard? pick another with --port)"
+            if exc.errno == errno.EADDRINUSE
+            else exc.strerror or str(exc)
+        )
+        raise CommandError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _graceful_server_class() -> Any:
@@ -69,25 +91,27 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
         auth = TokenAuth(secrets.token_urlsafe(24))
     async with opened(args) as queue:
         await queue.counts()  # fails now, in one line, if the store is unreachable
-        # On loopback, only loopback Host names (and --allowed-host ones) are
-        # answered, which stops DNS-rebinding pages; elsewhere authentication
-        # is required, and --allowed-host narrows the names further.
-        allowed = args.allowed_host or []
-        hosts = allowed if allowed or is_loopback(args.host) else None
-        app = create_app(queue, auth=auth, allowed_hosts=hosts)
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        where = f"http://{host}:{args.port}/"
-        if isinstance(auth, TokenAuth):
-            where += f"login?token={auth.token}"
-        print(f"jobq dashboard for {queue.store.name}: {where}", flush=True)
-        if isinstance(auth, BasicAuth):
-            print(f"log in as {auth.username} (password from the environment)", flush=True)
-        config = uvicorn.Config(
-            app, host=args.host, port=args.port, log_level=args.log_level_uvicorn, access_log=False,
-            lifespan="off", server_header=False,
-        )  # fmt: skip
-        server = _graceful_server_class()(config)
-        await server.serve()
-        if not server.started:
-            raise CommandError(f"could not listen on {args.host}:{args.port}")
+        sock = listen_socket(args.host, args.port)  # and here if the port is taken, before the URL is printed
+        with contextlib.closing(sock):
+            # On loopback, only loopback Host names (and --allowed-host ones) are
+            # answered, which stops DNS-rebinding pages; elsewhere authentication
+            # is required, and --allowed-host narrows the names further.
+            allowed = args.allowed_host or []
+            hosts = allowed if allowed or is_loopback(args.host) else None
+            app = create_app(queue, auth=auth, allowed_hosts=hosts)
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            where = f"http://{host}:{args.port}/"
+            if isinstance(auth, TokenAuth):
+                where += f"login?token={auth.token}"
+            print(f"jobq dashboard for {queue.store.name}: {where}", flush=True)
+            if isinstance(auth, BasicAuth):
+                print(f"log in as {auth.username} (password from the environment)", flush=True)
+            config = uvicorn.Config(
+                app, host=args.host, port=args.port, log_level=args.log_level_uvicorn, access_log=False,
+                lifespan="off", server_header=False,
+            )  # fmt: skip
+            server = _graceful_server_class()(config)
+            await server.serve(sockets=[sock])
+            if not server.started:
+                raise CommandError(f"could not listen on {args.host}:{args.port}")
     return 0

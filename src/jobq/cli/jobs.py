@@ -1,11 +1,13 @@
 """The ``jobq`` commands on jobs and their store: enqueue, stats, list, show,
-retry, cancel, remove, prune and migrate.
+retry, cancel, remove, prune, clear and migrate.
 
 Read commands print aligned tables, or JSON with ``--json``; stats, list and
 show never change a SQLite file (no schema upgrade: they say when one is
-needed). Errors (an
-unknown id, an unreachable database, a bad URL) raise :class:`JobqError`,
-which ``jobq`` prints as one line before exiting with status 1.
+needed). The commands that delete or reset many jobs (``prune``,
+``remove``, ``clear``, ``retry --all-failed``) say what they will do and ask
+first (see :func:`~jobq.cli.common.confirm`). Errors (an unknown id, an
+unreachable database, a bad URL) raise :class:`JobqError`, which ``jobq``
+prints as one line before exiting with status 1.
 """
 
 from __future__ import annotations
@@ -23,33 +25,19 @@ from ..job import Job, JobStatus
 from ..tasks import App, Task
 from .common import (
     CommandError,
+    confirm,
     cut,
     emit,
     json_arg,
     load_target,
     one_line,
     opened,
+    say_seconds,
     status_names,
     table,
     url_given,
     url_of,
 )
-
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # seconds per unit of a --older-than value
-
-
-def duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
-    text = text.strip().lower()
-    scale = DURATION_UNITS.get(text[-1:])
-    number = text[:-1] if scale else text
-    try:
-        value = float(number) * (scale or 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (like 90, 15m, 12h, 7d)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a duration cannot be negative")
-    return value
 
 
 def _count_table(title: str, grouped: dict[str, dict[str, int]]) -> str:
@@ -222,7 +210,16 @@ async def cmd_retry(args: argparse.Namespace) -> int:
         raise CommandError("--type goes with --all-failed")
     async with opened(args) as queue:
         if args.all_failed:
+            failed = (await queue.list_jobs(status=JobStatus.FAILED, type=args.type, limit=1)).total
+            of_type = f" of type {args.type!r}" if args.type else ""
+            if failed == 0:
+                return _report_retried(admin.RetryReport(0, []), args.json)
+            plan = f"retry: {failed} failed jobs{of_type} to run again"
+            if not confirm(args, plan, "Retry them?", would_retry=failed):
+                return 0
             return _report_retried(await admin.retry_all_failed(queue, type=args.type), args.json)
+        if args.yes or args.dry_run:
+            raise CommandError("--yes and --dry-run go with --all-failed")
         job = await _job_or_fail(queue, args.id)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise CommandError(f"job {args.id} is {job.status.value}; only failed or cancelled jobs are retried")
@@ -256,19 +253,57 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 async def cmd_remove(args: argparse.Namespace) -> int:
     async with opened(args) as queue:
+        job = await _job_or_fail(queue, args.id)
+        running = ""
+        if job.status is JobStatus.PROCESSING:
+            running = " (running now: its worker's outcome will find it gone)"
+        plan = f"remove: job {job.id} ({job.type}, {job.status.value}) to delete{running}"
+        if not confirm(args, plan, "Delete it?", would_delete=1):
+            return 0
         if not await queue.remove(args.id):
             raise CommandError(f"no job with id {args.id!r}")
     print(json.dumps({"id": args.id, "removed": True}) if args.json else f"{args.id} removed")
     return 0
 
 
+def _prune_rule(args: argparse.Namespace) -> str:
+    """Which jobs ``prune`` deletes, in words."""
+    statuses = args.status or ["completed", "failed", "cancelled"]
+    if args.older_than is not None:
+        return f"{' or '.join(statuses)}, finished more than {say_seconds(args.older_than)} ago"
+    ages = {"completed": admin.COMPLETED_RETENTION, "failed": admin.FAILED_RETENTION,
+            "cancelled": admin.CANCELLED_RETENTION}  # fmt: skip
+    return "; ".join(f"{s} more than {say_seconds(ages[s])} ago" for s in statuses)
+
+
 async def cmd_prune(args: argparse.Namespace) -> int:
     async with opened(args) as queue:
-        deleted = await queue.prune(statuses=args.status, older_than=args.older_than)
+        doomed = await queue.prune(statuses=args.status, older_than=args.older_than, dry_run=True)
+        plan = f"prune: {doomed} finished jobs to delete ({_prune_rule(args)})"
+        if doomed and confirm(args, plan, "Delete them?", would_delete=doomed):
+            deleted = await queue.prune(statuses=args.status, older_than=args.older_than)
+        elif doomed:
+            return 0  # a dry run, which said what it would do
+        else:
+            deleted = 0
     if args.json:
         print(json.dumps({"deleted": deleted}))
     else:
         print(f"deleted {deleted} jobs")
+    return 0
+
+
+async def cmd_clear(args: argparse.Namespace) -> int:
+    async with opened(args) as queue:
+        counts = {status.value: n for status, n in (await queue.counts()).items() if n}
+        total = sum(counts.values())
+        if total:
+            each = ", ".join(f"{n} {status}" for status, n in counts.items())
+            plan = f"clear: every job to delete, {total} in all ({each})"
+            if not confirm(args, plan, "Delete them all?", would_delete=total):
+                return 0
+            await queue.clear()
+    print(json.dumps({"deleted": total}) if args.json else f"deleted {total} jobs")
     return 0
 
 

@@ -169,6 +169,11 @@ class JobProcessor(KmsgVerbs):
         self._producer: Producer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: list[Callable[[], Any]] = []
+        # request_stop()'s targets on the loop that runs this processor: end
+        # run()'s wait, and cut stop()'s grace short.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_asked: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
         self._completer = Completer(queue, self._reporter)
         self._wire()
 
@@ -300,6 +305,11 @@ class JobProcessor(KmsgVerbs):
     def running(self) -> bool:
         return self._running
 
+    @property
+    def job_types(self) -> list[str]:
+        """The job types this processor has handlers for, sorted."""
+        return sorted(self._handlers)
+
     def bind(self, queue: Queue) -> None:
         """Points a processor that is not running at another queue (the CLI's
         ``--url``); handlers and options stay."""
@@ -316,6 +326,8 @@ class JobProcessor(KmsgVerbs):
         if self._running:
             return
         loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._stop_asked is None or self._hurry is None:
+            self._loop, self._stop_asked, self._hurry = loop, asyncio.Event(), asyncio.Event()
         self._running = True
         # Slots bound how many handlers run; the spare threads keep a sync
         # handler abandoned after its timeout from holding up the next one.
@@ -353,7 +365,7 @@ class JobProcessor(KmsgVerbs):
         grace = self.config.shutdown_timeout if timeout is None else timeout
         in_flight = [r.task for r in self._jobs.values() if r.task is not None]
         if in_flight:
-            await asyncio.wait(in_flight, timeout=grace)
+            await self._grace(in_flight, grace)
         leftover = [(r, r.task) for r in self._jobs.values() if r.task is not None]
         for running, task in leftover:
             if running.phase is not Phase.SETTLING:  # one being written is not given back
@@ -371,9 +383,38 @@ class JobProcessor(KmsgVerbs):
             # Threads of abandoned sync handlers may still run; don't wait for them.
             threads.shutdown(wait=False, cancel_futures=True)
         self._running = False
+        self._loop = self._stop_asked = self._hurry = None
         await self._completer.drain()
         self._events.emit(Event("processor_stopped"))
         await self._events.drain()
+
+    async def _grace(self, in_flight: list[asyncio.Task[Any]], grace: float) -> None:
+        """Waits until the jobs in flight are done, ``grace`` seconds have
+        passed, or :meth:`request_stop` asks to stop now."""
+        hurry = self._hurry or asyncio.Event()
+        done = asyncio.ensure_future(asyncio.wait(in_flight))
+        hurried = asyncio.ensure_future(hurry.wait())
+        try:
+            await asyncio.wait([done, hurried], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()  # stops the waits only; the jobs go on
+            hurried.cancel()
+            await asyncio.gather(done, hurried, return_exceptions=True)
+
+    def request_stop(self, *, now: bool = False) -> None:
+        """Asks a running processor to stop; safe from a signal handler or
+        another thread. It claims nothing more from this moment, and
+        :meth:`run` stops gracefully. ``now=True`` also cuts the grace of a
+        stop short: the jobs still running are released at once, to run
+        again elsewhere (``run()``'s handlers do this on a second signal)."""
+        if self._producer is not None:
+            self._producer.stopping = True
+        loop, asked, hurry = self._loop, self._stop_asked, self._hurry
+        if loop is None or asked is None or hurry is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(asked.set)
+        if now:
+            loop.call_soon_threadsafe(hurry.set)
 
     async def drain(self, *, max_jobs: int = 10_000) -> int:
         """Runs every job that is ready now, one at a time in the calling
@@ -411,31 +452,37 @@ class JobProcessor(KmsgVerbs):
         return ran
 
     async def run(self, *, handle_signals: bool = True) -> None:
-        """Runs until SIGTERM or SIGINT (or cancellation), then stops gracefully."""
+        """Runs until SIGTERM or SIGINT (or :meth:`request_stop`, or
+        cancellation), then stops gracefully. A second signal during that
+        stop cuts it short: the jobs still running are released at once."""
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        asked = self._stop_asked = asyncio.Event()
+        self._loop, self._hurry = loop, asyncio.Event()
         previous: dict[signal.Signals, Any] = {}
+        signals = 0
 
         def on_signal(signum: int, frame: object) -> None:
             # A Python-level handler runs at once in the main thread, even
             # while the loop is busy: from here on nothing more is claimed
             # (a loop-level handler would run an iteration or two later,
             # after a claim of jobs that finished meanwhile). The graceful
-            # stop itself runs on the loop.
-            if self._producer is not None:
-                self._producer.stopping = True
-            loop.call_soon_threadsafe(stop.set)
+            # stop itself runs on the loop, and a second signal hurries it.
+            nonlocal signals
+            signals += 1
+            self.request_stop(now=signals > 1)
 
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, on_signal)
-        await self.start()
         try:
-            await stop.wait()
+            await self.start()
+            try:
+                await asked.wait()
+            finally:
+                await self.stop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            await self.stop()
 
     def _request_cancel(self, job_id: str) -> None:
         """Stops a running job whose cancel was requested: its task is

@@ -10,7 +10,8 @@ The supervisor starts N children, each a plain ``jobq worker`` process, and:
 - on SIGTERM or SIGINT forwards the signal to every child, which stops
   gracefully (jobs in flight finish, or are released after its
   ``shutdown_timeout``), and exits once they all have: 0 if every child
-  exited 0, else 1.
+  exited 0, else 1. A second signal is forwarded too, so each child
+  releases its running jobs and exits at once.
 
 Children run in their own session, so a Ctrl-C in a terminal reaches only the
 supervisor, which forwards it once. A child watches its supervisor and stops
@@ -69,6 +70,7 @@ class Supervisor:
         backoff_min: float = RESTART_BACKOFF_MIN,
         backoff_max: float = RESTART_BACKOFF_MAX,
         env: dict[str, str] | None = None,
+        on_stopping: Callable[[], Any] | None = None,
     ) -> None:
         if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
             raise ValueError(f"processes must be an int >= 1, not {processes!r}")
@@ -77,8 +79,10 @@ class Supervisor:
         self.backoff_max = backoff_max
         self.env = env
         self.slots = [_Slot(i) for i in range(processes)]
+        self.on_stopping = on_stopping  # called once, when the stop begins
         self._stop_signal: int | None = None
-        self._forwarded = False
+        self._stops = 0  # stop requests so far
+        self._forwarded = 0  # of which forwarded to the children
         self._lock = threading.Lock()
 
     @property
@@ -92,8 +96,10 @@ class Supervisor:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Asks every child to stop (as a forwarded ``sig``); :meth:`run`
-        returns once they have. Safe from a signal handler or another thread."""
+        returns once they have. Safe from a signal handler or another thread.
+        A second call forwards ``sig`` again: the children stop at once."""
         self._stop_signal = sig
+        self._stops += 1
 
     def _spawn(self, slot: _Slot) -> None:
         argv = [*self.command, "--supervisor-pid", str(os.getpid())]
@@ -143,9 +149,12 @@ class Supervisor:
             while True:
                 now = time.monotonic()
                 stopping = self._stop_signal is not None
-                if stopping and not self._forwarded:
-                    self._forwarded = True
-                    log.info("jobq: supervisor stopping %d workers", len(self.pids()))
+                if stopping and self._forwarded < min(self._stops, 2):
+                    if not self._forwarded:
+                        log.info("jobq: supervisor stopping %d workers", len(self.pids()))
+                        if self.on_stopping is not None:
+                            self.on_stopping()
+                    self._forwarded += 1
                     assert self._stop_signal is not None
                     self._forward(self._stop_signal)
                 for slot in self.slots:

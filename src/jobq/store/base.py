@@ -207,6 +207,10 @@ class AdminStore(Protocol):
         ``before_ms`` when given); returns how many."""
         ...
 
+    async def count_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        """How many jobs :meth:`delete_terminal` would delete, deleting none."""
+        ...
+
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
         """Job counts keyed by public status (delayed apart from pending)."""
         ...

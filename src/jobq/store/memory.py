@@ -292,14 +292,21 @@ class MemoryStore:
             self._delayed.clear()
             self._processing.clear()
 
+    def _finished_before(self, statuses: Collection[str], before_ms: int | None) -> list[str]:
+        return [
+            r.id
+            for r in self._jobs.values()
+            if r.status in statuses
+            and (before_ms is None or (r.completed_at or r.failed_at or r.cancelled_at or r.created_at) < before_ms)
+        ]
+
+    async def count_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        with self._lock:
+            return len(self._finished_before(statuses, before_ms))
+
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
         with self._lock:
-            doomed = [
-                r.id
-                for r in self._jobs.values()
-                if r.status in statuses
-                and (before_ms is None or (r.completed_at or r.failed_at or r.cancelled_at or r.created_at) < before_ms)
-            ]
+            doomed = self._finished_before(statuses, before_ms)
             for job_id in doomed:
                 del self._jobs[job_id]
                 self._version.pop(job_id, None)

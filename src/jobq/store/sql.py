@@ -418,12 +418,21 @@ def remove_query(d: Dialect) -> str:
     return f"DELETE FROM {d.table} WHERE id = {d.value('id')}"
 
 
-def delete_terminal_query(d: Dialect, before: str | None) -> str:
+def _terminal_where(d: Dialect, before: str | None) -> str:
     """Jobs in the stored ``statuses``, finished before ``before`` if given."""
-    sql = f"DELETE FROM {d.table} WHERE {d.among('status', 'statuses')}"
+    sql = d.among("status", "statuses")
     if before is not None:
         sql += f" AND COALESCE(completed_at, failed_at, cancelled_at, created_at) < {before}"
     return sql
+
+
+def delete_terminal_query(d: Dialect, before: str | None) -> str:
+    return f"DELETE FROM {d.table} WHERE {_terminal_where(d, before)}"
+
+
+def count_terminal_query(d: Dialect, before: str | None) -> str:
+    """What :func:`delete_terminal_query` would delete, counted."""
+    return f"SELECT count(*) FROM {d.table} WHERE {_terminal_where(d, before)}"
 
 
 # -- inspection -------------------------------------------------------------------

@@ -81,6 +81,23 @@ class AdminVerbs(PostgresCore):
             return cur.rowcount
 
     @resilient()
+    async def count_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        if not statuses:
+            return 0
+        values: dict[str, Any] = {"statuses": list(statuses)}
+        if before_ms is None:
+            query = lambda: q.count_terminal_query(DIALECT, None)  # noqa: E731
+            name = "count_terminal"
+        else:
+            before = "{now} + %(before_in)s::bigint"
+            query = lambda: q.count_terminal_query(DIALECT, before)  # noqa: E731
+            name = "count_terminal_before"
+            caller_now = self._caller_now()
+            values.update(now=self._now(caller_now), before_in=before_ms - caller_now)
+        rows = await self._fetchall(name, query, values)
+        return int(rows[0][0])
+
+    @resilient()
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
         query = lambda: q.count_by_status_query(DIALECT)  # noqa: E731
         rows = await self._fetchall("count_by_status", query, {"now": self._now(now_ms)})

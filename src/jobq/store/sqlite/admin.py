@@ -66,6 +66,17 @@ class AdminVerbs(SQLiteCore):
         values = {"statuses": json.dumps(list(statuses)), "before": before_ms}
         return await self.db.write(lambda c: c.execute(sql, values).rowcount)
 
+    async def count_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
+        if not statuses:
+            return 0
+        sql = self._q(
+            ("count_terminal", before_ms is None),
+            lambda: q.count_terminal_query(self._d, None if before_ms is None else ":before"),
+        )
+        values = {"statuses": json.dumps(list(statuses)), "before": before_ms}
+        row = await self.db.read(lambda c: c.execute(sql, values).fetchone())
+        return int(row[0])
+
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
         sql = self._q("count_by_status", lambda: q.count_by_status_query(self._d))
         rows = await self.db.read(lambda c: c.execute(sql, {"now": now_ms}).fetchall())
