@@ -35,7 +35,6 @@ from ..codec import check_delay
 from ..demo import run_demo
 from ..errors import BackendMissing, InvalidOption, StoreUnavailable
 from ..job import Job
-from ..processor.config import SHUTDOWN_TIMEOUT
 from ..processor.processor import JobProcessor
 from ..processor.supervisor import EXIT_CANNOT_START
 from ..tasks import App, Task
@@ -61,8 +60,8 @@ START_RETRY_MAX = 30.0  # seconds between its tries, at most
 #: Seconds ``jobq worker`` lets jobs in flight finish after SIGTERM, unless
 #: ``--shutdown-timeout`` or the processor says otherwise: with
 #: :data:`STOP_MARGIN`, within the 10 s that ``docker stop`` (and Kubernetes'
-#: default 30 s) allow before SIGKILL. The library's default
-#: (``JobProcessor(shutdown_timeout=30)``) is left as it is.
+#: default 30 s) allow before SIGKILL. A processor whose application set a
+#: ``shutdown_timeout`` keeps it.
 WORKER_SHUTDOWN_TIMEOUT = 8.0
 #: Seconds past its grace that a stopping worker gives the release of its
 #: jobs and its store's closing before it exits anyway (a store that does
@@ -282,9 +281,8 @@ def _apply_options(processor: JobProcessor, args: argparse.Namespace) -> None:
         processor.batch_size = args.concurrency
     if args.shutdown_timeout is not None:
         processor.shutdown_timeout = check_delay(args.shutdown_timeout, "--shutdown-timeout", InvalidOption)
-    elif processor.shutdown_timeout == SHUTDOWN_TIMEOUT:
-        # The library's default, not a value the application chose: the
-        # worker's own, which fits docker stop.
+    elif processor.config.shutdown_timeout is None:
+        # The application chose none: the worker's own, which fits docker stop.
         processor.shutdown_timeout = WORKER_SHUTDOWN_TIMEOUT
 
 

@@ -92,9 +92,11 @@ class ProcessorConfig:
     expired (a lost worker), or a claim without a lease held past the
     queue's ``foreign_claim_timeout``. A sweep also starts that timeout for
     such claims it sees for the first time."""
-    shutdown_timeout: float = SHUTDOWN_TIMEOUT
+    shutdown_timeout: float | None = None
     """Seconds ``stop()`` lets jobs in flight finish; the rest are released
-    to run again at once (no attempt spent)."""
+    to run again at once (no attempt spent). ``None``: 30 s
+    (:data:`SHUTDOWN_TIMEOUT`), or ``jobq worker``'s own 8 s, which fits
+    ``docker stop``."""
     job_timeout: float | None = None
     """Seconds a handler may run before it is cancelled and the job fails
     with :class:`jobq.JobTimeout` (retried as usual); ``None``: no limit. A
@@ -130,6 +132,8 @@ class ProcessorConfig:
     """``batch_size``, or ``concurrency``."""
     keep: Retention = field(init=False, repr=False, compare=False)
     """``retention``, or the default."""
+    grace: float = field(init=False, repr=False, compare=False)
+    """Seconds ``stop()`` waits: ``shutdown_timeout``, or its default."""
 
     def __post_init__(self) -> None:
         queues = self.queues
@@ -151,8 +155,8 @@ class ProcessorConfig:
             seconds = getattr(self, name)
             if not isinstance(seconds, (int, float)) or seconds <= 0:
                 raise InvalidOption(f"{name} must be a positive number of seconds, not {seconds!r}")
-        grace = self.shutdown_timeout
-        if not isinstance(grace, (int, float)) or grace < 0:
+        grace = SHUTDOWN_TIMEOUT if self.shutdown_timeout is None else self.shutdown_timeout
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < float("inf"):
             raise InvalidOption(f"shutdown_timeout must be a number of seconds >= 0, not {grace!r}")
         timeout = self.job_timeout
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
@@ -170,6 +174,7 @@ class ProcessorConfig:
             "queue_concurrency": per_queue,
             "claim_batch": self.batch_size or self.concurrency,
             "keep": self.retention or Retention(),
+            "grace": float(grace),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)

@@ -47,7 +47,6 @@ from .config import (
     OPTIONS,
     POLL_INTERVAL,
     PRUNE_INTERVAL,
-    SHUTDOWN_TIMEOUT,
     ProcessorConfig,
     total_concurrency,
 )
@@ -111,7 +110,7 @@ class JobProcessor(KmsgVerbs):
     queue_concurrency = _Option[dict[str, int] | None]()
     heartbeat_interval = _Option[float]()
     rescue_interval = _Option[float]()
-    shutdown_timeout = _Option[float]()
+    shutdown_timeout = _Option[float]("grace")
     job_timeout = _Option[float | None]()
     batch_size = _Option[int]("claim_batch")
     limits = _Option[Sequence[KeyLimit]]()
@@ -133,7 +132,7 @@ class JobProcessor(KmsgVerbs):
         queues: Sequence[str] | Mapping[str, int] | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         rescue_interval: float = RESCUE_INTERVAL,
-        shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+        shutdown_timeout: float | None = None,
         job_timeout: float | None = None,
         batch_size: int | None = None,
         worker_id: str | None = None,
@@ -362,7 +361,7 @@ class JobProcessor(KmsgVerbs):
         self._producer.stop()
         claim_loop, *background = self._tasks
         await claim_loop  # finishes its current claim, so no claimed job is dropped
-        grace = self.config.shutdown_timeout if timeout is None else timeout
+        grace = self.config.grace if timeout is None else timeout
         in_flight = [r.task for r in self._jobs.values() if r.task is not None]
         if in_flight:
             await self._grace(in_flight, grace)
