@@ -12,11 +12,15 @@ class ReceiptRefused(Exception):
     """The mail server refused the receipt."""
 
 
+def check_address(email: str) -> None:
+    if email.endswith("@refused.example"):
+        raise ReceiptRefused(f"cannot mail {email}")
+
+
 @task(queue_name="emails", priority=10)
 def send_receipt(order_id: int) -> dict[str, object]:
     order = Order.objects.get(pk=order_id)
-    if order.email.endswith("@refused.example"):
-        raise ReceiptRefused(f"cannot mail {order.email}")
+    check_address(order.email)
     order.receipt_sent = True
     order.save(update_fields=["receipt_sent"])
     return {"order": order.pk, "to": order.email}

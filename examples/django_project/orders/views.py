@@ -4,7 +4,6 @@ aget_result) for any task of the shop."""
 
 import json
 from datetime import timedelta
-from functools import partial
 
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
@@ -50,17 +49,19 @@ def place_order(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 def place_order_on_commit(request: HttpRequest) -> JsonResponse:
     """The same, with the enqueue deferred to the commit: what a backend
-    whose jobs live outside the transaction (a SQLite file) needs."""
+    whose jobs live outside the transaction (a SQLite file) needs. The
+    callback runs as the outermost ``atomic`` commits, before it returns."""
     body = json.loads(request.body or b"{}")
+    enqueued = []
     try:
         with transaction.atomic():
             order = Order.objects.create(email=body["email"])
-            transaction.on_commit(partial(tasks.send_receipt.enqueue, order.pk))
+            transaction.on_commit(lambda: enqueued.append(tasks.send_receipt.enqueue(order.pk)))
             if body.get("rollback"):
                 raise Rollback()
     except Rollback:
         return JsonResponse({"rolled_back": True}, status=409)
-    return JsonResponse({"order": order.pk}, status=201)
+    return JsonResponse({"order": order.pk, "task": enqueued[0].id}, status=201)
 
 
 def order(request: HttpRequest, pk: int) -> JsonResponse:
