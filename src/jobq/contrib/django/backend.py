@@ -139,7 +139,7 @@ class JobqBackend(dj.BaseTaskBackend):  # type: ignore[misc]
     - ``"modules"``: modules that define tasks, besides each installed app's
       ``tasks`` module, for the worker to import.
     - ``"worker"``: options of the worker's :class:`jobq.JobProcessor`
-      (``concurrency``, ``retry_delays``, ``lease``, ...).
+      (``concurrency``, ``retry_delays``, ``job_timeout``, ...).
     """
 
     supports_defer = True
