@@ -157,3 +157,37 @@ def test_jobq_worker_runs_a_django_project(backend: str, queue_url: str, tmp_pat
     added = shop.post("/tasks/add/", {"args": [20, 22]})
     assert added.status_code == 201, added.text
     assert shop.finished(added.json()["id"])["return_value"] == 42
+
+
+BAD_OPTIONS = """
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=[], DATABASES={{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}}},
+    TASKS={{"default": {{"BACKEND": "jobq.contrib.django.JobqBackend", "OPTIONS": {options}}}}},
+)
+django.setup()
+from jobq.contrib.django.worker import backend
+try:
+    backend()
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"urll": "sqlite:///x.db"}, "UnknownOption TASKS['default']['OPTIONS'] got an unknown option 'urll'; did you mean 'url'?"),
+        ({"url": "sqlite:///x.db", "database": "default"}, "ImproperlyConfigured TASKS['default']: give OPTIONS 'database' or 'url', not both"),
+        ({"database": "default"}, "ImproperlyConfigured TASKS['default']: OPTIONS 'database' names 'default', which is not a PostgreSQL database"),
+        ({"max_attempts": 0}, "ImproperlyConfigured TASKS['default']: 'max_attempts' must be an int >= 1"),
+    ],
+)
+def test_the_backend_refuses_options_that_cannot_work(options: dict[str, Any], error: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", BAD_OPTIONS.format(options=options)], cwd=tmp_path, env=environment(),
+        capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(error), done.stdout
