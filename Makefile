@@ -1,10 +1,11 @@
-# The two commands of the README: `make demo` and `make test`. Each creates its
+# The README's commands: `make demo` and `make test`, and `make example` with
+# `make example-load` for the example messaging service. Each creates its
 # own virtual environment (.venv) on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo dashboard test bench clean
+.PHONY: demo dashboard example example-load test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +24,14 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.installed-core
 
+# The example messaging service: FastAPI with the web extra (uvicorn).
+$(VENV)/.installed-example: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[fastapi]'
+	touch $@ $(VENV)/.installed-core $(VENV)/.installed-web
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@ $(VENV)/.installed-core $(VENV)/.installed-web
+	touch $@ $(VENV)/.installed-core $(VENV)/.installed-web $(VENV)/.installed-example
 
 demo: $(VENV)/.installed-core
 	$(BIN)/jobq demo
@@ -33,6 +39,15 @@ demo: $(VENV)/.installed-core
 # The web dashboard on the demo's database (jobq.db); prints its login URL.
 dashboard: $(VENV)/.installed-web
 	$(BIN)/jobq dashboard
+
+# examples/messaging: its API and worker on http://127.0.0.1:8000, jobs in
+# messaging.db, until Ctrl-C.
+example: $(VENV)/.installed-example
+	$(BIN)/python -m examples.messaging
+
+# In another terminal: 1,000 messages through the running example, then a summary.
+example-load: $(BIN)/python
+	$(BIN)/python -m examples.messaging.load
 
 # The whole suite, ruff and mypy --strict included: .ci/test.sh installs the
 # Debian packages it needs (PostgreSQL, Chromium) when missing, sets up .venv,
@@ -46,4 +61,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) jobq.db jobq.db-wal jobq.db-shm
+	rm -rf $(VENV) jobq.db jobq.db-wal jobq.db-shm messaging.db messaging.db-wal messaging.db-shm

@@ -70,7 +70,7 @@ fi
 
 # -- 3. Lint and types ---------------------------------------------------------
 say "ruff check"
-"$python" -m ruff check src tests bench
+"$python" -m ruff check src tests bench examples
 say "mypy --strict src/jobq"
 "$python" -m mypy --strict src/jobq
 

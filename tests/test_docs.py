@@ -1,4 +1,5 @@
-"""The documentation stays true: README.md and docs/*.md.
+"""The documentation stays true: README.md, docs/*.md and the examples'
+READMEs (the examples themselves run in tests/examples).
 
 - Every relative link points to an existing file, and every ``#anchor`` to
   an existing heading of the page it names (GitHub's slugs).
@@ -23,7 +24,7 @@ import pytest
 import jobq
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").rglob("README.md"))]
 FRAGMENT = "<!-- fragment -->"
 RUN_TIMEOUT = 30  # seconds one example may take
 # The jobq under test (the examples' subprocesses import the same one).

@@ -1,0 +1,1 @@
+"""An example Django project whose background tasks run on jobq."""
