@@ -125,6 +125,13 @@ class NotRetryable(JobqError, ValueError):
     """Only a failed or cancelled job can be retried."""
 
 
+class WorkerFailed(JobqError):
+    """A worker stopped on its own: one of its duties (the claim loop, the
+    rescuer, lease renewal, ...) kept failing and could not recover. The
+    log has each failure with its traceback; ``jobq worker`` exits non-zero,
+    so a supervisor starts a fresh worker."""
+
+
 class NoCurrentJob(JobqError):
     """No job is running here: report_progress works only inside a handler
     run by a JobProcessor."""

@@ -38,9 +38,9 @@ from typing import Any
 from .. import codec, transitions
 from ..clock import Clock, to_ms
 from ..context import enter_job, leave_job
-from ..errors import CancelJob, JobqError, JobTimeout, RetryJob, SnoozeJob
+from ..errors import CancelJob, InvalidJob, JobqError, JobTimeout, RetryJob, SnoozeJob
 from ..events import Emitter, Event
-from ..job import Job
+from ..job import MAX_TIME_MS, Job
 from ..queue import Queue
 from ..transitions import Transition
 from .config import TIMEOUT_KEY, ProcessorConfig
@@ -97,9 +97,17 @@ class Outcome:
     """Seconds the handler ran."""
     waiter: asyncio.Future[None] | None = field(default=None, repr=False, compare=False)
     """Set by the completer for an outcome whose writer waits for it."""
+    replaces: Kind | None = None
+    """Set on the failure that stands in for an outcome that could not be
+    stored (see :meth:`unstorable`)."""
+    retry_until: float | None = None
+    """Set by the completer once a write of this outcome failed: epoch
+    seconds until which it tries again (the end of the job's lease then)."""
 
     def transition(self) -> Transition:
-        """The write that records this outcome, fenced by the job's claim."""
+        """The write that records this outcome, fenced by the job's claim.
+        Raises (:class:`jobq.InvalidJob`) for an outcome that cannot be
+        stored, such as a retry delay past year 9999."""
         job, kind = self.job, self.kind
         token = job.lease_token
         if kind is Kind.COMPLETED:
@@ -107,7 +115,7 @@ class Outcome:
         if kind is Kind.RETRY or kind is Kind.FAILED:
             delay_ms = None
             if kind is Kind.RETRY:
-                delay_ms = to_ms(codec.check_delay(self.delay or 0, "retry delay"))
+                delay_ms = _delay_ms(self.delay or 0, "retry delay")
             return transitions.failed_attempt(
                 job.id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
                 error=codec.error_text(self.error or ""), retry_delay_ms=delay_ms,
@@ -116,9 +124,40 @@ class Outcome:
         if kind is Kind.CANCELLED:
             # A handler's CancelJob stores its reason; a cancel request keeps
             # the stored error as it is.
-            return transitions.cancelled(job.id, token, self.error if self.exception is not None else None)
-        delay_ms = None if self.delay is None else to_ms(codec.check_delay(self.delay))
+            reason = None if self.exception is None else codec.error_text(self.error or "")
+            return transitions.cancelled(job.id, token, reason)
+        delay_ms = None if self.delay is None else _delay_ms(self.delay, "delay")
         return transitions.released(job.id, token, delay_ms)
+
+    def unstorable(self, error: BaseException) -> Outcome:
+        """The failure (for good) that stands in for this outcome when it
+        cannot be stored (its retry delay, its result, its cancel reason):
+        the job fails with an error saying why, rather than losing its lease."""
+        what = _WHAT[self.kind]
+        return Outcome(
+            Kind.FAILED, self.job, None, f"its {what} could not be stored ({_message(error)})", error,
+            None, self.elapsed, self.waiter, self.kind,
+        )  # fmt: skip
+
+
+#: What each kind of outcome records, in an error saying it could not be stored.
+_WHAT = {
+    Kind.COMPLETED: "result",
+    Kind.RETRY: "retry",
+    Kind.FAILED: "failure",
+    Kind.SNOOZED: "snooze",
+    Kind.CANCELLED: "cancellation",
+    Kind.RELEASED: "release",
+}
+
+
+def _delay_ms(delay: Any, what: str) -> int:
+    """A delay in ms, refused when the job would then wait past year 9999
+    (which no store can hold)."""
+    delay_ms = to_ms(codec.check_delay(delay, what))
+    if delay_ms > MAX_TIME_MS - to_ms(time.time()):
+        raise InvalidJob(f"a {what} of {delay:g} s ends after year 9999")
+    return delay_ms
 
 
 class Phase(enum.Enum):

@@ -12,8 +12,20 @@ Every claim carries the outcomes waiting in the completer, so under load one
 transaction finishes a batch of jobs and takes the next. When nothing is
 claimed, the loop waits for the first of: an enqueue in this process, a
 change stored by another process, the next delayed job coming due, an open
-circuit half-opening, or ``poll_interval``. A claim that fails is tried
-again after a pause that doubles, up to ``STORE_RETRY_MAX``.
+circuit half-opening, or ``poll_interval``. A pass of the loop that fails
+anywhere (the claim, the idle wait) is logged (with its traceback when the
+error is not a store outage) and tried again after a pause that doubles, up
+to ``STORE_RETRY_MAX``; after ``GIVE_UP_AFTER`` unexpected failures in a row
+the loop gives up and the worker exits non-zero.
+
+A job rescued from a lost worker (``lost_count > 0``) is a suspect: it may be
+what killed that worker. It runs alone: claimed in a batch of one by a worker
+with nothing else in flight, which claims nothing more until it is done. A
+suspect claimed with other jobs, or beside jobs running, is handed back at
+once (its place in line kept, no attempt spent) and the worker takes no more
+work until its jobs in flight are done, then claims one job. So a job that
+kills its worker takes no other job down with it twice, and only it is
+quarantined.
 """
 
 from __future__ import annotations
@@ -34,8 +46,9 @@ from ..queue import Queue
 from .completer import Completer
 from .config import ProcessorConfig
 from .executor import Kind, Outcome, Running
+from .leases import LeaseKeeper
 from .limits import Circuit
-from .maintenance import STORE_RETRY_MAX
+from .maintenance import GIVE_UP_AFTER, STORE_RETRY_MAX
 
 log = logging.getLogger("jobq")
 
@@ -56,6 +69,8 @@ class Producer:
         completer: Completer,
         circuits: dict[str, Circuit],
         metrics: ProcessorMetrics,
+        leases: LeaseKeeper,
+        on_fatal: Callable[[BaseException], None],
     ) -> None:
         self.queue = queue
         self.config = config
@@ -64,8 +79,12 @@ class Producer:
         self.completer = completer
         self.circuits = circuits
         self.metrics = metrics
+        self.leases = leases
+        self.on_fatal = on_fatal
         #: Set (by ``stop()``, or a signal handler) to claim nothing more.
         self.stopping = False
+        self._alone: str | None = None  # the suspect running alone here
+        self._isolating = False  # a suspect was handed back: empty, then claim one job
         self._run = run
         self._next_queue = 0
         self._size_counted_at = 0.0
@@ -96,6 +115,7 @@ class Producer:
     # -- running jobs -------------------------------------------------------
 
     def spawn(self, job: Job[Any]) -> None:
+        self.leases.hold(job)
         running = Running(job)
         running.task = task = asyncio.create_task(self._run(running), name=f"jobq-job-{job.id}")
         self.running[job.id] = running
@@ -103,6 +123,8 @@ class Producer:
 
     def finished(self, job_id: str) -> None:
         self.running.pop(job_id, None)
+        if job_id == self._alone:
+            self._alone = None
         self._slot_free.set()
 
     # -- the loop -----------------------------------------------------------
@@ -116,33 +138,10 @@ class Producer:
             self.completer.flush()
 
     async def _claim_until_stopped(self) -> None:
-        config, completer = self.config, self.completer
-        rate_limit = config.rate_limit
-        failures = 0
+        failures = unexpected = 0
         while not self.stopping:
-            # Cleared before each pass (not just before a claim), so a wake-up
-            # that arrived during a rate-limit or error pause cannot turn the
-            # next pause into a spin; one that arrives later still ends it.
-            self._wake.clear()
-            # Outcomes handed in meanwhile go with the next claim; every path
-            # below that does not claim flushes them instead.
-            completer.defer()
-            free = config.concurrency - len(self.running)
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            now = self.queue.clock.now()
-            limit = min(free, config.claim_batch)
-            if rate_limit is not None:
-                allowed = rate_limit.available(now)
-                if allowed <= 0:
-                    await self._pause(rate_limit.wait_time(now))
-                    continue
-                limit = min(limit, allowed)
-            closed = [t for t, c in self.circuits.items() if not c.allows_claim(now)] if self.circuits else []
             try:
-                jobs = await self._claim_batch(limit, closed)
+                await self._pass()
             except Exception as exc:
                 failures += 1
                 pause = min(STORE_RETRY_MAX, CLAIM_RETRY_MIN * 2**failures)
@@ -151,26 +150,81 @@ class Producer:
                 else:
                     # Not a store outage jobq knows (a driver error it does
                     # not classify, a bug): say so loudly, and keep claiming.
-                    log.error("jobq: claim failed; trying again in %.2f s", pause, exc_info=exc)
+                    unexpected += 1
+                    if unexpected >= GIVE_UP_AFTER:
+                        log.critical("jobq: the claim loop failed %d times in a row; giving up", unexpected)
+                        self.on_fatal(exc)
+                        return
+                    log.error("jobq: the claim loop failed; trying again in %.2f s", pause, exc_info=exc)
                 await self._pause(pause)
-                continue
-            failures = 0
-            if self.stopping:
-                # The stop began while this claim was in flight: hand its
-                # jobs back at once (no attempt spent) rather than start them.
-                await completer.write(*(Outcome(Kind.RELEASED, job) for job in jobs))
+            else:
+                failures = unexpected = 0
+
+    async def _pass(self) -> None:
+        """One pass: waits for a free slot, or claims and starts jobs, or
+        waits for work."""
+        config, completer = self.config, self.completer
+        rate_limit = config.rate_limit
+        # Cleared before each pass (not just before a claim), so a wake-up
+        # that arrived during a rate-limit or error pause cannot turn the
+        # next pass into a spin; one that arrives later still ends it.
+        self._wake.clear()
+        # Outcomes handed in meanwhile go with the next claim; every path
+        # below that does not claim flushes them instead.
+        completer.defer()
+        free = config.concurrency - len(self.running)
+        if free <= 0 or self._alone is not None or (self._isolating and self.running):
+            # Full, or a suspect runs alone, or this worker empties before
+            # it takes a suspect alone.
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return
+        now = self.queue.clock.now()
+        limit = min(free, config.claim_batch)
+        if self._isolating:
+            limit = 1
+            await completer.drain()  # nothing of the others' left to lose
+        if rate_limit is not None:
+            allowed = rate_limit.available(now)
+            if allowed <= 0:
+                await self._pause(rate_limit.wait_time(now))
                 return
-            if rate_limit is not None and jobs:
-                rate_limit.record(now, len(jobs))
-            for job in jobs:
-                self.spawn(job)
-            if not jobs:
-                if config.limits or config.queue_concurrency:
-                    # Ready jobs may be held back by a limit or a full queue:
-                    # look again once one may have room, not at once.
-                    await self._idle_limited(now)
-                else:
-                    await self._idle(now)
+            limit = min(limit, allowed)
+        closed = [t for t, c in self.circuits.items() if not c.allows_claim(now)] if self.circuits else []
+        jobs = await self._claim_batch(limit, closed)
+        if self.stopping:
+            # The stop began while this claim was in flight: hand its
+            # jobs back at once (no attempt spent) rather than start them.
+            await completer.write(*(Outcome(Kind.RELEASED, job) for job in jobs))
+            return
+        if jobs and any(job.lost_count for job in jobs):
+            jobs = await self._isolate(jobs)
+        else:
+            self._isolating = False  # no suspect here now (another worker took it)
+        if rate_limit is not None and jobs:
+            rate_limit.record(now, len(jobs))
+        for job in jobs:
+            self.spawn(job)
+        if not jobs and not self._isolating:
+            if config.limits or config.queue_concurrency:
+                # Ready jobs may be held back by a limit or a full queue:
+                # look again once one may have room, not at once.
+                await self._idle_limited(now)
+            else:
+                await self._idle(now)
+
+    async def _isolate(self, jobs: list[Job[Any]]) -> list[Job[Any]]:
+        """The jobs of a claim that holds a suspect to start now: the suspect
+        alone if nothing else is claimed or running (it then runs alone);
+        otherwise the others, the suspects handed back at once."""
+        if len(jobs) == 1 and not self.running:
+            self._alone, self._isolating = jobs[0].id, False
+            log.info("jobq: job %s was rescued from a lost worker; it runs alone", jobs[0].id)
+            return jobs
+        suspects = [job for job in jobs if job.lost_count]
+        await self.completer.write(*(Outcome(Kind.RELEASED, job) for job in suspects))
+        self._isolating = True
+        return [job for job in jobs if not job.lost_count]
 
     async def _claim_batch(self, limit: int, closed: list[str]) -> list[Job[Any]]:
         """One claim of up to ``limit`` jobs; with per-queue concurrency, one

@@ -434,5 +434,10 @@ class MemoryStore:
         await asyncio.sleep(timeout)
         return False
 
+    def twin(self) -> MemoryStore:
+        """Itself: its jobs live in this process, behind a thread lock, so
+        any thread's event loop may use it."""
+        return self
+
     async def close(self) -> None:
         return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidOption
-from ..job import RECORD_FIELDS, UNFINISHED_STORED
+from ..job import MAX_TIME_MS, RECORD_FIELDS, UNFINISHED_STORED
 from ..transitions import Transition
 from .base import RETRYABLE
 
@@ -268,9 +268,13 @@ def next_due_query(d: Dialect, where: str) -> str:
 
 
 def expired_query(d: Dialect) -> str:
-    """Processing jobs whose lease ran out, oldest lease end first."""
+    """Processing jobs whose lease ran out, oldest lease end first; and
+    those whose lease end cannot be a time (past year 9999, or, on SQLite,
+    text another program wrote, which sorts after every number), which
+    would otherwise stay processing for ever."""
     return (
-        f"SELECT {COLUMNS} FROM {d.table} WHERE status = 'processing' AND process_at <= {d.now}"
+        f"SELECT {COLUMNS} FROM {d.table} WHERE status = 'processing'"
+        f" AND (process_at <= {d.now} OR process_at > {MAX_TIME_MS})"
         f" ORDER BY process_at LIMIT {d.value('limit')}"
     )
 

@@ -401,6 +401,10 @@ class PostgresStore(AdminVerbs):
         ``timeout`` seconds or sooner while the listening connection is down."""
         return await self.listener.wait(timeout)
 
+    def twin(self) -> PostgresStore:
+        """The same table through a pool of one connection of its own."""
+        return PostgresStore(self.dsn, table=self.table, pool_size=1, pool_timeout=self.pool_timeout)
+
     async def close(self) -> None:
         if self.connections.closed:
             return

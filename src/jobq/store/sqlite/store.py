@@ -279,6 +279,12 @@ class SQLiteStore(AdminVerbs):
         saw it or ``timeout`` passed (see :class:`.wake.ChangeWatch`)."""
         return await self._changes.wait(timeout)
 
+    def twin(self) -> SQLiteStore:
+        """The same file through connections and a database thread of its own."""
+        return SQLiteStore(
+            self.path, table=self.table, durability=self.durability, busy_timeout=self.busy_timeout
+        )
+
     async def close(self) -> None:
         if self.db.closed:
             return
