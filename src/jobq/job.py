@@ -333,7 +333,10 @@ def unreadable(record: JobRecord) -> CorruptJob | None:
     for name in (*_TIMES, *_OPTIONAL_TIMES):
         value = getattr(record, name)
         if not (value is None and name in _OPTIONAL_TIMES) and not _is_time(value):
-            return CorruptJob(record.id, f"column {name} holds {_shown(value)}, not a time in ms")
+            # A claim moves the due time (process_at) to scheduled_at: name
+            # the column its writer set.
+            column = "process_at" if name == "scheduled_at" else name
+            return CorruptJob(record.id, f"column {column} holds {_shown(value)}, not a time in ms")
     if record.progress is not None and not _is_number(record.progress):
         return CorruptJob(record.id, f"column progress holds {_shown(record.progress)}, not a number")
     return None

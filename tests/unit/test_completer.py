@@ -132,7 +132,8 @@ async def test_an_outcome_that_cannot_be_written_fails_its_job_alone() -> None:
         completer.hand_in(completed(ok))
         await completer.write(Outcome(Kind.RETRY, bad, error="boom", delay=Broken().delay(0)))
         await completer.drain()
-        assert sorted(reports, key=str) == sorted([(ok.id, Kind.COMPLETED, None), (bad.id, Kind.FAILED, None)], key=str)
+        expected = [(ok.id, Kind.COMPLETED, None), (bad.id, Kind.FAILED, None)]
+        assert sorted(reports, key=str) == sorted(expected, key=str)
         failed = await queue.get_job(bad.id)
         assert failed is not None and failed.status is JobStatus.FAILED and failed.attempts == 1
         assert failed.error is not None and failed.error.startswith("its retry could not be stored (retry delay")

@@ -196,7 +196,8 @@ class Completer:
                     if self._again(batch[0], exc):
                         failures += 1
                         if failures == 1:
-                            log.warning("jobq: writing %d outcomes failed (%s); trying again", len(batch[0]), exc)
+                            count = len(batch[0])
+                            log.warning("jobq: writing %d outcomes failed (%s); trying again", count, exc)
                         await self._pause(failures)
                     continue
                 except Exception:  # noqa: BLE001 - the store refused something: find what, alone

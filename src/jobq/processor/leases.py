@@ -186,7 +186,9 @@ class LeaseKeeper:
                 await asyncio.sleep(min(WATCH_INTERVAL, max(0.0, next_renewal - time.monotonic())))
                 if time.monotonic() < next_renewal or stop.is_set():
                     continue
-                next_renewal = time.monotonic() + (backoff(self.interval, failures) if failures else self.interval)
+                next_renewal = time.monotonic() + (
+                    backoff(self.interval, failures) if failures else self.interval
+                )
                 if not self.held:
                     continue
                 try:
@@ -239,21 +241,28 @@ class LeaseKeeper:
                     loop.call_soon_threadsafe(self._answer)
                 except RuntimeError:  # the processor's loop has closed
                     return
-            elif not self._blocker and time.monotonic() - pinged >= LOOP_BLOCKED_AFTER:
-                self._blocker = self._blocking(loop)
-                log.warning(
-                    "jobq: the event loop has not run for %.1f s: %s is blocking it (an async handler"
-                    " must await, not block; leases are still renewed)",
-                    time.monotonic() - pinged,
-                    self._blocker,
-                )
+            elif time.monotonic() - pinged >= LOOP_BLOCKED_AFTER:
+                # Named again when another job takes over the blocked loop.
+                blocker = self._blocking(loop)
+                if blocker != self._blocker:
+                    self._blocker = blocker
+                    log.warning(
+                        "jobq: the event loop has not run for %.1f s: %s is blocking it (an async"
+                        " handler must await, not block; leases are still renewed)",
+                        time.monotonic() - pinged,
+                        blocker,
+                    )
 
     def _answer(self) -> None:
         """Runs on the processor's loop: the ping got through."""
         pinged, blocker = self._pinged, self._blocker
         self._pinged, self._blocker = None, ""
         if blocker and pinged is not None:
-            log.warning("jobq: the event loop ran again after %.1f s, blocked by %s", time.monotonic() - pinged, blocker)
+            log.warning(
+                "jobq: the event loop ran again after %.1f s, blocked by %s",
+                time.monotonic() - pinged,
+                blocker,
+            )
 
     def _blocking(self, loop: asyncio.AbstractEventLoop) -> str:
         """What the loop is running: the job whose handler holds it, else the task's name."""

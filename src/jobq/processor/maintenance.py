@@ -121,7 +121,9 @@ class Maintenance:
 
 
 async def every(
-    interval: float, duty: Callable[[], Awaitable[None]], on_fatal: Callable[[BaseException], None] | None = None
+    interval: float,
+    duty: Callable[[], Awaitable[None]],
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> None:
     """Runs ``duty`` every ``interval`` seconds until cancelled; whatever it
     raises is logged, and the next run waits longer while it keeps failing.

@@ -320,7 +320,8 @@ class JobProcessor(KmsgVerbs):
             max_workers=self.config.concurrency + ABANDONED_THREADS, thread_name_prefix="jobq-handler"
         )
         self.failure = None
-        keeper = self._keeper = LeaseKeeper(self.queue, self.config.heartbeat_interval, self._jobs, self._fatal)
+        keeper = LeaseKeeper(self.queue, self.config.heartbeat_interval, self._jobs, self._fatal)
+        self._keeper = keeper
         self._completer.leases = keeper
         keeper.start()
         producer = self._producer = Producer(

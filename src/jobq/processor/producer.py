@@ -18,14 +18,16 @@ error is not a store outage) and tried again after a pause that doubles, up
 to ``STORE_RETRY_MAX``; after ``GIVE_UP_AFTER`` unexpected failures in a row
 the loop gives up and the worker exits non-zero.
 
-A job rescued from a lost worker (``lost_count > 0``) is a suspect: it may be
-what killed that worker. It runs alone: claimed in a batch of one by a worker
-with nothing else in flight, which claims nothing more until it is done. A
-suspect claimed with other jobs, or beside jobs running, is handed back at
-once (its place in line kept, no attempt spent) and the worker takes no more
-work until its jobs in flight are done, then claims one job. So a job that
-kills its worker takes no other job down with it twice, and only it is
-quarantined.
+A job one lost worker away from quarantine (``lost_count`` of
+``max_lost_leases - 1`` or more) is a suspect: it may be what kills its
+workers. It runs alone: a worker that claims one starts the other jobs of
+the claim, holds the suspect (its lease renewed) and claims nothing more
+until it is done, run once nothing else is in flight; further suspects of
+the claim are handed back at once (no attempt spent, their place in line
+kept). So a good job that shared a worker with one that kills it is never
+quarantined with it: only the job that kills its worker is. (A job rescued
+for the first time runs as any other: most lost workers are not their
+jobs' doing, and it starts again without delay.)
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ class Producer:
         #: Set (by ``stop()``, or a signal handler) to claim nothing more.
         self.stopping = False
         self._alone: str | None = None  # the suspect running alone here
-        self._isolating = False  # a suspect was handed back: empty, then claim one job
+        self._suspect: Job[Any] | None = None  # a claimed suspect waiting to run alone
+        #: lost_count from which a job is a suspect (see the module docstring).
+        self.suspect_after = max(1, queue.max_lost_leases - 1)
         self._run = run
         self._next_queue = 0
         self._size_counted_at = 0.0
@@ -136,6 +140,9 @@ class Producer:
             # No claim follows: jobs finishing during the grace period have
             # their outcomes written at once, while their leases hold.
             self.completer.flush()
+            waiting, self._suspect = self._suspect, None
+            if waiting is not None:  # handed back, no attempt spent: it runs elsewhere
+                await self.completer.write(Outcome(Kind.RELEASED, waiting))
 
     async def _claim_until_stopped(self) -> None:
         failures = unexpected = 0
@@ -173,17 +180,18 @@ class Producer:
         # below that does not claim flushes them instead.
         completer.defer()
         free = config.concurrency - len(self.running)
-        if free <= 0 or self._alone is not None or (self._isolating and self.running):
+        if self._suspect is not None and not self.running:
+            await completer.drain()  # the others' outcomes are stored before it runs
+            self._run_alone()
+            return
+        if free <= 0 or self._alone is not None or self._suspect is not None:
             # Full, or a suspect runs alone, or this worker empties before
-            # it takes a suspect alone.
+            # the suspects it holds run alone.
             self._slot_free.clear()
             await self._slot_free.wait()
             return
         now = self.queue.clock.now()
         limit = min(free, config.claim_batch)
-        if self._isolating:
-            limit = 1
-            await completer.drain()  # nothing of the others' left to lose
         if rate_limit is not None:
             allowed = rate_limit.available(now)
             if allowed <= 0:
@@ -197,15 +205,13 @@ class Producer:
             # jobs back at once (no attempt spent) rather than start them.
             await completer.write(*(Outcome(Kind.RELEASED, job) for job in jobs))
             return
-        if jobs and any(job.lost_count for job in jobs):
-            jobs = await self._isolate(jobs)
-        else:
-            self._isolating = False  # no suspect here now (another worker took it)
         if rate_limit is not None and jobs:
             rate_limit.record(now, len(jobs))
+        if jobs and any(job.lost_count >= self.suspect_after for job in jobs):
+            jobs = await self._hold_suspect(jobs)
         for job in jobs:
             self.spawn(job)
-        if not jobs and not self._isolating:
+        if not jobs and self._suspect is None:
             if config.limits or config.queue_concurrency:
                 # Ready jobs may be held back by a limit or a full queue:
                 # look again once one may have room, not at once.
@@ -213,18 +219,29 @@ class Producer:
             else:
                 await self._idle(now)
 
-    async def _isolate(self, jobs: list[Job[Any]]) -> list[Job[Any]]:
-        """The jobs of a claim that holds a suspect to start now: the suspect
-        alone if nothing else is claimed or running (it then runs alone);
-        otherwise the others, the suspects handed back at once."""
-        if len(jobs) == 1 and not self.running:
-            self._alone, self._isolating = jobs[0].id, False
-            log.info("jobq: job %s was rescued from a lost worker; it runs alone", jobs[0].id)
-            return jobs
-        suspects = [job for job in jobs if job.lost_count]
-        await self.completer.write(*(Outcome(Kind.RELEASED, job) for job in suspects))
-        self._isolating = True
-        return [job for job in jobs if not job.lost_count]
+    async def _hold_suspect(self, jobs: list[Job[Any]]) -> list[Job[Any]]:
+        """Keeps the first suspect of a claim to run alone later (its lease
+        held) and hands the other suspects back; returns the other jobs, to
+        start now."""
+        others, back = [], []
+        for job in jobs:
+            if job.lost_count < self.suspect_after:
+                others.append(job)
+            elif self._suspect is None:
+                self.leases.hold(job)
+                self._suspect = job
+            else:
+                back.append(job)
+        if back:
+            await self.completer.write(*(Outcome(Kind.RELEASED, job) for job in back))
+        return others
+
+    def _run_alone(self) -> None:
+        job, self._suspect = self._suspect, None
+        assert job is not None
+        self._alone = job.id
+        log.info("jobq: job %s lost %d workers; it runs alone", job.id, job.lost_count)
+        self.spawn(job)
 
     async def _claim_batch(self, limit: int, closed: list[str]) -> list[Job[Any]]:
         """One claim of up to ``limit`` jobs; with per-queue concurrency, one
