@@ -123,13 +123,20 @@ class Producer:
         running = Running(job)
         running.task = task = asyncio.create_task(self._run(running), name=f"jobq-job-{job.id}")
         self.running[job.id] = running
-        task.add_done_callback(lambda _: self.finished(job.id))
+        task.add_done_callback(lambda done: self.finished(job.id, done))
 
-    def finished(self, job_id: str) -> None:
-        self.running.pop(job_id, None)
+    def finished(self, job_id: str, task: asyncio.Task[Any] | None = None) -> None:
+        running = self.running.pop(job_id, None)
         if job_id == self._alone:
             self._alone = None
         self._slot_free.set()
+        if task is not None and (task.cancelled() or task.exception() is not None):
+            # Its outcome may never be written: renew its lease no more, so
+            # that it runs out and a rescuer takes the job back.
+            if running is not None:
+                self.leases.release(running.job)
+            if not task.cancelled():
+                log.error("jobq: running job %s failed", job_id, exc_info=task.exception())
 
     # -- the loop -----------------------------------------------------------
 
