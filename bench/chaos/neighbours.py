@@ -8,8 +8,8 @@ would). A job one lost worker away from quarantine runs alone
 (``jobq.processor.producer``), so the good jobs that lost leases beside a
 crashing job are never quarantined with it.
 
-Promises: each crash job is quarantined after 3 lost leases and kills 3
-workers; 0 good jobs quarantined, every good job completes (0 lost); a
+Promises: each crash job is quarantined after 3 lost leases, killing at
+most 3 workers; 0 good jobs quarantined, every good job completes (0 lost); a
 good job runs again only after a crash took it down.
 """
 
@@ -109,7 +109,11 @@ def run(backend: Backend, workdir: Path, size: Size) -> list[Result]:
             and (job.error or "").startswith(f"quarantined after {MAX_LOST}"),
             f"crash job {i} was not quarantined: {job.status}, lost {job.lost_count}, {job.error!r}",
         )
-    result.check(deaths == MAX_LOST * size.crash, f"{deaths} workers died for {size.crash} crash jobs")
+    # Three crashes per crash job, fewer when two shared a worker (each then
+    # lost a lease to the other's crash).
+    result.check(
+        size.crash <= deaths <= MAX_LOST * size.crash, f"{deaths} workers died for {size.crash} crash jobs"
+    )
     result.check(not quarantined, f"{len(quarantined)} good jobs quarantined")
     result.check(not counted.lost, f"{len(counted.lost)} good jobs lost")
     result.check(

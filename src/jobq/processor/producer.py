@@ -20,14 +20,16 @@ the loop gives up and the worker exits non-zero.
 
 A job one lost worker away from quarantine (``lost_count`` of
 ``max_lost_leases - 1`` or more) is a suspect: it may be what kills its
-workers. It runs alone: a worker that claims one starts the other jobs of
-the claim, holds the suspect (its lease renewed) and claims nothing more
-until it is done, run once nothing else is in flight; further suspects of
-the claim are handed back at once (no attempt spent, their place in line
-kept). So a good job that shared a worker with one that kills it is never
-quarantined with it: only the job that kills its worker is. (A job rescued
-for the first time runs as any other: most lost workers are not their
-jobs' doing, and it starts again without delay.)
+workers. It runs alone, claimed in a batch of one by a worker with nothing
+else in flight, which claims nothing more until it is done. A suspect
+claimed beside other jobs (in the claim, or running) is handed back at once
+(no attempt spent, its place in line kept; held meanwhile, it would lose
+its lease to another job's crash), and the worker claims no more until its
+jobs in flight are done, then claims one job. So a good job that shared a
+worker with one that kills it is never quarantined with it: only the job
+that kills its worker is. (A job rescued for the first time runs as any
+other: most lost workers are not their jobs' doing, and it starts again
+without delay.)
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class Producer:
         #: Set (by ``stop()``, or a signal handler) to claim nothing more.
         self.stopping = False
         self._alone: str | None = None  # the suspect running alone here
-        self._suspect: Job[Any] | None = None  # a claimed suspect waiting to run alone
+        self._isolating = False  # a suspect was handed back: empty, then claim one job
         #: lost_count from which a job is a suspect (see the module docstring).
         self.suspect_after = max(1, queue.max_lost_leases - 1)
         self._run = run
@@ -147,9 +149,6 @@ class Producer:
             # No claim follows: jobs finishing during the grace period have
             # their outcomes written at once, while their leases hold.
             self.completer.flush()
-            waiting, self._suspect = self._suspect, None
-            if waiting is not None:  # handed back, no attempt spent: it runs elsewhere
-                await self.completer.write(Outcome(Kind.RELEASED, waiting))
 
     async def _claim_until_stopped(self) -> None:
         failures = unexpected = 0
@@ -187,18 +186,17 @@ class Producer:
         # below that does not claim flushes them instead.
         completer.defer()
         free = config.concurrency - len(self.running)
-        if self._suspect is not None and not self.running:
-            await completer.drain()  # the others' outcomes are stored before it runs
-            self._run_alone()
-            return
-        if free <= 0 or self._alone is not None or self._suspect is not None:
+        if free <= 0 or self._alone is not None or (self._isolating and self.running):
             # Full, or a suspect runs alone, or this worker empties before
-            # the suspects it holds run alone.
+            # it claims one job (a suspect, alone).
             self._slot_free.clear()
             await self._slot_free.wait()
             return
         now = self.queue.clock.now()
         limit = min(free, config.claim_batch)
+        if self._isolating:
+            limit = 1
+            await completer.drain()  # the others' outcomes are stored before it runs
         if rate_limit is not None:
             allowed = rate_limit.available(now)
             if allowed <= 0:
@@ -215,10 +213,12 @@ class Producer:
         if rate_limit is not None and jobs:
             rate_limit.record(now, len(jobs))
         if jobs and any(job.lost_count >= self.suspect_after for job in jobs):
-            jobs = await self._hold_suspect(jobs)
+            jobs = await self._isolate(jobs)
+        elif self._isolating:
+            self._isolating = False  # no suspect came: another worker runs it
         for job in jobs:
             self.spawn(job)
-        if not jobs and self._suspect is None:
+        if not jobs and not self._isolating:
             if config.limits or config.queue_concurrency:
                 # Ready jobs may be held back by a limit or a full queue:
                 # look again once one may have room, not at once.
@@ -226,29 +226,20 @@ class Producer:
             else:
                 await self._idle(now)
 
-    async def _hold_suspect(self, jobs: list[Job[Any]]) -> list[Job[Any]]:
-        """Keeps the first suspect of a claim to run alone later (its lease
-        held) and hands the other suspects back; returns the other jobs, to
-        start now."""
-        others, back = [], []
-        for job in jobs:
-            if job.lost_count < self.suspect_after:
-                others.append(job)
-            elif self._suspect is None:
-                self.leases.hold(job)
-                self._suspect = job
-            else:
-                back.append(job)
-        if back:
-            await self.completer.write(*(Outcome(Kind.RELEASED, job) for job in back))
-        return others
-
-    def _run_alone(self) -> None:
-        job, self._suspect = self._suspect, None
-        assert job is not None
-        self._alone = job.id
-        log.info("jobq: job %s lost %d workers; it runs alone", job.id, job.lost_count)
-        self.spawn(job)
+    async def _isolate(self, jobs: list[Job[Any]]) -> list[Job[Any]]:
+        """The jobs of a claim holding a suspect to start now: the suspect
+        alone, if nothing else was claimed or runs here; otherwise the
+        others, the suspects handed back at once (then this worker empties
+        and claims one job)."""
+        if len(jobs) == 1 and not self.running:
+            job = jobs[0]
+            self._alone, self._isolating = job.id, False
+            log.info("jobq: job %s lost %d workers; it runs alone", job.id, job.lost_count)
+            return jobs
+        suspects = [job for job in jobs if job.lost_count >= self.suspect_after]
+        await self.completer.write(*(Outcome(Kind.RELEASED, job) for job in suspects))
+        self._isolating = True
+        return [job for job in jobs if job.lost_count < self.suspect_after]
 
     async def _claim_batch(self, limit: int, closed: list[str]) -> list[Job[Any]]:
         """One claim of up to ``limit`` jobs; with per-queue concurrency, one
