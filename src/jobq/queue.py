@@ -292,12 +292,17 @@ class Queue(AdminVerbs):
         lease: float | None = None,
         owner: str | None = None,
         limits: Sequence[KeyLimit] = (),
+        lost_below: int | None = None,
+        lost_from: int | None = None,
     ) -> tuple[list[JobqError | None], list[Job[Any]]]:
         """:meth:`settle` then :meth:`claim` (without the sweep), in one
         transaction where the store allows. Returns each transition's error
-        (or ``None``) and the claimed jobs."""
+        (or ``None``) and the claimed jobs. ``lost_below`` / ``lost_from``:
+        only jobs whose worker was lost fewer / at least that many times."""
         now_ms = self.now_ms()
-        request = self._claim_request(now_ms, limit, queues, exclude_types, lease, owner, limits)
+        request = self._claim_request(
+            now_ms, limit, queues, exclude_types, lease, owner, limits, lost_below, lost_from
+        )
         settled, records = await self.store.settle_and_claim(settling, request)
         return self._settled(settling, settled), await self._claimed_jobs(records, now_ms)
 
@@ -339,6 +344,8 @@ class Queue(AdminVerbs):
         lease: float | None,
         owner: str | None,
         limits: Sequence[KeyLimit],
+        lost_below: int | None = None,
+        lost_from: int | None = None,
     ) -> ClaimRequest:
         return ClaimRequest(
             limit=limit,
@@ -349,6 +356,8 @@ class Queue(AdminVerbs):
             queues=queues,
             exclude_types=exclude_types,
             limits=limits,
+            lost_below=lost_below,
+            lost_from=lost_from,
         )
 
     async def _claimed_jobs(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:

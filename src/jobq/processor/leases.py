@@ -134,8 +134,9 @@ class LeaseKeeper:
                 if running is not None and running.job is job and running.phase is Phase.RUNNING:
                     log.warning("jobq: lost the lease on job %s; its outcome will not be recorded", job.id)
         held = self.held
-        for job_id in [i for i in ends if i not in held]:
-            del ends[job_id]
+        for job_id in list(ends):  # a copy: a renewal on the loop may run meanwhile (see rescue)
+            if job_id not in held:
+                ends.pop(job_id, None)
 
     # -- the thread --------------------------------------------------------------
 

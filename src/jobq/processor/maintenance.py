@@ -14,7 +14,9 @@ non-zero, so its supervisor starts a fresh one.
   itself when the clock says they may have run out (a clock that jumped).
 - **rescue** (``rescue_interval``): returns jobs whose lease expired (their
   worker was lost) to waiting, or fails them for good
-  (:func:`jobq.transitions.rescued` decides), and reports each.
+  (:func:`jobq.transitions.rescued` decides), and reports each; a job it
+  makes a suspect (see :func:`suspect_from`) is then claimed by this worker,
+  alone.
 - **pruning** (``prune_interval``): deletes finished jobs older than
   ``retention``.
 - **cancel polling** (``cancel_check_interval``): asks the store which
@@ -29,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobqError
-from ..job import Job
+from ..job import WAITING_STATUSES, Job
 from ..queue import Queue
 from .completer import Reporter
 from .config import ProcessorConfig
@@ -45,6 +47,12 @@ STORE_RETRY_MAX = 5.0  # seconds; longest pause after a store error before tryin
 #: claim loop or the lease keeper gives up and the worker exits non-zero
 #: (about a minute and a half of failing, with the pauses between tries).
 GIVE_UP_AFTER = 20
+
+
+def suspect_from(max_lost_leases: int) -> int:
+    """The ``lost_count`` from which a job is a suspect, run alone: one lost
+    worker away from quarantine (see :mod:`.producer`)."""
+    return max(1, max_lost_leases - 1)
 
 
 def backoff(interval: float, failures: int) -> float:
@@ -66,6 +74,7 @@ class Maintenance:
         reporter: Reporter,
         request_cancel: Callable[[str], None],
         keeper: LeaseKeeper,
+        on_suspect: Callable[[], None],
     ) -> None:
         self.queue = queue
         self.config = config
@@ -73,6 +82,8 @@ class Maintenance:
         self.reporter = reporter
         self.request_cancel = request_cancel
         self.keeper = keeper
+        self.on_suspect = on_suspect
+        self._suspect_from = suspect_from(queue.max_lost_leases)
 
     def tasks(self, on_fatal: Callable[[BaseException], None]) -> list[asyncio.Task[None]]:
         """Starts every duty, each in its own task (leases are renewed by the
@@ -103,8 +114,13 @@ class Maintenance:
         # every third of a lease or sooner, keeps them far from that).
         if self.queue.clock.now() >= self.keeper.renewed_at + self.queue.lease:
             await self.renew_leases()
+        suspects = 0
         for job in await self.queue.rescue_expired():
             self.reporter.rescued(job, self.queue.max_lost_leases)
+            if job.status in WAITING_STATUSES and job.lost_count >= self._suspect_from:
+                suspects += 1
+        if suspects:
+            self.on_suspect()  # a busy worker never claims one: this one empties and does
 
     async def prune(self) -> None:
         keep = self.config.keep

@@ -330,8 +330,9 @@ class JobProcessor(KmsgVerbs):
         )  # fmt: skip
         claim_loop, self._unsubscribe = producer.start()
         maintenance = Maintenance(
-            self.queue, self.config, self._jobs, self._reporter, self._request_cancel, keeper
-        )
+            self.queue, self.config, self._jobs, self._reporter, self._request_cancel, keeper,
+            producer.suspect_waiting,
+        )  # fmt: skip
         self._tasks = [claim_loop, *maintenance.tasks(self._fatal)]
         for task in self._tasks:
             task.add_done_callback(self._ended)

@@ -20,16 +20,22 @@ the loop gives up and the worker exits non-zero.
 
 A job one lost worker away from quarantine (``lost_count`` of
 ``max_lost_leases - 1`` or more) is a suspect: it may be what kills its
-workers. It runs alone, claimed in a batch of one by a worker with nothing
-else in flight, which claims nothing more until it is done. A suspect
-claimed beside other jobs (in the claim, or running) is handed back at once
-(no attempt spent, its place in line kept; held meanwhile, it would lose
-its lease to another job's crash), and the worker claims no more until its
-jobs in flight are done, then claims one job. So a good job that shared a
-worker with one that kills it is never quarantined with it: only the job
-that kills its worker is. (A job rescued for the first time runs as any
-other: most lost workers are not their jobs' doing, and it starts again
-without delay.)
+workers. It runs alone, in a worker with nothing else in flight, which
+claims nothing more until it is done:
+
+- a worker with jobs in flight never claims a suspect (its claims leave
+  them out), not even in a claim that commits just as another of its jobs
+  kills it;
+- a worker with nothing in flight claims as usual; a suspect it gets with
+  other jobs is handed back at once (no attempt spent, its place in line
+  kept), and the worker, once its jobs are done, claims one suspect;
+- the worker whose rescuer makes a job a suspect does the same: it stops
+  claiming until its jobs are done, then claims one suspect.
+
+So a good job that shared a worker with one that kills it is never
+quarantined with it: only the job that kills its worker is. (A job rescued
+for the first time runs as any other: most lost workers are not their
+jobs' doing, and it starts again without delay.)
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from .config import ProcessorConfig
 from .executor import Kind, Outcome, Running
 from .leases import LeaseKeeper
 from .limits import Circuit
-from .maintenance import GIVE_UP_AFTER, STORE_RETRY_MAX
+from .maintenance import GIVE_UP_AFTER, STORE_RETRY_MAX, suspect_from
 
 log = logging.getLogger("jobq")
 
@@ -88,9 +94,9 @@ class Producer:
         #: Set (by ``stop()``, or a signal handler) to claim nothing more.
         self.stopping = False
         self._alone: str | None = None  # the suspect running alone here
-        self._isolating = False  # a suspect was handed back: empty, then claim one job
+        self._isolating = False  # a suspect waits: empty, then claim one suspect
         #: lost_count from which a job is a suspect (see the module docstring).
-        self.suspect_after = max(1, queue.max_lost_leases - 1)
+        self.suspect_after = suspect_from(queue.max_lost_leases)
         self._run = run
         self._next_queue = 0
         self._size_counted_at = 0.0
@@ -111,6 +117,12 @@ class Producer:
         if isinstance(self.queue.clock, FakeClock):
             unsubscribe.append(self.queue.clock.on_advance(wake))
         return asyncio.create_task(self._claim_loop(), name="jobq-claim"), unsubscribe
+
+    def suspect_waiting(self) -> None:
+        """A suspect waits to run alone (this worker's rescuer made one):
+        this worker empties, then claims it."""
+        self._isolating = True
+        self._wake.set()
 
     def stop(self) -> None:
         """Claims nothing more; the loop returns after its current claim."""
@@ -215,7 +227,7 @@ class Producer:
         if jobs and any(job.lost_count >= self.suspect_after for job in jobs):
             jobs = await self._isolate(jobs)
         elif self._isolating:
-            self._isolating = False  # no suspect came: another worker runs it
+            self._isolating = False  # no suspect left: another worker runs it
         for job in jobs:
             self.spawn(job)
         if not jobs and not self._isolating:
@@ -266,10 +278,14 @@ class Producer:
         batch = completer.take()
         if len(completer):
             completer.flush()  # more than one batch waits: the writer takes the rest
+        # Suspects (see the module docstring): none beside jobs in flight;
+        # one alone when this worker empties for one.
+        lost_below = self.suspect_after if self.running else None
+        lost_from = self.suspect_after if self._isolating else None
         try:
             errors, jobs = await self.queue.settle_and_claim(
                 batch[1], limit, queues=queues, exclude_types=closed, owner=self.worker_id,
-                limits=self.config.limits,
+                limits=self.config.limits, lost_below=lost_below, lost_from=lost_from,
             )  # fmt: skip
         except BaseException:
             completer.give_back(batch)

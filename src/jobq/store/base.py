@@ -48,6 +48,10 @@ class ClaimRequest:
     exclude_types: Collection[str] = ()
     #: Per-key limits (see :mod:`jobq.keylimits`), counted in the claim's transaction.
     limits: Sequence[KeyLimit] = ()
+    #: Only jobs whose worker was lost fewer times than this (``None``: any).
+    lost_below: int | None = None
+    #: Only jobs whose worker was lost at least this many times (``None``: any).
+    lost_from: int | None = None
 
 
 #: Per transition: ``None`` (or, when asked, the record as stored after) if

@@ -248,6 +248,18 @@ def filters(
     return sql, key, params
 
 
+def claim_filters(d: Dialect, request: Any) -> tuple[str, str, dict[str, Any]]:
+    """:func:`filters` of a :class:`~jobq.store.base.ClaimRequest`, with its
+    bounds on ``lost_count`` (a residual test on the rows the claim walks)."""
+    r = request
+    sql, key, params = filters(d, r.queues, r.exclude_types)
+    if r.lost_below is not None:
+        sql, key, params["lost_below"] = f"{sql} AND lost_count < {d.value('lost_below')}", key + "l", r.lost_below
+    if r.lost_from is not None:
+        sql, key, params["lost_from"] = f"{sql} AND lost_count >= {d.value('lost_from')}", key + "L", r.lost_from
+    return sql, key, params
+
+
 def due(d: Dialect, what: str, where: str, *, limit: str, index: str = "", lock: str = "") -> str:
     """``what`` of up to ``limit`` jobs ready at now, in dequeue order.
     ``index`` names the index to walk (SQLite's ``INDEXED BY``), ``lock``

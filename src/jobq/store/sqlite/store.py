@@ -62,7 +62,7 @@ class SQLiteStore(AdminVerbs):
 
     def _claim_statement(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
         r, d = request, self._d
-        where, key, values = q.filters(d, r.queues, r.exclude_types)
+        where, key, values = q.claim_filters(d, r)
         sql = self._q(
             ("claim", key),
             lambda: (
@@ -74,7 +74,7 @@ class SQLiteStore(AdminVerbs):
         return sql, values
 
     async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
-        where, _, values = q.filters(self._d, request.queues, request.exclude_types)
+        where, _, values = q.claim_filters(self._d, request)
         values["now"] = request.now_ms
         starts = starts_table(self.table)
 
