@@ -220,7 +220,9 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
     try:
         # The numbers kept as they are must be numbers (text another program
         # wrote fails here, not later in a retry's arithmetic).
-        0 + record.priority + record.attempts + record.max_attempts + record.lost_count  # noqa: B018
+        priority, attempts, max_attempts = record.priority, record.attempts, record.max_attempts
+        lost_count = record.lost_count
+        0 + priority + attempts + max_attempts + lost_count  # noqa: B018
         status = _STATUSES.get(record.status, JobStatus.PENDING)
         process_at = record.process_at
         lease_expires_at = None
@@ -238,9 +240,9 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
             record.type,
             _decode(record.id, "payload", record.data, None),
             status,
-            record.priority,
-            record.attempts,
-            record.max_attempts,
+            priority,
+            attempts,
+            max_attempts,
             record.delay / 1000,
             dt[record.created_at],
             dt[process_at],
@@ -254,7 +256,7 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
             record.lease_owner,
             None if lease_expires_at is None else dt[lease_expires_at],
             record.lease_token,
-            record.lost_count,
+            lost_count,
             record.unique_key,
             None if record.progress is None else float(record.progress),
             record.progress_message,

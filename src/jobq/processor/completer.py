@@ -151,9 +151,12 @@ class Completer:
     def settle(self, batch: Batch, errors: list[JobqError | None]) -> None:
         """Reports each outcome of a written batch."""
         report, leases = self.report, self.leases
+        held = None if leases is None else leases.held
         for outcome, error in zip(batch[0], errors, strict=True):
-            if leases is not None:
-                leases.release(outcome.job)
+            if held is not None:  # its lease is renewed no more (LeaseKeeper.release, inlined)
+                job = outcome.job
+                if held.get(job.id) is job:
+                    del held[job.id]
             if outcome.waiter is None:
                 report(outcome, error)
             else:

@@ -133,7 +133,7 @@ class Producer:
     # -- running jobs -------------------------------------------------------
 
     def spawn(self, job: Job[Any]) -> None:
-        self.leases.hold(job)
+        self.leases.held[job.id] = job  # renewed until its outcome is written
         running = Running(job)
         running.task = task = asyncio.create_task(self._run(running), name=f"jobq-job-{job.id}")
         self.running[job.id] = running
@@ -216,6 +216,7 @@ class Producer:
                 return
             limit = min(limit, allowed)
         closed = [t for t, c in self.circuits.items() if not c.allows_claim(now)] if self.circuits else []
+        busy = bool(self.running)  # then the claim leaves suspects out (see _claim)
         jobs = await self._claim_batch(limit, closed)
         if self.stopping:
             # The stop began while this claim was in flight: hand its
@@ -224,7 +225,7 @@ class Producer:
             return
         if rate_limit is not None and jobs:
             rate_limit.record(now, len(jobs))
-        if jobs and any(job.lost_count >= self.suspect_after for job in jobs):
+        if not busy and jobs and any(job.lost_count >= self.suspect_after for job in jobs):
             jobs = await self._isolate(jobs)
         elif self._isolating:
             self._isolating = False  # no suspect left: another worker runs it
