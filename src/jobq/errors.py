@@ -48,7 +48,8 @@ class LeaseLost(JobqError):
 
 class CorruptJob(JobqError):
     """A stored job cannot be decoded (its payload, metadata or result is not
-    valid JSON)."""
+    valid JSON, or a column holds what its type cannot: text in a number
+    column, a time past year 9999)."""
 
     def __init__(self, job_id: str, detail: str) -> None:
         super().__init__(f"job {job_id!r} cannot be decoded: {detail}")
