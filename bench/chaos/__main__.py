@@ -33,6 +33,8 @@ SCENARIOS = (
     "shutdown",
     "paused",
     "poison",
+    "blocked_loop",
+    "neighbours",
     "pg_outage",
     "disk_full",
     "long_run",

@@ -12,7 +12,9 @@ Every job has type ``chaos`` and a dict payload steering its handler:
   ``sleep_by_worker``: ``{worker name: seconds}``, overriding it on those workers;
 - ``after_file``: a path; the handler waits until that file exists, then sleeps;
 - ``poison``: ``"exit"`` (the handler calls ``os._exit(1)``, killing its
-  worker) or ``"raise"`` (the handler raises on every attempt).
+  worker) or ``"raise"`` (the handler raises on every attempt);
+- ``block``: seconds the (async) handler blocks the worker's event loop
+  with ``time.sleep``, as CPU-bound code or a synchronous client call does.
 
 A worker's ``kill_at`` makes it SIGKILL itself at an exact point of the first
 job it gets there: ``after_claim`` (the claim committed, nothing ran),
@@ -33,6 +35,7 @@ import os
 import random
 import signal
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -69,6 +72,8 @@ def make_handler(cfg: dict[str, Any], ledger: LedgerWriter) -> Any:
         poison = data.get("poison")
         if poison == "exit":
             os._exit(1)
+        if "block" in data:
+            time.sleep(data["block"])  # noqa: ASYNC251 - blocking the loop is the point
         if "after_file" in data:
             while not os.path.exists(data["after_file"]):  # noqa: ASYNC240 - a stat, as cheap as the sleep
                 await asyncio.sleep(0.01)

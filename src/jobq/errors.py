@@ -48,7 +48,8 @@ class LeaseLost(JobqError):
 
 class CorruptJob(JobqError):
     """A stored job cannot be decoded (its payload, metadata or result is not
-    valid JSON)."""
+    valid JSON, or a column holds what its type cannot: text in a number
+    column, a time past year 9999)."""
 
     def __init__(self, job_id: str, detail: str) -> None:
         super().__init__(f"job {job_id!r} cannot be decoded: {detail}")
@@ -134,6 +135,13 @@ class FailJob(JobqError):
 
 class NotRetryable(JobqError, ValueError):
     """Only a failed or cancelled job can be retried."""
+
+
+class WorkerFailed(JobqError):
+    """A worker stopped on its own: one of its duties (the claim loop, the
+    rescuer, lease renewal, ...) kept failing and could not recover. The
+    log has each failure with its traceback; ``jobq worker`` exits non-zero,
+    so a supervisor starts a fresh worker."""
 
 
 class NoCurrentJob(JobqError):

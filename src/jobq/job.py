@@ -3,6 +3,13 @@
 The record follows k-msg's ``Job``: the same fields and statuses, with times
 as aware UTC datetimes and the delay in seconds. Stores keep times as integer
 epoch milliseconds and JSON as text, which is also k-msg's SQLite layout.
+
+Reading a row as a job (:func:`to_job`) is where a row is checked: one that
+another program wrote with the wrong types (text in an integer column, a time
+past year 9999) raises :class:`~jobq.errors.CorruptJob` naming the column
+(:func:`unreadable`), so the caller fails that job alone;
+:func:`lenient_record` shows such a row with defaults in place of what
+cannot be read.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import json
 import operator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +28,9 @@ T = TypeVar("T")
 
 DEFAULT_QUEUE = "default"  # the named queue of a job enqueued without one
 DEFAULT_MAX_ATTEMPTS = 3  # attempts a job gets unless told (k-msg's default)
+#: The latest time a job can hold, in epoch ms (the end of year 9999, the
+#: last a datetime can show); a stored time past it is unreadable.
+MAX_TIME_MS = 253_402_300_799_999
 
 
 class JobStatus(StrEnum):
@@ -212,55 +222,66 @@ def to_job(record: JobRecord, now_ms: int, datetimes: Datetimes | None = None) -
     be shared by the rows of one batch.
 
     Raises :class:`CorruptJob` when the payload, metadata or result cannot be
-    decoded.
+    decoded, or a column holds what its type cannot (see :func:`unreadable`).
     """
     dt = Datetimes() if datetimes is None else datetimes
-    status = _STATUSES.get(record.status, JobStatus.PENDING)
-    process_at = record.process_at
-    lease_expires_at = None
-    lease_owner = None
-    if status is JobStatus.PROCESSING:
-        lease_owner = record.lease_owner
-        # A claim without a token (another writer's) has no lease: its
-        # process_at is still the time it was due.
-        if record.lease_token is not None:
-            lease_expires_at = process_at
-            process_at = record.scheduled_at if record.scheduled_at is not None else process_at
-    elif status is JobStatus.PENDING and process_at > now_ms:
-        status = JobStatus.DELAYED
-    metadata = _decode(record.id, "metadata", record.metadata, {})
-    completed_at, failed_at, started_at = record.completed_at, record.failed_at, record.started_at
-    cancelled_at, cancel_requested_at = record.cancelled_at, record.cancel_requested_at
-    # Positional, in field order: a claim builds one of these per job.
-    return Job(
-        record.id,
-        record.type,
-        _decode(record.id, "payload", record.data, None),
-        status,
-        record.priority,
-        record.attempts,
-        record.max_attempts,
-        record.delay / 1000,
-        dt[record.created_at],
-        dt[process_at],
-        None if completed_at is None else dt[completed_at],
-        None if failed_at is None else dt[failed_at],
-        record.error,
-        metadata if isinstance(metadata, dict) else {"value": metadata},
-        record.queue,
-        None if record.result is None else _decode(record.id, "result", record.result, None),
-        None if started_at is None else dt[started_at],
-        lease_owner,
-        None if lease_expires_at is None else dt[lease_expires_at],
-        record.lease_token,
-        record.lost_count,
-        record.unique_key,
-        None if record.progress is None else float(record.progress),
-        record.progress_message,
-        None if cancelled_at is None else dt[cancelled_at],
-        None if cancel_requested_at is None else dt[cancel_requested_at],
-        record.error_type,
-    )
+    try:
+        # The numbers kept as they are must be numbers (text another program
+        # wrote fails here, not later in a retry's arithmetic).
+        priority, attempts, max_attempts = record.priority, record.attempts, record.max_attempts
+        lost_count = record.lost_count
+        0 + priority + attempts + max_attempts + lost_count  # noqa: B018
+        status = _STATUSES.get(record.status, JobStatus.PENDING)
+        process_at = record.process_at
+        lease_expires_at = None
+        lease_owner = None
+        if status is JobStatus.PROCESSING:
+            lease_owner = record.lease_owner
+            # A claim without a token (another writer's) has no lease: its
+            # process_at is still the time it was due.
+            if record.lease_token is not None:
+                lease_expires_at = process_at
+                process_at = record.scheduled_at if record.scheduled_at is not None else process_at
+        elif status is JobStatus.PENDING and process_at > now_ms:
+            status = JobStatus.DELAYED
+        metadata = _decode(record.id, "metadata", record.metadata, {})
+        completed_at, failed_at, started_at = record.completed_at, record.failed_at, record.started_at
+        cancelled_at, cancel_requested_at = record.cancelled_at, record.cancel_requested_at
+        # Positional, in field order: a claim builds one of these per job.
+        return Job(
+            record.id,
+            record.type,
+            _decode(record.id, "payload", record.data, None),
+            status,
+            priority,
+            attempts,
+            max_attempts,
+            record.delay / 1000,
+            dt[record.created_at],
+            dt[process_at],
+            None if completed_at is None else dt[completed_at],
+            None if failed_at is None else dt[failed_at],
+            record.error,
+            metadata if isinstance(metadata, dict) else {"value": metadata},
+            record.queue,
+            None if record.result is None else _decode(record.id, "result", record.result, None),
+            None if started_at is None else dt[started_at],
+            lease_owner,
+            None if lease_expires_at is None else dt[lease_expires_at],
+            record.lease_token,
+            lost_count,
+            record.unique_key,
+            None if record.progress is None else float(record.progress),
+            record.progress_message,
+            None if cancelled_at is None else dt[cancelled_at],
+            None if cancel_requested_at is None else dt[cancel_requested_at],
+            record.error_type,
+        )
+    except CorruptJob:
+        raise
+    except (TypeError, ValueError, OverflowError, OSError):
+        # A column of the wrong type, or a time out of range: say which.
+        raise unreadable(record) or CorruptJob(record.id, "a column cannot be read") from None
 
 
 def new_job(record: JobRecord, datetimes: Datetimes) -> Job[Any]:
@@ -287,3 +308,79 @@ def new_job(record: JobRecord, datetimes: Datetimes) -> Job[Any]:
 
 
 _STATUSES: dict[str, JobStatus] = {s.value: s for s in JobStatus}
+
+
+# -- rows another program wrote ------------------------------------------------
+
+_NUMBERS = ("priority", "attempts", "max_attempts", "delay", "lost_count")
+_TIMES = ("created_at", "process_at")
+_OPTIONAL_TIMES = (
+    "completed_at", "failed_at", "started_at", "scheduled_at", "cancelled_at", "cancel_requested_at",
+)  # fmt: skip
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_time(value: Any) -> bool:
+    if not _is_number(value):
+        return False
+    try:
+        datetime.fromtimestamp(value / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def unreadable(record: JobRecord) -> CorruptJob | None:
+    """Why ``record`` cannot be read as a job (the first column holding what
+    its type cannot), or ``None``. Rows jobq writes always pass; a row
+    written by another program (a k-msg producer, a script) may not."""
+    for name in _NUMBERS:
+        value = getattr(record, name)
+        if not _is_number(value):
+            return CorruptJob(record.id, f"column {name} holds {_shown(value)}, not a number")
+    for name in (*_TIMES, *_OPTIONAL_TIMES):
+        value = getattr(record, name)
+        if not (value is None and name in _OPTIONAL_TIMES) and not _is_time(value):
+            # A claim moves the due time (process_at) to scheduled_at: name
+            # the column its writer set.
+            column = "process_at" if name == "scheduled_at" else name
+            return CorruptJob(record.id, f"column {column} holds {_shown(value)}, not a time in ms")
+    if record.progress is not None and not _is_number(record.progress):
+        return CorruptJob(record.id, f"column progress holds {_shown(record.progress)}, not a number")
+    return None
+
+
+def lenient_record(record: JobRecord) -> JobRecord:
+    """A copy of ``record`` that :func:`to_job` reads: a column that cannot
+    be read gets a default (0, or ``None`` where a time is optional), JSON
+    that cannot be decoded becomes ``null`` (metadata: none). For showing a
+    damaged row (``get_job``, the dashboard), never for running it."""
+    copy = copy_record(record)
+    for name in _NUMBERS:
+        if not _is_number(getattr(copy, name)):
+            setattr(copy, name, 0)
+    for name in _TIMES:
+        if not _is_time(getattr(copy, name)):
+            setattr(copy, name, 0)
+    for name in _OPTIONAL_TIMES:
+        value = getattr(copy, name)
+        if value is not None and not _is_time(value):
+            setattr(copy, name, None)
+    if copy.progress is not None and not _is_number(copy.progress):
+        copy.progress = None
+    for name, default in (("data", "null"), ("result", None), ("metadata", None)):
+        text = getattr(copy, name)
+        if text is not None:
+            try:
+                _decode(copy.id, name, text, None)
+            except CorruptJob:
+                setattr(copy, name, default)
+    return copy

@@ -10,6 +10,7 @@ verbs come from :class:`~jobq.admin.verbs.AdminVerbs`.
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -20,19 +21,24 @@ from .admin.verbs import AdminVerbs
 from .clock import SYSTEM_CLOCK, Clock, now_ms, to_ms
 from .errors import CorruptJob, InvalidOption, JobNotFound, JobqError, LeaseLost, StoreUnavailable
 from .job import (
+    MAX_TIME_MS,
     Datetimes,
     Job,
     JobRecord,
     RetryDirective,
+    lenient_record,
     new_job,
     to_job,
+    unreadable,
 )
 from .keylimits import KeyLimit
 from .newjobs import QUEUE_DEFAULTS, IdSequence, NewJob, default_worker_id, new_records
 from .results import Finishes
-from .store.base import ClaimRequest, ClockedStore, Settled, Store, TransactionalStore
+from .store.base import ClaimRequest, ClockedStore, Settled, Store, TransactionalStore, TwinStore
 from .store.instrumented import instrument
 from .transitions import Transition
+
+_log = logging.getLogger("jobq")
 
 LEASE = 30.0  # seconds a claim holds a job before a rescuer may take it back
 RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps: claim's own, and the processor's default
@@ -135,18 +141,13 @@ class Queue(AdminVerbs):
         return to_job(record, self.now_ms() if now_ms is None else now_ms)
 
     def _lenient_job(self, record: JobRecord) -> Job[Any]:
-        """For reading: a row whose JSON is damaged still shows, with ``None``
-        in place of what cannot be decoded."""
+        """For reading: a damaged row still shows, with ``None`` in place of
+        JSON that cannot be decoded and defaults in place of columns that
+        cannot be read (:func:`jobq.job.lenient_record`)."""
         try:
             return self._to_job(record)
         except CorruptJob:
-            record.data, record.result = "null", None
-            if record.metadata is not None:
-                try:
-                    self._to_job(record)
-                except CorruptJob:
-                    record.metadata = None
-            return self._to_job(record)
+            return self._to_job(lenient_record(record))
 
     def on_enqueue(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Calls ``listener`` (from any thread) whenever this queue object stores
@@ -315,12 +316,17 @@ class Queue(AdminVerbs):
         lease: float | None = None,
         owner: str | None = None,
         limits: Sequence[KeyLimit] = (),
+        lost_below: int | None = None,
+        lost_from: int | None = None,
     ) -> tuple[list[JobqError | None], list[Job[Any]]]:
         """:meth:`settle` then :meth:`claim` (without the sweep), in one
         transaction where the store allows. Returns each transition's error
-        (or ``None``) and the claimed jobs."""
+        (or ``None``) and the claimed jobs. ``lost_below`` / ``lost_from``:
+        only jobs whose worker was lost fewer / at least that many times."""
         now_ms = self.now_ms()
-        request = self._claim_request(now_ms, limit, queues, exclude_types, lease, owner, limits)
+        request = self._claim_request(
+            now_ms, limit, queues, exclude_types, lease, owner, limits, lost_below, lost_from
+        )
         settled, records = await self.store.settle_and_claim(settling, request)
         return self._settled(settling, settled), await self._claimed_jobs(records, now_ms)
 
@@ -362,6 +368,8 @@ class Queue(AdminVerbs):
         lease: float | None,
         owner: str | None,
         limits: Sequence[KeyLimit],
+        lost_below: int | None = None,
+        lost_from: int | None = None,
     ) -> ClaimRequest:
         codec.check_names(queues, "queues")
         codec.check_names(exclude_types, "exclude_types")
@@ -374,11 +382,14 @@ class Queue(AdminVerbs):
             queues=queues,
             exclude_types=exclude_types,
             limits=limits,
+            lost_below=lost_below,
+            lost_from=lost_from,
         )
 
     async def _claimed_jobs(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:
-        """Decodes claimed rows; one whose stored JSON cannot be decoded is
-        failed for good with an error saying so, and skipped."""
+        """Decodes claimed rows; one that cannot be read as a job (stored JSON
+        that cannot be decoded, a column of the wrong type) is failed for
+        good with an error saying so, and skipped: the others run."""
         jobs: list[Job[Any]] = []
         corrupt: list[Transition] = []
         datetimes = Datetimes()
@@ -386,14 +397,14 @@ class Queue(AdminVerbs):
             try:
                 jobs.append(to_job(record, now_ms, datetimes))
             except CorruptJob as exc:
-                corrupt.append(
-                    transitions.failed_attempt(
-                        record.id, token=record.lease_token, attempts=record.attempts,
-                        max_attempts=record.max_attempts, error=str(exc), retry_delay_ms=None,
-                    )
-                )  # fmt: skip
+                corrupt.append(transitions.unreadable(record, str(exc), held=True))
         if corrupt:
-            await self.store.settle(corrupt, now_ms=now_ms)
+            try:
+                await self.store.settle(corrupt, now_ms=now_ms)
+            except JobqError as exc:
+                # The good jobs of the claim run all the same; a bad one's
+                # lease runs out, and the rescuer fails it.
+                _log.warning("jobq: could not fail %d unreadable jobs (%s)", len(corrupt), exc)
         return jobs
 
     async def dequeue(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
@@ -507,10 +518,7 @@ class Queue(AdminVerbs):
             )
             if not records:
                 break
-            decided = [
-                transitions.rescued(r, max_lost=self.max_lost_leases, foreign_timeout_ms=foreign_ms)
-                for r in records
-            ]
+            decided = [self._rescue(r, foreign_ms) for r in records]
             settled = await self.store.settle(decided, now_ms=now_ms, returning=True)
             self._settled(decided, settled)
             rescued += [
@@ -521,6 +529,42 @@ class Queue(AdminVerbs):
             if len(records) < RESCUE_BATCH:
                 break
         return rescued
+
+    def _rescue(self, record: JobRecord, foreign_ms: int) -> Transition:
+        """What becomes of an expired lease: :func:`jobq.transitions.rescued`,
+        unless the row cannot be read as a job (a lease end past year 9999,
+        text in a number column): then it fails for good, saying why."""
+        bad = unreadable(record)
+        if bad is not None:
+            return transitions.unreadable(record, str(bad), held=False)
+        return transitions.rescued(record, max_lost=self.max_lost_leases, foreign_timeout_ms=foreign_ms)
+
+    async def fail_unreadable_waiting(self) -> int:
+        """Fails for good every waiting job whose ``process_at`` cannot be a
+        time (text another program wrote, a time past year 9999): no claim
+        ever takes it. Returns how many. Called when :meth:`next_due` meets
+        one; it then reads the waiting jobs that are not due, which are few
+        (such a row shows only once it is the last in line)."""
+        now_ms = self.now_ms()
+        failed, offset = 0, 0
+        while True:
+            records, _ = await self.store.list_jobs(
+                statuses=["delayed"], types=None, queues=None, limit=RESCUE_BATCH, offset=offset,
+                newest_first=False, now_ms=now_ms,
+            )  # fmt: skip
+            bad = [(r, unreadable(r)) for r in records]
+            decided = [transitions.unreadable(r, str(e), held=False) for r, e in bad if e is not None]
+            done = 0
+            if decided:
+                settled = await self.store.settle(decided, now_ms=now_ms)
+                for t, outcome in zip(decided, settled, strict=True):
+                    if not isinstance(outcome, JobqError):
+                        done += 1
+                        _log.warning("jobq: job %s failed: %s", t.job_id, t.error)
+            failed += done
+            if len(records) < RESCUE_BATCH:
+                return failed
+            offset += RESCUE_BATCH - done  # the failed ones left the listing
 
     async def peek(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
         """The job ``dequeue`` would return, without claiming it."""
@@ -537,7 +581,14 @@ class Queue(AdminVerbs):
         """Epoch seconds at which the earliest waiting job is due, or ``None``."""
         codec.check_names(queues, "queues")
         due = await self.store.next_due_ms(queues=queues)
-        return None if due is None else due / 1000
+        if due is None:
+            return None
+        if isinstance(due, (int, float)) and not isinstance(due, bool) and due <= MAX_TIME_MS:
+            return due / 1000
+        # The first in line cannot be a time (written by another program):
+        # fail such jobs, so they hold up nothing.
+        await self.fail_unreadable_waiting()
+        return None
 
     async def get_job(self, job_id: str) -> Job[Any] | None:
         """Any job by id, whatever its status."""
@@ -634,6 +685,8 @@ class Queue(AdminVerbs):
                 raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
             codec.check_text(message, "progress message", InvalidOption)
         job_id, token = self._target(job)
+        if message is not None:
+            message = codec.error_text(message)  # a lone surrogate cannot be stored: U+FFFD
         await self.store.set_progress(job_id, token=token, progress=float(value), message=message)
 
     async def wait_for_change(self, timeout: float) -> bool:
@@ -655,7 +708,19 @@ class Queue(AdminVerbs):
             raise InvalidOption(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
         return await self._finishes.wait(job_id, self.get_job, timeout)
 
+    def twin(self) -> Queue | None:
+        """A queue on the same jobs through connections of its own, for use
+        from another thread's event loop (see
+        :class:`~jobq.store.base.TwinStore`), or ``None`` when the store
+        cannot open one. Same clock, lease and worker id."""
+        if not isinstance(self.store, TwinStore):
+            return None
+        return Queue(
+            self.store.twin(), clock=self.clock, lease=self.lease, max_payload_bytes=self.max_payload_bytes,
+            max_lost_leases=self.max_lost_leases, worker_id=self.worker_id,
+            foreign_claim_timeout=self.foreign_claim_timeout,
+        )  # fmt: skip
+
     async def close(self) -> None:
         await self._finishes.close()
         await self.store.close()
-

@@ -242,6 +242,20 @@ def ran_out(record: JobRecord, now_ms: int, foreign_timeout_ms: int) -> bool:
     )
 
 
+def unreadable(record: JobRecord, error: str, *, held: bool) -> Transition:
+    """A job whose row cannot be read as a job (see :func:`jobq.job.unreadable`):
+    failed for good with ``error``, its attempts counted if they can be.
+    ``held``: just claimed, so fenced by that claim; otherwise (the rescuer
+    found it) fenced on the status read and, for a processing job, its
+    claim token."""
+    attempts = record.attempts + 1 if type(record.attempts) is int else None
+    token = record.lease_token if held or record.status == "processing" else None
+    return Transition(
+        record.id, "failed", token=token, expect_status=None if held else record.status,
+        attempts=attempts, error=error,
+    )  # fmt: skip
+
+
 # -- the same rule on a record in memory -------------------------------------
 
 

@@ -22,7 +22,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ lives at the repository root, beside src/
     sys.path.insert(0, str(ROOT))
 
-from bench.chaos import contention, kill_points, kills, paused, poison, shutdown  # noqa: E402
+from bench.chaos import (  # noqa: E402
+    blocked_loop,
+    contention,
+    kill_points,
+    kills,
+    neighbours,
+    paused,
+    poison,
+    shutdown,
+)
 from bench.chaos.harness import Backend, Result, format_table  # noqa: E402
 
 BACKENDS = ["sqlite", postgres_param()]
@@ -101,5 +110,20 @@ def test_poison_jobs_are_quarantined_or_failed_while_others_flow(backend: Backen
     size = poison.SIZES["ci"]
     [result] = poison.run(backend, tmp_path, size)
     assert 1 <= result.faults <= poison.MAX_LOST * size.crash, explain([result])
+    assert result.lost == 0, explain([result])
+    assert result.ok, explain([result])
+
+
+def test_a_blocked_event_loop_costs_no_lease(backend: Backend, tmp_path: Path) -> None:
+    """Async handlers block their loop for twice the lease: no job runs
+    twice or loses a lease, and each blocker is named in a warning."""
+    [result] = blocked_loop.run(backend, tmp_path, blocked_loop.SIZES["ci"])
+    assert result.lost == 0 and result.duplicated == 0, explain([result])
+    assert result.ok, explain([result])
+
+
+def test_good_jobs_beside_a_crashing_job_are_never_quarantined(backend: Backend, tmp_path: Path) -> None:
+    """Crashing jobs among good ones: only the crashing jobs are quarantined."""
+    [result] = neighbours.run(backend, tmp_path, neighbours.SIZES["ci"])
     assert result.lost == 0, explain([result])
     assert result.ok, explain([result])

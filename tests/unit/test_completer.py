@@ -116,7 +116,11 @@ async def test_every_kind_is_written_in_one_group_and_write_waits_for_it() -> No
         assert back is not None and back.status is JobStatus.PENDING and back.attempts == 0
 
 
-async def test_an_outcome_that_cannot_be_written_is_reported_alone() -> None:
+async def test_an_outcome_that_cannot_be_written_fails_its_job_alone() -> None:
+    """A retry delay its policy got wrong cannot be stored: the job fails for
+    good saying so (it used to keep its lease until it ran out, and run
+    again, and again, until quarantined as a job killing its worker)."""
+
     class Broken:
         def delay(self, attempts: int) -> float:
             return float("nan")
@@ -128,7 +132,8 @@ async def test_an_outcome_that_cannot_be_written_is_reported_alone() -> None:
         completer.hand_in(completed(ok))
         await completer.write(Outcome(Kind.RETRY, bad, error="boom", delay=Broken().delay(0)))
         await completer.drain()
-        errors = {job_id: error for job_id, _, error in reports}
-        assert errors[ok.id] is None
-        assert isinstance(errors[bad.id], jobq.InvalidJob)  # not written: it runs again after its lease
-        assert (await queue.get_job(bad.id)).status is JobStatus.PROCESSING  # type: ignore[union-attr]
+        expected = [(ok.id, Kind.COMPLETED, None), (bad.id, Kind.FAILED, None)]
+        assert sorted(reports, key=str) == sorted(expected, key=str)
+        failed = await queue.get_job(bad.id)
+        assert failed is not None and failed.status is JobStatus.FAILED and failed.attempts == 1
+        assert failed.error is not None and failed.error.startswith("its retry could not be stored (retry delay")

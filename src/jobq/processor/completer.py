@@ -25,6 +25,22 @@ No outcome waits for a timer. Each outcome, with ``None`` or the error it
 alone met (``LeaseLost``, ``JobNotFound``, or what the whole write raised),
 goes to the ``report`` callback: :class:`Reporter` counts it, emits its event
 and logs what could not be stored.
+
+A write that fails is not the end of its outcomes:
+
+- the store is unavailable (a :class:`jobq.JobqError`): the writer tries
+  again after a pause that doubles, for as long as each job's lease stands
+  (the lease it had when its write first failed; its lease keeper renews it
+  meanwhile), and drops an outcome only once that lease is gone, which it
+  logs: the job then runs again;
+- anything else (an outcome the store refuses): the batch is written one
+  outcome at a time, and an outcome that cannot be stored (a retry delay
+  past year 9999, a result or reason the store cannot hold) fails its job
+  for good with an error saying so (:meth:`.executor.Outcome.unstorable`),
+  rather than losing the job's lease.
+
+Once an outcome is reported, its job's lease is let go
+(:meth:`.leases.LeaseKeeper.release`).
 """
 
 from __future__ import annotations
@@ -33,7 +49,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import JobqError, LeaseLost
 from ..events import Emitter, Event, ProcessorMetrics
@@ -42,9 +58,14 @@ from ..queue import Queue
 from ..transitions import Transition
 from .executor import Kind, Outcome
 
+if TYPE_CHECKING:
+    from .leases import LeaseKeeper
+
 log = logging.getLogger("jobq")
 
 MAX_BATCH = 256  # outcomes written in one transaction at most
+WRITE_RETRY_MIN = 0.05  # seconds; the first pause after a write the store refused (it doubles)
+WRITE_RETRY_MAX = 2.0  # seconds; the longest pause between tries of a write
 
 #: Called once per outcome once written: ``None``, or the error it met.
 Report = Callable[[Outcome, BaseException | None], None]
@@ -57,6 +78,9 @@ class Completer:
         self.queue = queue
         self.report = report
         self.max_batch = max_batch
+        #: The processor's lease keeper while it runs: told when a job's
+        #: outcome is reported, asked how long a lease stands.
+        self.leases: LeaseKeeper | None = None
         self._waiting: list[Outcome] = []
         self._writer: asyncio.Task[None] | None = None
         self._deferred = False
@@ -114,16 +138,25 @@ class Completer:
         for outcome in batch:
             try:
                 decided.append(outcome.transition())
-            except Exception as exc:  # noqa: BLE001 - that outcome alone is not written
-                self._report(outcome, exc)
-                continue
+            except Exception as exc:  # noqa: BLE001 - that outcome alone is not written as it is
+                if outcome.replaces is not None:
+                    self._report(outcome, exc)
+                    continue
+                # It fails its job instead, saying why (a failure can be written).
+                outcome = outcome.unstorable(exc)
+                decided.append(outcome.transition())
             kept.append(outcome)
         return kept, decided
 
     def settle(self, batch: Batch, errors: list[JobqError | None]) -> None:
         """Reports each outcome of a written batch."""
-        report = self.report
+        report, leases = self.report, self.leases
+        held = None if leases is None else leases.held
         for outcome, error in zip(batch[0], errors, strict=True):
+            if held is not None:  # its lease is renewed no more (LeaseKeeper.release, inlined)
+                job = outcome.job
+                if held.get(job.id) is job:
+                    del held[job.id]
             if outcome.waiter is None:
                 report(outcome, error)
             else:
@@ -136,6 +169,8 @@ class Completer:
         self.flush()
 
     def _report(self, outcome: Outcome, error: BaseException | None) -> None:
+        if self.leases is not None:
+            self.leases.release(outcome.job)
         try:
             self.report(outcome, error)
         finally:
@@ -148,6 +183,7 @@ class Completer:
             self._writer = asyncio.get_running_loop().create_task(self._write_all(), name="jobq-completer")
 
     async def _write_all(self) -> None:
+        failures = 0
         try:
             while self._waiting:
                 batch = self.take()
@@ -155,15 +191,71 @@ class Completer:
                     continue
                 try:
                     errors = await self.queue.settle(batch[1])
-                except BaseException as exc:  # the whole write failed: every outcome hears it
+                except asyncio.CancelledError as exc:  # every outcome hears it
                     for outcome in batch[0]:
                         self._report(outcome, exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
+                    raise
+                except JobqError as exc:  # the store is unavailable: try again while leases stand
+                    if self._again(batch[0], exc):
+                        failures += 1
+                        if failures == 1:
+                            count = len(batch[0])
+                            log.warning("jobq: writing %d outcomes failed (%s); trying again", count, exc)
+                        await self._pause(failures)
                     continue
+                except Exception:  # noqa: BLE001 - the store refused something: find what, alone
+                    await self._each_alone(batch)
+                    continue
+                failures = 0
                 self.settle(batch, errors)
         finally:
             self._writer = None
+
+    async def _each_alone(self, batch: Batch) -> None:
+        """Writes each outcome of a batch the store refused on its own; one
+        it refuses alone fails its job instead (or, if even that cannot be
+        stored, is dropped and logged)."""
+        for outcome, transition in zip(*batch, strict=True):
+            try:
+                errors = await self.queue.settle([transition])
+            except JobqError as exc:
+                self._again([outcome], exc)
+            except Exception as exc:  # noqa: BLE001 - this outcome is what the store refuses
+                if outcome.replaces is None:
+                    self._waiting.insert(0, outcome.unstorable(exc))
+                else:
+                    self._report(outcome, exc)
+            else:
+                self.settle(([outcome], [transition]), errors)
+
+    def _again(self, outcomes: list[Outcome], error: JobqError) -> bool:
+        """Puts back, to be written again, the outcomes whose job's lease
+        still stands; reports the others as not written. Returns whether
+        any was put back."""
+        now = self.queue.clock.now()
+        kept: list[Outcome] = []
+        for outcome in outcomes:
+            if outcome.retry_until is None:
+                outcome.retry_until = self._lease_end(outcome.job)
+            if outcome.retry_until is not None and now < outcome.retry_until:
+                kept.append(outcome)
+            else:
+                self._report(outcome, error)  # logged: the job runs again after its lease
+        self._waiting[:0] = kept
+        return bool(kept)
+
+    def _lease_end(self, job: Job[Any]) -> float | None:
+        if self.leases is not None:
+            return self.leases.lease_end(job)
+        return None if job.lease_expires_at is None else job.lease_expires_at.timestamp()
+
+    async def _pause(self, failures: int) -> None:
+        """Waits before writing again, no later than the first lease to end."""
+        pause = min(WRITE_RETRY_MAX, WRITE_RETRY_MIN * 2.0 ** min(failures, 30))
+        ends = [o.retry_until for o in self._waiting if o.retry_until is not None]
+        if ends:
+            pause = max(0.0, min(pause, min(ends) - self.queue.clock.now()))
+        await asyncio.sleep(pause)
 
     async def drain(self) -> None:
         """Waits until every outcome handed in so far is written."""

@@ -43,7 +43,7 @@ from ..clock import Clock, to_ms
 from ..context import enter_job, leave_job
 from ..errors import CancelJob, FailJob, InvalidJob, JobqError, JobTimeout, RetryJob, SnoozeJob
 from ..events import Emitter, Event
-from ..job import Job
+from ..job import MAX_TIME_MS, Job
 from ..newjobs import TIMEOUT_KEY
 from ..queue import Queue
 from ..retry import RetryPolicy
@@ -106,9 +106,17 @@ class Outcome:
     """Set by the completer for an outcome whose writer waits for it."""
     stored_result: str | None = None
     """``result`` as the JSON text stored (``COMPLETED``)."""
+    replaces: Kind | None = None
+    """Set on the failure that stands in for an outcome that could not be
+    stored (see :meth:`unstorable`)."""
+    retry_until: float | None = None
+    """Set by the completer once a write of this outcome failed: epoch
+    seconds until which it tries again (the end of the job's lease then)."""
 
     def transition(self) -> Transition:
-        """The write that records this outcome, fenced by the job's claim."""
+        """The write that records this outcome, fenced by the job's claim.
+        Raises (:class:`jobq.InvalidJob`) for an outcome that cannot be
+        stored, such as a retry delay past year 9999."""
         job, kind = self.job, self.kind
         token = job.lease_token
         if kind is Kind.COMPLETED:
@@ -116,7 +124,7 @@ class Outcome:
         if kind is Kind.RETRY or kind is Kind.FAILED:
             delay_ms = None
             if kind is Kind.RETRY:
-                delay_ms = to_ms(codec.check_delay(self.delay or 0, "retry delay"))
+                delay_ms = _delay_ms(self.delay or 0, "retry delay")
             return transitions.failed_attempt(
                 job.id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
                 error=codec.error_text(self.error or ""), retry_delay_ms=delay_ms,
@@ -130,8 +138,38 @@ class Outcome:
                 return transitions.cancelled(job.id, token, None)
             reason = codec.error_text(self.error or "")
             return transitions.cancelled(job.id, token, reason, codec.error_type(self.exception))
-        delay_ms = None if self.delay is None else to_ms(codec.check_delay(self.delay))
+        delay_ms = None if self.delay is None else _delay_ms(self.delay, "delay")
         return transitions.released(job.id, token, delay_ms)
+
+    def unstorable(self, error: BaseException) -> Outcome:
+        """The failure (for good) that stands in for this outcome when it
+        cannot be stored (its retry delay, its result, its cancel reason):
+        the job fails with an error saying why, rather than losing its lease."""
+        what = _WHAT[self.kind]
+        return Outcome(
+            Kind.FAILED, self.job, None, f"its {what} could not be stored ({_message(error)})", error,
+            None, self.elapsed, self.waiter, replaces=self.kind,
+        )  # fmt: skip
+
+
+#: What each kind of outcome records, in an error saying it could not be stored.
+_WHAT = {
+    Kind.COMPLETED: "result",
+    Kind.RETRY: "retry",
+    Kind.FAILED: "failure",
+    Kind.SNOOZED: "snooze",
+    Kind.CANCELLED: "cancellation",
+    Kind.RELEASED: "release",
+}
+
+
+def _delay_ms(delay: Any, what: str) -> int:
+    """A delay in ms, refused when the job would then wait past year 9999
+    (which no store can hold)."""
+    delay_ms = to_ms(codec.check_delay(delay, what))
+    if delay_ms > MAX_TIME_MS - to_ms(time.time()):
+        raise InvalidJob(f"a {what} of {delay:g} s ends after year 9999")
+    return delay_ms
 
 
 class Phase(enum.Enum):

@@ -20,6 +20,7 @@ cancel from a release.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from ..admin import Retention
 from ..clock import Clock
-from ..errors import InvalidOption
+from ..errors import InvalidOption, WorkerFailed
 from ..events import Emitter, Event, ProcessorMetrics
 from ..keylimits import KeyLimit
 from ..newjobs import check_timeout
@@ -52,12 +53,15 @@ from .config import (
 )
 from .cron import CronLoop, CronSchedule, cron_job
 from .executor import Executor, Handler, Phase, Registered, Running, is_async
+from .leases import LeaseKeeper
 from .limits import Circuit, CircuitBreaker, RateLimit
 from .maintenance import Maintenance
 from .producer import Producer
 
 H = TypeVar("H", bound=Handler)
 T = TypeVar("T")
+
+log = logging.getLogger("jobq")
 
 ABANDONED_THREADS = 32  # spare handler threads, so abandoned sync handlers do not hold slots
 
@@ -174,6 +178,11 @@ class JobProcessor(KmsgVerbs):
         self._stop_asked: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
         self._completer = Completer(queue, self._reporter)
+        self._keeper: LeaseKeeper | None = None
+        self._stop_requested: asyncio.Event | None = None  # run()'s, while it waits
+        self._stopping_task: asyncio.Task[None] | None = None
+        #: Why the worker stopped on its own (a duty that could not recover), else ``None``.
+        self.failure: BaseException | None = None
         self._wire()
 
     def _wire(self) -> None:
@@ -333,13 +342,23 @@ class JobProcessor(KmsgVerbs):
         self._executor.threads = ThreadPoolExecutor(
             max_workers=self.config.concurrency + ABANDONED_THREADS, thread_name_prefix="jobq-handler"
         )
+        self.failure = None
+        keeper = LeaseKeeper(self.queue, self.config.heartbeat_interval, self._jobs, self._fatal)
+        self._keeper = keeper
+        self._completer.leases = keeper
+        keeper.start()
         producer = self._producer = Producer(
             self.queue, self.config, self.worker_id, self._jobs, self._executor.run, self._completer,
-            self._circuits, self._metrics,
+            self._circuits, self._metrics, keeper, self._fatal,
         )  # fmt: skip
         claim_loop, self._unsubscribe = producer.start()
-        maintenance = Maintenance(self.queue, self.config, self._jobs, self._reporter, self._request_cancel)
-        self._tasks = [claim_loop, *maintenance.tasks()]
+        maintenance = Maintenance(
+            self.queue, self.config, self._jobs, self._reporter, self._request_cancel, keeper,
+            producer.suspect_waiting,
+        )  # fmt: skip
+        self._tasks = [claim_loop, *maintenance.tasks(self._fatal)]
+        for task in self._tasks:
+            task.add_done_callback(self._ended)
 
         def cancel_requested(job_id: str) -> None:
             loop.call_soon_threadsafe(self._request_cancel, job_id)
@@ -383,7 +402,10 @@ class JobProcessor(KmsgVerbs):
             threads.shutdown(wait=False, cancel_futures=True)
         self._running = False
         self._loop = self._stop_asked = self._hurry = None
-        await self._completer.drain()
+        await self._completer.drain()  # leases are renewed until the outcomes are written
+        if self._keeper is not None:
+            await self._keeper.stop()
+        self._completer.leases = None
         self._events.emit(Event("processor_stopped"))
         await self._events.drain()
 
@@ -414,6 +436,29 @@ class JobProcessor(KmsgVerbs):
         loop.call_soon_threadsafe(asked.set)
         if now:
             loop.call_soon_threadsafe(hurry.set)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A background loop ended: only ``stop()`` should end one."""
+        if task.cancelled() or not self._running or self.failure is not None:
+            return
+        if self._producer is not None and self._producer.stopping:
+            return
+        error = task.exception() or RuntimeError(f"{task.get_name()} ended")
+        log.critical("jobq: %s ended unexpectedly", task.get_name(), exc_info=error)
+        self._fatal(error)
+
+    def _fatal(self, error: BaseException) -> None:
+        """A duty cannot go on: the worker stops (``run()`` then raises
+        :class:`jobq.errors.WorkerFailed`, so ``jobq worker`` exits non-zero
+        and a supervisor starts a fresh one). ``failure`` keeps the error."""
+        if self.failure is not None or not self._running:
+            return
+        self.failure = error
+        log.critical("jobq: worker %s cannot go on (%s); stopping it", self.worker_id, _describe(error))
+        if self._stop_requested is not None:
+            self._stop_requested.set()  # run() stops it, and raises
+        else:
+            self._stopping_task = asyncio.get_running_loop().create_task(self.stop(), name="jobq-stop")
 
     async def drain(self, *, max_jobs: int = 10_000) -> int:
         """Runs every job that is ready now, one at a time in the calling
@@ -473,6 +518,7 @@ class JobProcessor(KmsgVerbs):
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, on_signal)
+        self._stop_requested = asked
         try:
             await self.start()
             try:
@@ -480,8 +526,13 @@ class JobProcessor(KmsgVerbs):
             finally:
                 await self.stop()
         finally:
+            self._stop_requested = None
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if self.failure is not None:
+            raise WorkerFailed(
+                f"worker {self.worker_id} stopped: {_describe(self.failure)} (see the log)"
+            ) from self.failure
 
     def _request_cancel(self, job_id: str) -> None:
         """Stops a running job whose cancel was requested: its task is
@@ -492,3 +543,10 @@ class JobProcessor(KmsgVerbs):
             return
         running.phase = Phase.CANCELLING
         running.task.cancel()
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:  # noqa: BLE001 - an error whose __str__ raises is still named
+        return type(error).__name__

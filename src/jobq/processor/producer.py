@@ -12,8 +12,30 @@ Every claim carries the outcomes waiting in the completer, so under load one
 transaction finishes a batch of jobs and takes the next. When nothing is
 claimed, the loop waits for the first of: an enqueue in this process, a
 change stored by another process, the next delayed job coming due, an open
-circuit half-opening, or ``poll_interval``. A claim that fails is tried
-again after a pause that doubles, up to ``STORE_RETRY_MAX``.
+circuit half-opening, or ``poll_interval``. A pass of the loop that fails
+anywhere (the claim, the idle wait) is logged (with its traceback when the
+error is not a store outage) and tried again after a pause that doubles, up
+to ``STORE_RETRY_MAX``; after ``GIVE_UP_AFTER`` unexpected failures in a row
+the loop gives up and the worker exits non-zero.
+
+A job one lost worker away from quarantine (``lost_count`` of
+``max_lost_leases - 1`` or more) is a suspect: it may be what kills its
+workers. It runs alone, in a worker with nothing else in flight, which
+claims nothing more until it is done:
+
+- a worker with jobs in flight never claims a suspect (its claims leave
+  them out), not even in a claim that commits just as another of its jobs
+  kills it;
+- a worker with nothing in flight claims as usual; a suspect it gets with
+  other jobs is handed back at once (no attempt spent, its place in line
+  kept), and the worker, once its jobs are done, claims one suspect;
+- the worker whose rescuer makes a job a suspect does the same: it stops
+  claiming until its jobs are done, then claims one suspect.
+
+So a good job that shared a worker with one that kills it is never
+quarantined with it: only the job that kills its worker is. (A job rescued
+for the first time runs as any other: most lost workers are not their
+jobs' doing, and it starts again without delay.)
 """
 
 from __future__ import annotations
@@ -34,8 +56,9 @@ from ..queue import Queue
 from .completer import Completer
 from .config import ProcessorConfig
 from .executor import Kind, Outcome, Running
+from .leases import LeaseKeeper
 from .limits import Circuit
-from .maintenance import STORE_RETRY_MAX
+from .maintenance import GIVE_UP_AFTER, STORE_RETRY_MAX, suspect_from
 
 log = logging.getLogger("jobq")
 
@@ -56,6 +79,8 @@ class Producer:
         completer: Completer,
         circuits: dict[str, Circuit],
         metrics: ProcessorMetrics,
+        leases: LeaseKeeper,
+        on_fatal: Callable[[BaseException], None],
     ) -> None:
         self.queue = queue
         self.config = config
@@ -64,8 +89,14 @@ class Producer:
         self.completer = completer
         self.circuits = circuits
         self.metrics = metrics
+        self.leases = leases
+        self.on_fatal = on_fatal
         #: Set (by ``stop()``, or a signal handler) to claim nothing more.
         self.stopping = False
+        self._alone: str | None = None  # the suspect running alone here
+        self._isolating = False  # a suspect waits: empty, then claim one suspect
+        #: lost_count from which a job is a suspect (see the module docstring).
+        self.suspect_after = suspect_from(queue.max_lost_leases)
         self._run = run
         self._next_queue = 0
         self._size_counted_at = 0.0
@@ -87,6 +118,12 @@ class Producer:
             unsubscribe.append(self.queue.clock.on_advance(wake))
         return asyncio.create_task(self._claim_loop(), name="jobq-claim"), unsubscribe
 
+    def suspect_waiting(self) -> None:
+        """A suspect waits to run alone (this worker's rescuer made one):
+        this worker empties, then claims it."""
+        self._isolating = True
+        self._wake.set()
+
     def stop(self) -> None:
         """Claims nothing more; the loop returns after its current claim."""
         self.stopping = True
@@ -96,14 +133,24 @@ class Producer:
     # -- running jobs -------------------------------------------------------
 
     def spawn(self, job: Job[Any]) -> None:
+        self.leases.held[job.id] = job  # renewed until its outcome is written
         running = Running(job)
         running.task = task = asyncio.create_task(self._run(running), name=f"jobq-job-{job.id}")
         self.running[job.id] = running
-        task.add_done_callback(lambda _: self.finished(job.id))
+        task.add_done_callback(lambda done: self.finished(job.id, done))
 
-    def finished(self, job_id: str) -> None:
-        self.running.pop(job_id, None)
+    def finished(self, job_id: str, task: asyncio.Task[Any] | None = None) -> None:
+        running = self.running.pop(job_id, None)
+        if job_id == self._alone:
+            self._alone = None
         self._slot_free.set()
+        if task is not None and (task.cancelled() or task.exception() is not None):
+            # Its outcome may never be written: renew its lease no more, so
+            # that it runs out and a rescuer takes the job back.
+            if running is not None:
+                self.leases.release(running.job)
+            if not task.cancelled():
+                log.error("jobq: running job %s failed", job_id, exc_info=task.exception())
 
     # -- the loop -----------------------------------------------------------
 
@@ -116,33 +163,10 @@ class Producer:
             self.completer.flush()
 
     async def _claim_until_stopped(self) -> None:
-        config, completer = self.config, self.completer
-        rate_limit = config.rate_limit
-        failures = 0
+        failures = unexpected = 0
         while not self.stopping:
-            # Cleared before each pass (not just before a claim), so a wake-up
-            # that arrived during a rate-limit or error pause cannot turn the
-            # next pause into a spin; one that arrives later still ends it.
-            self._wake.clear()
-            # Outcomes handed in meanwhile go with the next claim; every path
-            # below that does not claim flushes them instead.
-            completer.defer()
-            free = config.concurrency - len(self.running)
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            now = self.queue.clock.now()
-            limit = min(free, config.claim_batch)
-            if rate_limit is not None:
-                allowed = rate_limit.available(now)
-                if allowed <= 0:
-                    await self._pause(rate_limit.wait_time(now))
-                    continue
-                limit = min(limit, allowed)
-            closed = [t for t, c in self.circuits.items() if not c.allows_claim(now)] if self.circuits else []
             try:
-                jobs = await self._claim_batch(limit, closed)
+                await self._pass()
             except Exception as exc:
                 failures += 1
                 pause = min(STORE_RETRY_MAX, CLAIM_RETRY_MIN * 2**failures)
@@ -151,26 +175,84 @@ class Producer:
                 else:
                     # Not a store outage jobq knows (a driver error it does
                     # not classify, a bug): say so loudly, and keep claiming.
-                    log.error("jobq: claim failed; trying again in %.2f s", pause, exc_info=exc)
+                    unexpected += 1
+                    if unexpected >= GIVE_UP_AFTER:
+                        log.critical("jobq: the claim loop failed %d times in a row; giving up", unexpected)
+                        self.on_fatal(exc)
+                        return
+                    log.error("jobq: the claim loop failed; trying again in %.2f s", pause, exc_info=exc)
                 await self._pause(pause)
-                continue
-            failures = 0
-            if self.stopping:
-                # The stop began while this claim was in flight: hand its
-                # jobs back at once (no attempt spent) rather than start them.
-                await completer.write(*(Outcome(Kind.RELEASED, job) for job in jobs))
+            else:
+                failures = unexpected = 0
+
+    async def _pass(self) -> None:
+        """One pass: waits for a free slot, or claims and starts jobs, or
+        waits for work."""
+        config, completer = self.config, self.completer
+        rate_limit = config.rate_limit
+        # Cleared before each pass (not just before a claim), so a wake-up
+        # that arrived during a rate-limit or error pause cannot turn the
+        # next pass into a spin; one that arrives later still ends it.
+        self._wake.clear()
+        # Outcomes handed in meanwhile go with the next claim; every path
+        # below that does not claim flushes them instead.
+        completer.defer()
+        free = config.concurrency - len(self.running)
+        if free <= 0 or self._alone is not None or (self._isolating and self.running):
+            # Full, or a suspect runs alone, or this worker empties before
+            # it claims one job (a suspect, alone).
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return
+        now = self.queue.clock.now()
+        limit = min(free, config.claim_batch)
+        if self._isolating:
+            limit = 1
+            await completer.drain()  # the others' outcomes are stored before it runs
+        if rate_limit is not None:
+            allowed = rate_limit.available(now)
+            if allowed <= 0:
+                await self._pause(rate_limit.wait_time(now))
                 return
-            if rate_limit is not None and jobs:
-                rate_limit.record(now, len(jobs))
-            for job in jobs:
-                self.spawn(job)
-            if not jobs:
-                if config.limits or config.queue_concurrency:
-                    # Ready jobs may be held back by a limit or a full queue:
-                    # look again once one may have room, not at once.
-                    await self._idle_limited(now)
-                else:
-                    await self._idle(now)
+            limit = min(limit, allowed)
+        closed = [t for t, c in self.circuits.items() if not c.allows_claim(now)] if self.circuits else []
+        busy = bool(self.running)  # then the claim leaves suspects out (see _claim)
+        jobs = await self._claim_batch(limit, closed)
+        if self.stopping:
+            # The stop began while this claim was in flight: hand its
+            # jobs back at once (no attempt spent) rather than start them.
+            await completer.write(*(Outcome(Kind.RELEASED, job) for job in jobs))
+            return
+        if rate_limit is not None and jobs:
+            rate_limit.record(now, len(jobs))
+        if not busy and jobs and any(job.lost_count >= self.suspect_after for job in jobs):
+            jobs = await self._isolate(jobs)
+        elif self._isolating:
+            self._isolating = False  # no suspect left: another worker runs it
+        for job in jobs:
+            self.spawn(job)
+        if not jobs and not self._isolating:
+            if config.limits or config.queue_concurrency:
+                # Ready jobs may be held back by a limit or a full queue:
+                # look again once one may have room, not at once.
+                await self._idle_limited(now)
+            else:
+                await self._idle(now)
+
+    async def _isolate(self, jobs: list[Job[Any]]) -> list[Job[Any]]:
+        """The jobs of a claim holding a suspect to start now: the suspect
+        alone, if nothing else was claimed or runs here; otherwise the
+        others, the suspects handed back at once (then this worker empties
+        and claims one job)."""
+        if len(jobs) == 1 and not self.running:
+            job = jobs[0]
+            self._alone, self._isolating = job.id, False
+            log.info("jobq: job %s lost %d workers; it runs alone", job.id, job.lost_count)
+            return jobs
+        suspects = [job for job in jobs if job.lost_count >= self.suspect_after]
+        await self.completer.write(*(Outcome(Kind.RELEASED, job) for job in suspects))
+        self._isolating = True
+        return [job for job in jobs if job.lost_count < self.suspect_after]
 
     async def _claim_batch(self, limit: int, closed: list[str]) -> list[Job[Any]]:
         """One claim of up to ``limit`` jobs; with per-queue concurrency, one
@@ -197,10 +279,14 @@ class Producer:
         batch = completer.take()
         if len(completer):
             completer.flush()  # more than one batch waits: the writer takes the rest
+        # Suspects (see the module docstring): none beside jobs in flight;
+        # one alone when this worker empties for one.
+        lost_below = self.suspect_after if self.running else None
+        lost_from = self.suspect_after if self._isolating else None
         try:
             errors, jobs = await self.queue.settle_and_claim(
                 batch[1], limit, queues=queues, exclude_types=closed, owner=self.worker_id,
-                limits=self.config.limits,
+                limits=self.config.limits, lost_below=lost_below, lost_from=lost_from,
             )  # fmt: skip
         except BaseException:
             completer.give_back(batch)

@@ -16,7 +16,7 @@ that token, and reports :class:`~jobq.errors.LeaseLost` otherwise.
 The seam is two protocols: :class:`WorkerStore` (the worker's hot path and
 idle wait) and :class:`AdminStore` (operators and inspection); a backend is
 both (:class:`Store`). Optional capabilities are protocols of their own
-(:class:`TransactionalStore`, :class:`ClockedStore`).
+(:class:`TransactionalStore`, :class:`ClockedStore`, :class:`TwinStore`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class ClaimRequest:
     exclude_types: Collection[str] = ()
     #: Per-key limits (see :mod:`jobq.keylimits`), counted in the claim's transaction.
     limits: Sequence[KeyLimit] = ()
+    #: Only jobs whose worker was lost fewer times than this (``None``: any).
+    lost_below: int | None = None
+    #: Only jobs whose worker was lost at least this many times (``None``: any).
+    lost_from: int | None = None
 
 
 #: Per transition: ``None`` (or, when asked, the record as stored after) if
@@ -265,6 +269,20 @@ class ClockedStore(Protocol):
     def use_clock(self, clock: Clock) -> None: ...
 
 
+@runtime_checkable
+class TwinStore(Protocol):
+    """A store that can open a twin of itself: the same jobs, through
+    connections of its own, for use from another thread's event loop (a
+    processor renews leases from a thread of its own, so a blocked event
+    loop does not stop them)."""
+
+    def twin(self) -> Store:
+        """A new store object on the same database (the in-memory store,
+        which holds its jobs in this process, returns itself). Its caller
+        closes it, unless it is the store itself."""
+        ...
+
+
 #: The statuses an operator may retry from (:meth:`AdminStore.retry`).
 RETRYABLE = ("failed", "cancelled")
 
@@ -297,8 +315,22 @@ def dequeue_order(record: JobRecord) -> tuple[int, int, int]:
 
 def claimed(rows: Sequence[Sequence[Any]]) -> list[JobRecord]:
     """Claimed rows as records, in :func:`dequeue_order` (``RETURNING``
-    gives no order)."""
-    return sorted((JobRecord(*row) for row in rows), key=dequeue_order)
+    gives no order). A row another program wrote with text where a number
+    belongs still comes back (in an order as close as can be): the caller
+    fails it alone, and the others of the claim run."""
+    records = [JobRecord(*row) for row in rows]
+    try:
+        records.sort(key=dequeue_order)
+    except TypeError:
+        records.sort(key=_lenient_order)
+    return records
+
+
+def _lenient_order(record: JobRecord) -> tuple[float, float, float]:
+    def number(value: Any) -> float:
+        return value if isinstance(value, (int, float)) else 0
+
+    return (-number(record.priority), number(record.scheduled_at), number(record.created_at))
 
 
 async def settle_then_claim(

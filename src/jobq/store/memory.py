@@ -163,6 +163,7 @@ class MemoryStore:
         if request.limits:
             return self._claim_limited(request)
         limit, now_ms, queues, exclude_types = request.limit, request.now_ms, request.queues, request.exclude_types
+        lost_below, lost_from = request.lost_below, request.lost_from
         claimed: list[JobRecord] = []
         skipped: list[tuple[str, _ReadyEntry]] = []
         with self._lock:
@@ -174,7 +175,11 @@ class MemoryStore:
                 queue, entry = best
                 heapq.heappop(self._ready[queue])
                 record = self._jobs[entry[4]]
-                if record.type in exclude_types:
+                if (
+                    record.type in exclude_types
+                    or (lost_below is not None and record.lost_count >= lost_below)
+                    or (lost_from is not None and record.lost_count < lost_from)
+                ):
                     skipped.append(best)
                     continue
                 claimed.append(self._lease(record, request))
@@ -346,6 +351,8 @@ class MemoryStore:
                     and r.process_at <= now_ms
                     and (queues is None or r.queue in queues)
                     and r.type not in exclude_types
+                    and (request.lost_below is None or r.lost_count < request.lost_below)
+                    and (request.lost_from is None or r.lost_count >= request.lost_from)
                 ),
                 key=lambda r: (-r.priority, r.process_at, r.created_at),
             )
@@ -499,6 +506,11 @@ class MemoryStore:
 
     async def wait_for_finish(self, timeout: float) -> bool:
         return await self._finished.wait(timeout)
+
+    def twin(self) -> MemoryStore:
+        """Itself: its jobs live in this process, behind a thread lock, so
+        any thread's event loop may use it."""
+        return self
 
     async def close(self) -> None:
         return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidOption
-from ..job import RECORD_FIELDS, UNFINISHED_STORED
+from ..job import MAX_TIME_MS, RECORD_FIELDS, UNFINISHED_STORED
 from ..transitions import FOREIGN_OWNER, Transition
 from .base import RETRYABLE
 
@@ -294,6 +294,18 @@ def filters(
     return sql, key, params
 
 
+def claim_filters(d: Dialect, request: Any) -> tuple[str, str, dict[str, Any]]:
+    """:func:`filters` of a :class:`~jobq.store.base.ClaimRequest`, with its
+    bounds on ``lost_count`` (a residual test on the rows the claim walks)."""
+    r = request
+    sql, key, params = filters(d, r.queues, r.exclude_types)
+    if r.lost_below is not None:
+        sql, key, params["lost_below"] = f"{sql} AND lost_count < {d.value('lost_below')}", key + "l", r.lost_below
+    if r.lost_from is not None:
+        sql, key, params["lost_from"] = f"{sql} AND lost_count >= {d.value('lost_from')}", key + "L", r.lost_from
+    return sql, key, params
+
+
 def due(d: Dialect, what: str, where: str, *, limit: str, index: str = "", lock: str = "") -> str:
     """``what`` of up to ``limit`` jobs ready at now, in dequeue order.
     ``index`` names the index to walk (SQLite's ``INDEXED BY``), ``lock``
@@ -316,9 +328,13 @@ def next_due_query(d: Dialect, where: str) -> str:
 def ran_out(d: Dialect) -> str:
     """Rows of processing jobs whose claim ran out at now
     (:func:`jobq.transitions.ran_out`): a jobq lease that ended, or a foreign
-    claim seen the value ``foreign`` ms ago or more."""
+    claim seen the value ``foreign`` ms ago or more. A lease end that cannot
+    be a time (past year 9999, or, on SQLite, text another program wrote,
+    which sorts after every number) counts as ended: the job would
+    otherwise stay processing for ever."""
     return (
-        f"status = 'processing' AND ((lease_token IS NOT NULL AND process_at <= {d.now})"
+        f"status = 'processing' AND ((lease_token IS NOT NULL"
+        f" AND (process_at <= {d.now} OR process_at > {MAX_TIME_MS}))"
         f" OR ({seen_foreign(d)} AND started_at <= {d.now} - {d.value('foreign')}))"
     )
 

@@ -139,13 +139,13 @@ class PostgresStore(AdminVerbs):
         return claimed(await self.connections.fetchall(query, values))
 
     def _claim_query(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
-        where, key, values = q.filters(DIALECT, request.queues, request.exclude_types)
+        where, key, values = q.claim_filters(DIALECT, request)
         query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where)} SELECT * FROM claimed")
         values.update(q.lease_params(request), now=self._now(request.now_ms))
         return query, values
 
     async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
-        where, _, values = q.filters(DIALECT, request.queues, request.exclude_types)
+        where, _, values = q.claim_filters(DIALECT, request)
         values["now"] = self._now(request.now_ms)
         lock = "SELECT pg_advisory_xact_lock(%(lock_space)s, hashtext(%(tbl)s)), {now}"
         starts = sql.Identifier(starts_table(self.table)).as_string(None)
@@ -179,7 +179,7 @@ class PostgresStore(AdminVerbs):
         self, *, transitions: Sequence[Transition], request: ClaimRequest
     ) -> tuple[list[Settled], list[JobRecord]]:
         _, values = self._claim_query(request)
-        where, key, _ = q.filters(DIALECT, request.queues, request.exclude_types)
+        where, key, _ = q.claim_filters(DIALECT, request)
         batch, shape = settle_batch_params(transitions)
         combined = self._q(("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, shape))
         values.update(batch)
@@ -417,6 +417,10 @@ class PostgresStore(AdminVerbs):
         channel (see :meth:`.listen.Listener.wait`), ``False`` after
         ``timeout`` seconds or sooner while the listening connection is down."""
         return await self.listener.wait(timeout)
+
+    def twin(self) -> PostgresStore:
+        """The same table through a pool of one connection of its own."""
+        return PostgresStore(self.dsn, table=self.table, pool_size=1, pool_timeout=self.pool_timeout)
 
     async def close(self) -> None:
         if self.connections.closed:

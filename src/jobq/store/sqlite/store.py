@@ -69,7 +69,7 @@ class SQLiteStore(AdminVerbs):
 
     def _claim_statement(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
         r, d = request, self._d
-        where, key, values = q.filters(d, r.queues, r.exclude_types)
+        where, key, values = q.claim_filters(d, r)
         sql = self._q(
             ("claim", key),
             lambda: (
@@ -81,7 +81,7 @@ class SQLiteStore(AdminVerbs):
         return sql, values
 
     async def _claim_limited(self, request: ClaimRequest) -> list[JobRecord]:
-        where, _, values = q.filters(self._d, request.queues, request.exclude_types)
+        where, _, values = q.claim_filters(self._d, request)
         values["now"] = request.now_ms
         starts = starts_table(self.table)
 
@@ -323,6 +323,12 @@ class SQLiteStore(AdminVerbs):
         if self._finish_watch is not None:
             self._finish_watch.close()
             self._finish_watch = None
+
+    def twin(self) -> SQLiteStore:
+        """The same file through connections and a database thread of its own."""
+        return SQLiteStore(
+            self.path, table=self.table, durability=self.durability, busy_timeout=self.busy_timeout
+        )
 
     async def close(self) -> None:
         if self.db.closed:
