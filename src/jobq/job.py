@@ -31,6 +31,8 @@ DEFAULT_MAX_ATTEMPTS = 3  # attempts a job gets unless told (k-msg's default)
 #: The latest time a job can hold, in epoch ms (the end of year 9999, the
 #: last a datetime can show); a stored time past it is unreadable.
 MAX_TIME_MS = 253_402_300_799_999
+#: The earliest epoch milliseconds a datetime holds (year 1).
+MIN_TIME_MS = -62_135_596_800_000
 
 
 class JobStatus(StrEnum):
@@ -336,6 +338,14 @@ def _is_time(value: Any) -> bool:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def runnable_times(record: JobRecord) -> bool:
+    """Whether a claimed row's times are times a job can run with. A reader
+    shows a time out of range as the earliest or latest datetime; a claim
+    fails such a job instead (:func:`unreadable` says which column)."""
+    created, due = record.created_at, record.scheduled_at if record.scheduled_at is not None else record.process_at
+    return MIN_TIME_MS <= created <= MAX_TIME_MS and MIN_TIME_MS <= due <= MAX_TIME_MS
 
 
 def unreadable(record: JobRecord) -> CorruptJob | None:

@@ -28,6 +28,7 @@ from .job import (
     RetryDirective,
     lenient_record,
     new_job,
+    runnable_times,
     to_job,
     unreadable,
 )
@@ -395,7 +396,10 @@ class Queue(AdminVerbs):
         datetimes = Datetimes()
         for record in records:
             try:
-                jobs.append(to_job(record, now_ms, datetimes))
+                job = to_job(record, now_ms, datetimes)
+                if not runnable_times(record):
+                    raise unreadable(record) or CorruptJob(record.id, "a time is out of range")
+                jobs.append(job)
             except CorruptJob as exc:
                 corrupt.append(transitions.unreadable(record, str(exc), held=True))
         if corrupt:

@@ -122,6 +122,7 @@ class SyncQueue:
     settle_and_claim = _Verb(Queue.settle_and_claim)
     extend_leases = _Verb(Queue.extend_leases)
     rescue_expired = _Verb(Queue.rescue_expired)
+    fail_unreadable_waiting = _Verb(Queue.fail_unreadable_waiting)
     set_progress = _Verb(Queue.set_progress)
     cancel = _Verb(Queue.cancel)
     cancel_running = _Verb(Queue.cancel_running)
