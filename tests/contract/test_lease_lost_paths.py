@@ -7,10 +7,12 @@ filters."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
-from contract_helpers import stored
+from contract_helpers import DEADLINE, stored
 
 import jobq
 from jobq import JobStatus, transitions
@@ -96,9 +98,13 @@ async def test_a_lease_runs_out_exactly_at_its_end(leased: jobq.Queue, clock: jo
     job = await leased.enqueue("t", 1)
     await claim(leased)
     clock.advance(LEASE - 0.001)
+    # The store's read of expired claims agrees with the fence its writes check.
+    assert await leased.store.expired(now_ms=leased.now_ms(), limit=10, foreign_timeout_ms=3_600_000) == []
     assert await leased.rescue_expired() == []
     assert (await stored(leased, job.id)).status is JobStatus.PROCESSING
     clock.advance(0.001)
+    found = await leased.store.expired(now_ms=leased.now_ms(), limit=10, foreign_timeout_ms=3_600_000)
+    assert [r.id for r in found] == [job.id]
     assert [j.id for j in await leased.rescue_expired()] == [job.id]
 
 
@@ -122,3 +128,63 @@ async def test_a_claim_takes_only_the_queues_and_types_it_asks_for(queue: jobq.Q
     assert await queue.claim(2, exclude_types=["skip"]) == []
     (skipped,) = await queue.claim(2, queues=["a", "b"])
     assert skipped.type == "skip"
+
+
+# -- a processor whose lease was lost while its handler ran -------------------------
+
+
+async def take_over(queue: jobq.Queue, clock: jobq.FakeClock, job_id: str) -> jobq.Job[Any]:
+    """The job's lease runs out under its handler: rescued, and claimed by another holder."""
+    clock.advance(31)
+    assert [j.id for j in await queue.rescue_expired()] == [job_id]
+    (other,) = await queue.claim(1, rescue=False, owner="other")
+    assert other.id == job_id
+    return other
+
+
+@pytest.mark.parametrize("ending", ["snooze", "cancel_job", "cancel_request"])
+async def test_a_lost_lease_records_no_snooze_or_cancellation(
+    queue: jobq.Queue,
+    clock: jobq.FakeClock,
+    make_processor: Any,
+    caplog: pytest.LogCaptureFixture,
+    ending: str,
+) -> None:
+    """The handler ends (snoozes, raises CancelJob, or is stopped by a cancel
+    request) after its lease was lost: nothing is written over the new
+    holder's claim, no event claims it was, and a warning says so."""
+    # Renewals and the processor's own sweeps far apart: the test decides when the lease is lost.
+    processor = make_processor(concurrency=1, heartbeat_interval=20, rescue_interval=60, cancel_check_interval=0.05)
+    started, go = asyncio.Event(), asyncio.Event()
+
+    @processor.handler("t")
+    async def handle(job: jobq.Job[Any]) -> None:
+        started.set()
+        await go.wait()
+        if ending == "snooze":
+            raise jobq.SnoozeJob(5)
+        if ending == "cancel_job":
+            raise jobq.CancelJob("no longer wanted")
+        await asyncio.sleep(3600)  # until the cancel request stops it
+
+    events: list[str] = []
+    for name in ("job_snoozed", "job_cancelled", "job_completed", "job_failed"):
+        processor.on(name, lambda e: events.append(e.name))
+    job_id = await processor.add("t", None)
+    with caplog.at_level(logging.WARNING, logger="jobq"):
+        await processor.start()
+        await asyncio.wait_for(started.wait(), DEADLINE)
+        other = await take_over(queue, clock, job_id)
+        if ending == "cancel_request":
+            await queue.cancel(job_id)  # running: a request its handler is stopped for
+        go.set()
+        what = "snooze" if ending == "snooze" else "cancellation"
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while not any(f"its {what} was not recorded" in r.getMessage() for r in caplog.records):
+            assert asyncio.get_running_loop().time() < deadline, [r.getMessage() for r in caplog.records]
+            await asyncio.sleep(0.02)
+        await processor.stop()
+    row = await stored(queue, job_id)
+    assert row.status is JobStatus.PROCESSING and row.lease_owner == "other", row
+    assert row.lease_expires_at == other.lease_expires_at and (row.attempts, row.lost_count) == (1, 1)
+    assert events == []
