@@ -44,6 +44,7 @@ CORE = [
     "tests/contract/test_cancellation.py",
     "tests/unit/test_settle_shape.py",
     "tests/contract/test_lease_lost_paths.py",
+    "tests/reliability/test_model.py",
 ]
 LEASES = [
     "tests/unit/test_lease_keeper.py",
@@ -68,6 +69,7 @@ class Mutant:
     new: str
     tests: list[str]
     why: str = ""  # why surviving is acceptable, if it is
+    postgres: bool = False  # PostgreSQL's own SQL: only run with JOBQ_TEST_POSTGRES_URL
 
 
 T = "transitions.py"
@@ -135,6 +137,12 @@ MUTANTS = [
            "conditions.append(f\"{c('process_at')} <= {now}\")", "pass", CORE),
     Mutant("fencing", "SQLite: a renewal reports no lease lost", "store/sqlite/store.py",
            "\"token\": token}).rowcount == 0", "\"token\": token}).rowcount < 0", CORE + LEASES),
+    Mutant("fencing", "PostgreSQL: a renewal ignores the claim token", "store/postgres/sql.py",
+           'f" WHERE j.id = l.id AND {held(d)} RETURNING j.id"', 'f" WHERE j.id = l.id RETURNING j.id"',
+           CORE + LEASES, postgres=True),
+    Mutant("fencing", "PostgreSQL: a settle is not fenced", "store/postgres/sql.py",
+           'f" WHERE j.id = b.id AND {settle_fence(_SETTLE_DIALECT, shape)} RETURNING {returning}"',
+           'f" WHERE j.id = b.id RETURNING {returning}"', CORE, postgres=True),
     Mutant("fencing", "memory: a renewal ignores the claim token", "store/memory.py",
            'record.status != "processing" or record.lease_token != token:',
            'record.status != "processing":', CORE + LEASES),
@@ -189,6 +197,10 @@ MUTANTS = [
            "sql += f\" AND NOT ({d.among('type', 'exclude')})\"", "sql += \" AND 1 = 1\"", CLAIMS),
     Mutant("claims", "SQL: suspects' bound off by one", SQL,
            "AND lost_count < {d.value('lost_below')}", "AND lost_count <= {d.value('lost_below')}", CLAIMS),
+    Mutant("claims", "PostgreSQL: claims do not skip locked rows", "store/postgres/sql.py",
+           'lock=" FOR UPDATE SKIP LOCKED")', 'lock="")', ["tests/postgres/test_postgres.py"], postgres=True),
+    Mutant("claims", "SQL: a claim's lease is not from now", SQL,
+           "process_at = {now} + {v('lease')},", "process_at = {now} + {v('lease')} / 2,", CLAIMS + CORE),
     Mutant("claims", "SQL: lower priority first", SQL,
            'DUE_ORDER = "priority DESC,', 'DUE_ORDER = "priority ASC,', CLAIMS),
 ]
@@ -234,6 +246,11 @@ def main() -> int:
             print(f"[{m.area}] {m.name} ({m.path})")
         return 0
     postgres = bool(os.environ.get("JOBQ_TEST_POSTGRES_URL"))
+    if not postgres:
+        left_out = [m for m in chosen if m.postgres]
+        chosen = [m for m in chosen if not m.postgres]
+        for m in left_out:
+            print(f"   not run   [{m.area}] {m.name}: PostgreSQL's own SQL, and JOBQ_TEST_POSTGRES_URL is not set")
     results: list[tuple[Mutant, str]] = []
     with tempfile.TemporaryDirectory(prefix="jobq-mutants-") as tmp:
         for i, mutant in enumerate(chosen, 1):

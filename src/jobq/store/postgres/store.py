@@ -167,9 +167,9 @@ class PostgresStore(AdminVerbs):
         """One statement when there are transitions and no per-key limits:
         one round trip where a transaction of two statements takes four.
         Retried whole after a transient error when every transition is
-        fenced by its claim (see :func:`.resilience.resilient`: a retry after
-        a lost reply reports ``LeaseLost`` for the jobs the first attempt
-        settled, and that attempt's claim expires)."""
+        fenced by its claim (see :func:`.resilience.resilient`): after a
+        lost reply, a completion the first attempt wrote is reported written
+        (not ``LeaseLost``), and that attempt's claim, unseen, expires."""
         if transitions and not request.limits:
             return await self._settle_and_claim(transitions=transitions, request=request)
         return await settle_then_claim(self, transitions, request)
@@ -192,6 +192,8 @@ class PostgresStore(AdminVerbs):
                 None if t.job_id in done else await self._missing(conn, t.job_id) for t in transitions
             ]
             await self._announce(conn, transitions, done)
+        if retried():
+            await self._settle_retried(transitions, settled)
         return settled, claimed([row[1:] for row in rows if row[0] is None])
 
     async def settle(
