@@ -79,3 +79,31 @@ async def test_a_completion_with_the_next_claim_whose_reply_is_lost_is_reported_
     stored = await queue.get_job(first.id)
     assert stored is not None and stored.status is JobStatus.COMPLETED and stored.result == "done"
     assert len(claimed) == 1 and claimed[0].id in {j.id for j in others}
+
+
+@pytest.mark.parametrize("retry", [True, False])
+async def test_a_failure_whose_reply_is_lost_is_reported_written(
+    queue: jobq.Queue, proxy: LostReplyProxy, retry: bool
+) -> None:
+    job = await queue.enqueue("t", 1, max_attempts=3)
+    held = await queue.dequeue()
+    assert held is not None
+    proxy.drop_next_reply()
+    after = await queue.fail(held, "it broke", jobq.RetryDirective(retry, 60))  # not LeaseLost
+    assert proxy.dropped == 1
+    assert after.status is (JobStatus.DELAYED if retry else JobStatus.FAILED) and after.attempts == 1
+    stored = await queue.get_job(job.id)
+    assert stored is not None and stored.error == "it broke" and stored.attempts == 1
+
+
+async def test_a_cancellation_whose_reply_is_lost_is_reported_written(
+    queue: jobq.Queue, proxy: LostReplyProxy
+) -> None:
+    job = await queue.enqueue("t", 1)
+    held = await queue.dequeue()
+    assert held is not None
+    proxy.drop_next_reply()
+    done = await queue.cancel_running(held, "not wanted")  # not LeaseLost
+    assert proxy.dropped == 1 and done.status is JobStatus.CANCELLED
+    stored = await queue.get_job(job.id)
+    assert stored is not None and stored.status is JobStatus.CANCELLED
