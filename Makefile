@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo dashboard example example-load test bench clean
+.PHONY: demo dashboard example example-load test screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ example-load: $(BIN)/python
 # pytest: make test PYTEST_ARGS="-x -k cron".
 test:
 	PYTHON="$(PYTHON)" bash .ci/test.sh $(PYTEST_ARGS)
+
+# The browser tests, writing their screenshots over docs/screenshots/ (a
+# plain test run writes them to a temporary folder). Needs Chromium.
+screenshots: $(VENV)/.installed-test
+	JOBQ_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_browser.py
 
 # python -m bench; set JOBQ_BENCH_POSTGRES_URL for the postgres and pgqueuer columns.
 bench: $(VENV)/.installed-bench

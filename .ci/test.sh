@@ -2,7 +2,8 @@
 # `make test`: the whole suite, on a fresh Debian machine too. In order:
 #
 #   1. The Debian packages the suite needs (PostgreSQL's server, Chromium for
-#      the dashboard's browser tests, python3-venv for a first .venv), each
+#      the dashboard's browser tests, strace for the durability tests,
+#      python3-venv for a first .venv), each
 #      found by a file it installs, are installed when missing. That needs
 #      root: otherwise one line names the apt-get command to run, and it stops.
 #   2. The virtual environment .venv with the test extra, as `make demo`
@@ -38,6 +39,8 @@ have_postgres() {
 missing_packages() {
     have_postgres || echo postgresql
     [[ -x "$chromium" ]] || echo chromium
+    # The durability tests watch a child's syncs with strace.
+    [[ -x /usr/bin/strace ]] || echo strace
     # Debian's own Python makes no virtual environment without python3-venv.
     if [[ -z "$python" && ! -x .venv/bin/python ]] && ! "${PYTHON:-python3}" -c "import ensurepip" 2>/dev/null; then
         echo python3-venv

@@ -8,7 +8,8 @@ so, otherwise. Each test then gets a schema of its own, named after its
 tables, like a fresh SQLite file.
 
 ``make test`` sets ``JOBQ_TEST_NO_SKIPS=1``: it has installed every part the
-suite needs, so there a skipped test fails the run.
+suite needs, so there a skipped test fails the run (as under CI, when ``CI``
+is set). The run's header says whether PostgreSQL's tests run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
-from suite_parts import POSTGRES_URL, postgres_param
+from suite_parts import NO_POSTGRES, POSTGRES_URL, postgres_param
 
 import jobq
 
@@ -140,7 +141,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # -- under make test, a skip is a failure --------------------------------------
 
-NO_SKIPS = os.environ.get("JOBQ_TEST_NO_SKIPS") == "1"
+# Under CI (CI set, as CI services do) too: a CI run that lacks a part fails
+# loudly instead of passing with tests left out.
+NO_SKIPS = os.environ.get("JOBQ_TEST_NO_SKIPS") == "1" or os.environ.get("CI", "") not in ("", "0", "false")
 _skipped: list[str] = []
 
 
@@ -148,6 +151,13 @@ def _note_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         _skipped.append(f"{report.nodeid}: {reason.removeprefix('Skipped: ')}")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Says at the top of every run whether PostgreSQL's tests will run."""
+    if POSTGRES_URL:
+        return f"PostgreSQL: {POSTGRES_URL}"
+    return "PostgreSQL: NONE; its tests are skipped (" + NO_POSTGRES + ")"
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:

@@ -1,7 +1,7 @@
 """Child processes for the worker-duty tests (``test_worker_duties.py``).
 
 ``sys.executable -c BOOT <json config>`` runs a :class:`jobq.JobProcessor`
-in ``processor.run()`` on the SQLite file ``db`` until SIGTERM, as
+in ``processor.run()`` on the SQLite file ``db`` (or the queue ``url`` names) until SIGTERM, as
 ``proc.worker`` does, with handlers chosen by each job's ``data["do"]``:
 
 - ``"record"`` (the default): sleeps ``data.get("sleep", 0)`` seconds (awaiting), then
@@ -43,9 +43,12 @@ async def worker(cfg: dict[str, Any]) -> None:
     start_log = Appender(workdir / f"start-{name}.jsonl")
     if cfg.get("give_up_after"):
         maintenance.GIVE_UP_AFTER = int(cfg["give_up_after"])
-    queue = jobq.SQLiteQueue(
-        cfg["db"], lease=cfg.get("lease", 30.0), worker_id=name, busy_timeout=cfg.get("busy_timeout", 30.0)
-    )
+    if cfg.get("url"):  # any backend (PostgreSQL)
+        queue = await jobq.connect(cfg["url"], lease=cfg.get("lease", 30.0), worker_id=name)
+    else:
+        queue = jobq.SQLiteQueue(
+            cfg["db"], lease=cfg.get("lease", 30.0), worker_id=name, busy_timeout=cfg.get("busy_timeout", 30.0)
+        )
     if cfg.get("break_rescue"):
 
         async def broken(**_: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import time
 from collections import Counter
 from typing import Any
 
@@ -100,7 +101,8 @@ def test_key_limit_is_checked() -> None:
 # -- the processor, across OS processes, measured ------------------------------
 
 RATE, PER = 5, 0.5  # starts per key per window (seconds)
-RUN = 2.5  # seconds each worker process runs
+ENOUGH = RATE * 4  # "busy" starts after which the workers stop (they run until then, however slow)
+DEADLINE = 120.0  # seconds; generous, a pass never comes near it
 WORKERS = 2
 
 
@@ -108,7 +110,8 @@ def _limits() -> list[jobq.KeyLimit]:
     return [jobq.KeyLimit(type=SEND, key="provider", rate=RATE, per=PER)]
 
 
-async def _work(queue: jobq.Queue, seconds: float) -> None:
+async def _work(queue: jobq.Queue, stopped: Any) -> None:
+    """A processor on ``queue`` until ``await stopped()`` returns."""
     processor = jobq.JobProcessor(queue, concurrency=8, limits=_limits(), poll_interval=0.2)
 
     @processor.handler(SEND)
@@ -116,20 +119,32 @@ async def _work(queue: jobq.Queue, seconds: float) -> None:
         await asyncio.sleep(0.005)
 
     await processor.start()
-    await asyncio.sleep(seconds)
+    await stopped()
     await processor.stop()
 
 
-def _worker(url: str, start: Any, seconds: float) -> None:
+def _worker(url: str, start: Any, stop: Any) -> None:
     async def main() -> None:
         queue = await jobq.connect(url)
         try:
             start.wait()
-            await _work(queue, seconds)
+            await _work(queue, lambda: asyncio.to_thread(stop.wait, DEADLINE))
         finally:
             await queue.close()
 
     asyncio.run(main())
+
+
+async def _busy_started(queue: jobq.Queue) -> int:
+    page = await queue.list_jobs(status=JobStatus.COMPLETED, limit=1000)
+    return sum(job.metadata["provider"] == "busy" for job in page.jobs)
+
+
+async def _until_enough(queue: jobq.Queue) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while await _busy_started(queue) < ENOUGH:
+        assert time.monotonic() < deadline, f"fewer than {ENOUGH} busy jobs ran in {DEADLINE:g} s"
+        await asyncio.sleep(0.1)
 
 
 async def test_processors_bound_and_fairness_measured(backend: str, queue_url: str, make_queue: Any) -> None:
@@ -140,25 +155,30 @@ async def test_processors_bound_and_fairness_measured(backend: str, queue_url: s
     queue: jobq.Queue = await make_queue()
     await fill(queue, {"busy": 400, "a": 60, "b": 60}, priority={"busy": 9})
     if backend == "memory":
-        await asyncio.gather(_work(queue, RUN), _work(queue, RUN))
+        enough = asyncio.ensure_future(_until_enough(queue))
+        await asyncio.gather(*(_work(queue, lambda: asyncio.shield(enough)) for _ in range(2)))
+        await enough  # its failure, if it timed out
     else:
         ctx = multiprocessing.get_context("spawn")
-        start = ctx.Event()
-        procs = [ctx.Process(target=_worker, args=(queue_url, start, RUN)) for _ in range(WORKERS)]
+        start, stop = ctx.Event(), ctx.Event()
+        procs = [ctx.Process(target=_worker, args=(queue_url, start, stop)) for _ in range(WORKERS)]
         for proc in procs:
             proc.start()
-        await asyncio.sleep(1.0)
         start.set()
-        for proc in procs:
-            await asyncio.to_thread(proc.join, 60)
-            assert proc.exitcode == 0
+        try:
+            await _until_enough(queue)
+        finally:
+            stop.set()
+            for proc in procs:
+                await asyncio.to_thread(proc.join, DEADLINE)
+        assert [proc.exitcode for proc in procs] == [0] * WORKERS
     page = await queue.list_jobs(status=JobStatus.COMPLETED, limit=1000)
     starts: dict[str, list[float]] = {}
     for job in page.jobs:
         assert job.started_at is not None and job.attempts == 0
         starts.setdefault(job.metadata["provider"], []).append(job.started_at.timestamp())
     first = min(t for ts in starts.values() for t in ts)
-    windows = int(RUN / PER) + 2
+    windows = int((max(t for ts in starts.values() for t in ts) - first) / PER) + 1
     table = {key: [0] * windows for key in ("busy", "a", "b")}
     for key, ts in starts.items():
         ts.sort()

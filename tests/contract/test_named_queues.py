@@ -99,3 +99,14 @@ def test_queue_mapping_is_checked() -> None:
         jobq.JobProcessor(queue, queues={"emails": 0})
     with pytest.raises(jobq.InvalidOption):
         jobq.JobProcessor(queue, queues={})
+
+
+async def test_a_claim_takes_only_the_queues_and_types_it_asks_for(queue: jobq.Queue) -> None:
+    await queue.enqueue("t", 1, queue="c")
+    await queue.enqueue("skip", 2, queue="a")
+    assert await queue.claim(2, queues=["a", "b"], exclude_types=["skip"]) == []
+    (in_c,) = await queue.claim(2, queues=["b", "c"])
+    assert in_c.queue == "c"
+    assert await queue.claim(2, exclude_types=["skip"]) == []
+    (skipped,) = await queue.claim(2, queues=["a", "b"])
+    assert skipped.type == "skip"

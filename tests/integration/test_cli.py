@@ -33,7 +33,8 @@ def test_enqueue_then_stats_on_the_default_url(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     job_id = first.stdout.strip()
     assert (tmp_path / "jobq.db").exists()  # sqlite:///jobq.db is the default
-    run("enqueue", "later", "--delay", "60", cwd=tmp_path)
+    later = run("enqueue", "later", "--delay", "60", cwd=tmp_path)
+    assert later.returncode == 0, later.stderr
 
     stats = run("stats", "--json", cwd=tmp_path)
     assert stats.returncode == 0, stats.stderr

@@ -167,6 +167,7 @@ def test_bad_url_and_unreachable_database(tmp_path: Path, command: list[str]) ->
     missing_dir = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'jobq.db'}"
     result = run(*command, url=missing_dir, cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() and result.stderr.strip().count("\n") == 0, result.stderr  # one line
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,18 @@ async def test_a_committed_transactional_enqueue_runs_and_wakes_workers(make_pg:
     queue = await make_pg()
     ran: list[str] = []
     woke = asyncio.Event()
-    processor = jobq.JobProcessor(queue, concurrency=2, poll_interval=30)  # only a notification wakes it
+    processor = jobq.JobProcessor(queue, concurrency=2, poll_interval=300)  # only a notification wakes it
+    idle = asyncio.Event()
+    for name in ("claim", "settle_and_claim"):  # whichever the processor claims through
+        method = getattr(queue.store, name)
+
+        async def claiming(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            result = await _method(*args, **kwargs)
+            if not (result[1] if isinstance(result, tuple) else result):
+                idle.set()  # a claim found nothing: the worker waits for a wake-up now
+            return result
+
+        setattr(queue.store, name, claiming)
 
     @processor.handler("t")
     async def handle(job: jobq.Job[object]) -> None:
@@ -64,11 +76,15 @@ async def test_a_committed_transactional_enqueue_runs_and_wakes_workers(make_pg:
 
     await processor.start()
     try:
-        await asyncio.sleep(0.3)  # the worker is idle, listening
+        await asyncio.wait_for(idle.wait(), 60)  # the worker is idle...
+        deadline = time.monotonic() + 60
+        while not queue.store.listening:  # ...and listening
+            assert time.monotonic() < deadline, "the listener did not come up"
+            await asyncio.sleep(0.02)
         async with await psycopg.AsyncConnection.connect(pg_url) as conn, conn.transaction():
             await conn.execute("SELECT 1")
             job = await queue.enqueue("t", {"order": 2}, connection=conn)
-        await asyncio.wait_for(woke.wait(), 10)
+        await asyncio.wait_for(woke.wait(), 60)  # far sooner than the 300 s poll
     finally:
         await processor.stop()
     assert ran == [job.id]

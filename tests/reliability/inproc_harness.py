@@ -3,7 +3,11 @@ the model-based test): a queue driven from a loop the test owns, raw access
 to the database under it, and how many Hypothesis examples to run.
 
 ``JOBQ_CHAOS_SCALE`` sets the effort: ``ci`` (the default) keeps every file
-to seconds or tens of seconds; ``full`` runs many more examples and steps.
+to seconds or tens of seconds, derandomized (the same examples every run);
+``full`` runs many more examples and steps, randomised, and saves the
+failing ones in an example database (``JOBQ_HYPOTHESIS_DB``, by default
+``.hypothesis/jobq`` in the repository, which git ignores) that later runs
+replay first.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 import jobq
 
@@ -34,14 +39,19 @@ def examples(ci: int, full: int) -> int:
     return full if FULL else ci
 
 
+EXAMPLE_DB = Path(os.environ.get("JOBQ_HYPOTHESIS_DB") or Path(__file__).resolve().parents[2] / ".hypothesis" / "jobq")
+
+
 def fuzz_settings(ci: int, full: int, **more: Any) -> settings:
-    """Reproducible Hypothesis settings: no example database, derandomized,
-    no per-example deadline (the machine is shared), fixtures allowed."""
+    """Hypothesis settings: under ``ci``, reproducible (derandomized, no
+    example database); under ``full``, randomised with the saved examples
+    (see the module docstring). No per-example deadline (the machine is
+    shared); fixtures allowed."""
     return settings(
         max_examples=examples(ci, full),
         deadline=None,
-        database=None,
-        derandomize=True,
+        database=DirectoryBasedExampleDatabase(str(EXAMPLE_DB)) if FULL else None,
+        derandomize=not FULL,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                HealthCheck.data_too_large],
         **more,

@@ -22,6 +22,9 @@ LEGAL = frozenset(
         (PROCESSING, FAILED),
         (PROCESSING, WAITING),
         (PROCESSING, CANCELLED),
+        # An operator's retry of a job that ended without completing.
+        (FAILED, WAITING),
+        (CANCELLED, WAITING),
     }
 )
 
@@ -39,6 +42,7 @@ class ModelJob:
     token: str | None = None
     lease_until: int = 0
     cancel_requested: bool = False
+    unique_key: str | None = None
     history: list[str] = field(default_factory=lambda: [WAITING])
 
     def move(self, status: str) -> None:
@@ -54,6 +58,37 @@ class Model:
 
     def add(self, job: ModelJob) -> None:
         self.jobs[job.id] = job
+
+    def holder_of(self, unique_key: str | None) -> ModelJob | None:
+        """The unfinished job holding ``unique_key``, if any."""
+        if unique_key is None:
+            return None
+        return next(
+            (j for j in self.jobs.values() if j.unique_key == unique_key and j.status not in FINISHED), None
+        )
+
+    def release(self, job_id: str, now: int, delay: int | None) -> None:
+        """Given back by its holder: no attempt spent; due again after
+        ``delay`` ms, or (``None``) when it was due before its claim."""
+        job = self.jobs[job_id]
+        job.move(WAITING)
+        job.token = None
+        if delay is not None:
+            job.process_at = now + delay
+
+    def retry(self, job_id: str, now: int) -> bool:
+        """An operator's retry: a failed or cancelled job waits again, ready
+        now, with its attempts back to 0 (its lost workers still counted),
+        unless another unfinished job now holds its unique key."""
+        job = self.jobs[job_id]
+        if job.status not in (FAILED, CANCELLED) or self.holder_of(job.unique_key) is not None:
+            return False
+        job.move(WAITING)
+        job.attempts, job.process_at, job.cancel_requested = 0, now, False
+        return True
+
+    def remove(self, job_id: str) -> bool:
+        return self.jobs.pop(job_id, None) is not None
 
     def ready(self, now: int) -> list[ModelJob]:
         return [j for j in self.jobs.values() if j.status == WAITING and j.process_at <= now]

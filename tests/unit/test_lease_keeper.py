@@ -80,3 +80,38 @@ async def test_the_keeper_renews_while_the_loop_is_blocked_and_names_the_blocker
         messages = [r.getMessage() for r in caplog.records]
         assert any(f"job {job.id} (type t) is blocking it" in m for m in messages), messages
         assert any("the event loop ran again after" in m for m in messages), messages
+
+
+async def test_a_lease_found_gone_is_not_renewed_again(caplog: pytest.LogCaptureFixture) -> None:
+    """A renewal that finds a running job's lease lost warns once; later
+    renewals leave that claim out (the store is not asked again)."""
+    clock = jobq.FakeClock()
+    async with jobq.MemoryQueue(clock=clock, lease=10) as queue:
+        await queue.enqueue("t", 1)
+        await queue.enqueue("t", 2)
+        lost, kept = await queue.claim(2)
+        task = asyncio.ensure_future(asyncio.sleep(3600))
+        keeper = LeaseKeeper(queue, 1.0, {lost.id: Running(lost, task)})
+        keeper.hold(lost)
+        keeper.hold(kept)
+        asked: list[set[str]] = []
+        extend = queue.store.extend_leases
+
+        async def spy(leases: Any, *, until_ms: int) -> set[str]:
+            asked.append({job_id for job_id, _ in leases})
+            return await extend(leases, until_ms=until_ms)
+
+        queue.store.extend_leases = spy  # type: ignore[method-assign]
+        clock.advance(5)
+        assert await queue.extend_leases([kept]) == set()
+        clock.advance(6)
+        assert [j.id for j in await queue.rescue_expired()] == [lost.id]
+        asked.clear()
+        with caplog.at_level(logging.WARNING, logger="jobq"):
+            await keeper.renew(queue)
+            await keeper.renew(queue)
+        task.cancel()
+        assert asked == [{lost.id, kept.id}, {kept.id}]
+        assert keeper.lease_end(lost) == 0
+        warnings = [r.getMessage() for r in caplog.records if "lost the lease" in r.getMessage()]
+        assert warnings == [f"jobq: lost the lease on job {lost.id}; its outcome will not be recorded"]

@@ -37,7 +37,9 @@ def test_suggestions(memory_queue: jobq.Queue, typo: str, meant: str) -> None:
 
 def test_reject_unknown_with_nothing_unknown() -> None:
     # It is handed only the names the caller did not take itself.
-    reject_unknown("Thing", {}, ["a", "b"])
+    assert reject_unknown("Thing", {}, ["a", "b"]) is None
+    with pytest.raises(jobq.UnknownOption, match="did you mean 'a'"):
+        reject_unknown("Thing", {"aa": 1}, ["a", "b"])
 
 
 @pytest.mark.parametrize(

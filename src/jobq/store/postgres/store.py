@@ -167,9 +167,9 @@ class PostgresStore(AdminVerbs):
         """One statement when there are transitions and no per-key limits:
         one round trip where a transaction of two statements takes four.
         Retried whole after a transient error when every transition is
-        fenced by its claim (see :func:`.resilience.resilient`: a retry after
-        a lost reply reports ``LeaseLost`` for the jobs the first attempt
-        settled, and that attempt's claim expires)."""
+        fenced by its claim (see :func:`.resilience.resilient`): after a
+        lost reply, a completion the first attempt wrote is reported written
+        (not ``LeaseLost``), and that attempt's claim, unseen, expires."""
         if transitions and not request.limits:
             return await self._settle_and_claim(transitions=transitions, request=request)
         return await settle_then_claim(self, transitions, request)
@@ -192,6 +192,8 @@ class PostgresStore(AdminVerbs):
                 None if t.job_id in done else await self._missing(conn, t.job_id) for t in transitions
             ]
             await self._announce(conn, transitions, done)
+        if retried():
+            await self._settle_retried(transitions, settled)
         return settled, claimed([row[1:] for row in rows if row[0] is None])
 
     async def settle(
@@ -230,18 +232,25 @@ class PostgresStore(AdminVerbs):
                     settled.append(JobRecord(*done[t.job_id]) if returning else None)
             await self._announce(conn, transitions, done)
         if retried():
-            await self._settle_retried(transitions, settled)
+            await self._settle_retried(transitions, settled, returning)
         return settled
 
-    async def _settle_retried(self, transitions: Sequence[Transition], settled: list[Settled]) -> None:
-        """After a retry, a fenced completion that finds its job completed was
-        written by the first attempt, whose reply was lost (or, after a lost
-        lease, another worker finished it; either way the job is done)."""
+    async def _settle_retried(
+        self, transitions: Sequence[Transition], settled: list[Settled], returning: bool = False
+    ) -> None:
+        """After a retry, a fenced write that finds its job already as it
+        would have left it was written by the first attempt, whose reply was
+        lost: a completion that finds its job completed (or, after a lost
+        lease, another worker finished it; either way the job is done), a
+        failed attempt that finds its own error and attempts count stored,
+        a cancellation that finds its job cancelled with its reason. (A
+        release leaves nothing to tell it from a rescue, so it stays
+        ``LeaseLost``: its job waits again either way.)"""
         for i, (t, outcome) in enumerate(zip(transitions, settled, strict=True)):
-            if isinstance(outcome, LeaseLost) and t.status == "completed":
+            if isinstance(outcome, LeaseLost) and t.token is not None and _tellable(t):
                 record = await self.get(t.job_id)
-                if record is not None and record.status == "completed":
-                    settled[i] = None
+                if record is not None and _written(t, record):
+                    settled[i] = record if returning else None
 
     @resilient()
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
@@ -429,3 +438,22 @@ class PostgresStore(AdminVerbs):
         await self.listener.close()
         await self.finish_listener.close()
         await self.connections.close()
+
+
+def _tellable(t: Transition) -> bool:
+    """Whether the row a held job's write leaves tells it apart from what a
+    rescue or another worker would leave (see ``_settle_retried``)."""
+    if t.status == "pending":
+        return t.attempts is not None and t.error is not None  # a retry, not a release
+    return t.status in ("completed", "failed", "cancelled")
+
+
+def _written(t: Transition, record: JobRecord) -> bool:
+    """Whether ``record`` is as the held job's write ``t`` leaves it."""
+    if record.status != t.status or record.lease_token is not None:
+        return False
+    if t.status == "completed":
+        return True
+    if t.status == "cancelled":
+        return t.error is None or record.error == t.error
+    return record.attempts == t.attempts and record.error == t.error

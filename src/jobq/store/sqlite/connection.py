@@ -140,6 +140,7 @@ class Database:
         self.path = check_path(os.fspath(path))
         self.durability = durability
         self.busy_timeout = check_busy_timeout(busy_timeout)
+        self._timeout_ms = round(self.busy_timeout * 1000)
         self.read_only = read_only
         self.closed = False
         #: The database thread: every statement that may wait runs here.
@@ -159,7 +160,9 @@ class Database:
             raise
 
     def connect(self, busy_ms: int = BUSY_HANDLER_MS, synchronous: str | None = None) -> sqlite3.Connection:
-        """A new connection to the file, in WAL mode (unless read-only), in autocommit."""
+        """A new connection to the file, in WAL mode (unless read-only), in
+        autocommit. Its busy handler never waits longer than ``busy_timeout``."""
+        busy_ms = min(busy_ms, self._timeout_ms)
         if self.read_only:
             conn = open_for_reading(self.path, busy_ms=busy_ms)
             conn.execute(f"PRAGMA synchronous = {synchronous or DURABILITY_MODES[self.durability]}")
@@ -209,7 +212,27 @@ class Database:
     # -- on the database thread (or before there is a loop) --------------------
 
     def _retry_busy(self, fn: Callable[[], R], conn: sqlite3.Connection | None = None) -> R:
-        deadline = time.monotonic() + self.busy_timeout
+        """Runs ``fn``, again while the database is busy, for ``busy_timeout``
+        seconds in all. One wait in SQLite's busy handler lasts up to
+        :data:`BUSY_HANDLER_MS`, so the try that would outlast the deadline
+        gets a handler that waits only the time left (on ``conn``, the
+        database thread's connection; restored after)."""
+        handler_ms = min(BUSY_HANDLER_MS, self._timeout_ms)
+        shortened: list[bool] = []
+        try:
+            return self._retry_busy_until(fn, conn, time.monotonic() + self.busy_timeout, handler_ms, shortened)
+        finally:
+            if shortened and conn is not None:
+                conn.execute(f"PRAGMA busy_timeout = {handler_ms}")
+
+    def _retry_busy_until(
+        self,
+        fn: Callable[[], R],
+        conn: sqlite3.Connection | None,
+        deadline: float,
+        handler_ms: int,
+        shortened: list[bool],
+    ) -> R:
         pause = 0.001
         while True:
             try:
@@ -231,6 +254,10 @@ class Database:
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if conn is not None and left_ms < handler_ms:
+                    conn.execute(f"PRAGMA busy_timeout = {max(left_ms, 0)}")
+                    shortened.append(True)
             except sqlite3.DatabaseError as exc:
                 if _is_damaged(exc):
                     raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
