@@ -140,7 +140,8 @@ class PostgresStore(AdminVerbs):
 
     def _claim_query(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
         where, key, values = q.claim_filters(DIALECT, request)
-        query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where)} SELECT * FROM claimed")
+        prefix = q.seek_prefix(DIALECT, request.queues)
+        query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where, prefix)} SELECT * FROM claimed")
         values.update(q.lease_params(request), now=self._now(request.now_ms))
         return query, values
 
@@ -181,7 +182,8 @@ class PostgresStore(AdminVerbs):
         _, values = self._claim_query(request)
         where, key, _ = q.claim_filters(DIALECT, request)
         batch, shape = settle_batch_params(transitions)
-        combined = self._q(("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, shape))
+        prefix = q.seek_prefix(DIALECT, request.queues)
+        combined = self._q(("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, shape, prefix))
         values.update(batch)
         values["jobq_finish"] = self.finish_channel
         async with self.connections.connection() as conn:
@@ -269,7 +271,10 @@ class PostgresStore(AdminVerbs):
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, key, values = q.filters(DIALECT, queues)
         values["now"] = self._now(now_ms)
-        rows = await self._fetchall("peek" + key, lambda: q.due(DIALECT, COLUMNS, where, limit="1"), values)
+        prefix = q.seek_prefix(DIALECT, queues)
+        rows = await self._fetchall(
+            "peek" + key, lambda: q.due(DIALECT, COLUMNS, where, limit="1", prefix=prefix), values
+        )
         return JobRecord(*rows[0]) if rows else None
 
     @resilient()

@@ -74,7 +74,7 @@ class SQLiteStore(AdminVerbs):
             ("claim", key),
             lambda: (
                 f"UPDATE {self.table} SET {q.lease_assignments(d)} WHERE id IN"
-                f" ({q.due(d, 'id', where, limit=':limit', index=self._ready_index(r.queues))}) RETURNING {COLUMNS}"
+                f" ({q.due(d, 'id', where, limit=':limit', **self._ready_walk(r.queues))}) RETURNING {COLUMNS}"
             ),
         )
         values.update(q.lease_params(r), now=r.now_ms)
@@ -198,7 +198,7 @@ class SQLiteStore(AdminVerbs):
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, key, values = q.filters(self._d, queues)
         sql = self._q(
-            ("peek", key), lambda: q.due(self._d, COLUMNS, where, limit="1", index=self._ready_index(queues))
+            ("peek", key), lambda: q.due(self._d, COLUMNS, where, limit="1", **self._ready_walk(queues))
         )
         rows = await self.db.read(lambda c: c.execute(sql, {**values, "now": now_ms}).fetchall())
         return JobRecord(*rows[0]) if rows else None
