@@ -37,6 +37,9 @@ PAIRED = {
     "ratio_task_process": ("task_process", f"process_c{TASK_CONCURRENCY}"),
     # a cost: the time per cycle with the big table over the time with an empty one
     "claim_cost": ("claim_empty", "claim_big"),
+    # the same beside a backlog of jobs not yet due, of a higher priority
+    "backlog_claim_cost": ("backlog_claim_empty", "backlog_claim_big"),
+    "backlog_process_cost": ("backlog_process_empty", "backlog_process_big"),
 }
 
 
@@ -107,6 +110,7 @@ def _rows(
     counts: Counts, concurrencies: tuple[int, ...], med: dict[str, dict[str, float]]
 ) -> list[tuple[str, str, str]]:
     size = counts.batch_size
+    backlog, ready = _jobs(counts.backlog_rows), _jobs(counts.backlog_process_jobs)
     rows = [
         ("enqueue", "enqueue, one call per job", "jobs/s"),
         ("enqueue_many", f"enqueue_many, batches of {size}", "jobs/s"),
@@ -132,6 +136,14 @@ def _rows(
         ("claim_empty", "dequeue+complete, empty table", "jobs/s"),
         ("claim_big", f"dequeue+complete, {_jobs(counts.scale_rows)} finished rows", "jobs/s"),
         ("claim_cost", f"  claim cost at {_jobs(counts.scale_rows)} finished / empty", "ratio"),
+        ("backlog_claim_empty", "dequeue+complete, no delayed jobs", "jobs/s"),
+        ("backlog_claim_big", f"dequeue+complete beside {backlog} delayed jobs (higher priority)", "jobs/s"),
+        ("backlog_claim_cost", f"  claim cost beside {backlog} delayed / none", "ratio"),
+        ("backlog_process_empty", f"process {ready} ready jobs (c={TASK_CONCURRENCY}), no delayed jobs", "jobs/s"),
+        ("backlog_process_big", f"process {ready} ready jobs (c={TASK_CONCURRENCY}) beside {backlog} delayed", "jobs/s"),
+        ("backlog_process_cost", f"  process cost beside {backlog} delayed / none", "ratio"),
+        ("latency_delayed_p50", f"delayed job due->start p50, beside {backlog} delayed", "ms"),
+        ("latency_delayed_p99", f"delayed job due->start p99, beside {backlog} delayed", "ms"),
         ("rss_start", "worker RSS at start", "MiB"),
     ]
     points = _rss_points(med)
@@ -259,6 +271,18 @@ def _notes(
             " rows vs an empty table;"
         )
         notes.append("  sqlite at durability fast (a sync per commit would hide the statements); above 1x is slower.")
+    if "backlog_claim_big" in med:
+        notes.append(
+            f"backlog: {_jobs(counts.backlog_rows)} waiting jobs of priority 10 due a day later, beside ready"
+            " jobs of priority 0 (claims must pass over them);"
+        )
+        notes.append(
+            "  cost rows: the time per job beside the backlog over the time with none, each pair side by side;"
+            f" delayed jobs: due {counts.delayed_by:g} s after"
+        )
+        notes.append(
+            f"  their enqueue, {counts.delayed_rate:g}/s, a worker process idling; sqlite at durability fast."
+        )
     if any(m.startswith("rss_") for m in med):
         notes.append(
             f"RSS: one `jobq worker` process (concurrency {concurrencies[0]}) fed {_jobs(counts.rss_jobs)} no-op"
