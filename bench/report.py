@@ -16,6 +16,7 @@ from typing import Any
 from . import pg
 from .config import BACKENDS, POSTGRES, Counts
 from .peers_pgqueuer import BATCH_SIZE as PGQ_BATCH
+from .peers_pgqueuer import BATCH_SIZES as PGQ_BATCHES
 from .runner import TASK_CONCURRENCY, Samples
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -118,6 +119,7 @@ def _rows(
     rows += [(f"process_c{c}", f"process, 1 worker, concurrency {c}", "jobs/s") for c in concurrencies]
     rows += [
         ("process_best", "process, 1 worker, best (peers: see notes)", "jobs/s"),
+        *((f"process_peer_b{b}", f"  pgqueuer on asyncpg, batch_size={b}", "jobs/s") for b in PGQ_BATCHES),
         ("task_enqueue", "task defer, one call per job", "jobs/s"),
         ("ratio_task_enqueue", "  task defer / enqueue", "ratio"),
         ("task_process", f"task process, 1 worker, concurrency {TASK_CONCURRENCY}", "jobs/s"),
@@ -295,8 +297,10 @@ def _notes(
         )
     if "pgqueuer" in peers:
         notes.append(
-            f"pgqueuer (postgres): its schema installed per measurement (durable), psycopg driver,"
-            f" QueueManager.run(batch_size={PGQ_BATCH}); enqueue with lists for the batch figure."
+            "pgqueuer (postgres): its schema installed per measurement (durable); processing on asyncpg"
+            f" (AsyncpgDriver), QueueManager.run(batch_size=) {' and '.join(map(str, PGQ_BATCHES))}, the best"
+            f" is its figure; enqueue and latency (batch_size={PGQ_BATCH}) on psycopg; enqueue with lists"
+            " for the batch figure."
         )
     for peer, why in peers_missing.items():
         notes.append(f"No {PEER_LABELS[peer]} column: {why}.")
