@@ -9,7 +9,9 @@ from __future__ import annotations
 import jobq
 
 
-async def _backlog(queue: jobq.Queue, clock: jobq.FakeClock, *, queue_name: str = "default") -> dict[str, str]:
+async def _backlog(
+    queue: jobq.Queue, clock: jobq.FakeClock, *, queue_name: str = "default"
+) -> dict[str, str]:
     """Jobs of priorities 9, 5, 1, 0 and -3, some due now, some later
     (delays 2 s and 4 s), enqueued out of order; ids by label."""
     ids: dict[str, str] = {}
@@ -36,7 +38,9 @@ NOW = ["p5 now b", "p5 now a", "p1 now", "p0 now", "p-3 now"]
 SOON = ["p9 soon", "p1 soon", "p0 soon"]
 
 
-async def test_dequeue_skips_higher_priority_jobs_not_yet_due(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
+async def test_dequeue_skips_higher_priority_jobs_not_yet_due(
+    queue: jobq.Queue, clock: jobq.FakeClock
+) -> None:
     await _backlog(queue, clock)
     peeked = await queue.peek()
     assert peeked is not None and peeked.data == "p5 now b"
@@ -47,7 +51,9 @@ async def test_dequeue_skips_higher_priority_jobs_not_yet_due(queue: jobq.Queue,
     assert await _drain(queue) == ["p9 later", "p5 later"]
 
 
-async def test_a_batch_claim_takes_the_first_due_jobs_in_order(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
+async def test_a_batch_claim_takes_the_first_due_jobs_in_order(
+    queue: jobq.Queue, clock: jobq.FakeClock
+) -> None:
     await _backlog(queue, clock)
     clock.advance(2)
     first = await queue.claim(4)
@@ -57,7 +63,9 @@ async def test_a_batch_claim_takes_the_first_due_jobs_in_order(queue: jobq.Queue
     assert await queue.claim(10) == []
 
 
-async def test_one_named_queue_beside_another_queues_backlog(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
+async def test_one_named_queue_beside_another_queues_backlog(
+    queue: jobq.Queue, clock: jobq.FakeClock
+) -> None:
     await _backlog(queue, clock, queue_name="mail")
     other = await queue.enqueue("t", "other p20 now", priority=20, queue="sms")
     await queue.enqueue("t", "other p30 later", priority=30, delay=1, queue="sms")
@@ -70,7 +78,9 @@ async def test_one_named_queue_beside_another_queues_backlog(queue: jobq.Queue, 
     ]  # fmt: skip
 
 
-async def test_excluded_types_are_passed_over_within_a_priority(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
+async def test_excluded_types_are_passed_over_within_a_priority(
+    queue: jobq.Queue, clock: jobq.FakeClock
+) -> None:
     await queue.enqueue("skip", "p5 skipped", priority=5)
     await queue.enqueue("t", "p5 later", priority=5, delay=3)
     clock.advance(0.01)

@@ -224,7 +224,7 @@ class Database:
                     finally:
                         conn.text_factory = str
                 if not is_busy(exc):
-                    raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+                    raise self.failure(exc) from None
                 if time.monotonic() >= deadline:
                     raise StoreUnavailable(
                         f"SQLite database {self.path!r} stayed locked for {self.busy_timeout:g} s"
@@ -233,8 +233,16 @@ class Database:
                 pause = min(pause * 2, 0.05)
             except sqlite3.DatabaseError as exc:
                 if _is_damaged(exc):
-                    raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+                    raise self.failure(exc) from None
                 raise
+
+    def failure(self, exc: sqlite3.Error) -> BaseException:
+        """What a caller gets for a SQLite error that waiting cannot cure: an
+        operational error or a damaged file as StoreUnavailable; the others
+        (a constraint broken, a misuse) as they are."""
+        if isinstance(exc, sqlite3.OperationalError) or _is_damaged(exc):
+            return StoreUnavailable(f"SQLite error on {self.path!r}: {exc}")
+        return exc
 
     def write_blocking(self, fn: Statement[R], *, in_transaction: bool = True) -> R:
         """Runs ``fn`` in one ``BEGIN IMMEDIATE`` transaction (or none),

@@ -14,6 +14,7 @@ data_version``) in :mod:`.wake`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -24,9 +25,11 @@ from ...job import JobRecord, record_values
 from ...transitions import Transition
 from .. import sql as q
 from ..base import ClaimRequest, Settled, claimed, settle_then_claim
+from ..group import GroupCommit, Outcomes
 from ..limited import limited_claim
 from ..sql import COLUMNS, settle_params, settle_shape
 from .admin import AdminVerbs
+from .connection import is_busy
 from .core import run_steps
 from .schema import starts_table
 
@@ -48,17 +51,55 @@ class SQLiteStore(AdminVerbs):
     # -- the worker's verbs -----------------------------------------------
 
     async def insert(self, records: Sequence[JobRecord]) -> None:
-        sql = self._insert_sql
+        """At durability "full", concurrent inserts share one synced commit
+        (:mod:`jobq.store.group`); each returns once its rows are committed."""
         rows = list(map(record_values, records))
-
-        def do(conn: sqlite3.Connection) -> None:
-            if len(rows) == 1:
-                conn.execute(sql, rows[0])
-            else:
-                conn.executemany(sql, rows)
-
-        await self.db.write(do)
+        if self.durability == "full":
+            await self._inserts.submit(rows)
+            return
+        await self.db.write(lambda conn: self._insert_rows(conn, rows))
         self._wake_file.touch()
+
+    @functools.cached_property
+    def _inserts(self) -> GroupCommit[list[tuple[Any, ...]]]:
+        """Concurrent inserts' shared commits (made on first use)."""
+        return GroupCommit(self._commit_inserts)
+
+    def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        if len(rows) == 1:
+            conn.execute(self._insert_sql, rows[0])
+        else:
+            conn.executemany(self._insert_sql, rows)
+
+    async def _commit_inserts(self, batch: Sequence[list[tuple[Any, ...]]]) -> Outcomes:
+        """One transaction, one sync, for the inserts of a batch, each inside
+        a savepoint of its own: an insert that fails is rolled back alone
+        and reported to its caller, the others commit."""
+
+        def alone(conn: sqlite3.Connection) -> Outcomes:
+            self._insert_rows(conn, batch[0])
+            return [None]
+
+        def together(conn: sqlite3.Connection) -> Outcomes:
+            outcomes: Outcomes = []
+            for rows in batch:
+                conn.execute("SAVEPOINT jobq_insert")
+                try:
+                    self._insert_rows(conn, rows)
+                except sqlite3.Error as exc:
+                    if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                        raise  # the whole transaction is retried
+                    conn.execute("ROLLBACK TO jobq_insert")
+                    outcomes.append(self.db.failure(exc))
+                else:
+                    outcomes.append(None)
+                conn.execute("RELEASE jobq_insert")
+            return outcomes
+
+        outcomes = await self.db.write(alone if len(batch) == 1 else together)
+        if None in outcomes:
+            self._wake_file.touch()
+        return outcomes
 
     async def claim(self, request: ClaimRequest) -> list[JobRecord]:
         if request.limits:
