@@ -29,17 +29,19 @@ statements PostgreSQL alone has in :mod:`.sql`.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from ...errors import LeaseLost, StoreUnavailable
+from ...errors import InvalidJob, LeaseLost, StoreUnavailable
 from ...job import RECORD_FIELDS, JobRecord
 from ...transitions import Transition
 from .. import sql as q
 from ..base import ClaimRequest, Settled, claimed, settle_then_claim
+from ..group import GroupCommit, Outcomes
 from ..limited import limited_claim
 from ..sql import COLUMNS
 from . import transactional
@@ -104,7 +106,38 @@ class PostgresStore(AdminVerbs):
         transaction (the connection is in autocommit). On the database clock,
         the database's "now" replaces the caller's: each record's
         ``created_at`` and ``process_at`` are rewritten in place to the times
-        stored."""
+        stored. Single jobs enqueued concurrently go in one statement
+        together (:mod:`jobq.store.group`)."""
+        if len(records) == 1:
+            await self._inserts.submit(records[0])
+        else:
+            await self._insert(records)
+
+    @functools.cached_property
+    def _inserts(self) -> GroupCommit[JobRecord]:
+        """Concurrent single inserts' shared statements (made on first use)."""
+        return GroupCommit(self._commit_inserts)
+
+    async def _commit_inserts(self, batch: Sequence[JobRecord]) -> Outcomes:
+        """One many-row insert for the batch. A job the database refuses
+        spoils the statement for all, so then each is inserted alone and
+        only the refused ones fail."""
+        if len(batch) > 1:
+            try:
+                await self._insert(batch)
+                return [None] * len(batch)
+            except (InvalidJob, psycopg.IntegrityError):
+                pass
+        outcomes: Outcomes = []
+        for record in batch:
+            try:
+                await self._insert([record])
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 - the caller of this record gets it
+                outcomes.append(exc)
+        return outcomes
+
+    async def _insert(self, records: Sequence[JobRecord]) -> None:
         if len(records) == 1:
             # The wake-up and the time stamp come from a CTE the row's times
             # read; the notification is sent when the statement commits.
