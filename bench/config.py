@@ -51,6 +51,10 @@ class Counts:
     #: claim cost: finished rows in the big table, dequeue+complete cycles timed
     scale_rows: int = 1_000_000
     scale_cycles: dict[str, int] = field(default_factory=dict)
+    #: concurrent producers, each enqueuing one job per call: tasks in one
+    #: process, and processes (``enqueue`` jobs in all)
+    producer_tasks: int = 8
+    producer_processes: int = 4
     #: scheduled backlog: jobs not yet due (of a higher priority than the
     #: ready ones) in the big table; ready jobs a processor drains beside it
     #: (and beside none); delayed jobs whose start is timed, due ``delayed_by`` s

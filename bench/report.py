@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pg
-from .config import BACKENDS, POSTGRES, Counts
+from .config import BACKENDS, PEERS, POSTGRES, Counts
 from .peers_pgqueuer import BATCH_SIZE as PGQ_BATCH
 from .peers_pgqueuer import BATCH_SIZES as PGQ_BATCHES
 from .runner import TASK_CONCURRENCY, Samples
@@ -26,6 +26,8 @@ PEER_LABELS = {"huey": "huey (sqlite)", "pgqueuer": "pgqueuer (postgres)"}
 RATIOS = {"fast/full": ("sqlite-fast", "sqlite"), "memory/full": ("memory", "sqlite")}
 PG_RATIO = {"postgres/full": (POSTGRES, "sqlite")}
 PEER_RATIOS = {"huey": {"sqlite/huey": ("sqlite", "huey")}, "pgqueuer": {"postgres/pgqueuer": (POSTGRES, "pgqueuer")}}
+#: The peer each jobq column is compared with.
+PEER_OF = {jobq: peer for peer, jobq in PEERS.items()}
 #: Ratio rows: name -> (jobq metric, reference metric); each is the median of
 #: per-run ratios, the two figures of a run having been taken side by side.
 PAIRED = {
@@ -92,6 +94,13 @@ def derive(
                 # A failed run leaves one list shorter; the pairing stops at its end.
                 ratios = [a / b for a, b in zip(top_runs, bottom_runs, strict=False)]
                 out[name][backend] = {"value": statistics.median(ratios), "spread": spread(ratios)}
+        peer = PEER_OF.get(backend)
+        for metric in ("enqueue_tasks", "enqueue_processes"):
+            # Concurrent producers against the peer's one producer, the
+            # target of issue 17; medians of each, as their runs are apart.
+            mine, theirs = med.get(metric, {}).get(backend), med.get("enqueue", {}).get(peer or "")
+            if mine and theirs:
+                out.setdefault(f"peer_{metric}", {})[backend] = {"value": mine / theirs, "spread": None}
         points = [m for m in _rss_points(med) if backend in med[m]]
         if len(points) >= 2:
             first, last = med[points[0]][backend], med[points[-1]][backend]
@@ -114,6 +123,10 @@ def _rows(
     backlog, ready = _jobs(counts.backlog_rows), _jobs(counts.backlog_process_jobs)
     rows = [
         ("enqueue", "enqueue, one call per job", "jobs/s"),
+        ("enqueue_tasks", f"enqueue, {counts.producer_tasks} tasks in one process, one job per call", "jobs/s"),
+        ("peer_enqueue_tasks", "  / the peer's single enqueue (huey; pgqueuer)", "ratio"),
+        ("enqueue_processes", f"enqueue, {counts.producer_processes} processes, one job per call", "jobs/s"),
+        ("peer_enqueue_processes", "  / the peer's single enqueue (huey; pgqueuer)", "ratio"),
         ("enqueue_many", f"enqueue_many, batches of {size}", "jobs/s"),
     ]
     rows += [(f"process_c{c}", f"process, 1 worker, concurrency {c}", "jobs/s") for c in concurrencies]

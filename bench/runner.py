@@ -290,6 +290,20 @@ class Bench:
             fn = lambda url: run_child("enqueue_single", 60 + n / 100, url=url, n=n)  # noqa: E731
         self._measure("enqueue", backend, run, fn)
 
+    def concurrent_enqueue(self, backend: str, run: int) -> None:
+        """Producers enqueuing one job per call at once: ``producer_tasks``
+        tasks of one process, then ``producer_processes`` processes."""
+        n, tasks, procs = self.counts.enqueue[backend], self.counts.producer_tasks, self.counts.producer_processes
+        self._measure(
+            "enqueue_tasks", backend, run,
+            lambda url: run_child("enqueue_tasks", 60 + n / 100, url=url, n=n, tasks=tasks),
+        )  # fmt: skip
+        if backend != "memory":  # a memory store is private to its process
+            self._measure(
+                "enqueue_processes", backend, run,
+                lambda url: run_child("enqueue_processes", 120 + n / 100, url=url, n=n, processes=procs),
+            )  # fmt: skip
+
     def batch(self, backend: str, run: int) -> None:
         n, size = self.counts.batch_jobs, self.counts.batch_size
         workload = "peers_pgqueuer.enqueue_batch" if backend == "pgqueuer" else "enqueue_batch"
@@ -545,7 +559,7 @@ class Bench:
         raw = "raw" in only and backend in RAW_MODES
         tasks = "tasks" in only
         return {
-            "enqueue": [self.enqueue] if "enqueue" in only else [],
+            "enqueue": [self.enqueue, self.concurrent_enqueue] if "enqueue" in only else [],
             "task_enqueue": [self.task_enqueue] if tasks else [],
             "raw_insert": [self.raw_insert] if raw else [],
             "batch": [self.batch] if "batch" in only else [],

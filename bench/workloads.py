@@ -54,6 +54,76 @@ async def enqueue_single(url: str, n: int) -> dict[str, Any]:
     return {"n": n, "seconds": seconds, "rate": n / seconds}
 
 
+async def enqueue_tasks(url: str, n: int, tasks: int) -> dict[str, Any]:
+    """``tasks`` producers in one event loop (a web app's request handlers),
+    each enqueuing one job per call, ``n`` jobs in all."""
+    async with jobq.connect(url) as queue:
+        for i in range(WARMUP):
+            await queue.enqueue(JOB_TYPE, {"i": -i})
+
+        async def produce(k: int) -> None:
+            for i in range(k, n, tasks):
+                await queue.enqueue(JOB_TYPE, {"i": i})
+
+        started = time.perf_counter()
+        await asyncio.gather(*(produce(k) for k in range(tasks)))
+        seconds = time.perf_counter() - started
+    return {"n": n, "tasks": tasks, "seconds": seconds, "rate": n / seconds}
+
+
+def _enqueue_part(url: str, part: range, start: Any, done: Any) -> None:
+    """One producer process of :func:`enqueue_processes`."""
+
+    async def run() -> float:
+        async with jobq.connect(url) as queue:
+            await queue.enqueue(JOB_TYPE, {"i": -1})  # opened and warm before the start
+            done.put(("ready", 0.0))
+            start.wait()
+            for i in part:
+                await queue.enqueue(JOB_TYPE, {"i": i})
+            return time.time()
+
+    done.put(("end", asyncio.run(run())))
+
+
+def enqueue_processes(url: str, n: int, processes: int) -> dict[str, Any]:
+    """``processes`` producer processes, each enqueuing one job per call,
+    ``n`` jobs in all; timed from a common start to the last one's end."""
+    import multiprocessing
+
+    asyncio.run(_open(url))  # the schema exists before the producers race to create it
+    ctx = multiprocessing.get_context("spawn")
+    start, done = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=_enqueue_part, args=(url, range(k, n, processes), start, done))
+        for k in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for _ in procs:
+            tag, _at = done.get(timeout=120)
+            if tag != "ready":
+                raise RuntimeError(f"a producer process said {tag!r} before it was ready")
+        started = time.time()
+        start.set()
+        ends = [done.get(timeout=300)[1] for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    if any(proc.exitcode != 0 for proc in procs):
+        raise RuntimeError(f"producer exit codes {[proc.exitcode for proc in procs]}")
+    seconds = max(ends) - started
+    return {"n": n, "processes": processes, "seconds": seconds, "rate": n / seconds}
+
+
+async def _open(url: str) -> None:
+    async with jobq.connect(url):
+        pass
+
+
 # -- 2. enqueue_many in batches --------------------------------------------
 
 
