@@ -51,8 +51,10 @@ class SQLiteStore(AdminVerbs):
     # -- the worker's verbs -----------------------------------------------
 
     async def insert(self, records: Sequence[JobRecord]) -> None:
-        """At durability "full", concurrent inserts share one synced commit
-        (:mod:`jobq.store.group`); each returns once its rows are committed."""
+        """At durability "full", concurrent inserts share one commit
+        (:mod:`jobq.store.group`), synced once the write lock is released
+        (:meth:`~.connection.Database.write_then_sync`), so producers in other
+        processes write meanwhile; each returns once its rows are synced."""
         rows = list(map(record_values, records))
         if self.durability == "full":
             await self._inserts.submit(rows)
@@ -96,7 +98,7 @@ class SQLiteStore(AdminVerbs):
                 conn.execute("RELEASE jobq_insert")
             return outcomes
 
-        outcomes = await self.db.write(alone if len(batch) == 1 else together)
+        outcomes = await self.db.write_then_sync(alone if len(batch) == 1 else together)
         if None in outcomes:
             self._wake_file.touch()
         return outcomes
