@@ -6,6 +6,9 @@ queues and excluded types. The SQL stores reach due jobs by priority
 
 from __future__ import annotations
 
+import pytest
+from contract_helpers import stored
+
 import jobq
 
 
@@ -102,3 +105,19 @@ async def test_a_job_becoming_due_is_claimed_before_lower_priorities(
     second = await queue.dequeue()
     assert second is not None and second.data == "low"
     assert await queue.dequeue() is None
+
+
+async def test_size_and_next_due_beside_a_backlog(queue: jobq.Queue, clock: jobq.FakeClock) -> None:
+    ids = await _backlog(queue, clock)
+    due_at = {label: (await stored(queue, job_id)).process_at.timestamp() for label, job_id in ids.items()}
+    assert await queue.size() == len(NOW)
+    assert await queue.size(queues=["default"]) == len(NOW)
+    assert await queue.size(queues=["default", "other"]) == len(NOW)
+    assert await _drain(queue) == NOW
+    assert await queue.size() == 0
+    earliest = min(due_at[label] for label in [*SOON, "p9 later", "p5 later"])
+    for queues in (None, ["default"], ["default", "other"]):
+        assert await queue.next_due(queues=queues) == pytest.approx(earliest)
+    assert await queue.next_due(queues=["other"]) is None
+    clock.advance(2)
+    assert await queue.size() == len(SOON)

@@ -363,13 +363,29 @@ def due(
     )
 
 
-def count_ready_query(d: Dialect, where: str) -> str:
-    return f"SELECT count(*) FROM {d.table} WHERE {ready(d.now)}{where}"
+def count_ready_query(d: Dialect, where: str, *, prefix: str = "", index: str = "") -> str:
+    """The number of jobs ready at now: a count per priority present, each a
+    range of the index (see :func:`due`; ``prefix`` and ``index`` as there),
+    so jobs not due yet are not counted one by one."""
+    per_priority = f"SELECT count(*) FROM {d.table}{index} WHERE {ready(d.now)} AND priority = jobq_p.priority{where}"
+    return (
+        f"WITH RECURSIVE {waiting_priorities(d, prefix, index)}"
+        f" SELECT COALESCE(sum(({per_priority})), 0) FROM jobq_p WHERE jobq_p.priority IS NOT NULL"
+    )
 
 
-def next_due_query(d: Dialect, where: str) -> str:
-    """The earliest ``process_at`` of a waiting job, and "now"."""
-    return f"SELECT min(process_at), {d.now} FROM {d.table} WHERE status = 'pending'{where}"
+def next_due_query(d: Dialect, where: str, *, prefix: str = "", index: str = "") -> str:
+    """The earliest ``process_at`` of a waiting job, and "now": the earliest
+    of each priority present (the first of its rows in the index, see
+    :func:`due`), so a backlog of jobs due later is not read whole."""
+    first = (
+        f"SELECT process_at FROM {d.table}{index} WHERE status = 'pending' AND priority = jobq_p.priority{where}"
+        " ORDER BY process_at LIMIT 1"
+    )
+    return (
+        f"WITH RECURSIVE {waiting_priorities(d, prefix, index)}"
+        f" SELECT min(({first})), {d.now} FROM jobq_p WHERE jobq_p.priority IS NOT NULL"
+    )
 
 
 def ran_out(d: Dialect) -> str:

@@ -216,7 +216,9 @@ class PostgresStore(AdminVerbs):
         where, key, _ = q.claim_filters(DIALECT, request)
         batch, shape = settle_batch_params(transitions)
         prefix = q.seek_prefix(DIALECT, request.queues)
-        combined = self._q(("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, shape, prefix))
+        combined = self._q(
+            ("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, shape, prefix)
+        )
         values.update(batch)
         values["jobq_finish"] = self.finish_channel
         async with self.connections.connection() as conn:
@@ -314,18 +316,19 @@ class PostgresStore(AdminVerbs):
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
         where, key, values = q.filters(DIALECT, queues)
         values["now"] = self._now(now_ms)
-        return int(
-            (await self._fetchall("count_ready" + key, lambda: q.count_ready_query(DIALECT, where), values))[
-                0
-            ][0]
+        prefix = q.seek_prefix(DIALECT, queues)
+        rows = await self._fetchall(
+            "count_ready" + key, lambda: q.count_ready_query(DIALECT, where, prefix=prefix), values
         )
+        return int(rows[0][0])
 
     @resilient()
     async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
         where, key, values = q.filters(DIALECT, queues)
         caller_now = self._caller_now()
         values["now"] = self._now(caller_now)
-        rows = await self._fetchall("next_due" + key, lambda: q.next_due_query(DIALECT, where), values)
+        prefix = q.seek_prefix(DIALECT, queues)
+        rows = await self._fetchall("next_due" + key, lambda: q.next_due_query(DIALECT, where, prefix=prefix), values)
         due, db_now = rows[0]
         if due is None:
             return None

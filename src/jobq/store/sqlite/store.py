@@ -248,12 +248,12 @@ class SQLiteStore(AdminVerbs):
 
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
         where, key, values = q.filters(self._d, queues)
-        sql = self._q(("count_ready", key), lambda: q.count_ready_query(self._d, where))
+        sql = self._q(("count_ready", key), lambda: q.count_ready_query(self._d, where, **self._ready_walk(queues)))
         return int(await self.db.read(lambda c: c.execute(sql, {**values, "now": now_ms}).fetchone()[0]))
 
     async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
         where, key, values = q.filters(self._d, queues)
-        sql = self._q(("next_due", key), lambda: q.next_due_query(self._d, where))
+        sql = self._q(("next_due", key), lambda: q.next_due_query(self._d, where, **self._ready_walk(queues)))
         return await self.db.read(lambda c: c.execute(sql, {**values, "now": None}).fetchone()[0])
 
     async def get(self, job_id: str) -> JobRecord | None:
