@@ -260,7 +260,7 @@ def _notes(
     peers_missing: dict[str, str],
 ) -> list[str]:
     notes: list[str] = []
-    if any(m.startswith("latency") for m in med):
+    if "latency_p50" in med:
         notes.append("* memory: producer and processor in one process and event loop (in-process latency);")
         notes.append("  other columns: the parent enqueues, a separate worker process runs the jobs")
         notes.append(
