@@ -46,6 +46,7 @@ DIALECT = Dialect(
     json_field=lambda name: f"jobq_json_field(metadata, %({name})s)",
     array=list,
     json_key=str,
+    lateral=True,
 )
 J_COLUMNS = ", ".join(f"j.{name}" for name in RECORD_FIELDS)
 # Column types for the arrays of a many-row insert (text unless named here).
@@ -150,10 +151,11 @@ def expired_query() -> str:
     return f"WITH seen AS ({see_foreign_query(DIALECT)}) {shared_expired_query(DIALECT)}"
 
 
-def claim_ctes(where: str) -> str:
+def claim_ctes(where: str, prefix: str = "") -> str:
     """``picked`` (the due rows, locked, skipping rows other claims hold)
-    and ``claimed`` (those rows leased, returned whole)."""
-    picked = due(DIALECT, "id", where, limit="%(limit)s", lock=" FOR UPDATE SKIP LOCKED")
+    and ``claimed`` (those rows leased, returned whole). ``prefix``: see
+    :func:`jobq.store.sql.seek_prefix`."""
+    picked = due(DIALECT, "id", where, limit="%(limit)s", prefix=prefix, lock=" FOR UPDATE SKIP LOCKED")
     return (
         f"picked AS ({picked}), claimed AS (UPDATE {{t}} AS j SET {lease_assignments(DIALECT)}"
         f" FROM picked WHERE j.id = picked.id RETURNING {J_COLUMNS})"
@@ -178,7 +180,7 @@ def may_finish(shape: SettleShape) -> bool:
     return status is None or status in ("completed", "failed", "cancelled")
 
 
-def settle_and_claim_query(where: str, shape: SettleShape = ()) -> str:
+def settle_and_claim_query(where: str, shape: SettleShape = (), prefix: str = "") -> str:
     """Settled transitions and a claim in one statement. Its parts see one
     snapshot, which is safe here: the transitions touch processing rows, the
     claim pending ones. Rows settled come first in the result with NULL for
@@ -187,12 +189,12 @@ def settle_and_claim_query(where: str, shape: SettleShape = ()) -> str:
     nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
     if not may_finish(shape):
         return (
-            f"WITH done AS ({settle_query('j.id', shape)}), {claim_ctes(where)}"
+            f"WITH done AS ({settle_query('j.id', shape)}), {claim_ctes(where, prefix)}"
             f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
         )
     return (
         f"WITH done AS ({settle_query('j.id, j.status AS jobq_status', shape)}), {_FINISHED_CTE},"
-        f" {claim_ctes(where)} SELECT done.id, {nulls} FROM done WHERE {_FINISHED_READ}"
+        f" {claim_ctes(where, prefix)} SELECT done.id, {nulls} FROM done WHERE {_FINISHED_READ}"
         " UNION ALL SELECT NULL, claimed.* FROM claimed"
     )
 

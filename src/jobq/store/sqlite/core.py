@@ -209,11 +209,12 @@ class SQLiteCore:
     def _missing(self, conn: sqlite3.Connection, job_id: str) -> JobqError:
         return missing(job_id, self._get(conn, job_id))
 
-    def _ready_index(self, queues: Sequence[str] | None) -> str:
-        """The partial index over waiting rows a claim must walk. Named, not
+    def _ready_walk(self, queues: Sequence[str] | None) -> dict[str, str]:
+        """The partial index over waiting rows a claim must walk, and the
+        filter it leads with (see :func:`jobq.store.sql.due`). Named, not
         left to the planner: without statistics it may pick the status index
         and sort every waiting row, making each claim cost grow with the backlog.
         The walk stops after ``LIMIT`` due rows."""
-        if queues is not None and len(queues) == 1:
-            return f" INDEXED BY {index_name(self.table, 'queue_ready')}"
-        return f" INDEXED BY {index_name(self.table, 'ready')}"
+        prefix = q.seek_prefix(self._d, queues)
+        name = "queue_ready" if prefix else "ready"
+        return {"prefix": prefix, "index": f" INDEXED BY {index_name(self.table, name)}"}
