@@ -408,7 +408,7 @@ class Queue(AdminVerbs):
             except JobqError as exc:
                 # The good jobs of the claim run all the same; a bad one's
                 # lease runs out, and the rescuer fails it.
-                _log.warning("jobq: could not fail %d unreadable jobs (%s)", len(corrupt), exc)
+                _log.warning("could not fail %d unreadable jobs (%s)", len(corrupt), exc)
         return jobs
 
     async def dequeue(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
@@ -564,7 +564,7 @@ class Queue(AdminVerbs):
                 for t, outcome in zip(decided, settled, strict=True):
                     if not isinstance(outcome, JobqError):
                         done += 1
-                        _log.warning("jobq: job %s failed: %s", t.job_id, t.error)
+                        _log.warning("job %s failed: %s", t.job_id, t.error)
             failed += done
             if len(records) < RESCUE_BATCH:
                 return failed

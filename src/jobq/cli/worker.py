@@ -289,7 +289,8 @@ def _apply_options(processor: JobProcessor, args: argparse.Namespace) -> None:
 def _child_command(args: argparse.Namespace) -> list[str]:
     """The argv of one supervised worker process: this command without
     ``--processes``."""
-    command = [sys.executable, "-m", "jobq", "--log-level", str(args.log_level), "worker", args.target]
+    command = [sys.executable, "-m", "jobq", "--log-level", str(args.log_level)]
+    command += ["--log-format", str(getattr(args, "log_format", "text")), "worker", args.target]
     if args.url:
         command += ["--url", args.url]
     if args.concurrency is not None:
@@ -322,7 +323,7 @@ async def _build(args: argparse.Namespace) -> JobProcessor:
         try:
             return await _processor_for(load_target(args.target), args)
         except StoreUnavailable as exc:
-            log.warning("jobq: worker cannot reach its store (%s); trying again in %.1f s", exc, pause)
+            log.warning("worker cannot reach its store (%s); trying again in %.1f s", exc, pause)
         except CommandError as exc:
             if args.supervisor_pid is not None:
                 raise CannotStart(str(exc)) from None
@@ -349,7 +350,7 @@ def sd_notify(state: str) -> bool:
             sock.connect(address)
             sock.sendall(state.encode())
     except OSError as exc:
-        log.debug("jobq: cannot notify systemd at %s: %s", address, exc)
+        log.debug("cannot notify systemd at %s: %s", address, exc)
         return False
     return True
 
@@ -457,7 +458,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         try:
             load_target(args.target)  # fail here, once, rather than in a crash loop of children
         except StoreUnavailable as exc:
-            log.warning("jobq: %s; the workers will wait for the store", exc)
+            log.warning("%s; the workers will wait for the store", exc)
         log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
         sup = supervisor.Supervisor(
             _child_command(args), args.processes, env=_child_env(), on_stopping=lambda: sd_notify("STOPPING=1")
@@ -488,10 +489,6 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         "processor_started",
         lambda _event: sd_notify(f"READY=1\nSTATUS=worker {processor.worker_id}: claiming jobs from queues {queues}"),
     )
-    log.info(
-        "worker %s on %r, concurrency %d, queues %s, grace %s",
-        processor.worker_id, processor.queue, processor.concurrency, queues, say_seconds(processor.shutdown_timeout),
-    )  # fmt: skip
     signals = _Signals(processor, loop)
     signals.install()
     try:

@@ -38,7 +38,7 @@ from concurrent.futures import Executor as ThreadPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec, transitions
+from .. import codec, logs, transitions
 from ..clock import Clock, to_ms
 from ..context import enter_job, leave_job
 from ..errors import CancelJob, FailJob, InvalidJob, JobqError, JobTimeout, RetryJob, SnoozeJob
@@ -248,6 +248,8 @@ class Executor:
             return await self._settle(running, outcome)
         if self._events.wants("job_started"):
             self._events.emit(Event("job_started", job=job))
+        if logs.job_log.isEnabledFor(logs.DEBUG):
+            logs.job_started(job)
         started = time.monotonic()
         timeout = self._timeout(job, registered)
         try:
