@@ -159,7 +159,7 @@ def job_rescued(job: Job[Any]) -> None:
     if job_log.isEnabledFor(logging.WARNING):
         fields = _fields(job, "rescued", None)
         fields["attempt"] = job.attempts  # the rescue counted the lost attempt already
-        text = f"job {job.id} ({job.type}) on queue {job.queue} rescued, now {job.status.value}: {job.error}"
+        text = f"job {job.id} ({job.type}) on queue {job.queue} was rescued: {job.error}; now {job.status.value}"
         _log(job_log, logging.WARNING, text, None, fields)
 
 
@@ -182,14 +182,16 @@ def where(queue: Queue) -> str:
 
 
 def worker_started(
-    worker_id: str, queue: Queue, queues: Iterable[str] | None, handlers: Iterable[str], **more: Any
+    worker_id: str, queue: Queue, queues: Iterable[str] | None, handlers: Iterable[str], concurrency: int, grace: float
 ) -> None:
-    """A worker claims jobs (INFO): where, from which queues, for which job
-    types; ``more`` adds ``key value`` pairs (concurrency, grace)."""
+    """A worker claims jobs (INFO): where, how many at once, from which
+    queues, its grace at stop, and the job types it handles."""
     named = ",".join(queues) if queues else "all"
     types = ",".join(sorted(handlers)) or "none"
-    extra = "".join(f", {key} {value}" for key, value in more.items())
-    text = f"worker {worker_id} started on {where(queue)}, queues {named}, handlers {types}{extra}"
+    text = (
+        f"worker {worker_id} started on {where(queue)}, concurrency {concurrency}, queues {named},"
+        f" grace {grace:g} s, handlers {types}"
+    )
     _log(worker_log, logging.INFO, text, None, {"worker": worker_id})
 
 

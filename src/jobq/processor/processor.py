@@ -371,7 +371,7 @@ class JobProcessor(KmsgVerbs):
             self._unsubscribe.append(unsubscribe)
         logs.worker_started(
             self.worker_id, self.queue, self.queues, self.job_types,
-            concurrency=self.config.concurrency, grace=f"{self.config.grace:g} s",
+            self.config.concurrency, self.config.grace,
         )  # fmt: skip
         self._events.emit(Event("processor_started"))
 
