@@ -22,9 +22,11 @@ import contextlib
 import inspect
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from types import FrameType
@@ -134,13 +136,17 @@ def add_worker_options(run: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     run.add_argument(
         "--metrics-port", type=int, metavar="PORT",
-        help="serve Prometheus metrics of this worker on PORT" + env("metrics_port"),
+        help="serve Prometheus metrics of this worker (with --processes, of all its workers) on PORT"
+        + env("metrics_port"),
     )  # fmt: skip
     run.add_argument(
         "--metrics-host", metavar="HOST",
         help=f"address for --metrics-port (default {METRICS_HOST})" + env("metrics_host"),
     )  # fmt: skip
     run.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
+    # A supervised worker whose supervisor serves --metrics-port for all:
+    # it counts into the files of $PROMETHEUS_MULTIPROC_DIR.
+    run.add_argument("--metrics-shared", action="store_true", help=argparse.SUPPRESS)
 
 
 def options_from_environment(args: argparse.Namespace) -> None:
@@ -452,20 +458,12 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise InvalidOption(f"{flag} must be at least 1, not {value}")
     check_port(args.metrics_port, "--metrics-port")
-    if args.processes is not None and args.metrics_port is not None:
-        raise InvalidOption("--metrics-port serves one worker process; it cannot be combined with --processes")
     if args.processes is not None:
         try:
             load_target(args.target)  # fail here, once, rather than in a crash loop of children
         except StoreUnavailable as exc:
             log.warning("%s; the workers will wait for the store", exc)
-        log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
-        sup = supervisor.Supervisor(
-            _child_command(args), args.processes, env=_child_env(), on_stopping=lambda: sd_notify("STOPPING=1")
-        )
-        sd_notify(f"READY=1\nSTATUS=supervising {args.processes} worker processes")
-        # Blocking is fine: this event loop has nothing else to do.
-        return sup.run()
+        return _supervise(args)
     processor = await _build(args)
     loop = asyncio.get_running_loop()
 
@@ -477,7 +475,11 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     if args.supervisor_pid is not None:
         supervisor.watch_supervisor(args.supervisor_pid, stop_self)
     metrics_server = None
-    if args.metrics_port is not None:
+    if args.metrics_shared:
+        from ..metrics import count_into_shared_files
+
+        count_into_shared_files(processor)
+    elif args.metrics_port is not None:
         try:
             from ..metrics import serve_worker_metrics
         except ImportError:
@@ -499,6 +501,42 @@ async def cmd_worker(args: argparse.Namespace) -> int:
             metrics_server.shutdown()
         await processor.queue.close()
     return 0 if signals.forced_by is None else 128 + signals.forced_by
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Runs ``--processes`` workers under a supervisor until it stops. With
+    ``--metrics-port``, the supervisor serves one endpoint for all of them:
+    they count into a temporary ``PROMETHEUS_MULTIPROC_DIR`` it creates,
+    and removes at the end."""
+    from ..processor import supervisor
+
+    command, env = _child_command(args), _child_env()
+    metrics_dir = server = None
+    if args.metrics_port is not None:
+        try:
+            from ..metrics import serve_supervisor_metrics
+        except ImportError:
+            raise BackendMissing("--metrics-port needs prometheus-client: pip install 'jobq[web]'") from None
+        metrics_dir = tempfile.mkdtemp(prefix="jobq-metrics-")
+        try:
+            server = serve_supervisor_metrics(metrics_dir, args.metrics_port, args.metrics_host)
+        except BaseException:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            raise
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        command.append("--metrics-shared")
+        log.info("metrics of all workers on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+    try:
+        log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
+        sup = supervisor.Supervisor(command, args.processes, env=env, on_stopping=lambda: sd_notify("STOPPING=1"))
+        sd_notify(f"READY=1\nSTATUS=supervising {args.processes} worker processes")
+        # Blocking is fine: this event loop has nothing else to do.
+        return sup.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
