@@ -86,7 +86,7 @@ class _Tracing:
     def run(self, job: Job[Any]) -> Iterator[None]:
         carrier = job.metadata.get(TRACE_KEY) if isinstance(job.metadata, dict) else None
         parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
-        attributes = {
+        attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
