@@ -347,7 +347,7 @@ class Reporter:
             if what:
                 log.warning("%s; its %s was not recorded", error, what)
         elif isinstance(error, JobqError):
-            log.warning("" + store_error, outcome.job.id, error)
+            log.warning(store_error, outcome.job.id, error)
         elif not isinstance(error, asyncio.CancelledError):
             noun = what or "release"
             log.error("recording the %s of job %s failed", noun, outcome.job.id, exc_info=error)
