@@ -455,7 +455,7 @@ class JobProcessor(KmsgVerbs):
 
     def _fatal(self, error: BaseException) -> None:
         """A duty cannot go on: the worker stops (``run()`` then raises
-        :class:`jobq.errors.WorkerFailed`, so ``jobq worker`` exits non-zero
+        :class:`jobq.WorkerFailed`, so ``jobq worker`` exits non-zero
         and a supervisor starts a fresh one). ``failure`` keeps the error."""
         if self.failure is not None or not self._running:
             return

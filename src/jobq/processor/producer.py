@@ -217,7 +217,7 @@ class Producer:
             limit = min(limit, allowed)
         closed = [t for t, c in self.circuits.items() if not c.allows_claim(now)] if self.circuits else []
         busy = bool(self.running)  # then the claim leaves suspects out (see _claim)
-        jobs = await self._claim_batch(limit, closed)
+        jobs = await self.leases.confirm(await self._claim_batch(limit, closed))
         if self.stopping:
             # The stop began while this claim was in flight: hand its
             # jobs back at once (no attempt spent) rather than start them.
