@@ -117,12 +117,12 @@ class LeaseKeeper:
             # Held as usual: the keeper renews them (or finds them gone) on
             # its next turn, and an outcome written after a lost lease is
             # fenced anyway.
-            log.warning("jobq: renewing the leases of a late claim failed: %s", exc)
+            log.warning("renewing the leases of a late claim failed: %s", exc)
             return jobs
         for job in jobs:
             if job.id in lost:
                 log.warning(
-                    "jobq: job %s (type %s) was claimed while the event loop was blocked and its lease ran"
+                    "job %s (type %s) was claimed while the event loop was blocked and its lease ran"
                     " out before it could start; it is not started here",
                     job.id,
                     job.type,
