@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from . import codec, transitions
+from . import codec, hooks, transitions
 from .admin.verbs import AdminVerbs
 from .clock import SYSTEM_CLOCK, Clock, now_ms, to_ms
 from .errors import CorruptJob, InvalidOption, JobNotFound, JobqError, LeaseLost, StoreUnavailable
@@ -207,8 +207,14 @@ class Queue(AdminVerbs):
         connection (async, or plain under :func:`jobq.connect_sync`). The jobs
         are inserted inside the transaction it has open and not committed:
         they exist, and run, only if the application commits."""
+        specs = list(jobs)
+        if specs and hooks.active():  # tracing (jobq.otel): a span, its context in the metadata
+            return await hooks.enqueue(specs, lambda changed: self._store_new(changed, connection))
+        return await self._store_new(specs, connection)
+
+    async def _store_new(self, specs: list[NewJob], connection: Any) -> list[Job[Any]]:
         now_ms = self.now_ms()
-        records = self._records(jobs if isinstance(jobs, (list, tuple)) else list(jobs), now_ms)
+        records = self._records(specs, now_ms)
         if not records:
             return []
         if connection is not None:
@@ -408,7 +414,7 @@ class Queue(AdminVerbs):
             except JobqError as exc:
                 # The good jobs of the claim run all the same; a bad one's
                 # lease runs out, and the rescuer fails it.
-                _log.warning("jobq: could not fail %d unreadable jobs (%s)", len(corrupt), exc)
+                _log.warning("could not fail %d unreadable jobs (%s)", len(corrupt), exc)
         return jobs
 
     async def dequeue(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
@@ -564,7 +570,7 @@ class Queue(AdminVerbs):
                 for t, outcome in zip(decided, settled, strict=True):
                     if not isinstance(outcome, JobqError):
                         done += 1
-                        _log.warning("jobq: job %s failed: %s", t.job_id, t.error)
+                        _log.warning("job %s failed: %s", t.job_id, t.error)
             failed += done
             if len(records) < RESCUE_BATCH:
                 return failed

@@ -38,7 +38,7 @@ from concurrent.futures import Executor as ThreadPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec, transitions
+from .. import codec, hooks, logs, transitions
 from ..clock import Clock, to_ms
 from ..context import enter_job, leave_job
 from ..errors import CancelJob, FailJob, InvalidJob, JobqError, JobTimeout, RetryJob, SnoozeJob
@@ -248,10 +248,12 @@ class Executor:
             return await self._settle(running, outcome)
         if self._events.wants("job_started"):
             self._events.emit(Event("job_started", job=job))
+        if logs.job_log.isEnabledFor(logs.DEBUG):
+            logs.job_started(job)
         started = time.monotonic()
         timeout = self._timeout(job, registered)
         try:
-            call = self._call(registered, job)
+            call = self._traced(registered, job) if hooks.active() else self._call(registered, job)
             result = await (asyncio.wait_for(call, timeout) if timeout else call)
         except asyncio.CancelledError:
             elapsed = time.monotonic() - started
@@ -345,6 +347,11 @@ class Executor:
         chosen = own or chosen
         limits = [t for t in (chosen, self._cap) if t]
         return min(limits) if limits else None
+
+    async def _traced(self, registered: Registered, job: Job[Any]) -> Any:
+        """:meth:`_call` inside each hook's context (tracing: jobq.otel)."""
+        with hooks.running(job):
+            return await self._call(registered, job)
 
     async def _call(self, registered: Registered, job: Job[Any]) -> Any:
         # The handler (and a sync one's thread) sees its job, for report_progress.

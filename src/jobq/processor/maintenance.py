@@ -154,14 +154,14 @@ async def every(
             await duty()
         except JobqError as exc:
             failures += 1
-            log.warning("jobq: %s failed: %s", name, exc)
+            log.warning("%s failed: %s", name, exc)
         except Exception as exc:
             failures += 1
             unexpected += 1
             if unexpected >= GIVE_UP_AFTER and on_fatal is not None:
-                log.critical("jobq: %s failed %d times in a row; giving up", name, unexpected, exc_info=exc)
+                log.critical("%s failed %d times in a row; giving up", name, unexpected, exc_info=exc)
                 on_fatal(exc)
                 return
-            log.exception("jobq: %s failed unexpectedly; trying again", name)
+            log.exception("%s failed unexpectedly; trying again", name)
         else:
             failures = unexpected = 0

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
+from .. import logs
 from ..admin import Retention
 from ..clock import Clock
 from ..errors import InvalidOption, WorkerFailed
@@ -368,6 +369,10 @@ class JobProcessor(KmsgVerbs):
             cron_loop, unsubscribe = self._cron.start()
             self._tasks.append(cron_loop)
             self._unsubscribe.append(unsubscribe)
+        logs.worker_started(
+            self.worker_id, self.queue, self.queues, self.job_types,
+            self.config.concurrency, self.config.grace,
+        )  # fmt: skip
         self._events.emit(Event("processor_started"))
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -406,6 +411,7 @@ class JobProcessor(KmsgVerbs):
         if self._keeper is not None:
             await self._keeper.stop()
         self._completer.leases = None
+        logs.worker_stopped(self.worker_id)
         self._events.emit(Event("processor_stopped"))
         await self._events.drain()
 
@@ -444,7 +450,7 @@ class JobProcessor(KmsgVerbs):
         if self._producer is not None and self._producer.stopping:
             return
         error = task.exception() or RuntimeError(f"{task.get_name()} ended")
-        log.critical("jobq: %s ended unexpectedly", task.get_name(), exc_info=error)
+        log.critical("%s ended unexpectedly", task.get_name(), exc_info=error)
         self._fatal(error)
 
     def _fatal(self, error: BaseException) -> None:
@@ -454,7 +460,7 @@ class JobProcessor(KmsgVerbs):
         if self.failure is not None or not self._running:
             return
         self.failure = error
-        log.critical("jobq: worker %s cannot go on (%s); stopping it", self.worker_id, _describe(error))
+        log.critical("worker %s cannot go on (%s); stopping it", self.worker_id, _describe(error))
         if self._stop_requested is not None:
             self._stop_requested.set()  # run() stops it, and raises
         else:
