@@ -118,8 +118,8 @@
       var workers = document.getElementById("workers");
       if (workers) {
         var rows = d.workers.map(function (w) {
-          var tr = el("tr");
-          tr.appendChild(el("td", w.owner));
+          var tr = el("tr", null, w.alive === false ? "dead" : null);
+          tr.appendChild(el("td", w.alive === false ? w.owner + " (dead)" : w.owner));
           tr.appendChild(el("td", w.jobs, "num"));
           return tr;
         });
@@ -185,10 +185,18 @@
     var id = box.getAttribute("data-id");
     var shown = document.getElementById("job-status").textContent;
     return getJSON("/api/jobs/" + encodeURIComponent(id)).then(function (j) {
-      if (j.status !== shown) {
-        // The actions on offer depend on the status: render the page anew.
+      var attempts = document.querySelectorAll("#attempts tr.attempt").length;
+      if (j.status !== shown || (j.history && j.history.length !== attempts)) {
+        // The actions on offer depend on the status, and a new attempt adds
+        // a row to the history: render the page anew.
         window.location.reload();
         return;
+      }
+      var bar = document.getElementById("job-progress");
+      if (bar && j.progress !== null) {
+        bar.value = j.progress;
+        setText("job-progress-text", (j.progress * 100).toFixed(1) + " %");
+        setText("job-progress-message", j.progress_message || "");
       }
       setText("job-attempts", j.attempts + " of " + j.max_attempts);
       setText("job-owner", j.lease_owner || "");
