@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo dashboard example example-load test bench clean
+.PHONY: demo dashboard example example-load test screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ example-load: $(BIN)/python
 # pytest: make test PYTEST_ARGS="-x -k cron".
 test:
 	PYTHON="$(PYTHON)" bash .ci/test.sh $(PYTEST_ARGS)
+
+# Refreshes docs/screenshots/*.png from the Chromium tests (tests/web/test_browser*.py).
+screenshots: $(VENV)/.installed-web
+	$(BIN)/python -m tests.web.screenshots
 
 # python -m bench; set JOBQ_BENCH_POSTGRES_URL for the postgres and pgqueuer columns.
 bench: $(VENV)/.installed-bench
