@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from .clock import from_ms
+from .clock import datetime_of_ms, from_ms
 
 #: What became of one attempt. ``lease_lost``: its worker stopped renewing the
 #: lease and the rescuer took the job back; ``released``: given back without
@@ -113,7 +113,7 @@ class Attempt:
         r = record
         started = None if r.started_at is None else from_ms(r.started_at)
         return cls(
-            r.job_id, r.attempt, r.worker, started, from_ms(r.ended_at), r.outcome, r.error_type, r.error,
+            r.job_id, r.attempt, r.worker, started, datetime_of_ms(r.ended_at), r.outcome, r.error_type, r.error,
             r.traceback,
         )  # fmt: skip
 
@@ -189,8 +189,8 @@ class WorkerInfo:
         if not (isinstance(queues, list) and all(isinstance(q, str) for q in queues)):
             queues = None
         return cls(
-            r.id, r.host, int(r.pid), queues, int(r.concurrency), r.version, from_ms(r.started_at),
-            from_ms(r.heartbeat_at), int(r.running), int(r.done), not dead(r.heartbeat_at, now_ms),
+            r.id, r.host, int(r.pid), queues, int(r.concurrency), r.version, datetime_of_ms(r.started_at),
+            datetime_of_ms(r.heartbeat_at), int(r.running), int(r.done), not dead(r.heartbeat_at, now_ms),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import Any
 from . import codec, transitions
 from .admin.verbs import AdminVerbs
 from .clock import SYSTEM_CLOCK, Clock, now_ms, to_ms
-from .history import format_traceback
 from .errors import CorruptJob, InvalidOption, JobNotFound, JobqError, LeaseLost, StoreUnavailable
+from .history import format_traceback
 from .job import (
     MAX_TIME_MS,
     Datetimes,

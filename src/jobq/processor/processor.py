@@ -56,8 +56,8 @@ from .executor import Executor, Handler, Phase, Registered, Running, is_async
 from .leases import LeaseKeeper
 from .limits import Circuit, CircuitBreaker, RateLimit
 from .maintenance import Maintenance
-from .registry import Registration
 from .producer import Producer
+from .registry import Registration
 
 H = TypeVar("H", bound=Handler)
 T = TypeVar("T")

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from ...errors import JobqError, SchemaOutdated, StoreUnavailable
 from ...job import JobRecord
-from .. import schema as shape
 from .. import history_sql as hq
+from .. import schema as shape
 from .. import sql as q
 from ..base import missing
 from ..limited import Step

@@ -26,8 +26,8 @@ from ...transitions import Transition
 from .. import history_sql as hq
 from .. import sql as q
 from ..base import ClaimRequest, Settled, claimed, settle_then_claim
-from ..limited import limited_claim
 from ..history_sql import attempt_values
+from ..limited import limited_claim
 from ..sql import COLUMNS, settle_params, settle_shape
 from .admin import AdminVerbs
 from .core import run_steps
