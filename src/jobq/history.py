@@ -111,7 +111,8 @@ class Attempt:
     @classmethod
     def from_record(cls, record: AttemptRecord) -> Attempt:
         r = record
-        started = None if r.started_at is None else from_ms(r.started_at)
+        # A row another program damaged may hold text where a time belongs.
+        started = from_ms(r.started_at) if isinstance(r.started_at, int) else None
         return cls(
             r.job_id, r.attempt, r.worker, started, datetime_of_ms(r.ended_at), r.outcome, r.error_type, r.error,
             r.traceback,

@@ -108,10 +108,9 @@ class Transition(NamedTuple):
     outcome: str | None = None
     #: Which attempt it was (1 for the first run).
     attempt: int | None = None
-    #: The worker that ran it (its claim's owner).
+    #: The worker that ran it (its claim's owner). Its start is the row's
+    #: ``started_at``, which the store reads (a settle leaves it as it is).
     worker: str | None = None
-    #: When it started (epoch ms).
-    started_ms: int | None = None
     #: The traceback of the error (capped, see :func:`jobq.history.format_traceback`).
     traceback: str | None = None
 
@@ -137,24 +136,21 @@ class Transition(NamedTuple):
 
 
 class Ran(NamedTuple):
-    """Who ran an attempt, and since when: what a history row needs to know
-    of the job beside the outcome."""
+    """Which attempt ran, and on which worker: what a history row needs to
+    know of the job beside the outcome (the store reads its start from the row)."""
 
     attempt: int  # 1 for the first run
     worker: str | None
-    started_ms: int | None
 
 
 def ran(record: JobRecord) -> Ran:
     """The attempt a processing job's row is in."""
-    return Ran(record.attempts + 1, record.lease_owner, record.started_at)
+    return Ran(record.attempts + 1, record.lease_owner)
 
 
 def attempt_of(job: Job[Any]) -> Ran:
     """The attempt a claimed job (as its holder has it) is in."""
-    started = job.started_at
-    started_ms = None if started is None else round(started.timestamp() * 1000)
-    return Ran(job.attempts + 1, job.lease_owner, started_ms)
+    return Ran(job.attempts + 1, job.lease_owner)
 
 
 def completed(job_id: str, token: str | None, result: str | None, run: Ran | None = None) -> Transition:
@@ -163,7 +159,7 @@ def completed(job_id: str, token: str | None, result: str | None, run: Ran | Non
         return Transition(job_id, "completed", token, None, None, False, None, None, None, None, result, None)
     return Transition(
         job_id, "completed", token, None, None, False, None, None, None, None, result, None, None,
-        "completed", run.attempt, run.worker, run.started_ms, None,
+        "completed", run.attempt, run.worker, None,
     )  # fmt: skip
 
 
@@ -196,8 +192,7 @@ def failed_attempt(
     if run is not None:
         outcome = "timed_out" if timed_out else "retry" if again else "failed"
         history = {
-            "outcome": outcome, "attempt": attempts + 1, "worker": run.worker, "started_ms": run.started_ms,
-            "traceback": traceback,
+            "outcome": outcome, "attempt": attempts + 1, "worker": run.worker, "traceback": traceback,
         }  # fmt: skip
     return Transition(
         job_id, "pending" if again else "failed", token=token, attempts=attempts + 1, error=error,
@@ -216,7 +211,7 @@ def released(
         return Transition(job_id, "pending", token=token, delay_ms=delay_ms)
     return Transition(
         job_id, "pending", token=token, delay_ms=delay_ms, outcome="snoozed" if snoozed else "released",
-        attempt=run.attempt, worker=run.worker, started_ms=run.started_ms,
+        attempt=run.attempt, worker=run.worker,
     )  # fmt: skip
 
 
@@ -234,7 +229,7 @@ def cancelled(
         return Transition(job_id, "cancelled", token=token, error=reason, error_type=error_type)
     return Transition(
         job_id, "cancelled", token=token, error=reason, error_type=error_type, outcome="cancelled",
-        attempt=run.attempt, worker=run.worker, started_ms=run.started_ms, traceback=traceback,
+        attempt=run.attempt, worker=run.worker, traceback=traceback,
     )  # fmt: skip
 
 
@@ -251,9 +246,7 @@ def rescued(record: JobRecord, *, max_lost: int, foreign_timeout_ms: int) -> Tra
         fence["expect_seen"] = record.started_at
     else:
         fence["expect_expired"] = True
-    history: dict[str, object] = {
-        "attempt": record.attempts + 1, "worker": record.lease_owner, "started_ms": record.started_at,
-    }  # fmt: skip
+    history: dict[str, object] = {"attempt": record.attempts + 1, "worker": record.lease_owner}
     if record.cancel_requested_at is not None:
         return Transition(record.id, "cancelled", outcome="cancelled", **history, **fence)  # type: ignore[arg-type]
     lost = record.lost_count + 1

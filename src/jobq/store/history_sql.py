@@ -21,13 +21,17 @@ ATTEMPT_COLUMNS = "job_id, attempt, worker, started_at, ended_at, outcome, error
 
 
 def attempt_values(t: Transition, now_ms: int) -> tuple[Any, ...]:
-    """A transition's history row, in :data:`ATTEMPT_COLUMNS` order, ended at ``now_ms``."""
-    return (t.job_id, t.attempt or 0, t.worker, t.started_ms, now_ms, t.outcome, t.error_type, t.error, t.traceback)
+    """A transition's values for :func:`record_attempt_query`, ended at ``now_ms``."""
+    return (t.job_id, t.attempt or 0, t.worker, now_ms, t.outcome, t.error_type, t.error, t.traceback)
 
 
-def record_attempt_query(attempts: str, placeholder: str) -> str:
-    """Adds one history row (positional values, :data:`ATTEMPT_COLUMNS` order)."""
-    return f"INSERT INTO {attempts} ({ATTEMPT_COLUMNS}) VALUES ({', '.join([placeholder] * 9)})"
+def record_attempt_query(attempts: str, table: str) -> str:
+    """Adds one history row from :func:`attempt_values` (numbered values),
+    the attempt's start read from its job's row (a settle leaves it as it is)."""
+    return (
+        f"INSERT INTO {attempts} ({ATTEMPT_COLUMNS}) SELECT ?1, ?2, ?3, started_at, ?4, ?5, ?6, ?7, ?8"
+        f" FROM {table} WHERE id = ?1"
+    )
 
 
 def attempts_query(d: Dialect, attempts: str) -> str:

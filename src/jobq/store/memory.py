@@ -89,7 +89,8 @@ class MemoryStore:
         self._starts: dict[str, list[tuple[int, str]]] = {}
         self._cron: dict[str, int] = {}  # cron schedule name -> last slot run (epoch ms)
         self._finished = Signal()  # a job reached a final status (or was removed)
-        self._attempts: dict[str, list[AttemptRecord]] = {}  # job id -> its attempts, oldest first
+        # job id -> its attempts, oldest first: (seq, transition, started_at, ended_at)
+        self._attempts: dict[str, list[tuple[int, Transition, int | None, int]]] = {}
         self._attempt_seq = itertools.count(1)
         self._workers: dict[str, WorkerRecord] = {}  # the worker registry, by worker id
 
@@ -237,7 +238,10 @@ class MemoryStore:
                     continue
                 transitions_.apply(record, transition, now_ms)
                 if transition.outcome is not None:
-                    self._record_attempt(transition, now_ms)
+                    # Kept as given; read back as an AttemptRecord (attempts()).
+                    self._attempts.setdefault(record.id, []).append(
+                        (next(self._attempt_seq), transition, record.started_at, now_ms)
+                    )
                 self._processing.discard(record.id)
                 if record.status == "pending":
                     self._enqueue_waiting(record, now_ms)
@@ -246,16 +250,15 @@ class MemoryStore:
             self._finished.set()
         return settled
 
-    def _record_attempt(self, t: Transition, now_ms: int) -> None:
-        row = AttemptRecord(
-            next(self._attempt_seq), t.job_id, t.attempt or 0, t.worker, t.started_ms, now_ms, t.outcome or "",
-            t.error_type, t.error, t.traceback,
-        )  # fmt: skip
-        self._attempts.setdefault(t.job_id, []).append(row)
-
     async def attempts(self, job_id: str) -> list[AttemptRecord]:
         with self._lock:
-            return list(self._attempts.get(job_id, ()))
+            return [
+                AttemptRecord(
+                    seq, t.job_id, t.attempt or 0, t.worker, started, ended, t.outcome or "", t.error_type, t.error,
+                    t.traceback,
+                )  # fmt: skip
+                for seq, t, started, ended in self._attempts.get(job_id, ())
+            ]
 
     async def heartbeat(self, worker: WorkerRecord, *, forget_before_ms: int) -> None:
         with self._lock:

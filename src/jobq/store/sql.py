@@ -48,11 +48,10 @@ SETTLE_FIELDS: tuple[tuple[str, str], ...] = (
     ("outcome", "text"),
     ("attempt", "integer"),
     ("worker", "text"),
-    ("started_ms", "bigint"),
     ("traceback", "text"),
 )
 #: Fields of a history row alone: a batch's statement does not vary with them.
-_HISTORY_ONLY = frozenset({"attempt", "worker", "started_ms", "traceback"})
+_HISTORY_ONLY = frozenset({"attempt", "worker", "traceback"})
 
 #: The order ``claim`` takes ready jobs in.
 DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
@@ -148,7 +147,7 @@ def settle_params(transition: Transition) -> tuple[Any, ...]:
     return (
         t.job_id, t.status, t.token, t.expect_status, t.expect_attempts, int(t.expect_expired),
         t.expect_seen, t.attempts, t.lost_count, t.error, t.result, t.delay_ms, t.error_type,
-        t.outcome, t.attempt, t.worker, t.started_ms, t.traceback,
+        t.outcome, t.attempt, t.worker, t.traceback,
     )  # fmt: skip
 
 

@@ -179,9 +179,10 @@ def may_finish(shape: SettleShape) -> bool:
     return status is None or status in ("completed", "failed", "cancelled")
 
 
-#: What the settle's ``done`` rows carry for the history: the batch's values.
+#: What the settle's ``done`` rows carry for the history: the batch's values,
+#: and the start of the attempt from the row (a settle leaves it as it is).
 _HISTORY_RETURNING = (
-    ", b.outcome AS h_outcome, b.attempt AS h_attempt, b.worker AS h_worker, b.started_ms AS h_started,"
+    ", b.outcome AS h_outcome, b.attempt AS h_attempt, b.worker AS h_worker, j.started_at AS h_started,"
     " b.error_type AS h_error_type, b.error AS h_error, b.traceback AS h_traceback"
 )
 #: Adds the history rows of the transitions written (``done``), in the

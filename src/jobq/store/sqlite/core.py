@@ -164,7 +164,7 @@ class SQLiteCore:
         self._get_sql = q.get_query(d)
         self._attempts_table = attempts_table(self.table)
         self._workers_table = workers_table(self.table)
-        self._attempts_sql = hq.record_attempt_query(self._attempts_table, "?")
+        self._attempts_sql = hq.record_attempt_query(self._attempts_table, self.table)
 
     def _settle_statements(self, shape: q.SettleShape) -> SettleStatements:
         """The settle statement for a batch of this shape (see
