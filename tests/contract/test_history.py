@@ -274,3 +274,24 @@ async def test_a_processor_registers_and_unregisters(queue: jobq.Queue, make_pro
     assert worker.version == jobq.__version__ and worker.running == 0
     await processor.stop()
     assert await queue.workers() == []
+
+
+@pytest.mark.shared_store
+async def test_a_job_another_program_deletes_takes_its_history(leased: jobq.Queue, backend: str) -> None:
+    """k-msg's cleanup deletes rows with its own SQL: the history goes too
+    (a trigger on SQLite, a foreign key on PostgreSQL)."""
+    job = await leased.enqueue("t", 1)
+    await leased.complete(await claim(leased))
+    assert len(await leased.attempts(job.id)) == 1
+    store: Any = leased.store
+    if backend == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(f"DELETE FROM {store.table} WHERE id = ?", (job.id,))
+    else:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(store.dsn, autocommit=True) as conn:
+            await conn.execute(f"DELETE FROM {store._qualified} WHERE id = %s", (job.id,))
+    assert await leased.store.attempts(job.id) == []

@@ -91,6 +91,9 @@ def test_workers_page_lists_live_and_dead_workers(site: dict[str, Any], browser:
         assert f":{worker.pid}:" in live.inner_text() and "default" in live.inner_text()
         dead = page.locator("#workers-table tr.worker[data-alive='no']")
         assert dead.count() == 1 and DEAD_WORKER in dead.inner_text() and "dead" in dead.inner_text()
+        page.wait_for_selector("#live:has-text('live ')")  # re-rendered from /api/workers, the same
+        assert page.locator("#workers-table tr.worker[data-alive='no']").count() == 1
+        assert page.locator("#workers-table tr.worker[data-alive='yes']").count() == 1
         shot(page, "workers")
         page.goto(f"{site['base']}/")
         page.wait_for_selector("#live:has-text('live ')")

@@ -205,7 +205,39 @@
     });
   }
 
-  var updaters = { overview: updateOverview, jobs: updateJobs, job: updateJob };
+  function updateWorkers() {
+    return getJSON("/api/workers").then(function (d) {
+      var stamp = function (t) { return t ? String(t).slice(0, 19).replace("T", " ") : ""; };
+      var rows = d.workers.map(function (w) {
+        var tr = el("tr", null, w.alive === false ? "worker dead" : "worker");
+        tr.setAttribute("data-alive", w.alive === false ? "no" : "yes");
+        tr.appendChild(el("td", w.owner, "mono"));
+        var state = el("td");
+        state.appendChild(el("span", w.alive === false ? "dead" : "alive", w.alive === false ? "badge s-failed" : "badge s-completed"));
+        tr.appendChild(state);
+        tr.appendChild(el("td", w.host || ""));
+        tr.appendChild(el("td", w.pid === undefined || w.pid === null ? "" : w.pid, "num"));
+        tr.appendChild(el("td", w.queues ? w.queues.join(", ") : "all"));
+        tr.appendChild(el("td", w.concurrency === undefined || w.concurrency === null ? "" : w.concurrency, "num"));
+        tr.appendChild(el("td", w.jobs, "num"));
+        tr.appendChild(el("td", w.done === undefined || w.done === null ? "" : w.done, "num"));
+        tr.appendChild(el("td", stamp(w.started_at), "mono"));
+        tr.appendChild(el("td", stamp(w.heartbeat_at), "mono"));
+        tr.appendChild(el("td", w.version || "", "mono"));
+        return tr;
+      });
+      if (!rows.length) {
+        var tr = el("tr");
+        var td = el("td", "no workers registered", "muted");
+        td.setAttribute("colspan", "11");
+        tr.appendChild(td);
+        rows.push(tr);
+      }
+      replaceRows(document.querySelector("#workers-table tbody"), rows);
+    });
+  }
+
+  var updaters = { overview: updateOverview, jobs: updateJobs, job: updateJob, workers: updateWorkers };
   var update = updaters[page];
 
   document.querySelectorAll("form.confirm").forEach(function (form) {
