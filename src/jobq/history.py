@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from .clock import datetime_of_ms, from_ms
+from .codec import error_text
 
 #: What became of one attempt. ``lease_lost``: its worker stopped renewing the
 #: lease and the rescuer took the job back; ``released``: given back without
@@ -51,7 +52,9 @@ def format_traceback(error: BaseException | None) -> str | None:
         text = "".join(tb.format_exception(type(error), error, error.__traceback__))
     except Exception:  # noqa: BLE001 - a traceback that cannot be formatted still leaves the type
         text = f"{type(error).__name__}: <traceback could not be formatted>\n"
-    return cap_traceback(text)
+    # A lone surrogate (in a message, a file name) becomes U+FFFD, as in the
+    # stored error: no store can encode one.
+    return cap_traceback(error_text(text))
 
 
 def cap_traceback(text: str) -> str:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobNotFound, NotRetryable
+from ..history import WORKER_FIELDS
 from ..job import Job, JobStatus
 from .verbs import THROUGHPUT_WINDOW
 
@@ -116,8 +117,12 @@ async def workers(queue: Queue) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for w in await queue.workers():
         rows[w.id] = {"owner": w.id, "jobs": w.running, "lease_expires_at": None, **w.to_dict()}
+    unknown = dict.fromkeys(WORKER_FIELDS)  # what the registry would say, for a worker not in it
     for seen in await workers_alive(queue):
-        row = rows.setdefault(seen.owner, {"owner": seen.owner, "jobs": seen.jobs, "id": seen.owner, "alive": True})
+        row = rows.get(seen.owner)
+        if row is None:
+            row = rows[seen.owner] = {**unknown, "owner": seen.owner, "jobs": seen.jobs, "id": seen.owner,
+                                      "queues": None, "alive": True}  # fmt: skip
         row["lease_expires_at"] = iso(seen.lease_expires_at)
     return list(rows.values())
 
