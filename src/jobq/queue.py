@@ -445,8 +445,11 @@ class Queue(AdminVerbs):
         done = []
         for job, result in items:
             job_id, token = self._target(job)
-            run = transitions.attempt_of(job) if token is not None and isinstance(job, Job) else None
-            done.append(transitions.completed(job_id, token, codec.encode_result(result), run))
+            stored = codec.encode_result(result)
+            if token is not None and isinstance(job, Job):  # held: the attempt goes into the history
+                done.append(transitions.completed(job_id, token, stored, job.attempts + 1, job.lease_owner))
+            else:
+                done.append(transitions.completed(job_id, token, stored))
         return done
 
     async def fail(

@@ -153,13 +153,16 @@ def attempt_of(job: Job[Any]) -> Ran:
     return Ran(job.attempts + 1, job.lease_owner)
 
 
-def completed(job_id: str, token: str | None, result: str | None, run: Ran | None = None) -> Transition:
-    # Positional: one per job on a worker's hot path.
-    if run is None:
+def completed(
+    job_id: str, token: str | None, result: str | None, attempt: int | None = None, worker: str | None = None
+) -> Transition:
+    """A completion; with ``attempt`` (and its ``worker``), the attempt goes into the history."""
+    # Positional, and the attempt as plain values: one per job on a worker's hot path.
+    if attempt is None:
         return Transition(job_id, "completed", token, None, None, False, None, None, None, None, result, None)
     return Transition(
         job_id, "completed", token, None, None, False, None, None, None, None, result, None, None,
-        "completed", run.attempt, run.worker, None,
+        "completed", attempt, worker, None,
     )  # fmt: skip
 
 

@@ -295,3 +295,28 @@ async def test_a_job_another_program_deletes_takes_its_history(leased: jobq.Queu
         async with await psycopg.AsyncConnection.connect(store.dsn, autocommit=True) as conn:
             await conn.execute(f"DELETE FROM {store._qualified} WHERE id = %s", (job.id,))
     assert await leased.store.attempts(job.id) == []
+
+
+async def test_a_failing_registry_never_stops_a_worker(
+    queue: jobq.Queue, make_processor: MakeProcessor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("registry table is gone")
+
+    monkeypatch.setattr(queue.store, "heartbeat", broken)
+    monkeypatch.setattr(queue.store, "unregister", broken)
+    processor = make_processor()
+
+    @processor.handler("t")
+    async def handle(job: jobq.Job[Any]) -> str:
+        return "ok"
+
+    completed = Recorder(processor, "job_completed")
+    await processor.add("t", None)
+    await processor.start()
+    await completed.wait_for(1)
+    await processor.stop()
+    assert processor.failure is None
+    logged = [r for r in caplog.records if "could not register" in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # with its traceback
+    assert any("could not unregister" in r.getMessage() for r in caplog.records)

@@ -121,9 +121,9 @@ class Outcome:
         such as a retry delay past year 9999."""
         job, kind = self.job, self.kind
         token = job.lease_token
-        run = transitions.attempt_of(job)
         if kind is Kind.COMPLETED:
-            return transitions.completed(job.id, token, self.stored_result, run)
+            return transitions.completed(job.id, token, self.stored_result, job.attempts + 1, job.lease_owner)
+        run = transitions.attempt_of(job)
         if kind is Kind.RETRY or kind is Kind.FAILED:
             delay_ms = None
             if kind is Kind.RETRY:

@@ -13,6 +13,7 @@ import heapq
 import itertools
 import threading
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from .. import keylimits
 from .. import transitions as transitions_
@@ -89,8 +90,8 @@ class MemoryStore:
         self._starts: dict[str, list[tuple[int, str]]] = {}
         self._cron: dict[str, int] = {}  # cron schedule name -> last slot run (epoch ms)
         self._finished = Signal()  # a job reached a final status (or was removed)
-        # job id -> its attempts, oldest first: (seq, transition, started_at, ended_at)
-        self._attempts: dict[str, list[tuple[int, Transition, int | None, int]]] = {}
+        # job id -> its attempts, oldest first, as AttemptRecord values
+        self._attempts: dict[str, tuple[tuple[Any, ...], ...]] = {}
         self._attempt_seq = itertools.count(1)
         self._workers: dict[str, WorkerRecord] = {}  # the worker registry, by worker id
 
@@ -238,10 +239,7 @@ class MemoryStore:
                     continue
                 transitions_.apply(record, transition, now_ms)
                 if transition.outcome is not None:
-                    # Kept as given; read back as an AttemptRecord (attempts()).
-                    self._attempts.setdefault(record.id, []).append(
-                        (next(self._attempt_seq), transition, record.started_at, now_ms)
-                    )
+                    self._record_attempt(transition, record.started_at, now_ms)
                 self._processing.discard(record.id)
                 if record.status == "pending":
                     self._enqueue_waiting(record, now_ms)
@@ -250,15 +248,18 @@ class MemoryStore:
             self._finished.set()
         return settled
 
+    def _record_attempt(self, t: Transition, started_ms: int | None, now_ms: int) -> None:
+        # Plain tuples of plain values: the garbage collector stops tracking
+        # them, so a store holding many jobs' histories costs it nothing.
+        row = (
+            next(self._attempt_seq), t.job_id, t.attempt or 0, t.worker, started_ms, now_ms, t.outcome or "",
+            t.error_type, t.error, t.traceback,
+        )  # fmt: skip
+        self._attempts[t.job_id] = self._attempts.get(t.job_id, ()) + (row,)
+
     async def attempts(self, job_id: str) -> list[AttemptRecord]:
         with self._lock:
-            return [
-                AttemptRecord(
-                    seq, t.job_id, t.attempt or 0, t.worker, started, ended, t.outcome or "", t.error_type, t.error,
-                    t.traceback,
-                )  # fmt: skip
-                for seq, t, started, ended in self._attempts.get(job_id, ())
-            ]
+            return [AttemptRecord(*row) for row in self._attempts.get(job_id, ())]
 
     async def heartbeat(self, worker: WorkerRecord, *, forget_before_ms: int) -> None:
         with self._lock:
