@@ -20,6 +20,7 @@ from . import codec, hooks, transitions
 from .admin.verbs import AdminVerbs
 from .clock import SYSTEM_CLOCK, Clock, now_ms, to_ms
 from .errors import CorruptJob, InvalidOption, JobNotFound, JobqError, LeaseLost, StoreUnavailable
+from .history import format_traceback
 from .job import (
     MAX_TIME_MS,
     Datetimes,
@@ -450,7 +451,11 @@ class Queue(AdminVerbs):
         done = []
         for job, result in items:
             job_id, token = self._target(job)
-            done.append(transitions.completed(job_id, token, codec.encode_result(result)))
+            stored = codec.encode_result(result)
+            if token is not None and isinstance(job, Job):  # held: the attempt goes into the history
+                done.append(transitions.completed(job_id, token, stored, job.attempts + 1, job.lease_owner))
+            else:
+                done.append(transitions.completed(job_id, token, stored))
         return done
 
     async def fail(
@@ -471,7 +476,8 @@ class Queue(AdminVerbs):
         if isinstance(job, Job) and token is not None:
             transition = transitions.failed_attempt(
                 job_id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
-                error=text, retry_delay_ms=retry_delay_ms, error_type=kind,
+                error=text, retry_delay_ms=retry_delay_ms, error_type=kind, run=transitions.attempt_of(job),
+                traceback=format_traceback(error if isinstance(error, BaseException) else None),
             )  # fmt: skip
             return self._lenient_job(await self._settle_one(transition))
         for _ in range(UNFENCED_TRIES):
@@ -483,6 +489,7 @@ class Queue(AdminVerbs):
             transition = transitions.failed_attempt(
                 job_id, token=None, attempts=record.attempts, max_attempts=record.max_attempts,
                 error=text, retry_delay_ms=retry_delay_ms, expect_status=record.status, error_type=kind,
+                run=transitions.ran(record), traceback=format_traceback(error if isinstance(error, BaseException) else None),
             )  # fmt: skip
             try:
                 return self._lenient_job(await self._settle_one(transition))
@@ -497,7 +504,7 @@ class Queue(AdminVerbs):
         job_id, token = self._target(job)
         if token is None:
             raise TypeError("release needs the Job returned by dequeue, not an id")
-        (error,) = await self.settle([transitions.released(job_id, token, delay_ms)])
+        (error,) = await self.settle([transitions.released(job_id, token, delay_ms, transitions.attempt_of(job))])
         if error is not None:
             raise error
 
@@ -660,7 +667,8 @@ class Queue(AdminVerbs):
             if not isinstance(reason, str):
                 raise InvalidOption(f"reason must be a str or None, not {type(reason).__name__}")
             codec.check_text(reason, "reason", InvalidOption)
-        return self._lenient_job(await self._settle_one(transitions.cancelled(job_id, token, reason)))
+        cancel = transitions.cancelled(job_id, token, reason, run=transitions.attempt_of(job))
+        return self._lenient_job(await self._settle_one(cancel))
 
     async def cancel_requests(self, jobs: Sequence[Job[Any] | str]) -> set[str]:
         """The ids among ``jobs`` (running ones) that have a cancel request."""

@@ -16,7 +16,7 @@ the values given before it).
 
 This module holds the command line's grammar and :func:`main`; the commands
 live in :mod:`~jobq.cli.worker` (worker, demo), :mod:`~jobq.cli.jobs`
-(enqueue, stats, migrate, list, show, retry, cancel, remove, prune, clear)
+(enqueue, stats, migrate, list, show, workers, retry, cancel, remove, prune, clear)
 and :mod:`~jobq.cli.dashboard`, and what they share in :mod:`~jobq.cli.common`.
 """
 
@@ -176,6 +176,10 @@ def _add_operator_commands(command: Command) -> None:
     show.add_argument("id", help="job id")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(run=jobs.cmd_show)
+
+    workers = command("workers", "the worker processes registered, one line each (dead ones marked)")
+    workers.add_argument("--json", action="store_true", help="print JSON")
+    workers.set_defaults(run=jobs.cmd_workers)
 
     retry = command("retry", "run a failed or cancelled job again (or every failed job)")
     retry.add_argument("id", nargs="?", help="job id")

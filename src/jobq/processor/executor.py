@@ -43,6 +43,7 @@ from ..clock import Clock, to_ms
 from ..context import enter_job, leave_job
 from ..errors import CancelJob, FailJob, InvalidJob, JobqError, JobTimeout, RetryJob, SnoozeJob
 from ..events import Emitter, Event
+from ..history import format_traceback
 from ..job import MAX_TIME_MS, Job
 from ..newjobs import TIMEOUT_KEY
 from ..queue import Queue
@@ -114,13 +115,15 @@ class Outcome:
     seconds until which it tries again (the end of the job's lease then)."""
 
     def transition(self) -> Transition:
-        """The write that records this outcome, fenced by the job's claim.
-        Raises (:class:`jobq.InvalidJob`) for an outcome that cannot be
-        stored, such as a retry delay past year 9999."""
+        """The write that records this outcome, fenced by the job's claim,
+        with its attempt's row in the history. Raises
+        (:class:`jobq.InvalidJob`) for an outcome that cannot be stored,
+        such as a retry delay past year 9999."""
         job, kind = self.job, self.kind
         token = job.lease_token
         if kind is Kind.COMPLETED:
-            return transitions.completed(job.id, token, self.stored_result)
+            return transitions.completed(job.id, token, self.stored_result, job.attempts + 1, job.lease_owner)
+        run = transitions.attempt_of(job)
         if kind is Kind.RETRY or kind is Kind.FAILED:
             delay_ms = None
             if kind is Kind.RETRY:
@@ -128,18 +131,19 @@ class Outcome:
             return transitions.failed_attempt(
                 job.id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
                 error=codec.error_text(self.error or ""), retry_delay_ms=delay_ms,
-                error_type=codec.error_type(self.exception),
+                error_type=codec.error_type(self.exception), run=run,
+                traceback=format_traceback(self.exception), timed_out=isinstance(self.exception, JobTimeout),
             )  # fmt: skip
         assert token is not None, "only a claimed job is given back or cancelled"
         if kind is Kind.CANCELLED:
             # A handler's CancelJob stores its reason; a cancel request keeps
             # the stored error as it is.
             if self.exception is None:
-                return transitions.cancelled(job.id, token, None)
+                return transitions.cancelled(job.id, token, None, run=run)
             reason = codec.error_text(self.error or "")
-            return transitions.cancelled(job.id, token, reason, codec.error_type(self.exception))
+            return transitions.cancelled(job.id, token, reason, codec.error_type(self.exception), run)
         delay_ms = None if self.delay is None else _delay_ms(self.delay, "delay")
-        return transitions.released(job.id, token, delay_ms)
+        return transitions.released(job.id, token, delay_ms, run, snoozed=kind is Kind.SNOOZED)
 
     def unstorable(self, error: BaseException) -> Outcome:
         """The failure (for good) that stands in for this outcome when it

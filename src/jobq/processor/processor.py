@@ -58,6 +58,7 @@ from .leases import LeaseKeeper
 from .limits import Circuit, CircuitBreaker, RateLimit
 from .maintenance import Maintenance
 from .producer import Producer
+from .registry import Registration
 
 H = TypeVar("H", bound=Handler)
 T = TypeVar("T")
@@ -180,6 +181,7 @@ class JobProcessor(KmsgVerbs):
         self._hurry: asyncio.Event | None = None
         self._completer = Completer(queue, self._reporter)
         self._keeper: LeaseKeeper | None = None
+        self._registration: Registration | None = None
         self._stop_requested: asyncio.Event | None = None  # run()'s, while it waits
         self._stopping_task: asyncio.Task[None] | None = None
         #: Why the worker stopped on its own (a duty that could not recover), else ``None``.
@@ -353,11 +355,16 @@ class JobProcessor(KmsgVerbs):
             self._circuits, self._metrics, keeper, self._fatal,
         )  # fmt: skip
         claim_loop, self._unsubscribe = producer.start()
+        jobs = self._jobs
+        registration = self._registration = Registration(
+            self.queue, self.config, self.worker_id, self._metrics, lambda: len(jobs)
+        )
         maintenance = Maintenance(
             self.queue, self.config, self._jobs, self._reporter, self._request_cancel, keeper,
-            producer.suspect_waiting,
+            producer.suspect_waiting, registration,
         )  # fmt: skip
         self._tasks = [claim_loop, *maintenance.tasks(self._fatal)]
+
         for task in self._tasks:
             task.add_done_callback(self._ended)
 
@@ -411,6 +418,9 @@ class JobProcessor(KmsgVerbs):
         if self._keeper is not None:
             await self._keeper.stop()
         self._completer.leases = None
+        if self._registration is not None:
+            await self._registration.unregister()
+            self._registration = None
         logs.worker_stopped(self.worker_id)
         self._events.emit(Event("processor_stopped"))
         await self._events.drain()

@@ -44,7 +44,14 @@ SETTLE_FIELDS: tuple[tuple[str, str], ...] = (
     ("result", "text"),
     ("delay_ms", "bigint"),
     ("error_type", "text"),
+    # The attempt's history row (written beside the job's, not into it).
+    ("outcome", "text"),
+    ("attempt", "integer"),
+    ("worker", "text"),
+    ("traceback", "text"),
 )
+#: Fields of a history row alone: a batch's statement does not vary with them.
+_HISTORY_ONLY = frozenset({"attempt", "worker", "traceback"})
 
 #: The order ``claim`` takes ready jobs in.
 DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
@@ -143,6 +150,7 @@ def settle_params(transition: Transition) -> tuple[Any, ...]:
     return (
         t.job_id, t.status, t.token, t.expect_status, t.expect_attempts, int(t.expect_expired),
         t.expect_seen, t.attempts, t.lost_count, t.error, t.result, t.delay_ms, t.error_type,
+        t.outcome, t.attempt, t.worker, t.traceback,
     )  # fmt: skip
 
 
@@ -163,7 +171,7 @@ def settle_shape(columns: Sequence[Sequence[Any]]) -> SettleShape:
     :data:`SETTLE_FIELDS` order."""
     shape: list[tuple[str, Any]] = []
     for (name, _), values in zip(SETTLE_FIELDS, columns, strict=True):
-        if name == "id":
+        if name == "id" or name in _HISTORY_ONLY:
             continue
         nulls = values.count(None)
         if name in ("status", "expect_expired"):

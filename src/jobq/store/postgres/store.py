@@ -37,8 +37,10 @@ import psycopg
 from psycopg import sql
 
 from ...errors import InvalidJob, LeaseLost, StoreUnavailable
+from ...history import WorkerRecord
 from ...job import RECORD_FIELDS, JobRecord
 from ...transitions import Transition
+from .. import history_sql as hq
 from .. import sql as q
 from ..base import ClaimRequest, Settled, claimed, settle_then_claim
 from ..group import GroupCommit, Outcomes
@@ -288,6 +290,20 @@ class PostgresStore(AdminVerbs):
                 record = await self.get(t.job_id)
                 if record is not None and _written(t, record):
                     settled[i] = record if returning else None
+
+    @resilient()
+    async def heartbeat(self, worker: WorkerRecord, *, forget_before_ms: int) -> None:
+        upsert = self._q("heartbeat", lambda: hq.heartbeat_query(DIALECT, "{workers}"))
+        forget = self._q("forget_workers", lambda: hq.forget_workers_query(DIALECT, "{workers}"))
+        async with self.connections.connection() as conn, conn.transaction():
+            await conn.execute(upsert, worker._asdict())
+            await conn.execute(forget, {"before": forget_before_ms})
+
+    @resilient()
+    async def unregister(self, worker_id: str) -> None:
+        query = self._q("unregister", lambda: hq.unregister_query(DIALECT, "{workers}"))
+        async with self.connections.connection() as conn:
+            await conn.execute(query, {"id": worker_id})
 
     @resilient()
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from ...errors import JobqError, SchemaOutdated, StoreUnavailable
 from ...job import JobRecord
+from .. import history_sql as hq
 from .. import schema as shape
 from .. import sql as q
 from ..base import missing
@@ -34,7 +35,7 @@ from .connection import (
     is_busy,
     open_for_reading,
 )
-from .schema import LATEST_VERSION, Found, index_name, inspect, migrate
+from .schema import LATEST_VERSION, Found, attempts_table, index_name, inspect, migrate, workers_table
 from .schema import check_table_name as check_sqlite_table_name
 from .wake import ChangeWatch, WakeFile
 
@@ -161,6 +162,9 @@ class SQLiteCore:
         self._insert_sql = q.insert_query(dataclasses.replace(d, value=lambda _: "?"))
         self._settle_sql: dict[q.SettleShape, SettleStatements] = {}  # see _settle_statements
         self._get_sql = q.get_query(d)
+        self._attempts_table = attempts_table(self.table)
+        self._workers_table = workers_table(self.table)
+        self._attempts_sql = hq.record_attempt_query(self._attempts_table, self.table)
 
     def _settle_statements(self, shape: q.SettleShape) -> SettleStatements:
         """The settle statement for a batch of this shape (see

@@ -21,11 +21,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...errors import JobqError, StoreUnavailable
+from ...history import WorkerRecord
 from ...job import JobRecord, record_values
 from ...transitions import Transition
+from .. import history_sql as hq
 from .. import sql as q
 from ..base import ClaimRequest, Settled, claimed, settle_then_claim
 from ..group import GroupCommit, Outcomes
+from ..history_sql import attempt_values
 from ..limited import limited_claim
 from ..sql import COLUMNS, settle_params, settle_shape
 from .admin import AdminVerbs
@@ -180,6 +183,14 @@ class SQLiteStore(AdminVerbs):
         shape = settle_shape(list(zip(*values, strict=True))[1:]) if values else ()
         sql, returning_sql, pick = self._settle_statements(shape)
         rows = list(map(pick, values))
+        record_attempts = self._attempts_sql
+
+        def history(conn: sqlite3.Connection, written: Sequence[Transition]) -> None:
+            # Each attempt's row goes in the transaction of its outcome: one
+            # executemany for the batch.
+            attempts = [attempt_values(t, now_ms) for t in written if t.outcome is not None]
+            if attempts:
+                conn.executemany(record_attempts, attempts)
 
         def one_by_one(conn: sqlite3.Connection) -> list[Settled]:
             settled: list[Settled] = []
@@ -190,6 +201,7 @@ class SQLiteStore(AdminVerbs):
                 else:
                     changed = conn.execute(sql, row).rowcount
                     settled.append(None if changed else self._missing(conn, transition.job_id))
+            history(conn, [t for t, s in zip(transitions, settled, strict=True) if not isinstance(s, JobqError)])
             return settled
 
         def do(conn: sqlite3.Connection) -> list[Settled]:
@@ -202,9 +214,24 @@ class SQLiteStore(AdminVerbs):
                 conn.execute("RELEASE jobq_settle")
                 return one_by_one(conn)
             conn.execute("RELEASE jobq_settle")
+            history(conn, transitions)
             return [None] * len(rows)
 
         return do
+
+    async def heartbeat(self, worker: WorkerRecord, *, forget_before_ms: int) -> None:
+        upsert = self._q("heartbeat", lambda: hq.heartbeat_query(self._d, self._workers_table))
+        forget = self._q("forget_workers", lambda: hq.forget_workers_query(self._d, self._workers_table))
+
+        def do(conn: sqlite3.Connection) -> None:
+            conn.execute(upsert, worker._asdict())
+            conn.execute(forget, {"before": forget_before_ms})
+
+        await self.db.write(do)
+
+    async def unregister(self, worker_id: str) -> None:
+        sql = self._q("unregister", lambda: hq.unregister_query(self._d, self._workers_table))
+        await self.db.write(lambda c: c.execute(sql, {"id": worker_id}))
 
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         sql = self._q(
