@@ -44,8 +44,9 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
 __all__ = ["CONTENT_TYPE", "QueueCollector", "StoreCollector", "instrument", "queue_metrics", "render_latest", "serve_worker_metrics"]
 
 
-def queue_metrics(rows: Iterable[Any]) -> list[Metric]:
-    """``jobq_jobs{queue,status}`` from the rows of ``Queue.summary()``."""
+def queue_metrics(rows: Iterable[Any], paused: Iterable[str] = ()) -> list[Metric]:
+    """``jobq_jobs{queue,status}`` from the rows of ``Queue.summary()``, and
+    ``jobq_queue_paused{queue}`` (1) for each of the ``paused`` queues."""
     jobs = GaugeMetricFamily("jobq_jobs", "Jobs in the store, by queue and status", labels=["queue", "status"])
     totals: dict[tuple[str, str], int] = {}
     for row in rows:
@@ -53,15 +54,26 @@ def queue_metrics(rows: Iterable[Any]) -> list[Metric]:
         totals[key] = totals.get(key, 0) + int(row.count)
     for (queue, status), count in sorted(totals.items()):
         jobs.add_metric([queue, status], count)
-    return [jobs]
+    stopped = GaugeMetricFamily(
+        "jobq_queue_paused", "1 for each named queue workers do not claim from (paused)", labels=["queue"]
+    )
+    for name in sorted(paused):
+        stopped.add_metric([name], 1)
+    return [jobs, stopped]
+
+
+async def _counts(queue: Queue) -> tuple[list[Any], list[str]]:
+    """What :func:`queue_metrics` needs: the summary rows and the paused queues."""
+    return list(await queue.summary()), list(await queue.paused())
 
 
 class _Rows(Collector):
-    def __init__(self, rows: Sequence[Any]) -> None:
+    def __init__(self, rows: Sequence[Any], paused: Sequence[str]) -> None:
         self.rows = rows
+        self.paused = paused
 
     def collect(self) -> Iterable[Metric]:
-        return queue_metrics(self.rows)
+        return queue_metrics(self.rows, self.paused)
 
 
 class QueueCollector(Collector):
@@ -73,13 +85,13 @@ class QueueCollector(Collector):
         self.loop = loop
 
     def collect(self) -> Iterable[Metric]:
-        future = asyncio.run_coroutine_threadsafe(self.queue.summary(), self.loop)
+        future = asyncio.run_coroutine_threadsafe(_counts(self.queue), self.loop)
         try:
-            rows = future.result(SCRAPE_TIMEOUT)
+            rows, paused = future.result(SCRAPE_TIMEOUT)
         except Exception:  # an unreachable store leaves this scrape without counts
             future.cancel()
             return []
-        return queue_metrics(rows)
+        return queue_metrics(rows, paused)
 
 
 class _CircuitCollector(Collector):
@@ -235,9 +247,9 @@ async def render_latest(queue: Queue, registry: CollectorRegistry | None = None)
     queue's store calls."""
     registry = REGISTRY if registry is None else registry
     _stores(registry).add(queue)
-    rows = await queue.summary()
+    rows, paused = await _counts(queue)
     counts = CollectorRegistry(auto_describe=False)
-    counts.register(_Rows(rows))
+    counts.register(_Rows(rows, paused))
     return generate_latest(counts) + generate_latest(registry)
 
 

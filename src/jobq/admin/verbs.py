@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
-from ..clock import from_ms, to_ms
+from ..clock import datetime_of_ms, from_ms, to_ms
 from ..errors import InvalidOption
 from ..job import TERMINAL_STATUSES, Job, JobRecord, JobStatus
 
@@ -117,6 +117,8 @@ class AdminVerbs:
 
         def _lenient_job(self, record: JobRecord) -> Job[Any]: ...
 
+        def _notify(self) -> None: ...
+
     async def counts(self) -> dict[JobStatus, int]:
         """How many jobs are in each status (every status present, 0 if none)."""
         raw = await self.store.count_by_status(now_ms=self.now_ms())
@@ -182,6 +184,30 @@ class AdminVerbs:
             ThroughputRow(from_ms(minute), *found.get(minute, (0, 0)))  # type: ignore[arg-type]
             for minute in range(since, current + 1, _MINUTE_MS)
         ]
+
+    # -- pausing queues ----------------------------------------------------------
+
+    async def pause(self, queue: str) -> bool:
+        """Pauses the named queue: workers stop claiming its jobs within
+        :data:`~jobq.processor.producer.PAUSE_CHECK_INTERVAL` seconds (each
+        reads the paused queues that often), while jobs keep arriving and
+        those already running finish. Every worker of this job table obeys,
+        in every process. ``dequeue()`` and ``claim()`` called directly are
+        an operator's own claims and are not held back. Returns ``False`` if
+        the queue was already paused."""
+        return await self.store.pause_queue(_queue_name(queue), now_ms=self.now_ms())
+
+    async def resume(self, queue: str) -> bool:
+        """Lets workers claim from a paused queue again (waking idle ones);
+        ``False`` if it was not paused."""
+        resumed = await self.store.resume_queue(_queue_name(queue))
+        if resumed:
+            self._notify()
+        return resumed
+
+    async def paused(self) -> dict[str, datetime]:
+        """The paused queues, by name, each with when it was paused (aware UTC)."""
+        return {name: datetime_of_ms(at) for name, at in (await self.store.paused_queues()).items()}
 
     # -- deleting finished jobs ----------------------------------------------------
 
@@ -253,6 +279,17 @@ class AdminVerbs:
         for bound, group in groups.items():
             removed += await verb(group, before_ms=bound)
         return removed
+
+
+def _queue_name(queue: object) -> str:
+    """A queue name to pause or resume: :class:`~jobq.InvalidOption` unless
+    it is one a job could name."""
+    if not isinstance(queue, str) or not queue.strip():
+        raise InvalidOption(f"a queue name must be a non-empty str, not {queue!r}")
+    if len(queue) > codec.MAX_TYPE_LENGTH:
+        raise InvalidOption(f"queue name is {len(queue)} characters long; the limit is {codec.MAX_TYPE_LENGTH}")
+    codec.check_text(queue, "queue name", InvalidOption)
+    return queue
 
 
 def check_offset(offset: object) -> None:

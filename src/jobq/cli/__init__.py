@@ -15,8 +15,8 @@ the values given before it).
 
 This module holds the command line's grammar and :func:`main`; the commands
 live in :mod:`~jobq.cli.worker` (worker, demo), :mod:`~jobq.cli.jobs`
-(enqueue, stats, migrate, list, show, retry, cancel, remove, prune, clear)
-and :mod:`~jobq.cli.dashboard`, and what they share in :mod:`~jobq.cli.common`.
+(enqueue, stats, migrate, list, show, retry, cancel, remove, prune, clear),
+:mod:`~jobq.cli.queues` (pause, resume) and :mod:`~jobq.cli.dashboard`, and what they share in :mod:`~jobq.cli.common`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..admin import LIST_LIMIT, THROUGHPUT_WINDOW
 from ..demo import DEMO_CONCURRENCY, DEMO_JOBS
 from ..errors import JobqError
 from ..job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, TERMINAL_STATUSES
-from . import dashboard, jobs, worker
+from . import dashboard, jobs, queues, worker
 from .common import (
     URL_ENV,
     Command,
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=worker.cmd_demo)
 
     _add_operator_commands(command)
+    queues.add_queue_commands(command)
     return parser
 
 

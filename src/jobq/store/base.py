@@ -46,6 +46,8 @@ class ClaimRequest:
     queues: Sequence[str] | None = None
     #: Job types not to take (their circuit is open).
     exclude_types: Collection[str] = ()
+    #: Named queues not to take from (paused).
+    exclude_queues: Collection[str] = ()
     #: Per-key limits (see :mod:`jobq.keylimits`), counted in the claim's transaction.
     limits: Sequence[KeyLimit] = ()
     #: Only jobs whose worker was lost fewer times than this (``None``: any).
@@ -132,6 +134,13 @@ class WorkerStore(Protocol):
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
+    async def paused_queues(self) -> dict[str, int]:
+        """The paused named queues of this job table, each with when it was
+        paused (epoch ms). Workers read it every
+        :data:`~jobq.processor.producer.PAUSE_CHECK_INTERVAL` and leave those
+        queues out of their claims."""
+        ...
+
     async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         """Which of these processing jobs have a cancel request."""
         ...
@@ -205,6 +214,20 @@ class AdminStore(Protocol):
     async def remove(self, job_id: str) -> bool: ...
 
     async def clear(self) -> None: ...
+
+    async def pause_queue(self, queue: str, *, now_ms: int) -> bool:
+        """Marks a named queue paused (at ``now_ms``); ``False`` if it already
+        was. Its jobs stay where they are, and new ones may still arrive."""
+        ...
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Unmarks a paused queue and wakes idle workers; ``False`` if it was
+        not paused."""
+        ...
+
+    async def paused_queues(self) -> dict[str, int]:
+        """As :meth:`WorkerStore.paused_queues`."""
+        ...
 
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
         """Deletes jobs in those stored statuses (finished before

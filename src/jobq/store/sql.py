@@ -299,6 +299,12 @@ def claim_filters(d: Dialect, request: Any) -> tuple[str, str, dict[str, Any]]:
     bounds on ``lost_count`` (a residual test on the rows the claim walks)."""
     r = request
     sql, key, params = filters(d, r.queues, r.exclude_types)
+    if r.exclude_queues:
+        # Paused queues (see :meth:`jobq.Queue.pause`): a residual test, so the
+        # claim walks the same index as without it.
+        sql += f" AND NOT ({d.among('queue', 'exclude_queues')})"
+        key += "p"
+        params["exclude_queues"] = d.array(list(r.exclude_queues))
     if r.lost_below is not None:
         sql, key, params["lost_below"] = f"{sql} AND lost_count < {d.value('lost_below')}", key + "l", r.lost_below
     if r.lost_from is not None:
@@ -546,6 +552,33 @@ def cron_advance_query(d: Dialect) -> str:
         " ON CONFLICT (tbl, name) DO UPDATE SET last_slot = excluded.last_slot"
         " WHERE jobq_cron.last_slot < excluded.last_slot"
     )
+
+
+def paused_table(integer: str) -> str:
+    """The paused queues of each job table (see :meth:`jobq.Queue.pause`), with
+    when each was paused (epoch ms); ``integer`` is the type that holds it.
+    Created on first use, beside the versioned job table, like ``jobq_cron``."""
+    return (
+        "CREATE TABLE IF NOT EXISTS jobq_paused (tbl TEXT NOT NULL, queue TEXT NOT NULL,"
+        f" paused_at {integer} NOT NULL, PRIMARY KEY (tbl, queue))"
+    )
+
+
+def pause_query(d: Dialect) -> str:
+    """Pauses queue ``queue`` of table ``tbl`` at ``at``; no row when it already was."""
+    v = d.value
+    return (
+        f"INSERT INTO jobq_paused (tbl, queue, paused_at) VALUES ({v('tbl')}, {v('queue')}, {v('at')})"
+        " ON CONFLICT (tbl, queue) DO NOTHING"
+    )
+
+
+def resume_query(d: Dialect) -> str:
+    return f"DELETE FROM jobq_paused WHERE tbl = {d.value('tbl')} AND queue = {d.value('queue')}"
+
+
+def paused_query(d: Dialect) -> str:
+    return f"SELECT queue, paused_at FROM jobq_paused WHERE tbl = {d.value('tbl')} ORDER BY queue"
 
 
 def check_table_name(table: str) -> str:

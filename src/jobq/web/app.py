@@ -229,7 +229,8 @@ class Dashboard:
 
     async def overview_page(self, request: Request) -> Response:
         data = await admin.overview(self.queue)
-        return self.render(request, "overview.html", page="overview", data=data)
+        queue_names = sorted({*data["by_queue"], *data["paused"]})
+        return self.render(request, "overview.html", page="overview", data=data, queue_names=queue_names)
 
     async def jobs_page(self, request: Request) -> Response:
         filters = self.filters(request)
@@ -291,6 +292,24 @@ class Dashboard:
             raise HTTPException(404, f"no job with id {job_id}")
         fields.pop("next", None)
         return self.done(request, "/jobs", fields)
+
+    async def pause_queue(self, request: Request) -> Response:
+        """Pauses the named queue of the form (see :meth:`jobq.Queue.pause`)."""
+        fields = await self.form(request)
+        try:
+            await self.queue.pause(fields.get("queue", ""))
+        except InvalidOption as exc:
+            raise HTTPException(400, str(exc)) from None
+        return self.done(request, "/", fields)
+
+    async def resume_queue(self, request: Request) -> Response:
+        """Lets workers claim from the form's queue again."""
+        fields = await self.form(request)
+        try:
+            await self.queue.resume(fields.get("queue", ""))
+        except InvalidOption as exc:
+            raise HTTPException(400, str(exc)) from None
+        return self.done(request, "/", fields)
 
     async def retry_failed(self, request: Request) -> Response:
         """Retries every failed job it can; those it cannot (another job
@@ -396,6 +415,8 @@ def create_app(
         Route("/jobs/{job_id}/retry", board.retry, methods=["POST"]),
         Route("/jobs/{job_id}/cancel", board.cancel, methods=["POST"]),
         Route("/jobs/{job_id}/remove", board.remove, methods=["POST"]),
+        Route("/queues/pause", board.pause_queue, methods=["POST"]),
+        Route("/queues/resume", board.resume_queue, methods=["POST"]),
         Route("/api/overview", board.api_overview),
         Route("/api/jobs", board.api_jobs),
         Route("/api/jobs/{job_id}", board.api_job),
@@ -419,6 +440,8 @@ ROUTES: list[tuple[str, str]] = [
     ("POST", "/jobs/{job_id}/retry"),
     ("POST", "/jobs/{job_id}/cancel"),
     ("POST", "/jobs/{job_id}/remove"),
+    ("POST", "/queues/pause"),
+    ("POST", "/queues/resume"),
     ("GET", "/api/overview"),
     ("GET", "/api/jobs"),
     ("GET", "/api/jobs/{job_id}"),

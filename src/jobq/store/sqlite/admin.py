@@ -15,6 +15,9 @@ from .. import sql as q
 from ..base import not_retryable, unique_key_taken
 from .core import SQLiteCore
 
+#: Paused queues per job table (see :meth:`jobq.Queue.pause`), created on first pause.
+PAUSED_TABLE = q.paused_table("INTEGER")
+
 
 class AdminVerbs(SQLiteCore):
     """The operators' verbs of :class:`~.store.SQLiteStore`."""
@@ -55,6 +58,39 @@ class AdminVerbs(SQLiteCore):
 
     async def clear(self) -> None:
         await self.db.write(lambda c: c.execute(f"DELETE FROM {self.table}"))
+
+    async def pause_queue(self, queue: str, *, now_ms: int) -> bool:
+        sql = self._q("pause", lambda: q.pause_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> bool:
+            conn.execute(PAUSED_TABLE)
+            return conn.execute(sql, {"tbl": self.table, "queue": queue, "at": now_ms}).rowcount > 0
+
+        return await self.db.write(do)
+
+    async def resume_queue(self, queue: str) -> bool:
+        sql = self._q("resume", lambda: q.resume_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> bool:
+            conn.execute(PAUSED_TABLE)
+            return conn.execute(sql, {"tbl": self.table, "queue": queue}).rowcount > 0
+
+        resumed: bool = await self.db.write(do)
+        if resumed:
+            self._wake_file.touch()  # its waiting jobs may be claimed at once
+        return resumed
+
+    async def paused_queues(self) -> dict[str, int]:
+        sql = self._q("paused", lambda: q.paused_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> dict[str, int]:
+            # Read-only openers never create it: no table, nothing paused.
+            exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobq_paused'"
+            if conn.execute(exists).fetchone() is None:
+                return {}
+            return {name: int(at) for name, at in conn.execute(sql, {"tbl": self.table})}
+
+        return await self.db.read(do)
 
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
         if not statuses:

@@ -96,6 +96,45 @@
       return tr;
     });
   }
+  function hidden(name, value) {
+    var input = el("input");
+    input.setAttribute("type", "hidden");
+    input.setAttribute("name", name);
+    input.setAttribute("value", value);
+    return input;
+  }
+  // The queues' rows: counts, running or paused, and the button that flips it.
+  function queueRows(byQueue, paused) {
+    var names = Object.keys(byQueue).concat(Object.keys(paused).filter(function (n) { return !(n in byQueue); }));
+    names.sort();
+    var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+    return names.map(function (name) {
+      var counts = byQueue[name] || {};
+      var isPaused = name in paused;
+      var tr = el("tr");
+      tr.setAttribute("data-queue", name);
+      var td = el("td");
+      td.appendChild(link(base + "/jobs?queue=" + encodeURIComponent(name), name));
+      tr.appendChild(td);
+      STATUSES.forEach(function (s) { tr.appendChild(el("td", counts[s] || 0, "num")); });
+      var state = el("td", null, "state");
+      var badge = el("span", isPaused ? "paused" : "running", "badge " + (isPaused ? "s-paused" : "s-running"));
+      if (isPaused) badge.setAttribute("title", "since " + String(paused[name]).slice(0, 19).replace("T", " ") + " UTC");
+      state.appendChild(badge);
+      state.appendChild(document.createTextNode(" "));
+      var form = el("form", null, "inline");
+      form.setAttribute("method", "post");
+      form.setAttribute("action", base + "/queues/" + (isPaused ? "resume" : "pause"));
+      form.appendChild(hidden("csrf_token", csrf));
+      form.appendChild(hidden("queue", name));
+      var button = el("button", isPaused ? "Resume" : "Pause", "btn small");
+      button.setAttribute("type", "submit");
+      form.appendChild(button);
+      state.appendChild(form);
+      tr.appendChild(state);
+      return tr;
+    });
+  }
 
   // -- pages ---------------------------------------------------------------
   function updateOverview() {
@@ -112,7 +151,7 @@
       var chart = document.getElementById("chart");
       if (chart) drawChart(chart, d.throughput.series);
       var q = document.getElementById("by-queue");
-      if (q) replaceRows(q, countRows(d.by_queue, "queue"));
+      if (q) replaceRows(q, queueRows(d.by_queue, d.paused || {}));
       var t = document.getElementById("by-type");
       if (t) replaceRows(t, countRows(d.by_type, "type"));
       var workers = document.getElementById("workers");

@@ -1,0 +1,124 @@
+"""Pausing a queue from the dashboard in a real headless Chromium, with a
+real worker process: the worker stops claiming from the paused queue (jobs
+keep arriving and wait) while it runs the others, and claims them again
+after resume."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_browser import TOKEN, browser, shot, site  # noqa: F401 - fixtures shared with the other browser tests
+
+import jobq
+
+QUIET = 1.5  # seconds to watch a paused queue for a claim that must not happen
+DEADLINE = 30.0  # seconds any expected change may take on a loaded machine
+
+
+class Worker:
+    """A ``jobq worker`` process over every queue, whose log lines are kept."""
+
+    def __init__(self, tmp_path: Path, url: str) -> None:
+        (tmp_path / "pause_app.py").write_text(
+            textwrap.dedent(
+                """
+                import jobq
+
+                def make(queue):
+                    processor = jobq.JobProcessor(queue, concurrency=2, poll_interval=0.2)
+
+                    @processor.handler("notify")
+                    def notify(job):
+                        return {"queue": job.queue}
+
+                    return processor
+                """
+            )
+        )
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobq", "worker", "pause_app:make", "--url", url, "--log-level", "INFO"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def wait_for_log(self, text: str) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not any(text in line for line in self.lines):
+            assert self.proc.poll() is None, "".join(self.lines)
+            assert time.monotonic() < deadline, f"no log line {text!r} in:\n{''.join(self.lines)}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=5)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def worker(site: dict[str, Any]) -> Iterator[Worker]:  # noqa: F811 - the fixture imported above
+    running = Worker(site["tmp"], site["url"])
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def wait_until(check: Any) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def statuses(url: str, ids: list[str]) -> set[str]:
+    with jobq.connect_sync(url) as queue:
+        return {queue.get_job(job_id).status.value for job_id in ids}  # type: ignore[union-attr]
+
+
+def test_pause_a_queue_and_a_worker_stops_claiming_from_it(
+    site: dict[str, Any], browser: Any, worker: Worker  # noqa: F811
+) -> None:
+    url = site["url"]
+    with jobq.connect_sync(url) as queue:
+        first = queue.enqueue("notify", queue="mail")
+    wait_until(lambda: statuses(url, [first.id]) == {"completed"})  # the worker runs mail's jobs
+
+    page = browser.new_page()
+    page.goto(f"{site['base']}/login?token={TOKEN}")
+    row = page.locator('#by-queue tr[data-queue="mail"]')
+    row.locator("button:has-text('Pause')").click()
+    page.wait_for_selector('#by-queue tr[data-queue="mail"] .badge.s-paused')
+    worker.wait_for_log("paused queues: mail")  # the worker read it
+
+    with jobq.connect_sync(url) as queue:
+        held = [queue.enqueue("notify", {"n": n}, queue="mail").id for n in range(3)]
+        other = queue.enqueue("notify", queue="sms").id
+    wait_until(lambda: statuses(url, [other]) == {"completed"})  # other queues keep running
+    time.sleep(QUIET)
+    assert statuses(url, held) == {"pending"}
+    page.reload()
+    mail = page.locator('#by-queue tr[data-queue="mail"]')
+    assert mail.locator(".badge").inner_text() == "paused"
+    shot(page, "queue-paused")
+
+    mail.locator("button:has-text('Resume')").click()
+    page.wait_for_selector('#by-queue tr[data-queue="mail"] .badge.s-running')
+    wait_until(lambda: statuses(url, held) == {"completed"})
+    worker.wait_for_log("paused queues: none")
