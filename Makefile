@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo dashboard example example-load test bench clean
+.PHONY: demo dashboard example example-load test screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ example-load: $(BIN)/python
 # pytest: make test PYTEST_ARGS="-x -k cron".
 test:
 	PYTHON="$(PYTHON)" bash .ci/test.sh $(PYTEST_ARGS)
+
+# Retakes the dashboard's screenshots in docs/screenshots/ (the browser tests,
+# in a real headless Chromium, write there only when asked to).
+screenshots: $(VENV)/.installed-test
+	JOBQ_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/web/test_browser.py tests/web/test_browser_ops.py
 
 # python -m bench; set JOBQ_BENCH_POSTGRES_URL for the postgres and pgqueuer columns.
 bench: $(VENV)/.installed-bench

@@ -226,6 +226,11 @@ def _add_operator_commands(command: Command) -> None:
         help="a host name the dashboard answers to besides loopback ones (repeatable; for a proxy or a"
         " DNS name in front of it)",
     )  # fmt: skip
+    serve.add_argument(
+        "--secret-file", metavar="PATH",
+        help="file holding the secret that signs sessions (and derives the printed token), created if missing;"
+        " with it, logins survive a restart (default $JOBQ_DASHBOARD_SECRET_FILE; $JOBQ_DASHBOARD_SECRET wins)",
+    )  # fmt: skip
     serve.add_argument("--log-level-uvicorn", default="warning", help=argparse.SUPPRESS)
     serve.set_defaults(run=dashboard.cmd_dashboard)
 

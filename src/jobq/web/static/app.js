@@ -38,6 +38,9 @@
   function getJSON(path) {
     return fetch(base + path, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) {
+        // The session ended (expired, or logged out elsewhere): the page
+        // reloads, and shows the login form.
+        if (r.status === 401) window.location.reload();
         if (!r.ok) throw new Error(r.status);
         return r.json();
       });

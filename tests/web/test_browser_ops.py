@@ -1,10 +1,15 @@
-"""Pausing a queue from the dashboard in a real headless Chromium, with a
-real worker process: the worker stops claiming from the paused queue (jobs
-keep arriving and wait) while it runs the others, and claims them again
-after resume."""
+"""The operator's dashboard in a real headless Chromium, with real
+``jobq dashboard`` and ``jobq worker`` processes:
+
+- pausing a queue: the worker stops claiming from it (jobs keep arriving and
+  wait) while it runs the others, and claims them again after resume;
+- logging in with the form, staying logged in across a restart of the
+  dashboard (its secret kept in a file), and logging out.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser import TOKEN, browser, shot, site  # noqa: F401 - fixtures shared with the other browser tests
+from test_browser import TOKEN, browser, free_port, shot, site, wait_for_port  # noqa: F401 - fixtures shared
 
 import jobq
 
@@ -122,3 +127,76 @@ def test_pause_a_queue_and_a_worker_stops_claiming_from_it(
     page.wait_for_selector('#by-queue tr[data-queue="mail"] .badge.s-running')
     wait_until(lambda: statuses(url, held) == {"completed"})
     worker.wait_for_log("paused queues: none")
+
+
+class Dashboard:
+    """A ``jobq dashboard`` process that can be restarted on the same port."""
+
+    def __init__(self, url: str, tmp_path: Path, env: dict[str, str]) -> None:
+        self.url, self.tmp_path, self.env = url, tmp_path, env
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobq", "dashboard", "--url", self.url, "--port", str(self.port)],
+            cwd=self.tmp_path, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.communicate(timeout=30)
+            self.proc = None
+
+
+def test_log_in_with_the_form_stay_logged_in_across_a_restart_and_log_out(
+    tmp_path: Path, browser: Any  # noqa: F811
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobq.db'}"
+    with jobq.connect_sync(url) as queue:
+        queue.enqueue("notify", queue="mail")
+    env = {
+        **os.environ,
+        "JOBQ_DASHBOARD_USER": "ops",
+        "JOBQ_DASHBOARD_PASSWORD": "correct horse battery",
+        "JOBQ_DASHBOARD_SECRET_FILE": str(tmp_path / "dashboard-secret"),
+    }
+    for name in ("JOBQ_DASHBOARD_TOKEN", "JOBQ_DASHBOARD_SECRET"):
+        env.pop(name, None)
+    dashboard = Dashboard(url, tmp_path, env)
+    dashboard.start()
+    try:
+        page = browser.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        response = page.goto(f"{dashboard.base}/jobs?queue=mail")
+        assert response is not None and response.status == 401  # the form, not the browser's dialog
+        page.fill("#login-user", "ops")
+        page.fill("#login-password", "wrong password")
+        page.click("#login-submit")
+        page.wait_for_selector("#login-notice.bad")
+        shot(page, "login")
+        page.fill("#login-user", "ops")
+        page.fill("#login-password", "correct horse battery")
+        page.click("#login-submit")
+        page.wait_for_url("**/jobs?queue=mail")  # back to the page asked for
+        assert page.locator("#job-rows tr").count() == 1
+
+        dashboard.stop()
+        dashboard.start()  # a restart: the secret file is read again
+        page.goto(f"{dashboard.base}/")
+        page.wait_for_selector("#logout")
+        assert page.locator("#status-cards").count() == 1  # still logged in
+
+        page.click("#logout")
+        page.wait_for_url("**/login?ended=1")
+        assert "logged out" in page.locator("#login-notice").inner_text()
+        response = page.goto(f"{dashboard.base}/")
+        assert response is not None and response.status == 401
+        assert page.locator("#login-form").count() == 1
+        assert not dialogs
+    finally:
+        dashboard.stop()
