@@ -200,3 +200,35 @@ def test_log_in_with_the_form_stay_logged_in_across_a_restart_and_log_out(
         assert not dialogs
     finally:
         dashboard.stop()
+
+
+def test_search_by_payload_text_and_bulk_retry_three_failed_jobs(site: dict[str, Any], browser: Any) -> None:  # noqa: F811
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{site['base']}/login?token={TOKEN}")
+
+    page.goto(f"{site['base']}/jobs")
+    page.fill("#f-text", "recipients")  # in the payloads of the three bulk sends only
+    page.click("#apply")
+    page.wait_for_url("**/jobs?*text=recipients*")
+    assert set(page.locator("#job-rows td:nth-child(3)").all_inner_texts()) == {"send_bulk_messages"}
+    assert page.locator("#job-rows tr").count() == 3
+    shot(page, "jobs-search")
+
+    page.select_option("#f-status", "failed")
+    page.click("#apply")
+    page.wait_for_url("**/jobs?*status=failed*")
+    page.check("#pick-all")
+    assert page.locator('#job-rows input[name="job"]:checked').count() == 3
+    page.click("#bulk-retry")
+    page.wait_for_selector("#confirm")
+    assert page.locator("h1").inner_text() == "Retry 3 jobs?"
+    shot(page, "bulk-confirm")
+    page.click("#confirm")
+    page.wait_for_selector("#flash")
+    assert page.locator("#flash").inner_text() == "Retried 3 jobs."
+    with jobq.connect_sync(site["url"]) as queue:
+        retried = queue.list_jobs(type="send_bulk_messages")
+    assert {job.status.value for job in retried.jobs} == {"pending"} and retried.total == 3
+    assert not errors, errors

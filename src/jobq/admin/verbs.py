@@ -19,6 +19,7 @@ from .. import codec
 from ..clock import datetime_of_ms, from_ms, to_ms
 from ..errors import InvalidOption
 from ..job import TERMINAL_STATUSES, Job, JobRecord, JobStatus
+from ..store.base import Search
 
 if TYPE_CHECKING:
     from ..store.base import AdminStore
@@ -133,11 +134,16 @@ class AdminVerbs:
         limit: int = LIST_LIMIT,
         offset: int = 0,
         order: str = "newest",
+        ids: Collection[str] | None = None,
+        unique_key: str | None = None,
+        text: str | None = None,
     ) -> JobPage:
         """A page of jobs, newest (or oldest) ``created_at`` first, filtered
         by status (one or several; ``DELAYED`` and ``PENDING`` apart, as
-        ``get_job`` reports them), type and named queue; ``total`` counts
-        every match."""
+        ``get_job`` reports them), type and named queue, and searched by
+        ``ids``, ``unique_key`` and ``text`` (found, case aside, in the
+        payload as stored JSON or in the error: a scan, for operators);
+        ``total`` counts every match."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
         check_offset(offset)
@@ -158,6 +164,7 @@ class AdminVerbs:
             offset=offset,
             newest_first=order == "newest",
             now_ms=self.now_ms(),
+            search=_search(ids, unique_key, text),
         )
         return JobPage([self._lenient_job(r) for r in records], total, limit, offset)
 
@@ -279,6 +286,27 @@ class AdminVerbs:
         for bound, group in groups.items():
             removed += await verb(group, before_ms=bound)
         return removed
+
+
+MAX_SEARCH_CHARS = 1000  # the longest text list_jobs searches for
+
+
+def _search(ids: Collection[str] | None, unique_key: str | None, text: str | None) -> Search | None:
+    """The search filters of ``list_jobs``, checked; ``None`` when there are none."""
+    if ids is None and unique_key is None and text is None:
+        return None
+    if ids is not None:
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        if not all(isinstance(job_id, str) for job_id in ids):
+            raise InvalidOption("ids must be job ids (str)")
+        ids = [job_id for job_id in ids if codec.storable_id(job_id)]  # no job has any other
+    if unique_key is not None:
+        codec.check_names([unique_key], "unique_key")
+    if text is not None:
+        if not isinstance(text, str) or not text or len(text) > MAX_SEARCH_CHARS:
+            raise InvalidOption(f"text must be a non-empty str of at most {MAX_SEARCH_CHARS} characters")
+        codec.check_text(text, "text", InvalidOption)
+    return Search(ids, unique_key, text)
 
 
 def _queue_name(queue: object) -> str:

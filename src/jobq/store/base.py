@@ -56,6 +56,28 @@ class ClaimRequest:
     lost_from: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Search:
+    """More filters of :meth:`AdminStore.list_jobs`, all of which a job must
+    pass: its id among ``ids``, its ``unique_key``, and ``text`` (matched
+    without regard to case) found in its payload as stored (JSON) or in its
+    error. Every store matches as :meth:`matches` does."""
+
+    ids: Sequence[str] | None = None
+    unique_key: str | None = None
+    text: str | None = None
+
+    def matches(self, record: JobRecord) -> bool:
+        if self.ids is not None and record.id not in self.ids:
+            return False
+        if self.unique_key is not None and record.unique_key != self.unique_key:
+            return False
+        if self.text is not None:
+            needle = self.text.lower()
+            return needle in str(record.data).lower() or needle in (record.error or "").lower()
+        return True
+
+
 #: Per transition: ``None`` (or, when asked, the record as stored after) if
 #: it was written; the error (``JobNotFound``, ``LeaseLost``) that it alone met.
 Settled = JobRecord | JobqError | None
@@ -252,9 +274,11 @@ class AdminStore(Protocol):
         offset: int,
         newest_first: bool,
         now_ms: int,
+        search: Search | None = None,
     ) -> tuple[list[JobRecord], int]:
         """A page of jobs by created_at (ties by id), and how many match.
-        ``statuses`` are public ones: ``delayed`` and ``pending`` apart."""
+        ``statuses`` are public ones: ``delayed`` and ``pending`` apart;
+        ``search`` adds the filters of :class:`Search`."""
         ...
 
     async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:

@@ -19,7 +19,7 @@ from .. import transitions as transitions_
 from ..errors import NotRetryable
 from ..job import UNFINISHED_STORED, JobRecord, copy_record
 from ..transitions import Transition
-from .base import RETRYABLE, ClaimRequest, Settled, missing, not_retryable, settle_then_claim
+from .base import RETRYABLE, ClaimRequest, Search, Settled, missing, not_retryable, settle_then_claim
 
 _FINAL = frozenset({"completed", "failed", "cancelled"})
 
@@ -488,6 +488,7 @@ class MemoryStore:
         offset: int,
         newest_first: bool,
         now_ms: int,
+        search: Search | None = None,
     ) -> tuple[list[JobRecord], int]:
         with self._lock:
             found = [
@@ -496,6 +497,7 @@ class MemoryStore:
                 if (statuses is None or self._public_status(r, now_ms) in statuses)
                 and (types is None or r.type in types)
                 and (queues is None or r.queue in queues)
+                and (search is None or search.matches(r))
             ]
             found.sort(key=lambda r: (r.created_at, r.id), reverse=newest_first)
             return [copy_record(r) for r in found[offset : offset + limit]], len(found)

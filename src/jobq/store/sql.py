@@ -490,10 +490,12 @@ def list_jobs_queries(
     types: Collection[str] | None,
     queues: Collection[str] | None,
     newest_first: bool,
+    search: Any = None,
 ) -> tuple[str, str, dict[str, Any]]:
     """A page of jobs by created_at (ties by id; values ``limit`` and
     ``offset``), the count of all that match, and the values of the filters.
-    ``statuses`` are public ones: ``delayed`` and ``pending`` apart."""
+    ``statuses`` are public ones: ``delayed`` and ``pending`` apart;
+    ``search`` (a :class:`~jobq.store.base.Search`) adds its filters."""
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if statuses is not None:
@@ -511,6 +513,8 @@ def list_jobs_queries(
         if values is not None:
             clauses.append(d.among(column, column + "s"))
             params[column + "s"] = d.array(list(values))
+    if search is not None:
+        clauses += _search_clauses(d, search, params)
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     direction = "DESC" if newest_first else "ASC"
     page = (
@@ -518,6 +522,26 @@ def list_jobs_queries(
         f" ORDER BY created_at {direction}, id {direction} LIMIT {d.value('limit')} OFFSET {d.value('offset')}"
     )
     return page, f"SELECT count(*) FROM {d.table}{where}", params
+
+
+def _search_clauses(d: Dialect, search: Any, params: dict[str, Any]) -> list[str]:
+    """The clauses of a :class:`~jobq.store.base.Search` (filling ``params``):
+    the text as a case-blind ``LIKE`` on the payload and the error, its
+    wildcards escaped, as :meth:`~jobq.store.base.Search.matches` reads it.
+    A scan of the rows the other filters leave: a search, not a hot path."""
+    clauses: list[str] = []
+    if search.ids is not None:
+        clauses.append(d.among("id", "search_ids"))
+        params["search_ids"] = d.array(list(search.ids))
+    if search.unique_key is not None:
+        clauses.append(f"unique_key = {d.value('unique_key')}")
+        params["unique_key"] = search.unique_key
+    if search.text is not None:
+        text = d.value("text")
+        clauses.append(f"(lower(data) LIKE {text} ESCAPE '!' OR lower(error) LIKE {text} ESCAPE '!')")
+        escaped = search.text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        params["text"] = f"%{escaped}%"
+    return clauses
 
 
 # -- per-key limits and cron ------------------------------------------------------

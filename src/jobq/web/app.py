@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jinja2
+from itsdangerous import URLSafeSerializer
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -32,6 +33,7 @@ from ..errors import InvalidOption, JobqError
 from ..job import Job, JobStatus
 from ..queue import Queue
 from .auth import Auth, BasicAuth, TokenAuth, auth_from_env
+from .bulk import FLASH_COOKIE, BulkPages, described, listing
 from .hosts import AllowedHosts
 from .login import CSRF_KEY, SESSION_KEY, Guard, LoginPages, route_path
 from .sessions import SESSION_TTL, Sessions, load_secret
@@ -55,7 +57,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-class Dashboard(LoginPages):
+class Dashboard(LoginPages, BulkPages):
     """Routes of one dashboard over one queue."""
 
     def __init__(self, queue: Queue, auth: Auth | None, sessions: Sessions, allowed_origins: set[str]) -> None:
@@ -63,6 +65,7 @@ class Dashboard(LoginPages):
         self.auth = auth
         self.sessions = sessions
         self.allowed_origins = allowed_origins
+        self.flasher = URLSafeSerializer(sessions.secret, salt="jobq-flash")
         self.env = _environment()
 
     # -- helpers -------------------------------------------------------------
@@ -75,8 +78,12 @@ class Dashboard(LoginPages):
         template = self.env.get_template(name)
         context.setdefault("csrf", request.scope.get(CSRF_KEY, ""))
         context.setdefault("logged_in", SESSION_KEY in request.scope)
-        html = template.render(base=self.base(request), statuses=STATUSES, **context)
-        return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+        flash = self.take_flash(request) if SESSION_KEY in request.scope or CSRF_KEY in request.scope else None
+        html = template.render(base=self.base(request), statuses=STATUSES, flash=flash, **context)
+        response = Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+        if FLASH_COOKIE in request.cookies:
+            response.delete_cookie(FLASH_COOKIE, path=self.base(request) or "/")
+        return response
 
     def check_origin(self, request: Request) -> None:
         """Refuses a POST a page of another site sent (403)."""
@@ -102,7 +109,9 @@ class Dashboard(LoginPages):
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
             raise HTTPException(413, "form too large")
-        return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        lists = parse_qs(body.decode("utf-8", "replace"))
+        request.state.form_lists = lists  # every value of a field sent more than once (bulk ids)
+        return {k: v[0] for k, v in lists.items()}
 
     async def form(self, request: Request) -> dict[str, str]:
         """The POSTed form, after the Origin and CSRF-token checks: the token
@@ -136,19 +145,31 @@ class Dashboard(LoginPages):
             "status": status,
             "type": q.get("type") or None,
             "queue": q.get("queue") or None,
+            "id": (q.get("id") or "").strip() or None,
+            "unique_key": q.get("unique_key") or None,
+            "text": q.get("text") or None,
             "limit": limit,
             "offset": offset,
         }
 
-    def done(self, request: Request, target: str, fields: dict[str, str]) -> Response:
-        """After a form POST: back to a page of this dashboard (303); for
-        scripts that asked for JSON, a JSON answer."""
+    async def page_of_jobs(self, filters: dict[str, Any]) -> admin.JobPage:
+        """The page the job list's filters ask for (a bad search is a 400)."""
+        try:
+            return await self.queue.list_jobs(
+                **listing(filters), limit=filters["limit"], offset=filters["offset"]
+            )
+        except InvalidOption as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    def done(self, request: Request, target: str, fields: dict[str, str], message: str) -> Response:
+        """After a form POST: back to a page of this dashboard (303), which
+        shows ``message``; for scripts that asked for JSON, a JSON answer."""
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"ok": True, "next": target})
         back = fields.get("next", "")
         if back.startswith("/") and not back.startswith("//"):
             target = back
-        return RedirectResponse(self.base(request) + target, status_code=303)
+        return self.flash(RedirectResponse(self.base(request) + target, status_code=303), request, message)
 
     # -- pages -----------------------------------------------------------------
 
@@ -159,7 +180,7 @@ class Dashboard(LoginPages):
 
     async def jobs_page(self, request: Request) -> Response:
         filters = self.filters(request)
-        page = await self.queue.list_jobs(**filters)
+        page = await self.page_of_jobs(filters)
         jobs = [admin.job_dict(j, full=False) for j in page.jobs]
         query = {k: v for k, v in filters.items() if v and k not in ("offset",)}
 
@@ -200,7 +221,7 @@ class Dashboard(LoginPages):
             await self.queue.retry(job_id)
         except JobqError as exc:
             raise HTTPException(409, str(exc)) from None
-        return self.done(request, f"/jobs/{job_id}", fields)
+        return self.done(request, f"/jobs/{job_id}", fields, f"Job {job_id} retried: it waits to run again.")
 
     async def cancel(self, request: Request) -> Response:
         fields = await self.form(request)
@@ -208,7 +229,7 @@ class Dashboard(LoginPages):
         await self.job_or_404(job_id)
         if not await self.queue.cancel(job_id):
             raise HTTPException(409, f"job {job_id} has finished and cannot be cancelled")
-        return self.done(request, f"/jobs/{job_id}", fields)
+        return self.done(request, f"/jobs/{job_id}", fields, f"Job {job_id} cancelled.")
 
     async def remove(self, request: Request) -> Response:
         fields = await self.form(request)
@@ -216,39 +237,55 @@ class Dashboard(LoginPages):
         if not await self.queue.remove(job_id):
             raise HTTPException(404, f"no job with id {job_id}")
         fields.pop("next", None)
-        return self.done(request, "/jobs", fields)
+        return self.done(request, "/jobs", fields, f"Job {job_id} removed.")
 
     async def pause_queue(self, request: Request) -> Response:
         """Pauses the named queue of the form (see :meth:`jobq.Queue.pause`)."""
         fields = await self.form(request)
+        name = fields.get("queue", "")
         try:
-            await self.queue.pause(fields.get("queue", ""))
+            changed = await self.queue.pause(name)
         except InvalidOption as exc:
             raise HTTPException(400, str(exc)) from None
-        return self.done(request, "/", fields)
+        said = "paused: workers claim nothing more from it" if changed else "was paused already"
+        return self.done(request, "/", fields, f"Queue {name} {said}.")
 
     async def resume_queue(self, request: Request) -> Response:
         """Lets workers claim from the form's queue again."""
         fields = await self.form(request)
+        name = fields.get("queue", "")
         try:
-            await self.queue.resume(fields.get("queue", ""))
+            changed = await self.queue.resume(name)
         except InvalidOption as exc:
             raise HTTPException(400, str(exc)) from None
-        return self.done(request, "/", fields)
+        said = "resumed: workers claim from it again" if changed else "was not paused"
+        return self.done(request, "/", fields, f"Queue {name} {said}.")
 
     async def retry_failed(self, request: Request) -> Response:
         """Retries every failed job it can; those it cannot (another job
-        holds their unique key) are listed, with why, and the rest retried."""
+        holds their unique key) are listed, with why, and the rest retried.
+        A browser's form is first asked to confirm, with the count."""
         fields = await self.form(request)
-        report = await admin.retry_all_failed(self.queue, type=fields.get("type") or None)
-        if "application/json" in request.headers.get("accept", ""):
+        job_type = fields.get("type") or None
+        wants_json = "application/json" in request.headers.get("accept", "")
+        if not wants_json and fields.get("confirmed") != "1":
+            count = (await self.queue.list_jobs(status="failed", type=job_type, limit=1)).total
+            filters = {"status": "failed", **({"type": job_type} if job_type else {})}
+            return self.render(
+                request, "confirm.html", page="jobs", action="retry", count=count, total=count, limit=count,
+                scope="failed", ids=[], filters=filters, described=described(filters),
+                back="/jobs?" + urlencode(filters), endpoint="/jobs/retry-failed",
+            )  # fmt: skip
+        report = await admin.retry_all_failed(self.queue, type=job_type)
+        if wants_json:
             skipped = [{"id": job_id, "error": error} for job_id, error in report.not_retried]
             return JSONResponse({"ok": not skipped, "retried": report.retried, "not_retried": skipped})
         if report.not_retried:
             return self.render(
                 request, "retried.html", page="jobs", retried=report.retried, not_retried=report.not_retried
             )
-        return self.done(request, "/jobs?status=failed", fields)
+        noun = "job" if report.retried == 1 else "jobs"
+        return self.done(request, "/jobs?status=failed", fields, f"Retried {report.retried} failed {noun}.")
 
     # -- JSON API and metrics --------------------------------------------------
 
@@ -257,7 +294,7 @@ class Dashboard(LoginPages):
 
     async def api_jobs(self, request: Request) -> Response:
         filters = self.filters(request)
-        page = await self.queue.list_jobs(**filters)
+        page = await self.page_of_jobs(filters)
         return JSONResponse(
             {
                 "jobs": [admin.job_dict(j, full=False) for j in page.jobs],
@@ -342,6 +379,7 @@ def create_app(
         Route("/logout", board.logout, methods=["POST"]),
         Route("/jobs", board.jobs_page),
         Route("/jobs/retry-failed", board.retry_failed, methods=["POST"]),
+        Route("/jobs/bulk", board.bulk, methods=["POST"]),
         Route("/jobs/{job_id}", board.job_page),
         Route("/jobs/{job_id}/retry", board.retry, methods=["POST"]),
         Route("/jobs/{job_id}/cancel", board.cancel, methods=["POST"]),
@@ -369,6 +407,7 @@ ROUTES: list[tuple[str, str]] = [
     ("POST", "/logout"),
     ("GET", "/jobs"),
     ("POST", "/jobs/retry-failed"),
+    ("POST", "/jobs/bulk"),
     ("GET", "/jobs/{job_id}"),
     ("POST", "/jobs/{job_id}/retry"),
     ("POST", "/jobs/{job_id}/cancel"),

@@ -13,7 +13,7 @@ import psycopg
 from ...errors import JobNotFound
 from ...job import JobRecord
 from .. import sql as q
-from ..base import not_retryable, unique_key_taken
+from ..base import Search, not_retryable, unique_key_taken
 from .core import PostgresCore
 from .resilience import resilient
 from .sql import DIALECT
@@ -159,9 +159,10 @@ class AdminVerbs(PostgresCore):
         offset: int,
         newest_first: bool,
         now_ms: int,
+        search: Search | None = None,
     ) -> tuple[list[JobRecord], int]:
         page, count, values = q.list_jobs_queries(
-            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first
+            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search
         )
         values.update(now=self._now(now_ms), limit=limit, offset=offset)
         async with self.connections.connection() as conn, conn.transaction():

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from ...errors import JobNotFound
 from ...job import JobRecord
 from .. import sql as q
-from ..base import not_retryable, unique_key_taken
+from ..base import Search, not_retryable, unique_key_taken
 from .core import SQLiteCore
 
 #: Paused queues per job table (see :meth:`jobq.Queue.pause`), created on first pause.
@@ -128,9 +128,10 @@ class AdminVerbs(SQLiteCore):
         offset: int,
         newest_first: bool,
         now_ms: int,
+        search: Search | None = None,
     ) -> tuple[list[JobRecord], int]:
         page, count, values = q.list_jobs_queries(
-            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first
+            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search
         )
         values.update(now=now_ms, limit=limit, offset=offset)
 

@@ -195,8 +195,20 @@
     var query = table.getAttribute("data-query");
     return getJSON("/api/jobs" + (query ? "?" + query : "")).then(function (d) {
       setText("total", d.total);
+      setText("bulk-total", d.total);
+      // The ticks survive the refresh: a row keeps its box while it is listed.
+      var picked = {};
+      document.querySelectorAll('#job-rows input[name="job"]:checked').forEach(function (box) { picked[box.value] = true; });
       var rows = d.jobs.map(function (j) {
         var tr = el("tr");
+        var pick = el("td", null, "pick");
+        var box = el("input");
+        box.setAttribute("type", "checkbox");
+        box.setAttribute("name", "job");
+        box.setAttribute("value", j.id);
+        box.checked = !!picked[j.id];
+        pick.appendChild(box);
+        tr.appendChild(pick);
         var id = el("td", null, "mono");
         id.appendChild(link(base + "/jobs/" + encodeURIComponent(j.id), j.id));
         tr.appendChild(id);
@@ -206,7 +218,7 @@
         st.appendChild(el("span", j.status, "badge s-" + j.status));
         tr.appendChild(st);
         tr.appendChild(el("td", j.attempts + "/" + j.max_attempts, "num"));
-        tr.appendChild(el("td", String(j.created_at).slice(0, 19).replace("T", " "), "mono"));
+        tr.appendChild(el("td", String(j.created_at).slice(0, 19).replace("T", " "), "mono when"));
         tr.appendChild(el("td", j.data_preview, "mono preview"));
         tr.appendChild(el("td", j.error || "", "preview"));
         return tr;
@@ -214,7 +226,7 @@
       if (!rows.length) {
         var tr = el("tr");
         var td = el("td", "no jobs", "muted");
-        td.setAttribute("colspan", "8");
+        td.setAttribute("colspan", "9");
         tr.appendChild(td);
         rows.push(tr);
       }
@@ -244,9 +256,16 @@
 
   document.querySelectorAll("form.confirm").forEach(function (form) {
     form.addEventListener("submit", function (event) {
-      if (!window.confirm("Remove this job for good?")) event.preventDefault();
+      var question = form.getAttribute("data-confirm") || "Remove this job for good?";
+      if (!window.confirm(question)) event.preventDefault();
     });
   });
+  var pickAll = document.getElementById("pick-all");
+  if (pickAll) {
+    pickAll.addEventListener("change", function () {
+      document.querySelectorAll('#job-rows input[name="job"]').forEach(function (box) { box.checked = pickAll.checked; });
+    });
+  }
   var chart = document.getElementById("chart");
   if (chart) {
     try { drawChart(chart, JSON.parse(chart.getAttribute("data-series") || "[]")); } catch (e) { /* redrawn on the next poll */ }
