@@ -232,3 +232,31 @@ def test_search_by_payload_text_and_bulk_retry_three_failed_jobs(site: dict[str,
         retried = queue.list_jobs(type="send_bulk_messages")
     assert {job.status.value for job in retried.jobs} == {"pending"} and retried.total == 3
     assert not errors, errors
+
+
+LINES_OF = """(el) => {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  return new Set(Array.from(range.getClientRects()).map((r) => Math.round(r.top))).size;
+}"""
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)], ids=["window-1280", "phone"])
+def test_layout_fits_a_window_and_a_phone(site: dict[str, Any], browser: Any, width: int, height: int) -> None:  # noqa: F811
+    """No page is wider than the window (wide tables scroll in their own
+    box), timestamps stay on one line, and at 1,280 px the job list needs
+    no scrolling at all."""
+    page = browser.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(f"{site['base']}/login?token={TOKEN}")
+    for path in ("/", "/jobs", "/jobs?status=failed", f"/jobs/{site['ids']['failed']}", "/login"):
+        page.goto(site["base"] + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, (path, width, overflow)
+        for when in page.locator(".when, .timeline .mono").all():
+            assert when.evaluate(LINES_OF) == 1, (path, width, when.inner_text())
+    page.goto(f"{site['base']}/jobs")
+    box = page.locator("#jobs").evaluate("(t) => [t.parentElement.scrollWidth, t.parentElement.clientWidth]")
+    if width >= 1280:
+        assert box[0] <= box[1], box  # the whole list is in view
+    shot(page, f"jobs-{'phone' if width < 700 else width}")

@@ -212,8 +212,8 @@
         var id = el("td", null, "mono");
         id.appendChild(link(base + "/jobs/" + encodeURIComponent(j.id), j.id));
         tr.appendChild(id);
-        tr.appendChild(el("td", j.type));
-        tr.appendChild(el("td", j.queue));
+        tr.appendChild(el("td", j.type, "name"));
+        tr.appendChild(el("td", j.queue, "name"));
         var st = el("td");
         st.appendChild(el("span", j.status, "badge s-" + j.status));
         tr.appendChild(st);
