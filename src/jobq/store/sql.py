@@ -22,6 +22,7 @@ from ..errors import InvalidOption
 from ..job import MAX_TIME_MS, RECORD_FIELDS, UNFINISHED_STORED
 from ..transitions import FOREIGN_OWNER, Transition
 from .base import RETRYABLE
+from .operator_sql import search_clauses
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # 63 characters at most, as PostgreSQL allows
 
@@ -514,7 +515,7 @@ def list_jobs_queries(
             clauses.append(d.among(column, column + "s"))
             params[column + "s"] = d.array(list(values))
     if search is not None:
-        clauses += _search_clauses(d, search, params)
+        clauses += search_clauses(d, search, params)
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     direction = "DESC" if newest_first else "ASC"
     page = (
@@ -522,26 +523,6 @@ def list_jobs_queries(
         f" ORDER BY created_at {direction}, id {direction} LIMIT {d.value('limit')} OFFSET {d.value('offset')}"
     )
     return page, f"SELECT count(*) FROM {d.table}{where}", params
-
-
-def _search_clauses(d: Dialect, search: Any, params: dict[str, Any]) -> list[str]:
-    """The clauses of a :class:`~jobq.store.base.Search` (filling ``params``):
-    the text as a case-blind ``LIKE`` on the payload and the error, its
-    wildcards escaped, as :meth:`~jobq.store.base.Search.matches` reads it.
-    A scan of the rows the other filters leave: a search, not a hot path."""
-    clauses: list[str] = []
-    if search.ids is not None:
-        clauses.append(d.among("id", "search_ids"))
-        params["search_ids"] = d.array(list(search.ids))
-    if search.unique_key is not None:
-        clauses.append(f"unique_key = {d.value('unique_key')}")
-        params["unique_key"] = search.unique_key
-    if search.text is not None:
-        text = d.value("text")
-        clauses.append(f"(lower(data) LIKE {text} ESCAPE '!' OR lower(error) LIKE {text} ESCAPE '!')")
-        escaped = search.text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
-        params["text"] = f"%{escaped}%"
-    return clauses
 
 
 # -- per-key limits and cron ------------------------------------------------------
@@ -576,33 +557,6 @@ def cron_advance_query(d: Dialect) -> str:
         " ON CONFLICT (tbl, name) DO UPDATE SET last_slot = excluded.last_slot"
         " WHERE jobq_cron.last_slot < excluded.last_slot"
     )
-
-
-def paused_table(integer: str) -> str:
-    """The paused queues of each job table (see :meth:`jobq.Queue.pause`), with
-    when each was paused (epoch ms); ``integer`` is the type that holds it.
-    Created on first use, beside the versioned job table, like ``jobq_cron``."""
-    return (
-        "CREATE TABLE IF NOT EXISTS jobq_paused (tbl TEXT NOT NULL, queue TEXT NOT NULL,"
-        f" paused_at {integer} NOT NULL, PRIMARY KEY (tbl, queue))"
-    )
-
-
-def pause_query(d: Dialect) -> str:
-    """Pauses queue ``queue`` of table ``tbl`` at ``at``; no row when it already was."""
-    v = d.value
-    return (
-        f"INSERT INTO jobq_paused (tbl, queue, paused_at) VALUES ({v('tbl')}, {v('queue')}, {v('at')})"
-        " ON CONFLICT (tbl, queue) DO NOTHING"
-    )
-
-
-def resume_query(d: Dialect) -> str:
-    return f"DELETE FROM jobq_paused WHERE tbl = {d.value('tbl')} AND queue = {d.value('queue')}"
-
-
-def paused_query(d: Dialect) -> str:
-    return f"SELECT queue, paused_at FROM jobq_paused WHERE tbl = {d.value('tbl')} ORDER BY queue"
 
 
 def check_table_name(table: str) -> str:

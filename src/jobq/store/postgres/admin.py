@@ -12,6 +12,7 @@ import psycopg
 
 from ...errors import JobNotFound
 from ...job import JobRecord
+from .. import operator_sql as ops_sql
 from .. import sql as q
 from ..base import Search, not_retryable, unique_key_taken
 from .core import PostgresCore
@@ -19,7 +20,7 @@ from .resilience import resilient
 from .sql import DIALECT
 
 #: Paused queues per job table (see :meth:`jobq.Queue.pause`), created on first pause.
-PAUSED_TABLE = q.paused_table("BIGINT")
+PAUSED_TABLE = ops_sql.paused_table("BIGINT")
 #: Key of the advisory lock under which ``jobq_paused`` is created.
 PAUSED_LOCK_KEY = 0x6A6F6271_0003  # "jobq", 3
 
@@ -78,7 +79,7 @@ class AdminVerbs(PostgresCore):
 
     @resilient()
     async def pause_queue(self, queue: str, *, now_ms: int) -> bool:
-        query = self._q("pause", lambda: q.pause_query(DIALECT))
+        query = self._q("pause", lambda: ops_sql.pause_query(DIALECT))
         async with self.connections.connection() as conn, conn.transaction():
             await self._paused_table(conn)
             cur = await conn.execute(query, {"tbl": self.table, "queue": queue, "at": now_ms})
@@ -88,7 +89,7 @@ class AdminVerbs(PostgresCore):
 
     @resilient()
     async def resume_queue(self, queue: str) -> bool:
-        query = self._q("resume", lambda: q.resume_query(DIALECT))
+        query = self._q("resume", lambda: ops_sql.resume_query(DIALECT))
         async with self.connections.connection() as conn, conn.transaction():
             await self._paused_table(conn)
             cur = await conn.execute(query, {"tbl": self.table, "queue": queue})
@@ -106,7 +107,7 @@ class AdminVerbs(PostgresCore):
             if not rows[0][0]:
                 return {}
             self._paused_ready = True
-        rows = await self._fetchall("paused", lambda: q.paused_query(DIALECT), {"tbl": self.table})
+        rows = await self._fetchall("paused", lambda: ops_sql.paused_query(DIALECT), {"tbl": self.table})
         return {name: int(at) for name, at in rows}
 
     @resilient()

@@ -11,12 +11,13 @@ from collections.abc import Collection
 
 from ...errors import JobNotFound
 from ...job import JobRecord
+from .. import operator_sql as ops_sql
 from .. import sql as q
 from ..base import Search, not_retryable, unique_key_taken
 from .core import SQLiteCore
 
 #: Paused queues per job table (see :meth:`jobq.Queue.pause`), created on first pause.
-PAUSED_TABLE = q.paused_table("INTEGER")
+PAUSED_TABLE = ops_sql.paused_table("INTEGER")
 
 
 class AdminVerbs(SQLiteCore):
@@ -60,7 +61,7 @@ class AdminVerbs(SQLiteCore):
         await self.db.write(lambda c: c.execute(f"DELETE FROM {self.table}"))
 
     async def pause_queue(self, queue: str, *, now_ms: int) -> bool:
-        sql = self._q("pause", lambda: q.pause_query(self._d))
+        sql = self._q("pause", lambda: ops_sql.pause_query(self._d))
 
         def do(conn: sqlite3.Connection) -> bool:
             conn.execute(PAUSED_TABLE)
@@ -69,7 +70,7 @@ class AdminVerbs(SQLiteCore):
         return await self.db.write(do)
 
     async def resume_queue(self, queue: str) -> bool:
-        sql = self._q("resume", lambda: q.resume_query(self._d))
+        sql = self._q("resume", lambda: ops_sql.resume_query(self._d))
 
         def do(conn: sqlite3.Connection) -> bool:
             conn.execute(PAUSED_TABLE)
@@ -81,7 +82,7 @@ class AdminVerbs(SQLiteCore):
         return resumed
 
     async def paused_queues(self) -> dict[str, int]:
-        sql = self._q("paused", lambda: q.paused_query(self._d))
+        sql = self._q("paused", lambda: ops_sql.paused_query(self._d))
 
         def do(conn: sqlite3.Connection) -> dict[str, int]:
             # Read-only openers never create it: no table, nothing paused.
