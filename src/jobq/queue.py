@@ -326,14 +326,16 @@ class Queue(AdminVerbs):
         limits: Sequence[KeyLimit] = (),
         lost_below: int | None = None,
         lost_from: int | None = None,
+        exclude_queues: Collection[str] = (),
     ) -> tuple[list[JobqError | None], list[Job[Any]]]:
         """:meth:`settle` then :meth:`claim` (without the sweep), in one
         transaction where the store allows. Returns each transition's error
         (or ``None``) and the claimed jobs. ``lost_below`` / ``lost_from``:
-        only jobs whose worker was lost fewer / at least that many times."""
+        only jobs whose worker was lost fewer / at least that many times.
+        ``exclude_queues``: named queues not to take from (paused ones)."""
         now_ms = self.now_ms()
         request = self._claim_request(
-            now_ms, limit, queues, exclude_types, lease, owner, limits, lost_below, lost_from
+            now_ms, limit, queues, exclude_types, lease, owner, limits, lost_below, lost_from, exclude_queues
         )
         settled, records = await self.store.settle_and_claim(settling, request)
         return self._settled(settling, settled), await self._claimed_jobs(records, now_ms)
@@ -378,9 +380,11 @@ class Queue(AdminVerbs):
         limits: Sequence[KeyLimit],
         lost_below: int | None = None,
         lost_from: int | None = None,
+        exclude_queues: Collection[str] = (),
     ) -> ClaimRequest:
         codec.check_names(queues, "queues")
         codec.check_names(exclude_types, "exclude_types")
+        codec.check_names(exclude_queues, "exclude_queues")
         return ClaimRequest(
             limit=limit,
             now_ms=now_ms,
@@ -392,6 +396,7 @@ class Queue(AdminVerbs):
             limits=limits,
             lost_below=lost_below,
             lost_from=lost_from,
+            exclude_queues=exclude_queues,
         )
 
     async def _claimed_jobs(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:

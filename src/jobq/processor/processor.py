@@ -228,6 +228,12 @@ class JobProcessor(KmsgVerbs):
         """The circuit breakers' states, by job type (once a job of the type ran)."""
         return self._circuits
 
+    @property
+    def paused_queues(self) -> frozenset[str]:
+        """The paused queues (``Queue.pause``) this processor leaves out of
+        its claims, as it last read them (empty before it starts)."""
+        return frozenset() if self._producer is None else self._producer.paused
+
     # -- registration ------------------------------------------------------
 
     def handle(
