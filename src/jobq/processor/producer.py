@@ -274,7 +274,7 @@ class Producer:
             return
         paused = frozenset(await self.queue.paused())
         if paused != self.paused:
-            log.info("jobq: paused queues: %s", ", ".join(sorted(paused)) or "none")
+            log.info("paused queues: %s", ", ".join(sorted(paused)) or "none")
         self.paused, self._paused_read_at = paused, time.monotonic()
 
     def _serving(self) -> list[str] | None:
