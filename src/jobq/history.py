@@ -14,10 +14,13 @@ import json
 import traceback as tb
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .clock import datetime_of_ms, from_ms
 from .codec import error_text
+
+if TYPE_CHECKING:
+    from .job import JobRecord
 
 #: What became of one attempt. ``lease_lost``: its worker stopped renewing the
 #: lease and the rescuer took the job back; ``released``: given back without
@@ -212,3 +215,19 @@ class WorkerInfo:
             "done": self.done,
             "alive": self.alive,
         }
+
+
+def completed_attempt(record: JobRecord) -> Attempt | None:
+    """The last attempt of a completed job, read from its own row: a
+    completion adds no history row (:func:`jobq.transitions.completed`), as
+    the row keeps its worker (``lease_owner``), start and finish. ``None``
+    for a job that is not completed, or whose finish cannot be read (a row
+    another program wrote)."""
+    if record.status != "completed" or type(record.completed_at) is not int:
+        return None
+    attempts = record.attempts if type(record.attempts) is int else 0
+    started = from_ms(record.started_at) if type(record.started_at) is int else None
+    worker = record.lease_owner if isinstance(record.lease_owner, str) else None
+    return Attempt(
+        record.id, attempts + 1, worker, started, datetime_of_ms(record.completed_at), "completed", None, None, None,
+    )  # fmt: skip

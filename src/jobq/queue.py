@@ -456,11 +456,7 @@ class Queue(RescueVerbs, SteeringVerbs, AdminVerbs):
         done = []
         for job, result in items:
             job_id, token = self._target(job)
-            stored = codec.encode_result(result)
-            if token is not None and isinstance(job, Job):  # held: the attempt goes into the history
-                done.append(transitions.completed(job_id, token, stored, job.attempts + 1, job.lease_owner))
-            else:
-                done.append(transitions.completed(job_id, token, stored))
+            done.append(transitions.completed(job_id, token, codec.encode_result(result)))
         return done
 
     async def fail(

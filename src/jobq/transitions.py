@@ -153,17 +153,13 @@ def attempt_of(job: Job[Any]) -> Ran:
     return Ran(job.attempts + 1, job.lease_owner)
 
 
-def completed(
-    job_id: str, token: str | None, result: str | None, attempt: int | None = None, worker: str | None = None
-) -> Transition:
-    """A completion; with ``attempt`` (and its ``worker``), the attempt goes into the history."""
-    # Positional, and the attempt as plain values: one per job on a worker's hot path.
-    if attempt is None:
-        return Transition(job_id, "completed", token, None, None, False, None, None, None, None, result, None)
-    return Transition(
-        job_id, "completed", token, None, None, False, None, None, None, None, result, None, None,
-        "completed", attempt, worker, None,
-    )  # fmt: skip
+def completed(job_id: str, token: str | None, result: str | None) -> Transition:
+    """A completion. It adds no row to the history: the completed job's own
+    row keeps what that row would (its worker in ``lease_owner``,
+    ``started_at``, ``completed_at``; see :meth:`jobq.Queue.attempts`), so a
+    worker's hot path writes one row per job."""
+    # Positional: one per job on a worker's hot path.
+    return Transition(job_id, "completed", token, None, None, False, None, None, None, None, result, None)
 
 
 def will_retry(attempts: int, max_attempts: int) -> bool:
@@ -363,5 +359,6 @@ def apply(record: JobRecord, transition: Transition, now_ms: int) -> None:
     elif t.status == "cancelled":
         record.cancelled_at = now_ms
     record.lease_token = None
-    record.lease_owner = None
+    if t.status != "completed":  # a completed job keeps its worker: its last attempt's (see completed())
+        record.lease_owner = None
     record.scheduled_at = None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import codec
 from ..clock import datetime_of_ms, from_ms, to_ms
 from ..errors import InvalidOption, JobNotFound
-from ..history import Attempt, WorkerInfo
+from ..history import Attempt, WorkerInfo, completed_attempt
 from ..job import TERMINAL_STATUSES, Job, JobRecord, JobStatus
 from ..store.base import Search
 
@@ -129,9 +129,16 @@ class AdminVerbs:
         if not isinstance(job_id, str):
             raise TypeError(f"job_id must be a str, not {type(job_id).__name__}")
         rows = await self.store.attempts(job_id)
-        if not rows and await self.store.get(job_id) is None:
-            raise JobNotFound(job_id)
-        return [Attempt.from_record(row) for row in rows]
+        record = await self.store.get(job_id)
+        if record is None:
+            if not rows:
+                raise JobNotFound(job_id)
+            return [Attempt.from_record(row) for row in rows]  # removed meanwhile
+        history = [Attempt.from_record(row) for row in rows]
+        finished = completed_attempt(record)
+        if finished is not None and not (history and history[-1].outcome == "completed"):
+            history.append(finished)
+        return history
 
     async def workers(self) -> list[WorkerInfo]:
         """The worker registry: every worker process heard from within the

@@ -122,7 +122,7 @@ class Outcome:
         job, kind = self.job, self.kind
         token = job.lease_token
         if kind is Kind.COMPLETED:
-            return transitions.completed(job.id, token, self.stored_result, job.attempts + 1, job.lease_owner)
+            return transitions.completed(job.id, token, self.stored_result)
         run = transitions.attempt_of(job)
         if kind is Kind.RETRY or kind is Kind.FAILED:
             delay_ms = None

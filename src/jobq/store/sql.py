@@ -237,7 +237,13 @@ def settle_assignments(d: Dialect, shape: SettleShape = ()) -> str:
             parts.append(f"{column} = CASE WHEN {v('status')} = '{target}' THEN {value} ELSE {c(column)} END")
         elif status == target:
             parts.append(f"{column} = {value}")
-    parts.append("lease_token = NULL, lease_owner = NULL, scheduled_at = NULL")
+    # A completed job keeps its worker, the history's record of its last
+    # attempt (jobq.transitions.completed); other outcomes clear it.
+    if status is None:
+        parts.append(f"lease_owner = CASE WHEN {v('status')} = 'completed' THEN {c('lease_owner')} ELSE NULL END")
+    elif status != "completed":
+        parts.append("lease_owner = NULL")
+    parts.append("lease_token = NULL, scheduled_at = NULL")
     return ", ".join(parts)
 
 
