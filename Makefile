@@ -56,10 +56,10 @@ example-load: $(BIN)/python
 test:
 	PYTHON="$(PYTHON)" bash .ci/test.sh $(PYTEST_ARGS)
 
-# The browser tests, writing their screenshots over docs/screenshots/ (a
-# plain test run writes them to a temporary folder). Needs Chromium.
+# Refreshes docs/screenshots/*.png from the Chromium tests (tests/web/test_browser*.py);
+# a plain test run writes them to a temporary folder. Needs Chromium.
 screenshots: $(VENV)/.installed-test
-	JOBQ_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_browser.py
+	$(BIN)/python -m tests.web.screenshots
 
 # python -m bench; set JOBQ_BENCH_POSTGRES_URL for the postgres and pgqueuer columns.
 bench: $(VENV)/.installed-bench

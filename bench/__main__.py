@@ -3,7 +3,7 @@
 python -m bench                 # default run, ~15-20 minutes on 2 busy cores
 python -m bench --quick         # small counts, one run, about a minute
 python -m bench --only process --runs 5
-python -m bench --profile       # cProfile of process/s on SQLite
+python -m bench --profile       # cProfile of process/s on SQLite (--backend postgres: on PostgreSQL)
 python -m bench --long          # also the worker RSS over 1,000,000 jobs (--only rss: that alone)
 
 With JOBQ_BENCH_POSTGRES_URL (or JOBQ_TEST_POSTGRES_URL) set to a
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import pg
-from .config import DEFAULT, QUICK
+from .config import DEFAULT, POSTGRES, QUICK
 from .report import RESULTS_DIR, build_table, table_from_json, write_json
 from .runner import DEFAULT_WORKLOADS, WORKLOADS, Bench, BenchError, make_workdir
 
@@ -47,7 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json", help="JSON results file")
     parser.add_argument(
         "--profile", action="store_true",
-        help="instead of the benchmark: cProfile the process/s workload on sqlite and print the top entries",
+        help="instead of the benchmark: cProfile the process/s workload on sqlite (or the --backend given:"
+        " sqlite-fast, postgres) and print the top entries",
     )  # fmt: skip
     parser.add_argument(
         "--no-postgres", action="store_true",
@@ -94,7 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         from .profiling import run_profile
 
-        run_profile(counts.process_jobs, concurrencies[0], "full", lambda line: print(line, flush=True))
+        def say(line: str) -> None:
+            print(line, flush=True)
+
+        if args.backend and POSTGRES in args.backend:
+            found = pg.server_url()
+            if found is None:
+                print(f"bench failed: --profile --backend postgres needs {pg.ENV_VARS[0]}", file=sys.stderr)
+                return 1
+            server = pg.Server(*found)
+            schema, url = server.fresh()
+            try:
+                run_profile(counts.process_jobs, concurrencies[0], "full", say, postgres_url=url)
+            finally:
+                server.drop(schema)
+                server.close()
+            return 0
+        durability = "fast" if args.backend and "sqlite-fast" in args.backend else "full"
+        run_profile(counts.process_jobs, concurrencies[0], durability, say)
         return 0
 
     postgres: pg.Server | None = None

@@ -51,6 +51,19 @@ class Counts:
     #: claim cost: finished rows in the big table, dequeue+complete cycles timed
     scale_rows: int = 1_000_000
     scale_cycles: dict[str, int] = field(default_factory=dict)
+    #: concurrent producers, each enqueuing one job per call: tasks in one
+    #: process, and processes (``enqueue`` jobs in all)
+    producer_tasks: int = 8
+    producer_processes: int = 4
+    #: scheduled backlog: jobs not yet due (of a higher priority than the
+    #: ready ones) in the big table; ready jobs a processor drains beside it
+    #: (and beside none); delayed jobs whose start is timed, due ``delayed_by`` s
+    #: after their enqueue, at ``delayed_rate`` per second
+    backlog_rows: int = 1_000_000
+    backlog_process_jobs: int = 5_000
+    delayed_jobs: int = 200
+    delayed_rate: float = 100.0
+    delayed_by: float = 0.1
     #: worker RSS: jobs fed to one worker, and the completed counts at which RSS is sampled
     rss_jobs: int = 1_000_000
     rss_checkpoints: tuple[int, ...] = (10_000, 100_000, 1_000_000)
@@ -87,6 +100,9 @@ QUICK = Counts(
     raw_claim={"FULL": 100, "NORMAL": 500, "postgres": 200},
     raw_claim_batch={"FULL": 2_000, "NORMAL": 2_000, "postgres": 2_000},
     scale_rows=10_000,
+    backlog_rows=10_000,
+    backlog_process_jobs=500,
+    delayed_jobs=50,
     scale_cycles={"sqlite-fast": 200, "postgres": 100},
     rss_jobs=20_000,
     rss_checkpoints=(2_000, 20_000),

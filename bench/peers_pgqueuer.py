@@ -2,9 +2,11 @@
 
 Configuration: pgqueuer's own schema (``Queries.install()``, durability
 "durable": every table logged) installed into the measurement's fresh
-PostgreSQL schema (the URL puts it first on the ``search_path``), a psycopg
-``AsyncConnection`` in autocommit mode (``PsycopgDriver``), one
-``QueueManager`` with an async no-op entrypoint, ``run(batch_size=100)``
+PostgreSQL schema (the URL puts it first on the ``search_path``), an
+asyncpg connection (``AsyncpgDriver``, pgqueuer's fast path, as its own
+benchmarks use; enqueues and the drain watch go through psycopg in
+autocommit), one ``QueueManager`` with an async no-op entrypoint,
+``run(batch_size=10)`` and ``run(batch_size=100)``, each measured
 (pgqueuer's other defaults: no concurrency cap, LISTEN/NOTIFY wake-ups, a
 completion log buffered up to the batch size). ``enqueue`` with lists is its
 batch insert.
@@ -29,7 +31,8 @@ from .workloads import _emit
 
 ENTRYPOINT = "bench"
 WARMUP = 20
-BATCH_SIZE = 100  # jobs a QueueManager dequeues at once
+BATCH_SIZE = 100  # jobs a QueueManager dequeues at once (latency workload)
+BATCH_SIZES = (10, 100)  # the process workload's, each measured: pgqueuer at its best
 PRELOAD_BATCH = 1_000
 QUEUE_TABLE = "pgqueuer"  # pgqueuer's default table name (no PGQUEUER_PREFIX)
 STOP_GRACE = 1.0  # seconds
@@ -68,6 +71,31 @@ async def enqueue_single(url: str, n: int) -> dict[str, Any]:
     return {"n": n, "seconds": seconds, "rate": n / seconds}
 
 
+async def _asyncpg_queries(url: str) -> tuple[Any, Any]:
+    """pgqueuer on asyncpg. asyncpg takes unknown URL options as server
+    settings, so the URL's ``options=-csearch_path=...`` becomes the
+    ``search_path`` setting it stands for."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    import asyncpg
+    from pgqueuer import Queries
+    from pgqueuer.db import AsyncpgDriver
+
+    parts = urlsplit(admin_dsn(url))
+    settings: dict[str, str] = {}
+    rest = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "options":
+            for option in value.split():
+                name, _, setting = option.removeprefix("-c").partition("=")
+                settings[name] = setting
+        else:
+            rest.append((key, value))
+    dsn = urlunsplit(parts._replace(query=urlencode(rest)))
+    conn = await asyncpg.connect(dsn, server_settings=settings)
+    return conn, Queries(AsyncpgDriver(conn))
+
+
 async def _enqueue_many(queries: Any, start: int, stop: int) -> None:
     count = stop - start
     await queries.enqueue([ENTRYPOINT] * count, [_payload(i) for i in range(start, stop)], [0] * count)
@@ -84,7 +112,7 @@ async def enqueue_batch(url: str, n: int, size: int) -> dict[str, Any]:
     return {"n": n, "batch": size, "seconds": seconds, "rate": n / seconds}
 
 
-async def process(url: str, n: int, timeout: float) -> dict[str, Any]:
+async def process(url: str, n: int, timeout: float, batch: int = BATCH_SIZE) -> dict[str, Any]:
     """Timed from ``QueueManager.run`` until the queue table is empty: the
     manager deletes a finished job when it flushes its completion log, so
     that is when the last completion is stored (jobq's figure ends at its
@@ -96,9 +124,9 @@ async def process(url: str, n: int, timeout: float) -> dict[str, Any]:
     async with conn:
         for start in range(0, n, PRELOAD_BATCH):
             await _enqueue_many(queries, start, min(n, start + PRELOAD_BATCH))
-    conn, queries = await _queries(url)
+    conn, queries = await _asyncpg_queries(url)
     watch_conn, _ = await _queries(url)
-    async with conn, watch_conn:
+    async with watch_conn:
         qm = QueueManager(queries)
         ran = 0
 
@@ -117,7 +145,7 @@ async def process(url: str, n: int, timeout: float) -> dict[str, Any]:
                 await asyncio.sleep(POLL)
 
         started = time.perf_counter()
-        worker = asyncio.create_task(qm.run(batch_size=BATCH_SIZE))
+        worker = asyncio.create_task(qm.run(batch_size=batch))
         try:
             finished = await asyncio.wait_for(drained(), timeout)
         except TimeoutError:
@@ -125,10 +153,13 @@ async def process(url: str, n: int, timeout: float) -> dict[str, Any]:
         finally:
             await _stop(qm, worker)
         seconds = finished - started
-        left = await queries.queued_work([ENTRYPOINT])
+        try:
+            left = await queries.queued_work([ENTRYPOINT])
+        finally:
+            await conn.close()
     if left:
         raise RuntimeError(f"{left} pgqueuer jobs still queued")
-    return {"n": n, "batch": BATCH_SIZE, "seconds": seconds, "rate": n / seconds}
+    return {"n": n, "batch": batch, "driver": "asyncpg", "seconds": seconds, "rate": n / seconds}
 
 
 async def _stop(qm: Any, worker: asyncio.Task[None]) -> None:

@@ -1,8 +1,10 @@
-"""``python -m bench --profile``: cProfile of the process/s workload on SQLite.
+"""``python -m bench --profile``: cProfile of the process/s workload on
+SQLite, or on PostgreSQL (``--backend postgres``).
 
-Two profiles: the event-loop thread (claim loop, handlers, decoding) and the
-store's database thread (every SQL statement runs there). Stats files go to
-``bench/results/`` for ``python -m pstats``.
+Two profiles on SQLite: the event-loop thread (claim loop, handlers,
+decoding) and the store's database thread (every SQL statement runs there);
+on PostgreSQL the event-loop thread alone (psycopg's async connections run
+there). Stats files go to ``bench/results/`` for ``python -m pstats``.
 """
 
 from __future__ import annotations
@@ -26,15 +28,26 @@ def top(path: str, limit: int, sort: str = "cumulative") -> str:
 
 
 def run_profile(
-    n: int, concurrency: int, durability: str, log: Callable[[str], None], limit: int = 10
+    n: int,
+    concurrency: int,
+    durability: str,
+    log: Callable[[str], None],
+    limit: int = 10,
+    postgres_url: str | None = None,
 ) -> dict[str, str]:
+    """Profiles one processor draining ``n`` jobs: on a SQLite file at
+    ``durability``, or, given ``postgres_url``, on PostgreSQL."""
+    import os
     import shutil
 
     workdir = make_workdir(None)
-    prefix = str(RESULTS_DIR / f"profile-process-sqlite-{durability}-c{concurrency}")
+    name = "postgres" if postgres_url else f"sqlite-{durability}"
+    prefix = str(RESULTS_DIR / f"profile-process-{name}-c{concurrency}")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     try:
-        url = f"sqlite:///{workdir}/profile.db" + ("?durability=fast" if durability == "fast" else "")
+        url = postgres_url or (
+            f"sqlite:///{workdir}/profile.db" + ("?durability=fast" if durability == "fast" else "")
+        )
         result = run_child(
             "process",
             120 + n / 50,
@@ -47,12 +60,14 @@ def run_profile(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log(
-        f"process/s under cProfile (sqlite {durability}, {n} jobs, concurrency {concurrency}):"
+        f"process/s under cProfile ({name.replace('-', ' ')}, {n} jobs, concurrency {concurrency}):"
         f" {result['rate']:,.0f} jobs/s"
     )
     sections = {}
     for thread in ("main", "db"):
         path = f"{prefix}.{thread}.prof"
+        if not os.path.exists(path):  # PostgreSQL has no database thread
+            continue
         title = "event-loop thread" if thread == "main" else "database thread (jobq-sqlite executor)"
         for sort in ("cumulative", "tottime"):
             text = top(path, limit, sort)

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from . import pg
-from .config import BACKENDS, POSTGRES, Counts
+from .config import BACKENDS, PEERS, POSTGRES, Counts
 from .peers_pgqueuer import BATCH_SIZE as PGQ_BATCH
+from .peers_pgqueuer import BATCH_SIZES as PGQ_BATCHES
 from .runner import TASK_CONCURRENCY, Samples
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -25,6 +26,8 @@ PEER_LABELS = {"huey": "huey (sqlite)", "pgqueuer": "pgqueuer (postgres)"}
 RATIOS = {"fast/full": ("sqlite-fast", "sqlite"), "memory/full": ("memory", "sqlite")}
 PG_RATIO = {"postgres/full": (POSTGRES, "sqlite")}
 PEER_RATIOS = {"huey": {"sqlite/huey": ("sqlite", "huey")}, "pgqueuer": {"postgres/pgqueuer": (POSTGRES, "pgqueuer")}}
+#: The peer each jobq column is compared with.
+PEER_OF = {jobq: peer for peer, jobq in PEERS.items()}
 #: Ratio rows: name -> (jobq metric, reference metric); each is the median of
 #: per-run ratios, the two figures of a run having been taken side by side.
 PAIRED = {
@@ -37,6 +40,9 @@ PAIRED = {
     "ratio_task_process": ("task_process", f"process_c{TASK_CONCURRENCY}"),
     # a cost: the time per cycle with the big table over the time with an empty one
     "claim_cost": ("claim_empty", "claim_big"),
+    # the same beside a backlog of jobs not yet due, of a higher priority
+    "backlog_claim_cost": ("backlog_claim_empty", "backlog_claim_big"),
+    "backlog_process_cost": ("backlog_process_empty", "backlog_process_big"),
 }
 
 
@@ -88,6 +94,13 @@ def derive(
                 # A failed run leaves one list shorter; the pairing stops at its end.
                 ratios = [a / b for a, b in zip(top_runs, bottom_runs, strict=False)]
                 out[name][backend] = {"value": statistics.median(ratios), "spread": spread(ratios)}
+        peer = PEER_OF.get(backend)
+        for metric in ("enqueue_tasks", "enqueue_processes"):
+            # Concurrent producers against the peer's one producer, the
+            # target of issue 17; medians of each, as their runs are apart.
+            mine, theirs = med.get(metric, {}).get(backend), med.get("enqueue", {}).get(peer or "")
+            if mine and theirs:
+                out.setdefault(f"peer_{metric}", {})[backend] = {"value": mine / theirs, "spread": None}
         points = [m for m in _rss_points(med) if backend in med[m]]
         if len(points) >= 2:
             first, last = med[points[0]][backend], med[points[-1]][backend]
@@ -107,13 +120,19 @@ def _rows(
     counts: Counts, concurrencies: tuple[int, ...], med: dict[str, dict[str, float]]
 ) -> list[tuple[str, str, str]]:
     size = counts.batch_size
+    backlog, ready = _jobs(counts.backlog_rows), _jobs(counts.backlog_process_jobs)
     rows = [
         ("enqueue", "enqueue, one call per job", "jobs/s"),
+        ("enqueue_tasks", f"enqueue, {counts.producer_tasks} tasks in one process, one job per call", "jobs/s"),
+        ("peer_enqueue_tasks", "  / the peer's single enqueue (huey; pgqueuer)", "ratio"),
+        ("enqueue_processes", f"enqueue, {counts.producer_processes} processes, one job per call", "jobs/s"),
+        ("peer_enqueue_processes", "  / the peer's single enqueue (huey; pgqueuer)", "ratio"),
         ("enqueue_many", f"enqueue_many, batches of {size}", "jobs/s"),
     ]
     rows += [(f"process_c{c}", f"process, 1 worker, concurrency {c}", "jobs/s") for c in concurrencies]
     rows += [
         ("process_best", "process, 1 worker, best (peers: see notes)", "jobs/s"),
+        *((f"process_peer_b{b}", f"  pgqueuer on asyncpg, batch_size={b}", "jobs/s") for b in PGQ_BATCHES),
         ("task_enqueue", "task defer, one call per job", "jobs/s"),
         ("ratio_task_enqueue", "  task defer / enqueue", "ratio"),
         ("task_process", f"task process, 1 worker, concurrency {TASK_CONCURRENCY}", "jobs/s"),
@@ -132,6 +151,14 @@ def _rows(
         ("claim_empty", "dequeue+complete, empty table", "jobs/s"),
         ("claim_big", f"dequeue+complete, {_jobs(counts.scale_rows)} finished rows", "jobs/s"),
         ("claim_cost", f"  claim cost at {_jobs(counts.scale_rows)} finished / empty", "ratio"),
+        ("backlog_claim_empty", "dequeue+complete, no delayed jobs", "jobs/s"),
+        ("backlog_claim_big", f"dequeue+complete beside {backlog} delayed jobs (higher priority)", "jobs/s"),
+        ("backlog_claim_cost", f"  claim cost beside {backlog} delayed / none", "ratio"),
+        ("backlog_process_empty", f"process {ready} ready jobs (c={TASK_CONCURRENCY}), no delayed jobs", "jobs/s"),
+        ("backlog_process_big", f"process {ready} ready jobs (c={TASK_CONCURRENCY}) beside {backlog} delayed", "jobs/s"),
+        ("backlog_process_cost", f"  process cost beside {backlog} delayed / none", "ratio"),
+        ("latency_delayed_p50", f"delayed job due->start p50, beside {backlog} delayed", "ms"),
+        ("latency_delayed_p99", f"delayed job due->start p99, beside {backlog} delayed", "ms"),
         ("rss_start", "worker RSS at start", "MiB"),
     ]
     points = _rss_points(med)
@@ -233,7 +260,7 @@ def _notes(
     peers_missing: dict[str, str],
 ) -> list[str]:
     notes: list[str] = []
-    if any(m.startswith("latency") for m in med):
+    if "latency_p50" in med:
         notes.append("* memory: producer and processor in one process and event loop (in-process latency);")
         notes.append("  other columns: the parent enqueues, a separate worker process runs the jobs")
         notes.append(
@@ -259,6 +286,18 @@ def _notes(
             " rows vs an empty table;"
         )
         notes.append("  sqlite at durability fast (a sync per commit would hide the statements); above 1x is slower.")
+    if "backlog_claim_big" in med:
+        notes.append(
+            f"backlog: {_jobs(counts.backlog_rows)} waiting jobs of priority 10 due a day later, beside ready"
+            " jobs of priority 0 (claims must pass over them);"
+        )
+        notes.append(
+            "  cost rows: the time per job beside the backlog over the time with none, each pair side by side;"
+            f" delayed jobs: due {counts.delayed_by:g} s after"
+        )
+        notes.append(
+            f"  their enqueue, {counts.delayed_rate:g}/s, a worker process idling; sqlite at durability fast."
+        )
     if any(m.startswith("rss_") for m in med):
         notes.append(
             f"RSS: one `jobq worker` process (concurrency {concurrencies[0]}) fed {_jobs(counts.rss_jobs)} no-op"
@@ -271,8 +310,10 @@ def _notes(
         )
     if "pgqueuer" in peers:
         notes.append(
-            f"pgqueuer (postgres): its schema installed per measurement (durable), psycopg driver,"
-            f" QueueManager.run(batch_size={PGQ_BATCH}); enqueue with lists for the batch figure."
+            "pgqueuer (postgres): its schema installed per measurement (durable); processing on asyncpg"
+            f" (AsyncpgDriver), QueueManager.run(batch_size=) {' and '.join(map(str, PGQ_BATCHES))}, the best"
+            f" is its figure; enqueue and latency (batch_size={PGQ_BATCH}) on psycopg; enqueue with lists"
+            " for the batch figure."
         )
     for peer, why in peers_missing.items():
         notes.append(f"No {PEER_LABELS[peer]} column: {why}.")

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository root, where ``be
 #: Selectable with --only. Peers join enqueue, batch, process and latency
 #: (unless --no-peers); "rss" is the long one and runs only when asked for
 #: (--only rss, or --long).
-WORKLOADS = ("enqueue", "batch", "process", "tasks", "latency", "raw", "processes", "scale", "rss")
+WORKLOADS = ("enqueue", "batch", "process", "tasks", "latency", "raw", "processes", "scale", "backlog", "rss")
 #: Concurrency of the task API's process figure, compared with process_c32.
 TASK_CONCURRENCY = 32
 DEFAULT_WORKLOADS = tuple(w for w in WORKLOADS if w != "rss")
@@ -100,9 +100,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-async def _latency_across_processes(url: str, n: int, rate: float, timeout: float) -> dict[str, Any]:
-    """A worker child idles on the queue; this process produces at ``rate``.
-    On PostgreSQL the idle worker is woken by LISTEN/NOTIFY."""
+async def _latency_across_processes(
+    url: str, n: int, rate: float, timeout: float, delay: float = 0.0
+) -> dict[str, Any]:
+    """A worker child idles on the queue; this process produces at ``rate``
+    (jobs due ``delay`` seconds later). On PostgreSQL the idle worker is
+    woken by LISTEN/NOTIFY."""
     async with jobq.connect(url) as queue:  # creates the file/table before the worker opens it
         proc = await asyncio.create_subprocess_exec(
             *_child_cmd("latency_worker", url=url, n=n, concurrency=LATENCY_CONCURRENCY, timeout=timeout),
@@ -115,7 +118,7 @@ async def _latency_across_processes(url: str, n: int, rate: float, timeout: floa
                 rest = await proc.stdout.read()
                 err = await proc.stderr.read() if proc.stderr else b""
                 return _parse((line + rest).decode(), err.decode(), "latency_worker")
-            achieved = await workloads.produce_steady(queue, n, rate)
+            achieved = await workloads.produce_steady(queue, n, rate, delay)
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except BaseException:
             if proc.returncode is None:
@@ -187,7 +190,8 @@ class Bench:
             self.peers = [p for p in self.peers if PEERS[p] in self.backends]
         self.samples = Samples()
         self._files = 0
-        self._big: dict[str, tuple[str, str | None]] = {}  # backend -> the 1M-row table (scale)
+        #: (backend, what) -> the 1M-row table: of finished jobs (scale), of delayed ones (backlog)
+        self._big: dict[tuple[str, str], tuple[str, str | None]] = {}
 
     def _find_peers(self) -> None:
         if peers_huey.available():
@@ -286,6 +290,20 @@ class Bench:
             fn = lambda url: run_child("enqueue_single", 60 + n / 100, url=url, n=n)  # noqa: E731
         self._measure("enqueue", backend, run, fn)
 
+    def concurrent_enqueue(self, backend: str, run: int) -> None:
+        """Producers enqueuing one job per call at once: ``producer_tasks``
+        tasks of one process, then ``producer_processes`` processes."""
+        n, tasks, procs = self.counts.enqueue[backend], self.counts.producer_tasks, self.counts.producer_processes
+        self._measure(
+            "enqueue_tasks", backend, run,
+            lambda url: run_child("enqueue_tasks", 60 + n / 100, url=url, n=n, tasks=tasks),
+        )  # fmt: skip
+        if backend != "memory":  # a memory store is private to its process
+            self._measure(
+                "enqueue_processes", backend, run,
+                lambda url: run_child("enqueue_processes", 120 + n / 100, url=url, n=n, processes=procs),
+            )  # fmt: skip
+
     def batch(self, backend: str, run: int) -> None:
         n, size = self.counts.batch_jobs, self.counts.batch_size
         workload = "peers_pgqueuer.enqueue_batch" if backend == "pgqueuer" else "enqueue_batch"
@@ -303,11 +321,19 @@ class Bench:
                 lambda path: run_child("peers_huey.process", timeout + 30, path=path, n=n, timeout=timeout),
             )  # fmt: skip
             return
-        if backend == "pgqueuer":
-            self._measure(
-                "process_peer", backend, run,
-                lambda url: run_child("peers_pgqueuer.process", timeout + 30, url=url, n=n, timeout=timeout),
-            )  # fmt: skip
+        if backend == "pgqueuer":  # at each batch size; its best is the peer's figure
+            rates = []
+            for batch in peers_pgqueuer.BATCH_SIZES:
+                result = self._measure(
+                    f"process_peer_b{batch}", backend, run,
+                    lambda url, b=batch: run_child(
+                        "peers_pgqueuer.process", timeout + 30, url=url, n=n, timeout=timeout, batch=b
+                    ),
+                )  # fmt: skip
+                if result is not None:
+                    rates.append(result["rate"])
+            if rates:
+                self.samples.add("process_peer", backend, max(rates), {"run": run})
             return
         for c in self.concurrencies:
             self._measure(
@@ -414,25 +440,28 @@ class Bench:
 
     # -- claim cost at scale -----------------------------------------------------
 
-    def _big_table(self, backend: str) -> str | None:
-        """The table with ``scale_rows`` finished jobs, built on first use and
-        kept for every run (each run adds only its few claimed jobs)."""
-        if backend not in self._big:
+    def _big_table(self, backend: str, what: str = "finished") -> str | None:
+        """The table with ``scale_rows`` finished jobs (``backlog_rows``
+        delayed ones), built on first use and kept for every run (each run
+        adds only the jobs it completes)."""
+        key = (backend, what)
+        if key not in self._big:
+            metric = "claim_big" if what == "finished" else "backlog_claim_big"
             try:
                 url, path = self._url(backend)
             except Exception as exc:  # noqa: BLE001 - e.g. the server went away: these cells only
-                self._fail("claim_big", backend, 0, repr(exc))
+                self._fail(metric, backend, 0, repr(exc))
                 return None
-            rows = self.counts.scale_rows
+            rows = self.counts.scale_rows if what == "finished" else self.counts.backlog_rows
             try:
-                result = run_child("scale.fill_finished", 600 + rows / 1000, url=url, rows=rows)
+                result = run_child(f"scale.fill_{what}", 600 + rows / 1000, url=url, rows=rows)
             except BenchError as exc:
                 self._remove(backend, path)
-                self._fail("claim_big", backend, 0, str(exc))
+                self._fail(metric, backend, 0, str(exc))
                 return None
-            self.log(f"  {backend}: {result['rows']:,} finished jobs inserted in {result['seconds']:.1f} s")
-            self._big[backend] = (url, path)
-        return self._big[backend][0]
+            self.log(f"  {backend}: {result['rows']:,} {what} jobs inserted in {result['seconds']:.1f} s")
+            self._big[key] = (url, path)
+        return self._big[key][0]
 
     def scale(self, backend: str, run: int) -> None:
         n = self.counts.scale_cycles[backend]
@@ -446,8 +475,47 @@ class Bench:
         self._measure("claim_empty", backend, run, cycles)
         self._measure("claim_big", backend, run, cycles, url=big)
 
+    def backlog(self, backend: str, run: int) -> None:
+        """Claims beside ``backlog_rows`` jobs of a higher priority not yet
+        due, against an empty table, side by side: ``dequeue`` + ``complete``,
+        a processor draining ready jobs; then jobs due a moment after their
+        enqueue, timed from due to start, beside the backlog."""
+        big = self._big_table(backend, "delayed")
+        if big is None:
+            return
+        n = self.counts.scale_cycles[backend]
+
+        def cycles(url: str) -> dict[str, Any]:
+            return run_child("scale.claim_cycles", 60 + n / 20, url=url, n=n)
+
+        self._measure("backlog_claim_empty", backend, run, cycles)
+        self._measure("backlog_claim_big", backend, run, cycles, url=big)
+        jobs, c = self.counts.backlog_process_jobs, TASK_CONCURRENCY
+        timeout = 60 + jobs / 100
+
+        def process(url: str) -> dict[str, Any]:
+            return run_child("process", timeout + 30, url=url, n=jobs, concurrency=c, timeout=timeout)
+
+        self._measure("backlog_process_empty", backend, run, process)
+        self._measure("backlog_process_big", backend, run, process, url=big)
+        k, rate, delay = self.counts.delayed_jobs, self.counts.delayed_rate, self.counts.delayed_by
+        tails: dict[str, float] = {}
+
+        def delayed(url: str) -> dict[str, Any]:
+            result = asyncio.run(_latency_across_processes(url, k, rate, 60 + k / rate, delay))
+            ms = [x * 1000 for x in result.pop("latencies")]
+            if len(ms) != k:
+                raise BenchError(f"latency of delayed jobs: {len(ms)} of {k} jobs reported")
+            tails["p99"] = percentile(ms, 99)
+            result.update(p50=percentile(ms, 50), p99=tails["p99"], value=percentile(ms, 50), delay=delay)
+            return result
+
+        self._measure("latency_delayed_p50", backend, run, delayed, url=big)
+        if tails:
+            self.samples.add("latency_delayed_p99", backend, tails["p99"], {"run": run})
+
     def drop_big_tables(self) -> None:
-        for backend, (_, path) in self._big.items():
+        for (backend, _), (_, path) in self._big.items():
             self._remove(backend, path)
         self._big.clear()
 
@@ -491,7 +559,7 @@ class Bench:
         raw = "raw" in only and backend in RAW_MODES
         tasks = "tasks" in only
         return {
-            "enqueue": [self.enqueue] if "enqueue" in only else [],
+            "enqueue": [self.enqueue, self.concurrent_enqueue] if "enqueue" in only else [],
             "task_enqueue": [self.task_enqueue] if tasks else [],
             "raw_insert": [self.raw_insert] if raw else [],
             "batch": [self.batch] if "batch" in only else [],
@@ -501,6 +569,7 @@ class Bench:
             "task_process": [self.task_process] if tasks else [],
             "processes": [self.processes] if "processes" in only and backend != "memory" else [],
             "scale": [self.scale] if "scale" in only and backend in SCALE_BACKENDS else [],
+            "backlog": [self.backlog] if "backlog" in only and backend in SCALE_BACKENDS else [],
             "latency": [self.latency] if "latency" in only else [],
         }
 
@@ -509,7 +578,7 @@ class Bench:
         groups = (
             ("enqueue", "task_enqueue", "raw_insert"), ("batch", "raw_insert_batch"),
             ("raw_claim", "process", "task_process", "processes"),
-            ("scale",), ("latency",),
+            ("scale",), ("backlog",), ("latency",),
         )  # fmt: skip
         per_run = any(w != "rss" for w in self.only)
         try:

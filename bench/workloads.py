@@ -54,6 +54,76 @@ async def enqueue_single(url: str, n: int) -> dict[str, Any]:
     return {"n": n, "seconds": seconds, "rate": n / seconds}
 
 
+async def enqueue_tasks(url: str, n: int, tasks: int) -> dict[str, Any]:
+    """``tasks`` producers in one event loop (a web app's request handlers),
+    each enqueuing one job per call, ``n`` jobs in all."""
+    async with jobq.connect(url) as queue:
+        for i in range(WARMUP):
+            await queue.enqueue(JOB_TYPE, {"i": -i})
+
+        async def produce(k: int) -> None:
+            for i in range(k, n, tasks):
+                await queue.enqueue(JOB_TYPE, {"i": i})
+
+        started = time.perf_counter()
+        await asyncio.gather(*(produce(k) for k in range(tasks)))
+        seconds = time.perf_counter() - started
+    return {"n": n, "tasks": tasks, "seconds": seconds, "rate": n / seconds}
+
+
+def _enqueue_part(url: str, part: range, start: Any, done: Any) -> None:
+    """One producer process of :func:`enqueue_processes`."""
+
+    async def run() -> float:
+        async with jobq.connect(url) as queue:
+            await queue.enqueue(JOB_TYPE, {"i": -1})  # opened and warm before the start
+            done.put(("ready", 0.0))
+            start.wait()
+            for i in part:
+                await queue.enqueue(JOB_TYPE, {"i": i})
+            return time.time()
+
+    done.put(("end", asyncio.run(run())))
+
+
+def enqueue_processes(url: str, n: int, processes: int) -> dict[str, Any]:
+    """``processes`` producer processes, each enqueuing one job per call,
+    ``n`` jobs in all; timed from a common start to the last one's end."""
+    import multiprocessing
+
+    asyncio.run(_open(url))  # the schema exists before the producers race to create it
+    ctx = multiprocessing.get_context("spawn")
+    start, done = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=_enqueue_part, args=(url, range(k, n, processes), start, done))
+        for k in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for _ in procs:
+            tag, _at = done.get(timeout=120)
+            if tag != "ready":
+                raise RuntimeError(f"a producer process said {tag!r} before it was ready")
+        started = time.time()
+        start.set()
+        ends = [done.get(timeout=300)[1] for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    if any(proc.exitcode != 0 for proc in procs):
+        raise RuntimeError(f"producer exit codes {[proc.exitcode for proc in procs]}")
+    seconds = max(ends) - started
+    return {"n": n, "processes": processes, "seconds": seconds, "rate": n / seconds}
+
+
+async def _open(url: str) -> None:
+    async with jobq.connect(url):
+        pass
+
+
 # -- 2. enqueue_many in batches --------------------------------------------
 
 
@@ -117,7 +187,9 @@ async def drain(
     queue: jobq.Queue, processor: jobq.JobProcessor, n: int, timeout: float, profile: str | None = None
 ) -> float:
     """Seconds ``processor`` takes to complete the ``n`` jobs waiting in
-    ``queue``, from its start to the last completion; checks they all did."""
+    ``queue``, from its start to the last completion; checks they all did
+    (a table kept across runs holds the jobs earlier runs completed)."""
+    before = (await queue.counts())[jobq.JobStatus.COMPLETED]
     done = asyncio.Event()
     completed = 0
     finished_at = 0.0
@@ -145,7 +217,7 @@ async def drain(
         await processor.stop()
     seconds = finished_at - started
     counts = await queue.counts()
-    if counts[jobq.JobStatus.COMPLETED] != n:
+    if counts[jobq.JobStatus.COMPLETED] - before != n:
         raise RuntimeError(f"expected {n} completed jobs, the queue counts {dict(counts)}")
     return seconds
 
@@ -164,7 +236,8 @@ def _latency_handler(latencies: list[float], n: int, done: asyncio.Event) -> Cal
 
 async def latency_worker(url: str, n: int, concurrency: int, timeout: float) -> dict[str, Any]:
     """The worker side across processes: idles on the queue, reports each
-    job's start minus the producer's ``time.time()`` in its payload."""
+    job's start minus the producer's ``time.time()`` in its payload (for a
+    delayed job, the time it became due)."""
     async with jobq.connect(url) as queue:
         processor = jobq.JobProcessor(queue, concurrency=concurrency)
         latencies: list[float] = []
@@ -180,10 +253,10 @@ async def latency_worker(url: str, n: int, concurrency: int, timeout: float) -> 
     return {"n": n, "latencies": latencies}
 
 
-async def produce_steady(queue: jobq.Queue, n: int, rate: float) -> float:
+async def produce_steady(queue: jobq.Queue, n: int, rate: float, delay: float = 0.0) -> float:
     """Enqueues ``n`` jobs one at a time on a fixed schedule of ``rate`` per
-    second (absolute slots, so a slow enqueue does not shift the rest);
-    returns the rate achieved."""
+    second (absolute slots, so a slow enqueue does not shift the rest), each
+    due ``delay`` seconds later; returns the rate achieved."""
     interval = 1.0 / rate
     loop = asyncio.get_running_loop()
     first = loop.time()
@@ -191,7 +264,13 @@ async def produce_steady(queue: jobq.Queue, n: int, rate: float) -> float:
         wait = first + i * interval - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        await queue.enqueue(JOB_TYPE, {"t": time.time(), "i": i})
+        if delay:
+            # The payload holds the time the job is due, as the store
+            # computes it: the enqueue's millisecond plus the delay.
+            due = (int(time.time() * 1000) + round(delay * 1000)) / 1000
+            await queue.enqueue(JOB_TYPE, {"t": due, "i": i}, delay=delay)
+        else:
+            await queue.enqueue(JOB_TYPE, {"t": time.time(), "i": i})
     elapsed = loop.time() - first
     return n / elapsed if elapsed > 0 else float("inf")
 

@@ -32,6 +32,7 @@ from .errors import (
     SnoozeJob,
     StoreUnavailable,
     UnknownOption,
+    WorkerFailed,
 )
 from .events import EVENTS, Event, ProcessorMetrics, QueueStatus
 from .job import TERMINAL_STATUSES, Job, JobStatus, RetryDirective
@@ -108,6 +109,7 @@ __all__ = [
     "SyncQueue",
     "SystemClock",
     "UnknownOption",
+    "WorkerFailed",
     "connect",
     "connect_sync",
 ]

@@ -246,8 +246,14 @@ def error_type(error: BaseException | str | None) -> str | None:
 
 def error_text(error: BaseException | str) -> str:
     """The message stored for a failure: the string, or the exception's message
-    (its class name when it has none)."""
-    text = (str(error) or type(error).__name__) if isinstance(error, BaseException) else str(error)
+    (its class name when it has none, or when its ``str()`` raises)."""
+    if isinstance(error, BaseException):
+        try:
+            text = str(error) or type(error).__name__
+        except Exception:  # noqa: BLE001 - an exception whose __str__ raises still records its type
+            text = type(error).__name__
+    else:
+        text = str(error)
     if not text.isascii():
         # A lone surrogate (UTF-8 cannot hold it) becomes U+FFFD, so the
         # failure is still recorded rather than lost with the write.

@@ -8,6 +8,7 @@ in a callback is logged and never reaches the job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -29,7 +30,10 @@ EVENTS: dict[str, str] = {
     "job_failed": "a job failed for good (event.error)",
     "job_lost": "a job's lease expired and the rescuer took it back (event.job.status tells if it failed for good)",
     "job_snoozed": "a handler raised SnoozeJob: the job waits event.retry_delay seconds, no attempt spent",
-    "job_cancelled": "a handler raised CancelJob: the job ended as cancelled (event.error is the reason)",
+    "job_cancelled": "a handler raised CancelJob, or a cancel request stopped it: the job ended as cancelled"
+    " (event.error is the reason)",
+    "job_released": "a job was given back unfinished, no attempt spent (the processor stopped, or its"
+    " type's circuit opened after the claim): it runs again at once",
     "job_quarantined": "a job whose worker was lost max_lost_leases times failed for good (event.error)",
     "cron_enqueued": "a cron schedule's slot was won by this processor and its job enqueued",
     "processor_started": "start() has workers running",
@@ -54,6 +58,11 @@ class Event:
     error: str | None = None
     retry_delay: float | None = None
     processing_time: float | None = None  # seconds
+    exception: BaseException | None = None
+    """What the handler raised (``job_retry``, ``job_failed``, ``job_snoozed``,
+    ``job_cancelled``), for tools such as Sentry that capture the exception
+    itself; ``None`` for an error with no exception (a job type without a
+    handler, a rescue). ``error`` keeps its message."""
 
 
 class Emitter:
@@ -82,18 +91,25 @@ class Emitter:
                     task = asyncio.ensure_future(outcome)
                     self._pending.add(task)
                     task.add_done_callback(self._settled)
-            except Exception:
-                log.exception("jobq: callback for %s raised", event.name)
+            except Exception as exc:  # noqa: BLE001 - a callback never fails a job or stops a worker
+                _callback_failed(f"the callback for {event.name}", exc)
 
     def _settled(self, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("jobq: async event callback raised", exc_info=task.exception())
+            _callback_failed("an async event callback", task.exception())
 
     async def drain(self) -> None:
         """Waits for async callbacks still running."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+def _callback_failed(what: str, exc: BaseException | None) -> None:
+    """Logs a callback that raised; a log handler that raises too is left
+    alone (the job goes on)."""
+    with contextlib.suppress(Exception):
+        log.error("%s raised", what, exc_info=exc)
 
 
 class _Record(Mapping[str, Any]):

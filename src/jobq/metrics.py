@@ -9,8 +9,18 @@ Store calls (``jobq_store_call_seconds``: calls and seconds by backend and
 verb, with errors and the longest call) are timed by the queue's store
 (:mod:`jobq.store.instrumented`), in this process.
 
+The queue's figures also give ``jobq_oldest_ready_job_age_seconds{queue}``:
+how long the oldest ready job of each named queue has waited since it was
+enqueued (0 for a queue with none ready). Attempts are counted by outcome in
+``jobq_job_attempts_total{type,outcome}`` (completed, retry, failed, snoozed,
+cancelled, released, lost).
+
 The dashboard serves both at ``/metrics``; ``jobq worker --metrics-port N``
-serves a worker's on a port of its own.
+serves a worker's on a port of its own. Under ``--processes`` the supervisor
+serves one endpoint for all its workers (:func:`serve_supervisor_metrics`):
+each worker counts into files in a temporary ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus-client's multiprocess mode) that the supervisor creates, sums and
+removes.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 try:
@@ -32,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise BackendMissing(f"metrics need prometheus-client: pip install 'jobq[web]' ({exc})") from None
 
 from .events import Event
+from .job import JobStatus
 from .processor.limits import CircuitState
 from .processor.processor import JobProcessor
 from .queue import Queue
@@ -41,11 +52,16 @@ SCRAPE_TIMEOUT = 10.0  # seconds a worker's scrape waits for the store
 #: Seconds; histogram buckets of processing time and of enqueue-to-start latency.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
-__all__ = ["CONTENT_TYPE", "QueueCollector", "StoreCollector", "instrument", "queue_metrics", "render_latest", "serve_worker_metrics"]
+__all__ = [
+    "CONTENT_TYPE", "QueueCollector", "StoreCollector", "instrument", "queue_figures", "queue_metrics",
+    "count_into_shared_files", "render_latest", "serve_supervisor_metrics", "serve_worker_metrics",
+]  # fmt: skip
 
 
-def queue_metrics(rows: Iterable[Any]) -> list[Metric]:
-    """``jobq_jobs{queue,status}`` from the rows of ``Queue.summary()``."""
+def queue_metrics(rows: Iterable[Any], ages: Mapping[str, float] | None = None) -> list[Metric]:
+    """``jobq_jobs{queue,status}`` from the rows of ``Queue.summary()``, and
+    ``jobq_oldest_ready_job_age_seconds{queue}`` from ``ages`` (see
+    :func:`queue_figures`) when given."""
     jobs = GaugeMetricFamily("jobq_jobs", "Jobs in the store, by queue and status", labels=["queue", "status"])
     totals: dict[tuple[str, str], int] = {}
     for row in rows:
@@ -53,15 +69,41 @@ def queue_metrics(rows: Iterable[Any]) -> list[Metric]:
         totals[key] = totals.get(key, 0) + int(row.count)
     for (queue, status), count in sorted(totals.items()):
         jobs.add_metric([queue, status], count)
-    return [jobs]
+    if ages is None:
+        return [jobs]
+    oldest = GaugeMetricFamily(
+        "jobq_oldest_ready_job_age_seconds",
+        "Seconds the oldest ready job of each queue has waited since it was enqueued (0: none ready)",
+        labels=["queue"],
+    )
+    for queue, age in sorted(ages.items()):
+        oldest.add_metric([queue], age)
+    return [jobs, oldest]
+
+
+async def queue_figures(queue: Queue) -> tuple[list[Any], dict[str, float]]:
+    """The queue's counts (``Queue.summary()``) and, per named queue, the age
+    in seconds of its oldest ready job (one small read per queue that has
+    ready jobs)."""
+    rows = await queue.summary()
+    now = queue.clock.now()
+    names = sorted({str(row.queue) for row in rows})
+    ready = {str(row.queue) for row in rows if row.status is JobStatus.PENDING and row.count}
+    ages = dict.fromkeys(names, 0.0)
+    for name in sorted(ready):
+        page = await queue.list_jobs(status=JobStatus.PENDING, queue=name, limit=1, order="oldest")
+        if page.jobs:
+            ages[name] = max(0.0, now - page.jobs[0].created_at.timestamp())
+    return rows, ages
 
 
 class _Rows(Collector):
-    def __init__(self, rows: Sequence[Any]) -> None:
+    def __init__(self, rows: Sequence[Any], ages: Mapping[str, float] | None = None) -> None:
         self.rows = rows
+        self.ages = ages
 
     def collect(self) -> Iterable[Metric]:
-        return queue_metrics(self.rows)
+        return queue_metrics(self.rows, self.ages)
 
 
 class QueueCollector(Collector):
@@ -73,13 +115,13 @@ class QueueCollector(Collector):
         self.loop = loop
 
     def collect(self) -> Iterable[Metric]:
-        future = asyncio.run_coroutine_threadsafe(self.queue.summary(), self.loop)
+        future = asyncio.run_coroutine_threadsafe(queue_figures(self.queue), self.loop)
         try:
-            rows = future.result(SCRAPE_TIMEOUT)
+            rows, ages = future.result(SCRAPE_TIMEOUT)
         except Exception:  # an unreachable store leaves this scrape without counts
             future.cancel()
             return []
-        return queue_metrics(rows)
+        return queue_metrics(rows, ages)
 
 
 class _CircuitCollector(Collector):
@@ -144,6 +186,10 @@ class _Instruments:
         self.succeeded = Counter("jobq_jobs_succeeded", "Jobs completed", ["type"], registry=registry)
         self.failed = Counter("jobq_jobs_failed", "Jobs failed for good", ["type"], registry=registry)
         self.retried = Counter("jobq_jobs_retried", "Failed attempts scheduled to run again", ["type"], registry=registry)
+        self.attempts = Counter(
+            "jobq_job_attempts", "Attempts by job type and outcome (completed, retry, failed, snoozed,"
+            " cancelled, released, lost)", ["type", "outcome"], registry=registry,
+        )  # fmt: skip
         self.rescued = Counter(
             "jobq_lease_rescues", "Jobs taken back after their worker's lease expired", ["type"], registry=registry
         )
@@ -204,10 +250,16 @@ def instrument(processor: JobProcessor, registry: CollectorRegistry | None = Non
         m.latency.labels(job.type).observe(max(0.0, begun - due))
 
     def ended(outcome: str) -> Any:
+        attempt = _ATTEMPT_OUTCOMES[outcome]
+
         def count(event: Event) -> None:
             if event.job is None:
                 return
             job_type = event.job.type
+            # A rescue's failure for good has no processing time: its attempt
+            # was counted as lost.
+            if event.processing_time is not None:
+                m.attempts.labels(job_type, attempt).inc()
             if outcome == "retried":
                 m.retried.labels(job_type).inc()
             else:
@@ -221,12 +273,26 @@ def instrument(processor: JobProcessor, registry: CollectorRegistry | None = Non
     def lost(event: Event) -> None:
         if event.job is not None:
             m.rescued.labels(event.job.type).inc()
+            m.attempts.labels(event.job.type, "lost").inc()
+
+    def other(outcome: str) -> Any:
+        def count(event: Event) -> None:
+            if event.job is not None:
+                m.attempts.labels(event.job.type, outcome).inc()
+
+        return count
 
     processor.on("job_started", started)
     processor.on("job_completed", ended("succeeded"))
     processor.on("job_retry", ended("retried"))
     processor.on("job_failed", ended("failed"))
     processor.on("job_lost", lost)
+    for name, outcome in (("job_snoozed", "snoozed"), ("job_cancelled", "cancelled"), ("job_released", "released")):
+        processor.on(name, other(outcome))
+
+
+#: The ``outcome`` label of ``jobq_job_attempts_total`` per counted ending.
+_ATTEMPT_OUTCOMES = {"succeeded": "completed", "retried": "retry", "failed": "failed"}
 
 
 async def render_latest(queue: Queue, registry: CollectorRegistry | None = None) -> bytes:
@@ -235,9 +301,9 @@ async def render_latest(queue: Queue, registry: CollectorRegistry | None = None)
     queue's store calls."""
     registry = REGISTRY if registry is None else registry
     _stores(registry).add(queue)
-    rows = await queue.summary()
+    rows, ages = await queue_figures(queue)
     counts = CollectorRegistry(auto_describe=False)
-    counts.register(_Rows(rows))
+    counts.register(_Rows(rows, ages))
     return generate_latest(counts) + generate_latest(registry)
 
 
@@ -252,3 +318,25 @@ def serve_worker_metrics(processor: JobProcessor, port: int, host: str = "127.0.
     registry.register(QueueCollector(processor.queue, asyncio.get_running_loop()))
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
+
+
+def serve_supervisor_metrics(directory: str, port: int, host: str = "127.0.0.1") -> Any:
+    """Serves on ``host:port`` the processor metrics of every worker process
+    that counts into ``directory`` (their ``PROMETHEUS_MULTIPROC_DIR``;
+    prometheus-client's multiprocess mode sums their files), for ``jobq
+    worker --processes N --metrics-port PORT``. Returns the HTTP server
+    (``.shutdown()`` stops it)."""
+    from prometheus_client import start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
+
+
+def count_into_shared_files(processor: JobProcessor) -> None:
+    """Counts ``processor``'s events for a supervisor's endpoint (see
+    :func:`serve_supervisor_metrics`): this process was started with
+    ``PROMETHEUS_MULTIPROC_DIR`` set, so its counters live in files there."""
+    instrument(processor, CollectorRegistry())

@@ -16,10 +16,11 @@ import secrets
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from . import codec, transitions
+from . import codec, hooks, transitions
 from .admin.verbs import AdminVerbs
 from .clock import SYSTEM_CLOCK, Clock, now_ms, to_ms
 from .errors import CorruptJob, InvalidOption, JobNotFound, JobqError, LeaseLost, StoreUnavailable
+from .history import format_traceback
 from .job import (
     MAX_TIME_MS,
     Datetimes,
@@ -207,8 +208,14 @@ class Queue(AdminVerbs):
         connection (async, or plain under :func:`jobq.connect_sync`). The jobs
         are inserted inside the transaction it has open and not committed:
         they exist, and run, only if the application commits."""
+        specs = list(jobs)
+        if specs and hooks.active():  # tracing (jobq.otel): a span, its context in the metadata
+            return await hooks.enqueue(specs, lambda changed: self._store_new(changed, connection))
+        return await self._store_new(specs, connection)
+
+    async def _store_new(self, specs: list[NewJob], connection: Any) -> list[Job[Any]]:
         now_ms = self.now_ms()
-        records = self._records(jobs if isinstance(jobs, (list, tuple)) else list(jobs), now_ms)
+        records = self._records(specs, now_ms)
         if not records:
             return []
         if connection is not None:
@@ -408,7 +415,7 @@ class Queue(AdminVerbs):
             except JobqError as exc:
                 # The good jobs of the claim run all the same; a bad one's
                 # lease runs out, and the rescuer fails it.
-                _log.warning("jobq: could not fail %d unreadable jobs (%s)", len(corrupt), exc)
+                _log.warning("could not fail %d unreadable jobs (%s)", len(corrupt), exc)
         return jobs
 
     async def dequeue(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
@@ -444,7 +451,11 @@ class Queue(AdminVerbs):
         done = []
         for job, result in items:
             job_id, token = self._target(job)
-            done.append(transitions.completed(job_id, token, codec.encode_result(result)))
+            stored = codec.encode_result(result)
+            if token is not None and isinstance(job, Job):  # held: the attempt goes into the history
+                done.append(transitions.completed(job_id, token, stored, job.attempts + 1, job.lease_owner))
+            else:
+                done.append(transitions.completed(job_id, token, stored))
         return done
 
     async def fail(
@@ -465,7 +476,8 @@ class Queue(AdminVerbs):
         if isinstance(job, Job) and token is not None:
             transition = transitions.failed_attempt(
                 job_id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
-                error=text, retry_delay_ms=retry_delay_ms, error_type=kind,
+                error=text, retry_delay_ms=retry_delay_ms, error_type=kind, run=transitions.attempt_of(job),
+                traceback=format_traceback(error if isinstance(error, BaseException) else None),
             )  # fmt: skip
             return self._lenient_job(await self._settle_one(transition))
         for _ in range(UNFENCED_TRIES):
@@ -477,6 +489,7 @@ class Queue(AdminVerbs):
             transition = transitions.failed_attempt(
                 job_id, token=None, attempts=record.attempts, max_attempts=record.max_attempts,
                 error=text, retry_delay_ms=retry_delay_ms, expect_status=record.status, error_type=kind,
+                run=transitions.ran(record), traceback=format_traceback(error if isinstance(error, BaseException) else None),
             )  # fmt: skip
             try:
                 return self._lenient_job(await self._settle_one(transition))
@@ -491,7 +504,7 @@ class Queue(AdminVerbs):
         job_id, token = self._target(job)
         if token is None:
             raise TypeError("release needs the Job returned by dequeue, not an id")
-        (error,) = await self.settle([transitions.released(job_id, token, delay_ms)])
+        (error,) = await self.settle([transitions.released(job_id, token, delay_ms, transitions.attempt_of(job))])
         if error is not None:
             raise error
 
@@ -564,7 +577,7 @@ class Queue(AdminVerbs):
                 for t, outcome in zip(decided, settled, strict=True):
                     if not isinstance(outcome, JobqError):
                         done += 1
-                        _log.warning("jobq: job %s failed: %s", t.job_id, t.error)
+                        _log.warning("job %s failed: %s", t.job_id, t.error)
             failed += done
             if len(records) < RESCUE_BATCH:
                 return failed
@@ -654,7 +667,8 @@ class Queue(AdminVerbs):
             if not isinstance(reason, str):
                 raise InvalidOption(f"reason must be a str or None, not {type(reason).__name__}")
             codec.check_text(reason, "reason", InvalidOption)
-        return self._lenient_job(await self._settle_one(transitions.cancelled(job_id, token, reason)))
+        cancel = transitions.cancelled(job_id, token, reason, run=transitions.attempt_of(job))
+        return self._lenient_job(await self._settle_one(cancel))
 
     async def cancel_requests(self, jobs: Sequence[Job[Any] | str]) -> set[str]:
         """The ids among ``jobs`` (running ones) that have a cancel request."""

@@ -52,7 +52,7 @@ class Finishes:
             except asyncio.CancelledError:
                 raise
             except Exception:  # the waiters re-read their jobs meanwhile
-                log.warning("jobq: waiting for finished jobs failed; retrying", exc_info=True)
+                log.warning("waiting for finished jobs failed; retrying", exc_info=True)
                 await asyncio.sleep(WATCH_RETRY)
                 continue
             if finished and self._event is not None:

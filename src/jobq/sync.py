@@ -133,6 +133,8 @@ class SyncQueue:
     counts = _Verb(Queue.counts)
     summary = _Verb(Queue.summary)
     throughput = _Verb(Queue.throughput)
+    attempts = _Verb(Queue.attempts)
+    workers = _Verb(Queue.workers)
     retry = _Verb(Queue.retry)
     remove = _Verb(Queue.remove)
     clear = _Verb(Queue.clear)

@@ -36,9 +36,9 @@ translation.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from .job import JobRecord
+from .job import Job, JobRecord
 
 #: Where a transition can lead (stored statuses).
 Target = Literal["completed", "failed", "pending", "cancelled"]
@@ -102,6 +102,17 @@ class Transition(NamedTuple):
     #: Written with ``error`` (``None`` then clears it): the name of the
     #: exception class the error came from.
     error_type: str | None = None
+    # The attempt's row in the history (see :mod:`jobq.history`), written
+    # with the transition when ``outcome`` is set (``None``: no row).
+    #: What became of the attempt (one of :data:`jobq.history.OUTCOMES`).
+    outcome: str | None = None
+    #: Which attempt it was (1 for the first run).
+    attempt: int | None = None
+    #: The worker that ran it (its claim's owner). Its start is the row's
+    #: ``started_at``, which the store reads (a settle leaves it as it is).
+    worker: str | None = None
+    #: The traceback of the error (capped, see :func:`jobq.history.format_traceback`).
+    traceback: str | None = None
 
     @property
     def fenced(self) -> bool:
@@ -124,9 +135,35 @@ class Transition(NamedTuple):
 # -- the decisions -----------------------------------------------------------
 
 
-def completed(job_id: str, token: str | None, result: str | None) -> Transition:
-    # Positional: one per job on a worker's hot path.
-    return Transition(job_id, "completed", token, None, None, False, None, None, None, None, result, None)
+class Ran(NamedTuple):
+    """Which attempt ran, and on which worker: what a history row needs to
+    know of the job beside the outcome (the store reads its start from the row)."""
+
+    attempt: int  # 1 for the first run
+    worker: str | None
+
+
+def ran(record: JobRecord) -> Ran:
+    """The attempt a processing job's row is in."""
+    return Ran(record.attempts + 1, record.lease_owner)
+
+
+def attempt_of(job: Job[Any]) -> Ran:
+    """The attempt a claimed job (as its holder has it) is in."""
+    return Ran(job.attempts + 1, job.lease_owner)
+
+
+def completed(
+    job_id: str, token: str | None, result: str | None, attempt: int | None = None, worker: str | None = None
+) -> Transition:
+    """A completion; with ``attempt`` (and its ``worker``), the attempt goes into the history."""
+    # Positional, and the attempt as plain values: one per job on a worker's hot path.
+    if attempt is None:
+        return Transition(job_id, "completed", token, None, None, False, None, None, None, None, result, None)
+    return Transition(
+        job_id, "completed", token, None, None, False, None, None, None, None, result, None, None,
+        "completed", attempt, worker, None,
+    )  # fmt: skip
 
 
 def will_retry(attempts: int, max_attempts: int) -> bool:
@@ -145,31 +182,58 @@ def failed_attempt(
     retry_delay_ms: int | None,
     expect_status: str | None = None,
     error_type: str | None = None,
+    run: Ran | None = None,
+    traceback: str | None = None,
+    timed_out: bool = False,
 ) -> Transition:
     """A failed attempt: retried after ``retry_delay_ms`` while attempts are
     left (``None``: no retry asked), failed for good otherwise. ``attempts``
-    is the count before this attempt was counted."""
-    if retry_delay_ms is not None and will_retry(attempts, max_attempts):
-        return Transition(
-            job_id, "pending", token=token, attempts=attempts + 1, error=error, delay_ms=retry_delay_ms,
-            expect_status=expect_status, expect_attempts=attempts if token is None else None,
-            error_type=error_type,
-        )  # fmt: skip
+    is the count before this attempt was counted. With ``run``, the attempt
+    goes into the history (``timed_out`` when it ran past its timeout)."""
+    again = retry_delay_ms is not None and will_retry(attempts, max_attempts)
+    history: dict[str, object] = {}
+    if run is not None:
+        outcome = "timed_out" if timed_out else "retry" if again else "failed"
+        history = {
+            "outcome": outcome, "attempt": attempts + 1, "worker": run.worker, "traceback": traceback,
+        }  # fmt: skip
     return Transition(
-        job_id, "failed", token=token, attempts=attempts + 1, error=error,
-        expect_status=expect_status, expect_attempts=attempts if token is None else None,
-        error_type=error_type,
+        job_id, "pending" if again else "failed", token=token, attempts=attempts + 1, error=error,
+        delay_ms=retry_delay_ms if again else None, expect_status=expect_status,
+        expect_attempts=attempts if token is None else None, error_type=error_type,
+        **history,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
-def released(job_id: str, token: str, delay_ms: int | None) -> Transition:
-    """Given back without spending an attempt (a snooze, a graceful stop)."""
-    return Transition(job_id, "pending", token=token, delay_ms=delay_ms)
+def released(
+    job_id: str, token: str, delay_ms: int | None, run: Ran | None = None, *, snoozed: bool = False
+) -> Transition:
+    """Given back without spending an attempt (a snooze, a graceful stop).
+    With ``run``, the attempt goes into the history (``released`` or ``snoozed``)."""
+    if run is None:
+        return Transition(job_id, "pending", token=token, delay_ms=delay_ms)
+    return Transition(
+        job_id, "pending", token=token, delay_ms=delay_ms, outcome="snoozed" if snoozed else "released",
+        attempt=run.attempt, worker=run.worker,
+    )  # fmt: skip
 
 
-def cancelled(job_id: str, token: str, reason: str | None, error_type: str | None = None) -> Transition:
-    """Stopped for good by its holder (``CancelJob``, a cancel request)."""
-    return Transition(job_id, "cancelled", token=token, error=reason, error_type=error_type)
+def cancelled(
+    job_id: str,
+    token: str,
+    reason: str | None,
+    error_type: str | None = None,
+    run: Ran | None = None,
+    traceback: str | None = None,
+) -> Transition:
+    """Stopped for good by its holder (``CancelJob``, a cancel request).
+    With ``run``, the attempt goes into the history."""
+    if run is None:
+        return Transition(job_id, "cancelled", token=token, error=reason, error_type=error_type)
+    return Transition(
+        job_id, "cancelled", token=token, error=reason, error_type=error_type, outcome="cancelled",
+        attempt=run.attempt, worker=run.worker, traceback=traceback,
+    )  # fmt: skip
 
 
 def rescued(record: JobRecord, *, max_lost: int, foreign_timeout_ms: int) -> Transition:
@@ -185,8 +249,9 @@ def rescued(record: JobRecord, *, max_lost: int, foreign_timeout_ms: int) -> Tra
         fence["expect_seen"] = record.started_at
     else:
         fence["expect_expired"] = True
+    history: dict[str, object] = {"attempt": record.attempts + 1, "worker": record.lease_owner}
     if record.cancel_requested_at is not None:
-        return Transition(record.id, "cancelled", **fence)  # type: ignore[arg-type]
+        return Transition(record.id, "cancelled", outcome="cancelled", **history, **fence)  # type: ignore[arg-type]
     lost = record.lost_count + 1
     owner = record.lease_owner or "unknown"
     timeout = foreign_timeout_ms / 1000
@@ -198,7 +263,7 @@ def rescued(record: JobRecord, *, max_lost: int, foreign_timeout_ms: int) -> Tra
     again = will_retry(record.attempts, record.max_attempts) and lost < max_lost
     return Transition(
         record.id, "pending" if again else "failed", attempts=record.attempts + 1, lost_count=lost,
-        error=error, delay_ms=0 if again else None, **fence,  # type: ignore[arg-type]
+        error=error, delay_ms=0 if again else None, outcome="lease_lost", **history, **fence,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -252,7 +317,8 @@ def unreadable(record: JobRecord, error: str, *, held: bool) -> Transition:
     token = record.lease_token if held or record.status == "processing" else None
     return Transition(
         record.id, "failed", token=token, expect_status=None if held else record.status,
-        attempts=attempts, error=error,
+        attempts=attempts, error=error, outcome=None if attempts is None else "failed", attempt=attempts,
+        worker=record.lease_owner if held and isinstance(record.lease_owner, str) else None,
     )  # fmt: skip
 
 

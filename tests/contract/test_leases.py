@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -321,3 +324,45 @@ async def test_two_sqlite_queues_on_one_file_never_share_a_job(tmp_path: Any, cl
                 seen.append(job.id)
         assert len(set(seen)) == 20
         assert await a.dequeue() is None and await b.dequeue() is None
+
+
+async def test_a_claim_that_reaches_a_blocked_loop_after_its_lease_ran_out_does_not_start(
+    queue: jobq.Queue, clock: jobq.FakeClock, make_processor: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim commits, but the worker's event loop is blocked (a synchronous
+    call in an ``async`` handler) until past the lease, so the claimed job is
+    not yet held and not renewed; meanwhile another worker rescues it and
+    claims it. When the claim reaches the loop the job does not start here:
+    it runs once, elsewhere."""
+    job = await queue.enqueue("t", 1)
+    ran: list[str] = []
+    elsewhere: list[jobq.Job[Any]] = []
+    real = queue.settle_and_claim
+
+    async def claim_then_block(*args: Any, **kwargs: Any) -> Any:
+        errors, jobs = await real(*args, **kwargs)
+        if jobs and not elsewhere:
+            clock.advance(queue.lease + 1)  # the loop stayed blocked past the lease
+            assert [j.id for j in await queue.rescue_expired()] == [job.id]  # another worker's rescuer
+            elsewhere.extend(await queue.claim(1))  # and its claim
+        return errors, jobs
+
+    queue.settle_and_claim = claim_then_block  # type: ignore[method-assign]
+    processor = make_processor()
+
+    @processor.handler("t")
+    async def handle(claimed: jobq.Job[Any]) -> None:
+        ran.append(claimed.id)
+
+    with caplog.at_level(logging.WARNING, logger="jobq"):
+        await processor.start()
+        deadline = time.monotonic() + 30
+        while "is not started here" not in caplog.text and not ran:
+            assert time.monotonic() < deadline, caplog.text
+            await asyncio.sleep(0.01)
+        await processor.stop(timeout=1)
+    assert ran == []
+    assert [j.id for j in elsewhere] == [job.id]
+    now = await stored(queue, job.id)
+    assert now.status is JobStatus.PROCESSING and now.lease_token == elsewhere[0].lease_token
+    await queue.complete(elsewhere[0], "done")  # the other worker's claim stands (no LeaseLost)

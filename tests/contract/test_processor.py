@@ -264,7 +264,7 @@ async def test_a_raising_callback_does_not_hurt_the_job(
         await processor.start()
         await completed.wait_for(1)
     assert (await stored(queue, job_id)).status is JobStatus.COMPLETED
-    (logged,) = [r for r in caplog.records if r.getMessage() == "jobq: callback for job_started raised"]
+    (logged,) = [r for r in caplog.records if r.getMessage() == "the callback for job_started raised"]
     assert logged.exc_info is not None and str(logged.exc_info[1]) == "callback bug"
 
 

@@ -17,6 +17,7 @@ import pytest
 from suite_parts import POSTGRES_URL, postgres_param
 
 import jobq
+from jobq.history import WorkerRecord
 
 POSTGRES = bool(POSTGRES_URL)
 
@@ -111,6 +112,51 @@ def test_show_every_field(queue_url: str, tmp_path: Path) -> None:
     text = ok(run("show", ids["failed"][0], url=queue_url, cwd=tmp_path))
     for expected in ("status", "failed", "attempts", "payload:", '"batch": 0', "provider down 0", "timeline (UTC):", "created"):
         assert expected in text
+
+
+def test_show_prints_progress_cancel_times_and_the_attempt_history(queue_url: str, tmp_path: Path) -> None:
+    with jobq.connect_sync(queue_url) as queue:
+        job = queue.enqueue("send", {"n": 1}, max_attempts=2, unique_key="order-7")
+        claimed = queue.dequeue()
+        assert claimed is not None
+        try:
+            {}["missing_field"]
+        except KeyError as exc:
+            queue.fail(claimed, exc, jobq.RetryDirective(True, 0))
+        claimed = queue.dequeue()
+        assert claimed is not None
+        queue.set_progress(claimed, 0.25, "a quarter")
+        queue.cancel(job.id)  # a cancel request on the running job
+    data = json.loads(ok(run("show", job.id, "--json", url=queue_url, cwd=tmp_path)))
+    assert data["progress"] == 0.25 and data["progress_message"] == "a quarter"
+    assert data["unique_key"] == "order-7" and data["cancel_requested_at"] and data["cancelled_at"] is None
+    assert data["attempts"] == 1  # the job's count, as before
+    (first,) = data["history"]
+    assert (first["attempt"], first["outcome"], first["error_type"], first["error"]) == (
+        1, "retry", "KeyError", "'missing_field'",
+    )  # fmt: skip
+    assert "missing_field" in first["traceback"]
+    text = ok(run("show", job.id, url=queue_url, cwd=tmp_path))
+    for expected in ("progress", "0.25", "a quarter", "order-7", "cancel_requested_at", "cancel requested",
+                     "attempt history (1):", "#1 retry", "KeyError: 'missing_field'", "| Traceback"):  # fmt: skip
+        assert expected in text, expected
+
+
+def test_workers_lists_the_registry(queue_url: str, tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    with jobq.connect_sync(queue_url) as queue:
+        assert ok(run("workers", url=queue_url, cwd=tmp_path)).strip() == "no workers registered"
+        for worker_id, beat in (("alive-1", now), ("gone-2", now - 60_000)):
+            record = WorkerRecord(worker_id, "box", 7, '["sms"]', 4, "0.1.0", beat, beat, 1, 9)
+            queue.run(lambda q, r=record: q.store.heartbeat(r, forget_before_ms=0))
+    text = ok(run("workers", url=queue_url, cwd=tmp_path))
+    lines = text.strip().splitlines()
+    assert len(lines) == 3 and "worker" in lines[0]
+    assert [line.split()[:2] for line in lines[1:]] == [["gone-2", "DEAD"], ["alive-1", "alive"]]
+    rows = json.loads(ok(run("workers", "--json", url=queue_url, cwd=tmp_path)))
+    assert [(w["id"], w["alive"], w["queues"], w["done"]) for w in rows] == [
+        ("gone-2", False, ["sms"], 9), ("alive-1", True, ["sms"], 9),
+    ]  # fmt: skip
 
 
 def test_retry_cancel_remove(queue_url: str, tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def test_core_import_pulls_no_optional_dependency() -> None:
     code = (
         "import sys, jobq, jobq.cli; "
         "heavy = [m for m in ('psycopg', 'psycopg_pool', 'prometheus_client', 'starlette', 'uvicorn',"
-        " 'django', 'django_tasks', 'fastapi', 'flask', 'jobq.contrib')"
+        " 'django', 'django_tasks', 'fastapi', 'flask', 'jobq.contrib', 'opentelemetry')"
         " if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

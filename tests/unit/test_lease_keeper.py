@@ -114,4 +114,4 @@ async def test_a_lease_found_gone_is_not_renewed_again(caplog: pytest.LogCapture
         assert asked == [{lost.id, kept.id}, {kept.id}]
         assert keeper.lease_end(lost) == 0
         warnings = [r.getMessage() for r in caplog.records if "lost the lease" in r.getMessage()]
-        assert warnings == [f"jobq: lost the lease on job {lost.id}; its outcome will not be recorded"]
+        assert warnings == [f"lost the lease on job {lost.id}; its outcome will not be recorded"]

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import jobq
 from jobq import JobStatus
-from jobq.store.sqlite.schema import LATEST_VERSION, MIGRATIONS, V2_COLUMNS, V3_COLUMNS, starts_table
+from jobq.store.sqlite.schema import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    V2_COLUMNS,
+    V3_COLUMNS,
+    attempts_table,
+    starts_table,
+    workers_table,
+)
 
 NOW_MS = 1_700_000_000_000
 KMSG_INSERT = (
@@ -52,13 +60,14 @@ async def test_version_1_file_upgrades_to_the_latest_keeping_its_jobs(tmp_path: 
     make_v1_file(path)
     assert version_of(path) == 1
     async with jobq.connect(f"sqlite:///{path}", clock=jobq.FakeClock(NOW_MS / 1000)) as queue:
-        assert LATEST_VERSION == 3 and version_of(path) == 3
+        assert LATEST_VERSION == 4 and version_of(path) == 4
         conn = sqlite3.connect(path)
         names = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         conn.close()
         assert {name for name, _ in (*V2_COLUMNS, *V3_COLUMNS)} <= names
         assert starts_table("jobs") in tables
+        assert {attempts_table("jobs"), workers_table("jobs")} <= tables
         counts = await queue.counts()
         assert (counts[JobStatus.PENDING], counts[JobStatus.COMPLETED], counts[JobStatus.FAILED]) == (1, 1, 1)
         old = await queue.get_job("p1")

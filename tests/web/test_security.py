@@ -5,12 +5,14 @@ a job is escaped, and a Content-Security-Policy forbids inline scripts."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 from webtest_helpers import ORIGIN, TOKEN, csrf_of, failed_job
 
 import jobq
+from jobq.history import WorkerRecord
 
 pytest.importorskip("starlette", reason="the dashboard needs the web extra")
 
@@ -167,6 +169,30 @@ async def test_job_fields_are_escaped_everywhere(client: Any, web_queue: jobq.Qu
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     data = (await client.get(f"/api/jobs/{job.id}")).json()
     assert data["type"] == XSS and data["error"] == XSS  # JSON keeps the value; the page script sets it as text
+
+
+async def test_attempt_history_and_workers_are_escaped(client: Any, web_queue: jobq.Queue) -> None:
+    job = await web_queue.enqueue("send", {"n": 1}, max_attempts=1)
+    claimed = await web_queue.dequeue()
+    assert claimed is not None
+    try:
+        raise ValueError(XSS)
+    except ValueError as exc:
+        await web_queue.fail(claimed, exc)
+    now = web_queue.now_ms()
+    hostile = WorkerRecord(XSS, XSS, 1, json.dumps([XSS]), 1, XSS, now, now, 0, 0)
+    await web_queue.store.heartbeat(hostile, forget_before_ms=0)
+    for path in (f"/jobs/{job.id}", "/workers", "/"):
+        html = (await client.get(path)).text
+        assert "<script>alert" not in html, path
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html, path
+    page = (await client.get(f"/jobs/{job.id}")).text
+    assert "<details" in page and "ValueError" in page  # the traceback, collapsed
+    data = (await client.get(f"/api/jobs/{job.id}")).json()
+    (attempt,) = data["history"]
+    assert attempt["error"] == XSS and XSS in attempt["traceback"] and attempt["outcome"] == "failed"
+    (worker,) = (await client.get("/api/workers")).json()["workers"]
+    assert worker["host"] == XSS and worker["queues"] == [XSS] and worker["alive"] is True
 
 
 async def test_large_payloads_are_truncated_in_lists(client: Any, web_queue: jobq.Queue) -> None:

@@ -30,6 +30,7 @@ from .views import (
     RetryReport,
     WorkerSeen,
     iso,
+    job_detail,
     job_dict,
     overview,
     preview,
@@ -37,6 +38,7 @@ from .views import (
     stats,
     status_text,
     timeline,
+    workers,
     workers_alive,
 )
 
@@ -56,6 +58,7 @@ __all__ = [
     "ThroughputRow",
     "WorkerSeen",
     "iso",
+    "job_detail",
     "job_dict",
     "overview",
     "preview",
@@ -63,5 +66,6 @@ __all__ = [
     "stats",
     "status_text",
     "timeline",
+    "workers",
     "workers_alive",
 ]

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..clock import from_ms, to_ms
-from ..errors import InvalidOption
+from ..errors import InvalidOption, JobNotFound
+from ..history import Attempt, WorkerInfo
 from ..job import TERMINAL_STATUSES, Job, JobRecord, JobStatus
 
 if TYPE_CHECKING:
@@ -116,6 +117,25 @@ class AdminVerbs:
         def now_ms(self) -> int: ...
 
         def _lenient_job(self, record: JobRecord) -> Job[Any]: ...
+
+    async def attempts(self, job_id: str) -> list[Attempt]:
+        """The job's attempt history, oldest first: one row per attempt
+        (its worker, start, end, outcome, and any error with its type and
+        traceback). Empty for a job not run yet; an unknown id raises
+        :class:`~jobq.JobNotFound`."""
+        if not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a str, not {type(job_id).__name__}")
+        rows = await self.store.attempts(job_id)
+        if not rows and await self.store.get(job_id) is None:
+            raise JobNotFound(job_id)
+        return [Attempt.from_record(row) for row in rows]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The worker registry: every worker process heard from within the
+        last hour, by start time; one silent for three heartbeats shows
+        ``alive=False``."""
+        now = self.now_ms()
+        return [WorkerInfo.from_record(row, now) for row in await self.store.workers()]
 
     async def counts(self) -> dict[JobStatus, int]:
         """How many jobs are in each status (every status present, 0 if none)."""

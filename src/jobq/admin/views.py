@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobNotFound, NotRetryable
+from ..history import WORKER_FIELDS
 from ..job import Job, JobStatus
 from .verbs import THROUGHPUT_WINDOW
 
@@ -66,6 +67,11 @@ def job_dict(job: Job[Any], *, full: bool = True) -> dict[str, Any]:
         "lost_count": job.lost_count,
         "error": job.error,
         "error_type": job.error_type,
+        "unique_key": job.unique_key,
+        "progress": job.progress,
+        "progress_message": job.progress_message,
+        "cancelled_at": iso(job.cancelled_at),
+        "cancel_requested_at": iso(job.cancel_requested_at),
     }
     if full:
         out.update(data=job.data, result=job.result, metadata=job.metadata)
@@ -85,8 +91,40 @@ def timeline(job: Job[Any]) -> list[tuple[str, datetime]]:
         ("lease expires", job.lease_expires_at),
         ("completed", job.completed_at),
         ("failed", job.failed_at),
+        ("cancel requested", job.cancel_requested_at),
+        ("cancelled", job.cancelled_at),
     ]
     return sorted(((name, at) for name, at in stamps if at is not None), key=lambda item: item[1])
+
+
+async def job_detail(queue: Queue, job: Job[Any]) -> dict[str, Any]:
+    """Every field of a job (:func:`job_dict`) and its attempt history,
+    oldest first under ``history`` (``jobq show``, ``/api/jobs/ID``, the job page)."""
+    out = job_dict(job)
+    try:
+        attempts = await queue.attempts(job.id)
+    except JobNotFound:  # removed between the two reads
+        attempts = []
+    out["history"] = [a.to_dict() for a in attempts]
+    return out
+
+
+async def workers(queue: Queue) -> list[dict[str, Any]]:
+    """The worker registry (:meth:`jobq.Queue.workers`), JSON-ready, with
+    the workers seen holding jobs under an unexpired lease that the registry
+    lacks (a worker of an older jobq): ``owner`` and ``jobs`` as before,
+    ``alive`` and the registry's fields beside."""
+    rows: dict[str, dict[str, Any]] = {}
+    for w in await queue.workers():
+        rows[w.id] = {"owner": w.id, "jobs": w.running, "lease_expires_at": None, **w.to_dict()}
+    unknown = dict.fromkeys(WORKER_FIELDS)  # what the registry would say, for a worker not in it
+    for seen in await workers_alive(queue):
+        row = rows.get(seen.owner)
+        if row is None:
+            row = rows[seen.owner] = {**unknown, "owner": seen.owner, "jobs": seen.jobs, "id": seen.owner,
+                                      "queues": None, "alive": True}  # fmt: skip
+        row["lease_expires_at"] = iso(seen.lease_expires_at)
+    return list(rows.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +244,7 @@ async def overview(queue: Queue, *, minutes: int = THROUGHPUT_MINUTES) -> dict[s
             "waiting_seconds": max(0.0, (now - oldest.created_at).total_seconds()),
         }
     )
-    out["workers"] = [
-        {"owner": w.owner, "jobs": w.jobs, "lease_expires_at": iso(w.lease_expires_at)}
-        for w in await workers_alive(queue)
-    ]
+    # The registry's workers, idle ones included, dead ones marked.
+    out["workers"] = await workers(queue)
     out["now"] = datetime.now(UTC).isoformat()
     return out

@@ -1,7 +1,8 @@
 """The ``jobq`` command (also ``python -m jobq``).
 
 Every command takes ``--url`` (default ``$JOBQ_URL``, else
-``sqlite:///jobq.db``) and ``--log-level``, before or after the command's
+``sqlite:///jobq.db``), ``--log-level`` and ``--log-format`` (``text`` lines
+or ``json`` objects, one per line: :mod:`jobq.logs`), before or after the command's
 name. Errors print one line, ``jobq: error: ...``, and exit with status 1;
 usage errors (an unknown command or option, with a "did you mean") print one
 line too and exit with 2. Never a traceback: an error jobq did not foresee
@@ -15,7 +16,7 @@ the values given before it).
 
 This module holds the command line's grammar and :func:`main`; the commands
 live in :mod:`~jobq.cli.worker` (worker, demo), :mod:`~jobq.cli.jobs`
-(enqueue, stats, migrate, list, show, retry, cancel, remove, prune, clear)
+(enqueue, stats, migrate, list, show, workers, retry, cancel, remove, prune, clear)
 and :mod:`~jobq.cli.dashboard`, and what they share in :mod:`~jobq.cli.common`.
 """
 
@@ -34,6 +35,8 @@ from ..admin import LIST_LIMIT, THROUGHPUT_WINDOW
 from ..demo import DEMO_CONCURRENCY, DEMO_JOBS
 from ..errors import JobqError
 from ..job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, TERMINAL_STATUSES
+from ..logs import LOG_FORMATS
+from ..logs import configure as configure_logging
 from . import dashboard, jobs, worker
 from .common import (
     URL_ENV,
@@ -49,6 +52,7 @@ from .common import (
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVEL_ENV = "JOBQ_LOG_LEVEL"
 DEFAULT_LOG_LEVEL = "INFO"
+LOG_FORMAT_ENV = "JOBQ_LOG_FORMAT"
 
 
 class Parser(argparse.ArgumentParser):
@@ -86,6 +90,10 @@ def _global_options() -> Parser:
     common.add_argument(
         "--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS, metavar="LEVEL",
         help=f"logging level: {', '.join(LOG_LEVELS)} (default ${LOG_LEVEL_ENV}, else {DEFAULT_LOG_LEVEL})",
+    )  # fmt: skip
+    common.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS,
+        help=f"log lines as text or as JSON objects, one per line (default ${LOG_FORMAT_ENV}, else text)",
     )  # fmt: skip
     common.add_argument("--version", action="version", version=f"jobq {__version__}")
     return common
@@ -169,6 +177,10 @@ def _add_operator_commands(command: Command) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(run=jobs.cmd_show)
 
+    workers = command("workers", "the worker processes registered, one line each (dead ones marked)")
+    workers.add_argument("--json", action="store_true", help="print JSON")
+    workers.set_defaults(run=jobs.cmd_workers)
+
     retry = command("retry", "run a failed or cancelled job again (or every failed job)")
     retry.add_argument("id", nargs="?", help="job id")
     retry.add_argument("--all-failed", action="store_true", help="retry every failed job")
@@ -247,6 +259,10 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     if level.upper() not in LOG_LEVELS:
         raise UsageError(f"${LOG_LEVEL_ENV}={level!r}: the logging level is one of {', '.join(LOG_LEVELS)}")
     args.log_level = level.upper()
+    log_format = getattr(args, "log_format", None) or os.environ.get(LOG_FORMAT_ENV) or LOG_FORMATS[0]
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"${LOG_FORMAT_ENV}={log_format!r}: the log format is one of {', '.join(LOG_FORMATS)}")
+    args.log_format = log_format
     if args.command == "worker":
         worker.options_from_environment(args)
     return args
@@ -265,9 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(error_line(exc), file=sys.stderr)
         return exc.exit_status
-    logging.basicConfig(
-        level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     status = _run(args)
     if getattr(args, "abandon_threads", False):
         worker.exit_leaving_threads(status)
@@ -284,7 +298,7 @@ def _run(args: argparse.Namespace) -> int:
         print(error_line(exc), file=sys.stderr)
         return int(getattr(exc, "exit_status", 1))
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback (it is logged at DEBUG)
-        logging.getLogger("jobq").debug("jobq: unexpected error", exc_info=exc)
+        logging.getLogger("jobq").debug("unexpected error", exc_info=exc)
         print(error_line(f"unexpected {type(exc).__name__}: {exc} (--log-level DEBUG shows where)"), file=sys.stderr)
         return 1
 

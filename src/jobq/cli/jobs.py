@@ -186,11 +186,11 @@ async def cmd_list(args: argparse.Namespace) -> int:
 async def cmd_show(args: argparse.Namespace) -> int:
     async with opened(args, read_only=True) as queue:
         job = await _job_or_fail(queue, args.id)
-    data = admin.job_dict(job)
+        data = await admin.job_detail(queue, job)
     if args.json:
         emit(data)
         return 0
-    scalar = [k for k in data if k not in ("data", "result", "metadata", "error")]
+    scalar = [k for k in data if k not in ("data", "result", "metadata", "error", "history")]
     print(table(["field", "value"], [[k, data[k]] for k in scalar]))
     for name in ("data", "result", "metadata"):
         print(f"\n{'payload' if name == 'data' else name}:")
@@ -200,6 +200,46 @@ async def cmd_show(args: argparse.Namespace) -> int:
     print("\ntimeline (UTC):")
     for name, at in admin.timeline(job):
         print(f"  {at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"  {name}")
+    print(f"\nattempt history ({len(data['history'])}):")
+    for attempt in data["history"]:
+        _print_attempt(attempt)
+    return 0
+
+
+def _print_attempt(a: dict[str, Any]) -> None:
+    """One attempt of ``jobq show``: a line, then its error and traceback indented."""
+    took = "" if a["duration"] is None else f" in {a['duration']:.3f} s"
+    print(f"  #{a['attempt']} {a['outcome']} on {a['worker'] or '-'}, ended {a['ended_at']}{took}")
+    if a["error_type"] is not None or a["error"] is not None:
+        print(f"    {a['error_type'] or 'error'}: {a['error'] if a['error'] is not None else ''}".rstrip())
+    if a["traceback"]:
+        for line in a["traceback"].rstrip("\n").split("\n"):
+            print(f"    | {line}")
+
+
+async def cmd_workers(args: argparse.Namespace) -> int:
+    async with opened(args, read_only=True) as queue:
+        rows = await admin.workers(queue)
+    if args.json:
+        emit(rows)
+        return 0
+    if not rows:
+        print("no workers registered")
+        return 0
+    print(
+        table(
+            ["worker", "state", "host", "pid", "queues", "concurrency", "running", "done", "started", "heartbeat"],
+            [
+                [
+                    w["owner"], "alive" if w.get("alive", True) else "DEAD", w.get("host"), w.get("pid"),
+                    "all" if w.get("queues") is None else ",".join(w["queues"]), w.get("concurrency"), w["jobs"],
+                    w.get("done"), w.get("started_at"), w.get("heartbeat_at"),
+                ]
+                for w in rows
+            ],
+            numeric=(3, 5, 6, 7),
+        )  # fmt: skip
+    )
     return 0
 
 

@@ -22,9 +22,11 @@ import contextlib
 import inspect
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from types import FrameType
@@ -134,13 +136,17 @@ def add_worker_options(run: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     run.add_argument(
         "--metrics-port", type=int, metavar="PORT",
-        help="serve Prometheus metrics of this worker on PORT" + env("metrics_port"),
+        help="serve Prometheus metrics of this worker (with --processes, of all its workers) on PORT"
+        + env("metrics_port"),
     )  # fmt: skip
     run.add_argument(
         "--metrics-host", metavar="HOST",
         help=f"address for --metrics-port (default {METRICS_HOST})" + env("metrics_host"),
     )  # fmt: skip
     run.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
+    # A supervised worker whose supervisor serves --metrics-port for all:
+    # it counts into the files of $PROMETHEUS_MULTIPROC_DIR.
+    run.add_argument("--metrics-shared", action="store_true", help=argparse.SUPPRESS)
 
 
 def options_from_environment(args: argparse.Namespace) -> None:
@@ -289,7 +295,8 @@ def _apply_options(processor: JobProcessor, args: argparse.Namespace) -> None:
 def _child_command(args: argparse.Namespace) -> list[str]:
     """The argv of one supervised worker process: this command without
     ``--processes``."""
-    command = [sys.executable, "-m", "jobq", "--log-level", str(args.log_level), "worker", args.target]
+    command = [sys.executable, "-m", "jobq", "--log-level", str(args.log_level)]
+    command += ["--log-format", str(getattr(args, "log_format", "text")), "worker", args.target]
     if args.url:
         command += ["--url", args.url]
     if args.concurrency is not None:
@@ -322,7 +329,7 @@ async def _build(args: argparse.Namespace) -> JobProcessor:
         try:
             return await _processor_for(load_target(args.target), args)
         except StoreUnavailable as exc:
-            log.warning("jobq: worker cannot reach its store (%s); trying again in %.1f s", exc, pause)
+            log.warning("worker cannot reach its store (%s); trying again in %.1f s", exc, pause)
         except CommandError as exc:
             if args.supervisor_pid is not None:
                 raise CannotStart(str(exc)) from None
@@ -349,7 +356,7 @@ def sd_notify(state: str) -> bool:
             sock.connect(address)
             sock.sendall(state.encode())
     except OSError as exc:
-        log.debug("jobq: cannot notify systemd at %s: %s", address, exc)
+        log.debug("cannot notify systemd at %s: %s", address, exc)
         return False
     return True
 
@@ -451,20 +458,12 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise InvalidOption(f"{flag} must be at least 1, not {value}")
     check_port(args.metrics_port, "--metrics-port")
-    if args.processes is not None and args.metrics_port is not None:
-        raise InvalidOption("--metrics-port serves one worker process; it cannot be combined with --processes")
     if args.processes is not None:
         try:
             load_target(args.target)  # fail here, once, rather than in a crash loop of children
         except StoreUnavailable as exc:
-            log.warning("jobq: %s; the workers will wait for the store", exc)
-        log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
-        sup = supervisor.Supervisor(
-            _child_command(args), args.processes, env=_child_env(), on_stopping=lambda: sd_notify("STOPPING=1")
-        )
-        sd_notify(f"READY=1\nSTATUS=supervising {args.processes} worker processes")
-        # Blocking is fine: this event loop has nothing else to do.
-        return sup.run()
+            log.warning("%s; the workers will wait for the store", exc)
+        return _supervise(args)
     processor = await _build(args)
     loop = asyncio.get_running_loop()
 
@@ -476,7 +475,11 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     if args.supervisor_pid is not None:
         supervisor.watch_supervisor(args.supervisor_pid, stop_self)
     metrics_server = None
-    if args.metrics_port is not None:
+    if args.metrics_shared:
+        from ..metrics import count_into_shared_files
+
+        count_into_shared_files(processor)
+    elif args.metrics_port is not None:
         try:
             from ..metrics import serve_worker_metrics
         except ImportError:
@@ -488,10 +491,6 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         "processor_started",
         lambda _event: sd_notify(f"READY=1\nSTATUS=worker {processor.worker_id}: claiming jobs from queues {queues}"),
     )
-    log.info(
-        "worker %s on %r, concurrency %d, queues %s, grace %s",
-        processor.worker_id, processor.queue, processor.concurrency, queues, say_seconds(processor.shutdown_timeout),
-    )  # fmt: skip
     signals = _Signals(processor, loop)
     signals.install()
     try:
@@ -502,6 +501,42 @@ async def cmd_worker(args: argparse.Namespace) -> int:
             metrics_server.shutdown()
         await processor.queue.close()
     return 0 if signals.forced_by is None else 128 + signals.forced_by
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Runs ``--processes`` workers under a supervisor until it stops. With
+    ``--metrics-port``, the supervisor serves one endpoint for all of them:
+    they count into a temporary ``PROMETHEUS_MULTIPROC_DIR`` it creates,
+    and removes at the end."""
+    from ..processor import supervisor
+
+    command, env = _child_command(args), _child_env()
+    metrics_dir = server = None
+    if args.metrics_port is not None:
+        try:
+            from ..metrics import serve_supervisor_metrics
+        except ImportError:
+            raise BackendMissing("--metrics-port needs prometheus-client: pip install 'jobq[web]'") from None
+        metrics_dir = tempfile.mkdtemp(prefix="jobq-metrics-")
+        try:
+            server = serve_supervisor_metrics(metrics_dir, args.metrics_port, args.metrics_host)
+        except BaseException:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            raise
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        command.append("--metrics-shared")
+        log.info("metrics of all workers on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+    try:
+        log.info("supervisor %d running %d worker processes", os.getpid(), args.processes)
+        sup = supervisor.Supervisor(command, args.processes, env=env, on_stopping=lambda: sd_notify("STOPPING=1"))
+        sd_notify(f"READY=1\nSTATUS=supervising {args.processes} worker processes")
+        # Blocking is fine: this event loop has nothing else to do.
+        return sup.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import logs
 from ..errors import JobqError, LeaseLost
 from ..events import Emitter, Event, ProcessorMetrics
 from ..job import Job, JobStatus
@@ -200,7 +201,7 @@ class Completer:
                         failures += 1
                         if failures == 1:
                             count = len(batch[0])
-                            log.warning("jobq: writing %d outcomes failed (%s); trying again", count, exc)
+                            log.warning("writing %d outcomes failed (%s); trying again", count, exc)
                         await self._pause(failures)
                     continue
                 except Exception:  # noqa: BLE001 - the store refused something: find what, alone
@@ -294,6 +295,8 @@ class Reporter:
             self._not_recorded(outcome, error)
         elif kind is Kind.COMPLETED:
             self.succeeded(outcome.job, outcome.elapsed)
+            if logs.job_log.isEnabledFor(logs.DEBUG):  # completions are the hot path: DEBUG only
+                logs.job_outcome(outcome.job, "completed", outcome.elapsed)
             if self.events.wants("job_completed"):
                 self.events.emit(
                     Event(
@@ -308,37 +311,46 @@ class Reporter:
 
     def _other(self, outcome: Outcome) -> None:
         kind, job, elapsed, emit = outcome.kind, outcome.job, outcome.elapsed, self.events.emit
+        exception = outcome.exception
+        logs.job_outcome(
+            job, kind.value, elapsed, error=outcome.error, exception=exception,
+            delay=outcome.delay if kind is Kind.RETRY or kind is Kind.SNOOZED else None,
+        )  # fmt: skip
         if kind is Kind.RETRY:
             self.count(job, "retried", elapsed)
             emit(
                 Event(
-                    "job_retry",
-                    job=job,
-                    error=outcome.error,
-                    retry_delay=outcome.delay,
-                    processing_time=elapsed,
-                )
+                    "job_retry", job=job, error=outcome.error, retry_delay=outcome.delay,
+                    processing_time=elapsed, exception=exception,
+                )  # fmt: skip
             )
         elif kind is Kind.FAILED:
             self.count(job, "failed", elapsed)
-            emit(Event("job_failed", job=job, error=outcome.error, processing_time=elapsed))
+            emit(Event("job_failed", job=job, error=outcome.error, processing_time=elapsed, exception=exception))
         elif kind is Kind.SNOOZED:
             self.metrics.snoozed += 1
-            emit(Event("job_snoozed", job=job, retry_delay=outcome.delay, processing_time=elapsed))
+            emit(
+                Event(
+                    "job_snoozed", job=job, retry_delay=outcome.delay, processing_time=elapsed,
+                    exception=exception,
+                )  # fmt: skip
+            )
         elif kind is Kind.CANCELLED:
             self.metrics.cancelled += 1
-            emit(Event("job_cancelled", job=job, error=outcome.error, processing_time=elapsed))
+            emit(Event("job_cancelled", job=job, error=outcome.error, processing_time=elapsed, exception=exception))
+        elif kind is Kind.RELEASED:
+            emit(Event("job_released", job=job, processing_time=elapsed))
 
     def _not_recorded(self, outcome: Outcome, error: BaseException) -> None:
         what, store_error = _NOT_RECORDED[outcome.kind]
         if isinstance(error, LeaseLost):
             if what:
-                log.warning("jobq: %s; its %s was not recorded", error, what)
+                log.warning("%s; its %s was not recorded", error, what)
         elif isinstance(error, JobqError):
-            log.warning("jobq: " + store_error, outcome.job.id, error)
+            log.warning(store_error, outcome.job.id, error)
         elif not isinstance(error, asyncio.CancelledError):
             noun = what or "release"
-            log.error("jobq: recording the %s of job %s failed", noun, outcome.job.id, exc_info=error)
+            log.error("recording the %s of job %s failed", noun, outcome.job.id, exc_info=error)
 
     def _per_type(self, job_type: str) -> dict[str, int]:
         per_type = self.metrics.by_type.get(job_type)
@@ -379,7 +391,7 @@ class Reporter:
     def rescued(self, job: Job[Any], max_lost: int) -> None:
         """A job the rescuer took back from a lost worker."""
         self.metrics.lost += 1
-        log.warning("jobq: job %s was rescued: %s", job.id, job.error)
+        logs.job_rescued(job)
         self.events.emit(Event("job_lost", job=job, error=job.error))
         if job.status is JobStatus.FAILED:
             if job.lost_count >= max_lost:

@@ -175,7 +175,7 @@ class CronLoop:
                 if retry:
                     wait = min(wait, CRON_RETRY)
             except Exception:
-                log.exception("jobq: the cron loop failed; trying again in %g s", CRON_RETRY)
+                log.exception("the cron loop failed; trying again in %g s", CRON_RETRY)
                 wait = CRON_RETRY
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
@@ -191,7 +191,7 @@ class CronLoop:
             try:
                 await self._fire(schedule, slot)
             except Exception as exc:  # noqa: BLE001 - the schedule tries again; the loop must not die
-                log.warning("jobq: cron schedule %r could not claim its slot: %s", schedule.name, exc)
+                log.warning("cron schedule %r could not claim its slot: %s", schedule.name, exc)
                 settled = False
                 continue
             schedule.last_seen_ms = slot
@@ -202,5 +202,5 @@ class CronLoop:
         job = await self.queue.enqueue_for_slot(schedule.name, slot_ms, spec)
         if job is None:
             return
-        log.info("jobq: cron schedule %r enqueued job %s for its slot", schedule.name, job.id)
+        log.info("cron schedule %r enqueued job %s for its slot", schedule.name, job.id)
         self.events.emit(Event("cron_enqueued", job=job))

@@ -38,11 +38,12 @@ from concurrent.futures import Executor as ThreadPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec, transitions
+from .. import codec, hooks, logs, transitions
 from ..clock import Clock, to_ms
 from ..context import enter_job, leave_job
 from ..errors import CancelJob, FailJob, InvalidJob, JobqError, JobTimeout, RetryJob, SnoozeJob
 from ..events import Emitter, Event
+from ..history import format_traceback
 from ..job import MAX_TIME_MS, Job
 from ..newjobs import TIMEOUT_KEY
 from ..queue import Queue
@@ -114,13 +115,15 @@ class Outcome:
     seconds until which it tries again (the end of the job's lease then)."""
 
     def transition(self) -> Transition:
-        """The write that records this outcome, fenced by the job's claim.
-        Raises (:class:`jobq.InvalidJob`) for an outcome that cannot be
-        stored, such as a retry delay past year 9999."""
+        """The write that records this outcome, fenced by the job's claim,
+        with its attempt's row in the history. Raises
+        (:class:`jobq.InvalidJob`) for an outcome that cannot be stored,
+        such as a retry delay past year 9999."""
         job, kind = self.job, self.kind
         token = job.lease_token
         if kind is Kind.COMPLETED:
-            return transitions.completed(job.id, token, self.stored_result)
+            return transitions.completed(job.id, token, self.stored_result, job.attempts + 1, job.lease_owner)
+        run = transitions.attempt_of(job)
         if kind is Kind.RETRY or kind is Kind.FAILED:
             delay_ms = None
             if kind is Kind.RETRY:
@@ -128,18 +131,19 @@ class Outcome:
             return transitions.failed_attempt(
                 job.id, token=token, attempts=job.attempts, max_attempts=job.max_attempts,
                 error=codec.error_text(self.error or ""), retry_delay_ms=delay_ms,
-                error_type=codec.error_type(self.exception),
+                error_type=codec.error_type(self.exception), run=run,
+                traceback=format_traceback(self.exception), timed_out=isinstance(self.exception, JobTimeout),
             )  # fmt: skip
         assert token is not None, "only a claimed job is given back or cancelled"
         if kind is Kind.CANCELLED:
             # A handler's CancelJob stores its reason; a cancel request keeps
             # the stored error as it is.
             if self.exception is None:
-                return transitions.cancelled(job.id, token, None)
+                return transitions.cancelled(job.id, token, None, run=run)
             reason = codec.error_text(self.error or "")
-            return transitions.cancelled(job.id, token, reason, codec.error_type(self.exception))
+            return transitions.cancelled(job.id, token, reason, codec.error_type(self.exception), run)
         delay_ms = None if self.delay is None else _delay_ms(self.delay, "delay")
-        return transitions.released(job.id, token, delay_ms)
+        return transitions.released(job.id, token, delay_ms, run, snoozed=kind is Kind.SNOOZED)
 
     def unstorable(self, error: BaseException) -> Outcome:
         """The failure (for good) that stands in for this outcome when it
@@ -248,10 +252,12 @@ class Executor:
             return await self._settle(running, outcome)
         if self._events.wants("job_started"):
             self._events.emit(Event("job_started", job=job))
+        if logs.job_log.isEnabledFor(logs.DEBUG):
+            logs.job_started(job)
         started = time.monotonic()
         timeout = self._timeout(job, registered)
         try:
-            call = self._call(registered, job)
+            call = self._traced(registered, job) if hooks.active() else self._call(registered, job)
             result = await (asyncio.wait_for(call, timeout) if timeout else call)
         except asyncio.CancelledError:
             elapsed = time.monotonic() - started
@@ -345,6 +351,11 @@ class Executor:
         chosen = own or chosen
         limits = [t for t in (chosen, self._cap) if t]
         return min(limits) if limits else None
+
+    async def _traced(self, registered: Registered, job: Job[Any]) -> Any:
+        """:meth:`_call` inside each hook's context (tracing: jobq.otel)."""
+        with hooks.running(job):
+            return await self._call(registered, job)
 
     async def _call(self, registered: Registered, job: Job[Any]) -> Any:
         # The handler (and a sync one's thread) sees its job, for report_progress.

@@ -22,6 +22,8 @@ non-zero, so its supervisor starts a fresh one.
   ``retention``.
 - **cancel polling** (``cancel_check_interval``): asks the store which
   running jobs have a cancel request from another process, and stops them.
+- **registry heartbeat** (:data:`jobq.history.HEARTBEAT_INTERVAL`): refreshes
+  this worker's row in the worker registry (:mod:`.registry`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobqError
+from ..history import HEARTBEAT_INTERVAL
 from ..job import WAITING_STATUSES, Job
 from ..queue import Queue
 from .completer import Reporter
@@ -40,6 +43,7 @@ from .executor import Phase, Running
 
 if TYPE_CHECKING:
     from .leases import LeaseKeeper
+    from .registry import Registration
 
 log = logging.getLogger("jobq")
 
@@ -76,6 +80,7 @@ class Maintenance:
         request_cancel: Callable[[str], None],
         keeper: LeaseKeeper,
         on_suspect: Callable[[], None],
+        registration: Registration | None = None,
     ) -> None:
         self.queue = queue
         self.config = config
@@ -85,6 +90,7 @@ class Maintenance:
         self.keeper = keeper
         self.on_suspect = on_suspect
         self._suspect_from = suspect_from(queue.max_lost_leases)
+        self.registration = registration
 
     def tasks(self, on_fatal: Callable[[BaseException], None]) -> list[asyncio.Task[None]]:
         """Starts every duty, each in its own task (leases are renewed by the
@@ -96,9 +102,19 @@ class Maintenance:
         ]
         if c.prune_interval is not None:
             duties.append(("jobq-prune", c.prune_interval, self.prune))
-        return [
+        tasks = [
             asyncio.create_task(every(interval, duty, on_fatal), name=name) for name, interval, duty in duties
         ]
+        if self.registration is not None:
+            tasks.append(asyncio.create_task(self.heartbeats(self.registration), name="jobq-registry"))
+        return tasks
+
+    @staticmethod
+    async def heartbeats(registration: Registration) -> None:
+        """Registers this worker at once, then heartbeats for as long as it
+        runs; no failure of the registry ever stops it (no ``on_fatal``)."""
+        await registration.first_beat()
+        await every(HEARTBEAT_INTERVAL, registration.beat)
 
     def _held(self) -> list[Job[Any]]:
         """Running jobs whose lease this processor still holds (a job whose
@@ -154,14 +170,14 @@ async def every(
             await duty()
         except JobqError as exc:
             failures += 1
-            log.warning("jobq: %s failed: %s", name, exc)
+            log.warning("%s failed: %s", name, exc)
         except Exception as exc:
             failures += 1
             unexpected += 1
             if unexpected >= GIVE_UP_AFTER and on_fatal is not None:
-                log.critical("jobq: %s failed %d times in a row; giving up", name, unexpected, exc_info=exc)
+                log.critical("%s failed %d times in a row; giving up", name, unexpected, exc_info=exc)
                 on_fatal(exc)
                 return
-            log.exception("jobq: %s failed unexpectedly; trying again", name)
+            log.exception("%s failed unexpectedly; trying again", name)
         else:
             failures = unexpected = 0

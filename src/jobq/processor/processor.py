@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Generic, TypeVar, overload
 
+from .. import logs
 from ..admin import Retention
 from ..clock import Clock
 from ..errors import InvalidOption, WorkerFailed
@@ -57,6 +58,7 @@ from .leases import LeaseKeeper
 from .limits import Circuit, CircuitBreaker, RateLimit
 from .maintenance import Maintenance
 from .producer import Producer
+from .registry import Registration
 
 H = TypeVar("H", bound=Handler)
 T = TypeVar("T")
@@ -179,6 +181,7 @@ class JobProcessor(KmsgVerbs):
         self._hurry: asyncio.Event | None = None
         self._completer = Completer(queue, self._reporter)
         self._keeper: LeaseKeeper | None = None
+        self._registration: Registration | None = None
         self._stop_requested: asyncio.Event | None = None  # run()'s, while it waits
         self._stopping_task: asyncio.Task[None] | None = None
         #: Why the worker stopped on its own (a duty that could not recover), else ``None``.
@@ -352,11 +355,16 @@ class JobProcessor(KmsgVerbs):
             self._circuits, self._metrics, keeper, self._fatal,
         )  # fmt: skip
         claim_loop, self._unsubscribe = producer.start()
+        jobs = self._jobs
+        registration = self._registration = Registration(
+            self.queue, self.config, self.worker_id, self._metrics, lambda: len(jobs)
+        )
         maintenance = Maintenance(
             self.queue, self.config, self._jobs, self._reporter, self._request_cancel, keeper,
-            producer.suspect_waiting,
+            producer.suspect_waiting, registration,
         )  # fmt: skip
         self._tasks = [claim_loop, *maintenance.tasks(self._fatal)]
+
         for task in self._tasks:
             task.add_done_callback(self._ended)
 
@@ -368,6 +376,10 @@ class JobProcessor(KmsgVerbs):
             cron_loop, unsubscribe = self._cron.start()
             self._tasks.append(cron_loop)
             self._unsubscribe.append(unsubscribe)
+        logs.worker_started(
+            self.worker_id, self.queue, self.queues, self.job_types,
+            self.config.concurrency, self.config.grace,
+        )  # fmt: skip
         self._events.emit(Event("processor_started"))
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -406,6 +418,10 @@ class JobProcessor(KmsgVerbs):
         if self._keeper is not None:
             await self._keeper.stop()
         self._completer.leases = None
+        if self._registration is not None:
+            await self._registration.unregister()
+            self._registration = None
+        logs.worker_stopped(self.worker_id)
         self._events.emit(Event("processor_stopped"))
         await self._events.drain()
 
@@ -444,17 +460,17 @@ class JobProcessor(KmsgVerbs):
         if self._producer is not None and self._producer.stopping:
             return
         error = task.exception() or RuntimeError(f"{task.get_name()} ended")
-        log.critical("jobq: %s ended unexpectedly", task.get_name(), exc_info=error)
+        log.critical("%s ended unexpectedly", task.get_name(), exc_info=error)
         self._fatal(error)
 
     def _fatal(self, error: BaseException) -> None:
         """A duty cannot go on: the worker stops (``run()`` then raises
-        :class:`jobq.errors.WorkerFailed`, so ``jobq worker`` exits non-zero
+        :class:`jobq.WorkerFailed`, so ``jobq worker`` exits non-zero
         and a supervisor starts a fresh one). ``failure`` keeps the error."""
         if self.failure is not None or not self._running:
             return
         self.failure = error
-        log.critical("jobq: worker %s cannot go on (%s); stopping it", self.worker_id, _describe(error))
+        log.critical("worker %s cannot go on (%s); stopping it", self.worker_id, _describe(error))
         if self._stop_requested is not None:
             self._stop_requested.set()  # run() stops it, and raises
         else:

@@ -150,7 +150,7 @@ class Producer:
             if running is not None:
                 self.leases.release(running.job)
             if not task.cancelled():
-                log.error("jobq: running job %s failed", job_id, exc_info=task.exception())
+                log.error("running job %s failed", job_id, exc_info=task.exception())
 
     # -- the loop -----------------------------------------------------------
 
@@ -171,16 +171,16 @@ class Producer:
                 failures += 1
                 pause = min(STORE_RETRY_MAX, CLAIM_RETRY_MIN * 2**failures)
                 if isinstance(exc, JobqError):
-                    log.warning("jobq: claim failed (%s); trying again in %.2f s", exc, pause)
+                    log.warning("claim failed (%s); trying again in %.2f s", exc, pause)
                 else:
                     # Not a store outage jobq knows (a driver error it does
                     # not classify, a bug): say so loudly, and keep claiming.
                     unexpected += 1
                     if unexpected >= GIVE_UP_AFTER:
-                        log.critical("jobq: the claim loop failed %d times in a row; giving up", unexpected)
+                        log.critical("the claim loop failed %d times in a row; giving up", unexpected)
                         self.on_fatal(exc)
                         return
-                    log.error("jobq: the claim loop failed; trying again in %.2f s", pause, exc_info=exc)
+                    log.error("the claim loop failed; trying again in %.2f s", pause, exc_info=exc)
                 await self._pause(pause)
             else:
                 failures = unexpected = 0
@@ -217,7 +217,7 @@ class Producer:
             limit = min(limit, allowed)
         closed = [t for t, c in self.circuits.items() if not c.allows_claim(now)] if self.circuits else []
         busy = bool(self.running)  # then the claim leaves suspects out (see _claim)
-        jobs = await self._claim_batch(limit, closed)
+        jobs = await self.leases.confirm(await self._claim_batch(limit, closed))
         if self.stopping:
             # The stop began while this claim was in flight: hand its
             # jobs back at once (no attempt spent) rather than start them.
@@ -247,7 +247,7 @@ class Producer:
         if len(jobs) == 1 and not self.running:
             job = jobs[0]
             self._alone, self._isolating = job.id, False
-            log.info("jobq: job %s lost %d workers; it runs alone", job.id, job.lost_count)
+            log.info("job %s lost %d workers; it runs alone", job.id, job.lost_count)
             return jobs
         suspects = [job for job in jobs if job.lost_count >= self.suspect_after]
         await self.completer.write(*(Outcome(Kind.RELEASED, job) for job in suspects))

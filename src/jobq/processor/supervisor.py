@@ -106,7 +106,7 @@ class Supervisor:
         slot.process = subprocess.Popen(argv, env=self.env, start_new_session=True, stdin=subprocess.DEVNULL)
         slot.started_at = time.monotonic()
         slot.pids.append(slot.process.pid)
-        log.info("jobq: supervisor started worker %d (pid %d)", slot.index, slot.process.pid)
+        log.info("supervisor started worker %d (pid %d)", slot.index, slot.process.pid)
 
     def _reap(self, slot: _Slot, now: float) -> None:
         assert slot.process is not None
@@ -115,7 +115,7 @@ class Supervisor:
         slot.process = None
         if code == 0:
             slot.backoff, slot.restart_at = 0.0, now  # recycled: replace it at once
-            log.info("jobq: worker %d exited after %.1f s; starting a new one", slot.index, lived)
+            log.info("worker %d exited after %.1f s; starting a new one", slot.index, lived)
             return
         if lived >= HEALTHY_AFTER:
             slot.backoff = self.backoff_min
@@ -123,7 +123,7 @@ class Supervisor:
             slot.backoff = min(self.backoff_max, max(self.backoff_min, slot.backoff * 2))
         slot.restart_at = now + slot.backoff
         log.warning(
-            "jobq: worker %d died (exit %s) after %.1f s; restarting it in %.1f s",
+            "worker %d died (exit %s) after %.1f s; restarting it in %.1f s",
             slot.index,
             code,
             lived,
@@ -151,7 +151,7 @@ class Supervisor:
                 stopping = self._stop_signal is not None
                 if stopping and self._forwarded < min(self._stops, 2):
                     if not self._forwarded:
-                        log.info("jobq: supervisor stopping %d workers", len(self.pids()))
+                        log.info("supervisor stopping %d workers", len(self.pids()))
                         if self.on_stopping is not None:
                             self.on_stopping()
                     self._forwarded += 1
@@ -166,7 +166,7 @@ class Supervisor:
                             slot.process = None
                         elif slot.process.returncode == EXIT_CANNOT_START:
                             log.error(
-                                "jobq: worker %d cannot start (its processor cannot be built);"
+                                "worker %d cannot start (its processor cannot be built);"
                                 " stopping every worker", slot.index,
                             )  # fmt: skip
                             slot.process = None
@@ -195,7 +195,7 @@ def watch_supervisor(pid: int, on_lost: Callable[[], None]) -> threading.Thread:
     def watch() -> None:
         while os.getppid() == pid:
             time.sleep(PARENT_CHECK_INTERVAL)
-        log.warning("jobq: supervisor %d is gone; stopping this worker", pid)
+        log.warning("supervisor %d is gone; stopping this worker", pid)
         on_lost()
 
     thread = threading.Thread(target=watch, name="jobq-supervisor-watch", daemon=True)

@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..clock import Clock
 from ..errors import JobNotFound, JobqError, LeaseLost, NotRetryable
+from ..history import AttemptRecord, WorkerRecord
 from ..job import JobRecord
 from ..keylimits import KeyLimit
 from ..transitions import Transition
@@ -88,7 +89,10 @@ class WorkerStore(Protocol):
     ) -> list[Settled]:
         """Writes each :class:`~jobq.transitions.Transition` whose fence holds,
         in one transaction, at ``now_ms`` (the store's own clock, if it keeps
-        one). Decides nothing: the caller chose the target state. Returns one
+        one). Decides nothing: the caller chose the target state. A
+        transition with an ``outcome`` also adds its attempt's row to the
+        history (:meth:`AdminStore.attempts`), in the same transaction,
+        ended at ``now_ms``. Returns one
         :data:`Settled` per transition, in order; with ``returning``, the
         record as stored after the write. Wakes idle workers when a job
         waits to run again."""
@@ -159,6 +163,15 @@ class WorkerStore(Protocol):
         inserting the job (nothing was missed) and returns ``False``."""
         ...
 
+    async def heartbeat(self, worker: WorkerRecord, *, forget_before_ms: int) -> None:
+        """Stores (or refreshes) a worker's row in the registry, and deletes
+        the rows of workers last heard from before ``forget_before_ms``."""
+        ...
+
+    async def unregister(self, worker_id: str) -> None:
+        """Deletes a worker's row (a graceful stop); an unknown id is no error."""
+        ...
+
     async def wait_for_change(self, timeout: float) -> bool:
         """Returns when another process may have changed the store, or after
         ``timeout`` seconds. ``True`` when the change was announced as new
@@ -202,13 +215,25 @@ class AdminStore(Protocol):
         status or when an unfinished job now holds its ``unique_key``."""
         ...
 
-    async def remove(self, job_id: str) -> bool: ...
+    async def remove(self, job_id: str) -> bool:
+        """Deletes a job, and its attempt history."""
+        ...
 
-    async def clear(self) -> None: ...
+    async def clear(self) -> None:
+        """Deletes every job, and their attempt history."""
+        ...
+
+    async def attempts(self, job_id: str) -> list[AttemptRecord]:
+        """The job's attempt history, oldest first (empty for an unknown id)."""
+        ...
+
+    async def workers(self) -> list[WorkerRecord]:
+        """The worker registry, by start time."""
+        ...
 
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
         """Deletes jobs in those stored statuses (finished before
-        ``before_ms`` when given); returns how many."""
+        ``before_ms`` when given), with their attempt history; returns how many."""
         ...
 
     async def count_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:

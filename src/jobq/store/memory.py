@@ -13,10 +13,12 @@ import heapq
 import itertools
 import threading
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from .. import keylimits
 from .. import transitions as transitions_
 from ..errors import NotRetryable
+from ..history import AttemptRecord, WorkerRecord
 from ..job import UNFINISHED_STORED, JobRecord, copy_record
 from ..transitions import Transition
 from .base import RETRYABLE, ClaimRequest, Settled, missing, not_retryable, settle_then_claim
@@ -88,6 +90,10 @@ class MemoryStore:
         self._starts: dict[str, list[tuple[int, str]]] = {}
         self._cron: dict[str, int] = {}  # cron schedule name -> last slot run (epoch ms)
         self._finished = Signal()  # a job reached a final status (or was removed)
+        # job id -> its attempts, oldest first, as AttemptRecord values
+        self._attempts: dict[str, tuple[tuple[Any, ...], ...]] = {}
+        self._attempt_seq = itertools.count(1)
+        self._workers: dict[str, WorkerRecord] = {}  # the worker registry, by worker id
 
     # -- bookkeeping -------------------------------------------------------
 
@@ -232,6 +238,8 @@ class MemoryStore:
                     settled.append(missing(transition.job_id, record))
                     continue
                 transitions_.apply(record, transition, now_ms)
+                if transition.outcome is not None:
+                    self._record_attempt(transition, record.started_at, now_ms)
                 self._processing.discard(record.id)
                 if record.status == "pending":
                     self._enqueue_waiting(record, now_ms)
@@ -239,6 +247,33 @@ class MemoryStore:
         if any(t.status in _FINAL for t in transitions):
             self._finished.set()
         return settled
+
+    def _record_attempt(self, t: Transition, started_ms: int | None, now_ms: int) -> None:
+        # Plain tuples of plain values: the garbage collector stops tracking
+        # them, so a store holding many jobs' histories costs it nothing.
+        row = (
+            next(self._attempt_seq), t.job_id, t.attempt or 0, t.worker, started_ms, now_ms, t.outcome or "",
+            t.error_type, t.error, t.traceback,
+        )  # fmt: skip
+        self._attempts[t.job_id] = self._attempts.get(t.job_id, ()) + (row,)
+
+    async def attempts(self, job_id: str) -> list[AttemptRecord]:
+        with self._lock:
+            return [AttemptRecord(*row) for row in self._attempts.get(job_id, ())]
+
+    async def heartbeat(self, worker: WorkerRecord, *, forget_before_ms: int) -> None:
+        with self._lock:
+            self._workers[worker.id] = worker
+            for gone in [w.id for w in self._workers.values() if w.heartbeat_at < forget_before_ms]:
+                del self._workers[gone]
+
+    async def unregister(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    async def workers(self) -> list[WorkerRecord]:
+        with self._lock:
+            return sorted(self._workers.values(), key=lambda w: (w.started_at, w.id))
 
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         lost: set[str] = set()
@@ -286,12 +321,14 @@ class MemoryStore:
             self._processing.discard(job_id)
             self._version.pop(job_id, None)
             removed = self._jobs.pop(job_id, None) is not None
+            self._attempts.pop(job_id, None)
         self._finished.set()
         return removed
 
     async def clear(self) -> None:
         with self._lock:
             self._jobs.clear()
+            self._attempts.clear()
             self._version.clear()
             self._ready.clear()
             self._delayed.clear()
@@ -315,6 +352,7 @@ class MemoryStore:
             for job_id in doomed:
                 del self._jobs[job_id]
                 self._version.pop(job_id, None)
+                self._attempts.pop(job_id, None)
             return len(doomed)
 
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:

@@ -22,6 +22,7 @@ class Types:
 
     time: str  # epoch milliseconds ("INTEGER" on SQLite, "BIGINT" on PostgreSQL)
     fraction: str  # a progress between 0 and 1
+    serial: str = "INTEGER PRIMARY KEY"  # a key numbered in insertion order
 
 
 def kmsg_columns(types: Types) -> tuple[tuple[str, str], ...]:
@@ -124,6 +125,29 @@ V2_INDEXES = (
 def starts_table_ddl(types: Types, starts: str) -> str:
     """The table of recent job starts that per-key rate limits count (version 2)."""
     return f"CREATE TABLE IF NOT EXISTS {starts} (name TEXT NOT NULL, key TEXT NOT NULL, at_ms {types.time} NOT NULL)"
+
+
+def attempts_table_ddl(types: Types, attempts: str, job_id: str) -> str:
+    """The attempt history of a job table (version 4): one row per attempt,
+    in the order written (``seq``). ``job_id`` declares the job column (on
+    PostgreSQL, a foreign key that deletes a job's history with it)."""
+    t = types.time
+    return (
+        f"CREATE TABLE IF NOT EXISTS {attempts} (seq {types.serial}, job_id {job_id},"
+        f" attempt INTEGER NOT NULL, worker TEXT, started_at {t}, ended_at {t} NOT NULL,"
+        " outcome TEXT NOT NULL, error_type TEXT, error TEXT, traceback TEXT)"
+    )
+
+
+def workers_table_ddl(types: Types, workers: str) -> str:
+    """The worker registry of a job table (version 4): one row per worker
+    process, refreshed by its heartbeats (see :mod:`jobq.history`)."""
+    t = types.time
+    return (
+        f"CREATE TABLE IF NOT EXISTS {workers} (id TEXT PRIMARY KEY, host TEXT NOT NULL,"
+        f" pid INTEGER NOT NULL, queues TEXT NOT NULL, concurrency INTEGER NOT NULL, version TEXT NOT NULL,"
+        f" started_at {t} NOT NULL, heartbeat_at {t} NOT NULL, running INTEGER NOT NULL, done {t} NOT NULL)"
+    )
 
 
 #: The versions reached, per job table.

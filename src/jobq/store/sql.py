@@ -44,7 +44,14 @@ SETTLE_FIELDS: tuple[tuple[str, str], ...] = (
     ("result", "text"),
     ("delay_ms", "bigint"),
     ("error_type", "text"),
+    # The attempt's history row (written beside the job's, not into it).
+    ("outcome", "text"),
+    ("attempt", "integer"),
+    ("worker", "text"),
+    ("traceback", "text"),
 )
+#: Fields of a history row alone: a batch's statement does not vary with them.
+_HISTORY_ONLY = frozenset({"attempt", "worker", "traceback"})
 
 #: The order ``claim`` takes ready jobs in.
 DUE_ORDER = "priority DESC, process_at ASC, created_at ASC"
@@ -85,6 +92,9 @@ class Dialect:
     #: A metadata field's name as the value ``json_field`` takes.
     json_key: Callable[[str], Any]
     column: Callable[[str], str] = str  # a column of the job row, by name
+    #: How a claim combines the ready jobs of each priority (see :func:`due`):
+    #: ``LATERAL`` joins (PostgreSQL), or ``IN`` (SQLite, which has no LATERAL).
+    lateral: bool = False
 
 
 # -- fences and settling ------------------------------------------------------
@@ -140,6 +150,7 @@ def settle_params(transition: Transition) -> tuple[Any, ...]:
     return (
         t.job_id, t.status, t.token, t.expect_status, t.expect_attempts, int(t.expect_expired),
         t.expect_seen, t.attempts, t.lost_count, t.error, t.result, t.delay_ms, t.error_type,
+        t.outcome, t.attempt, t.worker, t.traceback,
     )  # fmt: skip
 
 
@@ -160,7 +171,7 @@ def settle_shape(columns: Sequence[Sequence[Any]]) -> SettleShape:
     :data:`SETTLE_FIELDS` order."""
     shape: list[tuple[str, Any]] = []
     for (name, _), values in zip(SETTLE_FIELDS, columns, strict=True):
-        if name == "id":
+        if name == "id" or name in _HISTORY_ONLY:
             continue
         nulls = values.count(None)
         if name in ("status", "expect_expired"):
@@ -306,23 +317,83 @@ def claim_filters(d: Dialect, request: Any) -> tuple[str, str, dict[str, Any]]:
     return sql, key, params
 
 
-def due(d: Dialect, what: str, where: str, *, limit: str, index: str = "", lock: str = "") -> str:
-    """``what`` of up to ``limit`` jobs ready at now, in dequeue order.
-    ``index`` names the index to walk (SQLite's ``INDEXED BY``), ``lock``
-    how to lock them (PostgreSQL's ``FOR UPDATE SKIP LOCKED``)."""
+def seek_prefix(d: Dialect, queues: Sequence[str] | None) -> str:
+    """The part of :func:`filters` an index of waiting rows leads with: one
+    queue (the queue-led index), else nothing."""
+    return f" AND queue = {d.value('queue')}" if queues is not None and len(queues) == 1 else ""
+
+
+def waiting_priorities(d: Dialect, prefix: str, index: str = "") -> str:
+    """``jobq_p(priority)``, a recursive CTE: the distinct priorities of
+    waiting jobs (``prefix`` of :func:`seek_prefix`), highest first, then a
+    NULL. Each step is one seek in the index of waiting rows (a skip scan),
+    so its cost is the number of priorities, not of rows."""
+    top = f"SELECT priority FROM {d.table}{index} WHERE status = 'pending'{prefix}"
     return (
-        f"SELECT {what} FROM {d.table}{index} WHERE {ready(d.now)}{where}"
+        f"jobq_p(priority) AS (SELECT ({top} ORDER BY priority DESC LIMIT 1)"
+        f" UNION ALL SELECT ({top} AND priority < jobq_p.priority ORDER BY priority DESC LIMIT 1)"
+        " FROM jobq_p WHERE jobq_p.priority IS NOT NULL)"
+    )
+
+
+def due(
+    d: Dialect, what: str, where: str, *, limit: str, prefix: str = "", index: str = "", lock: str = ""
+) -> str:
+    """``what`` of up to ``limit`` jobs ready at now, in dequeue order.
+    ``prefix`` is the filter the index of waiting rows leads with
+    (:func:`seek_prefix`), ``index`` names that index (SQLite's ``INDEXED
+    BY``), ``lock`` how to lock the rows (PostgreSQL's ``FOR UPDATE SKIP
+    LOCKED``).
+
+    The index is ordered by priority, then ``process_at``, so a plain walk
+    in that order would step over every job of a higher priority not due
+    yet (a backlog of scheduled sends) before it met a ready one, and a
+    claim would cost as much as that backlog. Instead the statement takes
+    the priorities present (:func:`waiting_priorities`) and, for each, only
+    the due rows, by a range on ``process_at`` within that priority. SQLite
+    combines them with ``IN``, which it walks in index order (no sort);
+    PostgreSQL joins each priority ``LATERAL``ly, highest first, and stops
+    at ``limit`` (rows a join does not reach are neither read nor locked)."""
+    priorities = waiting_priorities(d, prefix, index)
+    if d.lateral:
+        picked = (
+            f"SELECT {what} FROM {d.table} WHERE {ready(d.now)} AND priority = jobq_p.priority{where}"
+            f" ORDER BY process_at, created_at LIMIT {limit}{lock}"
+        )
+        return (
+            f"WITH RECURSIVE {priorities} SELECT jobq_c.* FROM jobq_p CROSS JOIN LATERAL ({picked}) AS jobq_c"
+            f" WHERE jobq_p.priority IS NOT NULL LIMIT {limit}"
+        )
+    return (
+        f"WITH RECURSIVE {priorities} SELECT {what} FROM {d.table}{index}"
+        f" WHERE {ready(d.now)} AND priority IN (SELECT priority FROM jobq_p){where}"
         f" ORDER BY {DUE_ORDER} LIMIT {limit}{lock}"
     )
 
 
-def count_ready_query(d: Dialect, where: str) -> str:
-    return f"SELECT count(*) FROM {d.table} WHERE {ready(d.now)}{where}"
+def count_ready_query(d: Dialect, where: str, *, prefix: str = "", index: str = "") -> str:
+    """The number of jobs ready at now: a count per priority present, each a
+    range of the index (see :func:`due`; ``prefix`` and ``index`` as there),
+    so jobs not due yet are not counted one by one."""
+    per_priority = f"SELECT count(*) FROM {d.table}{index} WHERE {ready(d.now)} AND priority = jobq_p.priority{where}"
+    return (
+        f"WITH RECURSIVE {waiting_priorities(d, prefix, index)}"
+        f" SELECT COALESCE(sum(({per_priority})), 0) FROM jobq_p WHERE jobq_p.priority IS NOT NULL"
+    )
 
 
-def next_due_query(d: Dialect, where: str) -> str:
-    """The earliest ``process_at`` of a waiting job, and "now"."""
-    return f"SELECT min(process_at), {d.now} FROM {d.table} WHERE status = 'pending'{where}"
+def next_due_query(d: Dialect, where: str, *, prefix: str = "", index: str = "") -> str:
+    """The earliest ``process_at`` of a waiting job, and "now": the earliest
+    of each priority present (the first of its rows in the index, see
+    :func:`due`), so a backlog of jobs due later is not read whole."""
+    first = (
+        f"SELECT process_at FROM {d.table}{index} WHERE status = 'pending' AND priority = jobq_p.priority{where}"
+        " ORDER BY process_at LIMIT 1"
+    )
+    return (
+        f"WITH RECURSIVE {waiting_priorities(d, prefix, index)}"
+        f" SELECT min(({first})), {d.now} FROM jobq_p WHERE jobq_p.priority IS NOT NULL"
+    )
 
 
 def ran_out(d: Dialect) -> str:

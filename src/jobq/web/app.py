@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import admin
-from ..errors import InvalidOption, JobqError
+from ..errors import InvalidOption, JobNotFound, JobqError
 from ..job import Job, JobStatus
 from ..queue import Queue
 from .auth import SESSION_COOKIE, Auth, BasicAuth, TokenAuth, auth_from_env, session_value
@@ -260,9 +260,17 @@ class Dashboard:
 
     async def job_page(self, request: Request) -> Response:
         job = await self.job_or_404(request.path_params["job_id"])
+        try:
+            history = await self.queue.attempts(job.id)
+        except JobNotFound:  # removed since it was read
+            history = []
         return self.render(
-            request, "job.html", page="job", job=job, data=admin.job_dict(job), timeline=admin.timeline(job)
-        )
+            request, "job.html", page="job", job=job, data=admin.job_dict(job), timeline=admin.timeline(job),
+            history=history,
+        )  # fmt: skip
+
+    async def workers_page(self, request: Request) -> Response:
+        return self.render(request, "workers.html", page="workers", workers=await admin.workers(self.queue))
 
     # -- actions ---------------------------------------------------------------
 
@@ -325,7 +333,10 @@ class Dashboard:
 
     async def api_job(self, request: Request) -> Response:
         job = await self.job_or_404(request.path_params["job_id"])
-        return JSONResponse(admin.job_dict(job))
+        return JSONResponse(await admin.job_detail(self.queue, job))
+
+    async def api_workers(self, request: Request) -> Response:
+        return JSONResponse({"workers": await admin.workers(self.queue)})
 
     async def metrics(self, request: Request) -> Response:
         from ..metrics import CONTENT_TYPE, render_latest
@@ -396,9 +407,11 @@ def create_app(
         Route("/jobs/{job_id}/retry", board.retry, methods=["POST"]),
         Route("/jobs/{job_id}/cancel", board.cancel, methods=["POST"]),
         Route("/jobs/{job_id}/remove", board.remove, methods=["POST"]),
+        Route("/workers", board.workers_page),
         Route("/api/overview", board.api_overview),
         Route("/api/jobs", board.api_jobs),
         Route("/api/jobs/{job_id}", board.api_job),
+        Route("/api/workers", board.api_workers),
         Route("/metrics", board.metrics),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -419,9 +432,11 @@ ROUTES: list[tuple[str, str]] = [
     ("POST", "/jobs/{job_id}/retry"),
     ("POST", "/jobs/{job_id}/cancel"),
     ("POST", "/jobs/{job_id}/remove"),
+    ("GET", "/workers"),
     ("GET", "/api/overview"),
     ("GET", "/api/jobs"),
     ("GET", "/api/jobs/{job_id}"),
+    ("GET", "/api/workers"),
     ("GET", "/metrics"),
     ("GET", "/static/app.js"),
 ]

@@ -11,7 +11,9 @@ from typing import Any
 import psycopg
 
 from ...errors import JobNotFound
+from ...history import AttemptRecord, WorkerRecord
 from ...job import JobRecord
+from .. import history_sql as hq
 from .. import sql as q
 from ..base import not_retryable, unique_key_taken
 from .core import PostgresCore
@@ -135,3 +137,15 @@ class AdminVerbs(PostgresCore):
     async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
         rows = await self._fetchall("throughput", lambda: q.throughput_query(DIALECT), {"since": since_ms})
         return [(int(m), int(d), int(f)) for m, d, f in rows]
+
+    @resilient()
+    async def attempts(self, job_id: str) -> list[AttemptRecord]:
+        rows = await self._fetchall(
+            "attempts", lambda: hq.attempts_query(DIALECT, "{attempts}"), {"id": job_id}
+        )
+        return [AttemptRecord(*row) for row in rows]
+
+    @resilient()
+    async def workers(self) -> list[WorkerRecord]:
+        rows = await self._fetchall("workers", lambda: hq.workers_query("{workers}"), {})
+        return [WorkerRecord(*row) for row in rows]

@@ -25,7 +25,15 @@ from ..limited import Step
 from ..sql import check_table_name
 from .listen import Listener
 from .resilience import CONNECT_TIMEOUT, POOL_SIZE, POOL_TIMEOUT, Connections, describe
-from .schema import DEFAULT_TABLE, LATEST_VERSION, finish_channel, migrate, notify_channel
+from .schema import (
+    DEFAULT_TABLE,
+    LATEST_VERSION,
+    attempts_table,
+    finish_channel,
+    migrate,
+    notify_channel,
+    workers_table,
+)
 from .sql import DIALECT, NOW
 
 R = TypeVar("R")
@@ -76,6 +84,8 @@ class PostgresCore:
                 """The schema version found on open (``jobq migrate`` reports it)."""
                 self.schema_version = LATEST_VERSION
                 self._ident = sql.Identifier(self.table).as_string(conn)
+                self._attempts_ident = sql.Identifier(attempts_table(self.table)).as_string(conn)
+                self._workers_ident = sql.Identifier(workers_table(self.table)).as_string(conn)
                 # The schema the table lives in: transactional enqueues run on
                 # the application's connection, whose search_path may differ.
                 row = conn.execute("SELECT current_schema()").fetchone()
@@ -124,7 +134,12 @@ class PostgresCore:
         query = self._sql.get(key)
         if query is None:
             template = text if isinstance(text, str) else text()
-            query = self._sql[key] = template.replace("{t}", self._ident).replace("{now}", NOW)
+            query = self._sql[key] = (
+                template.replace("{t}", self._ident)
+                .replace("{attempts}", self._attempts_ident)
+                .replace("{workers}", self._workers_ident)
+                .replace("{now}", NOW)
+            )
         return query
 
     async def _fetchall(self, key: Any, text: str | Callable[[], str], values: dict[str, Any]) -> list[Any]:

@@ -70,7 +70,7 @@ class Listener:
                     self._changed.set()
             except psycopg.Error as exc:
                 if not self.closed:
-                    log.warning("jobq: listening on PostgreSQL at %s failed (%s); polling", self.where, exc)
+                    log.warning("listening on PostgreSQL at %s failed (%s); polling", self.where, exc)
             finally:
                 was_listening, self.listening, self.pid = self.listening, False, None
                 self._ready.set()

@@ -172,7 +172,7 @@ class Connections:
                         ) from None
                     if not self._outage:
                         self._outage = True
-                        log.warning("jobq: %s; retrying for up to %g s", exc, self.timeout)
+                        log.warning("%s; retrying for up to %g s", exc, self.timeout)
                     await self._check_pool()
                     await asyncio.sleep(min(pause, remaining))
                     if not retried:
@@ -193,7 +193,7 @@ class Connections:
                     raise StoreUnavailable(f"PostgreSQL at {self.where}: {exc}".strip()) from None
                 if self._outage and retried:
                     self._outage = False
-                    log.warning("jobq: PostgreSQL at %s is back", self.where)
+                    log.warning("PostgreSQL at %s is back", self.where)
                 return outcome
         finally:
             if reset is not None:
@@ -211,7 +211,7 @@ class Connections:
         try:
             await self._pool.check()
         except Exception as exc:  # noqa: BLE001 - the retry that follows reports
-            log.debug("jobq: checking pooled connections failed: %s", exc)
+            log.debug("checking pooled connections failed: %s", exc)
         finally:
             self._checking = False
 

@@ -44,7 +44,7 @@ AUTOVACUUM = (
     ("autovacuum_analyze_scale_factor", "0.02"),
 )
 
-TYPES = shape.Types(time="BIGINT", fraction="DOUBLE PRECISION")
+TYPES = shape.Types(time="BIGINT", fraction="DOUBLE PRECISION", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
 _KMSG_TABLE = shape.kmsg_table(TYPES)
 #: jobq's own columns, added to a table k-msg may have created first.
 JOBQ_COLUMNS = shape.jobq_columns(TYPES)
@@ -143,11 +143,33 @@ def _v3_error_type(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
     _add(cur, table, V3_COLUMNS, ())
 
 
+def attempts_table(table: str) -> str:
+    """The attempt history of a job table (version 4)."""
+    return derived_name(table, "jobq_attempts")
+
+
+def workers_table(table: str) -> str:
+    """The worker registry of a job table (version 4)."""
+    return derived_name(table, "jobq_workers")
+
+
+def _v4_history(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+    attempts = sql.Identifier(attempts_table(table)).as_string(cur)
+    # A foreign key deletes a job's history with the job, whoever deletes it
+    # (k-msg's cleanup included).
+    job_id = f"TEXT NOT NULL REFERENCES {sql.Identifier(table).as_string(cur)} (id) ON DELETE CASCADE"
+    cur.execute(shape.attempts_table_ddl(TYPES, attempts, job_id))
+    index = sql.Identifier(derived_name(table, "jobq_attempts_job")).as_string(cur)
+    cur.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {attempts} (job_id, seq)")
+    cur.execute(shape.workers_table_ddl(TYPES, sql.Identifier(workers_table(table)).as_string(cur)))
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
 MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...] = (
     _v1_create,
     _v2_features,
     _v3_error_type,
+    _v4_history,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ...job import RECORD_FIELDS, JobRecord, record_values
 from ...transitions import Transition
+from ..history_sql import ATTEMPT_COLUMNS, records_attempts
 from ..sql import (
     COLUMNS,
     SETTLE_FIELDS,
@@ -46,6 +47,7 @@ DIALECT = Dialect(
     json_field=lambda name: f"jobq_json_field(metadata, %({name})s)",
     array=list,
     json_key=str,
+    lateral=True,
 )
 J_COLUMNS = ", ".join(f"j.{name}" for name in RECORD_FIELDS)
 # Column types for the arrays of a many-row insert (text unless named here).
@@ -150,10 +152,11 @@ def expired_query() -> str:
     return f"WITH seen AS ({see_foreign_query(DIALECT)}) {shared_expired_query(DIALECT)}"
 
 
-def claim_ctes(where: str) -> str:
+def claim_ctes(where: str, prefix: str = "") -> str:
     """``picked`` (the due rows, locked, skipping rows other claims hold)
-    and ``claimed`` (those rows leased, returned whole)."""
-    picked = due(DIALECT, "id", where, limit="%(limit)s", lock=" FOR UPDATE SKIP LOCKED")
+    and ``claimed`` (those rows leased, returned whole). ``prefix``: see
+    :func:`jobq.store.sql.seek_prefix`."""
+    picked = due(DIALECT, "id", where, limit="%(limit)s", prefix=prefix, lock=" FOR UPDATE SKIP LOCKED")
     return (
         f"picked AS ({picked}), claimed AS (UPDATE {{t}} AS j SET {lease_assignments(DIALECT)}"
         f" FROM picked WHERE j.id = picked.id RETURNING {J_COLUMNS})"
@@ -178,36 +181,64 @@ def may_finish(shape: SettleShape) -> bool:
     return status is None or status in ("completed", "failed", "cancelled")
 
 
-def settle_and_claim_query(where: str, shape: SettleShape = ()) -> str:
+#: What the settle's ``done`` rows carry for the history: the batch's values,
+#: and the start of the attempt from the row (a settle leaves it as it is).
+_HISTORY_RETURNING = (
+    ", b.outcome AS h_outcome, b.attempt AS h_attempt, b.worker AS h_worker, j.started_at AS h_started,"
+    " b.error_type AS h_error_type, b.error AS h_error, b.traceback AS h_traceback"
+)
+#: Adds the history rows of the transitions written (``done``), in the
+#: settle's own statement: no round trip of its own, and written exactly when
+#: the outcomes are (a data-modifying CTE runs whether it is read or not).
+_HISTORY_CTE = (
+    f", history AS (INSERT INTO {{attempts}} ({ATTEMPT_COLUMNS})"
+    " SELECT id, COALESCE(h_attempt, 0), h_worker, h_started, {now}, h_outcome, h_error_type, h_error,"
+    " h_traceback FROM done WHERE h_outcome IS NOT NULL ORDER BY id)"
+)
+
+
+def _history(shape: SettleShape) -> tuple[str, str]:
+    """The extra ``RETURNING`` of the settle and the history CTE, for a
+    batch that records attempts (both empty otherwise)."""
+    return (_HISTORY_RETURNING, _HISTORY_CTE) if records_attempts(shape) else ("", "")
+
+
+def settle_and_claim_query(where: str, shape: SettleShape = (), prefix: str = "") -> str:
     """Settled transitions and a claim in one statement. Its parts see one
     snapshot, which is safe here: the transitions touch processing rows, the
     claim pending ones. Rows settled come first in the result with NULL for
     every column of a claimed row; claimed rows have a NULL id first. Jobs
-    brought to a final status are announced (:data:`_FINISHED_CTE`)."""
+    brought to a final status are announced (:data:`_FINISHED_CTE`); the
+    attempts are added to the history (:data:`_HISTORY_CTE`)."""
     nulls = ", ".join(["NULL"] * len(RECORD_FIELDS))
+    extra, history = _history(shape)
     if not may_finish(shape):
         return (
-            f"WITH done AS ({settle_query('j.id', shape)}), {claim_ctes(where)}"
+            f"WITH done AS ({settle_query('j.id' + extra, shape)}){history}, {claim_ctes(where, prefix)}"
             f" SELECT done.id, {nulls} FROM done UNION ALL SELECT NULL, claimed.* FROM claimed"
         )
     return (
-        f"WITH done AS ({settle_query('j.id, j.status AS jobq_status', shape)}), {_FINISHED_CTE},"
-        f" {claim_ctes(where)} SELECT done.id, {nulls} FROM done WHERE {_FINISHED_READ}"
+        f"WITH done AS ({settle_query('j.id, j.status AS jobq_status' + extra, shape)}){history},"
+        f" {_FINISHED_CTE}, {claim_ctes(where, prefix)} SELECT done.id, {nulls} FROM done WHERE {_FINISHED_READ}"
         " UNION ALL SELECT NULL, claimed.* FROM claimed"
     )
 
 
 def settle_announcing_query(returning: Sequence[tuple[str, str]], shape: SettleShape = ()) -> str:
     """:func:`settle_query` returning ``(expression, name)`` pairs, which
-    also announces jobs brought to a final status (:data:`_FINISHED_CTE`)."""
+    also announces jobs brought to a final status (:data:`_FINISHED_CTE`)
+    and adds the attempts to the history (:data:`_HISTORY_CTE`)."""
     columns = ", ".join(f"{expression} AS {name}" for expression, name in returning)
-    if not may_finish(shape):
+    extra, history = _history(shape)
+    finishing = may_finish(shape)
+    if not finishing and not history:
         return settle_query(columns, shape)
     names = ", ".join(name for _, name in returning)
-    return (
-        f"WITH done AS ({settle_query(columns + ', j.status AS jobq_status', shape)}), {_FINISHED_CTE}"
-        f" SELECT {names} FROM done WHERE {_FINISHED_READ}"
-    )
+    status = ", j.status AS jobq_status" if finishing else ""
+    ctes = f"done AS ({settle_query(columns + status + extra, shape)}){history}"
+    if not finishing:
+        return f"WITH {ctes} SELECT {names} FROM done"
+    return f"WITH {ctes}, {_FINISHED_CTE} SELECT {names} FROM done WHERE {_FINISHED_READ}"
 
 
 #: The batch's arrays, one per transition field (see :data:`SETTLE_FIELDS`).
@@ -237,7 +268,7 @@ def settle_batch_params(transitions: Sequence[Transition]) -> tuple[dict[str, An
     columns = list(zip(*map(settle_params, transitions), strict=True))
     params: dict[str, Any] = {}
     for (name, _kind), values in zip(SETTLE_FIELDS, columns, strict=True):
-        if name in ("error", "result"):
+        if name in ("error", "result", "traceback"):
             values = tuple(None if v is None else v.replace("\x00", "\ufffd") for v in values)
         params[f"s_{name}"] = list(values)
     return params, settle_shape(columns)

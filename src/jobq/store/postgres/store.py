@@ -29,17 +29,21 @@ statements PostgreSQL alone has in :mod:`.sql`.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from ...errors import LeaseLost, StoreUnavailable
+from ...errors import InvalidJob, LeaseLost, StoreUnavailable
+from ...history import WorkerRecord
 from ...job import RECORD_FIELDS, JobRecord
 from ...transitions import Transition
+from .. import history_sql as hq
 from .. import sql as q
 from ..base import ClaimRequest, Settled, claimed, settle_then_claim
+from ..group import GroupCommit, Outcomes
 from ..limited import limited_claim
 from ..sql import COLUMNS
 from . import transactional
@@ -104,7 +108,38 @@ class PostgresStore(AdminVerbs):
         transaction (the connection is in autocommit). On the database clock,
         the database's "now" replaces the caller's: each record's
         ``created_at`` and ``process_at`` are rewritten in place to the times
-        stored."""
+        stored. Single jobs enqueued concurrently go in one statement
+        together (:mod:`jobq.store.group`)."""
+        if len(records) == 1:
+            await self._inserts.submit(records[0])
+        else:
+            await self._insert(records)
+
+    @functools.cached_property
+    def _inserts(self) -> GroupCommit[JobRecord]:
+        """Concurrent single inserts' shared statements (made on first use)."""
+        return GroupCommit(self._commit_inserts)
+
+    async def _commit_inserts(self, batch: Sequence[JobRecord]) -> Outcomes:
+        """One many-row insert for the batch. A job the database refuses
+        spoils the statement for all, so then each is inserted alone and
+        only the refused ones fail."""
+        if len(batch) > 1:
+            try:
+                await self._insert(batch)
+                return [None] * len(batch)
+            except (InvalidJob, psycopg.IntegrityError):
+                pass
+        outcomes: Outcomes = []
+        for record in batch:
+            try:
+                await self._insert([record])
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 - the caller of this record gets it
+                outcomes.append(exc)
+        return outcomes
+
+    async def _insert(self, records: Sequence[JobRecord]) -> None:
         if len(records) == 1:
             # The wake-up and the time stamp come from a CTE the row's times
             # read; the notification is sent when the statement commits.
@@ -140,7 +175,8 @@ class PostgresStore(AdminVerbs):
 
     def _claim_query(self, request: ClaimRequest) -> tuple[str, dict[str, Any]]:
         where, key, values = q.claim_filters(DIALECT, request)
-        query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where)} SELECT * FROM claimed")
+        prefix = q.seek_prefix(DIALECT, request.queues)
+        query = self._q("claim" + key, lambda: f"WITH {claim_ctes(where, prefix)} SELECT * FROM claimed")
         values.update(q.lease_params(request), now=self._now(request.now_ms))
         return query, values
 
@@ -181,7 +217,10 @@ class PostgresStore(AdminVerbs):
         _, values = self._claim_query(request)
         where, key, _ = q.claim_filters(DIALECT, request)
         batch, shape = settle_batch_params(transitions)
-        combined = self._q(("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, shape))
+        prefix = q.seek_prefix(DIALECT, request.queues)
+        combined = self._q(
+            ("settle_and_claim", key, shape), lambda: settle_and_claim_query(where, shape, prefix)
+        )
         values.update(batch)
         values["jobq_finish"] = self.finish_channel
         async with self.connections.connection() as conn:
@@ -253,6 +292,20 @@ class PostgresStore(AdminVerbs):
                     settled[i] = record if returning else None
 
     @resilient()
+    async def heartbeat(self, worker: WorkerRecord, *, forget_before_ms: int) -> None:
+        upsert = self._q("heartbeat", lambda: hq.heartbeat_query(DIALECT, "{workers}"))
+        forget = self._q("forget_workers", lambda: hq.forget_workers_query(DIALECT, "{workers}"))
+        async with self.connections.connection() as conn, conn.transaction():
+            await conn.execute(upsert, worker._asdict())
+            await conn.execute(forget, {"before": forget_before_ms})
+
+    @resilient()
+    async def unregister(self, worker_id: str) -> None:
+        query = self._q("unregister", lambda: hq.unregister_query(DIALECT, "{workers}"))
+        async with self.connections.connection() as conn:
+            await conn.execute(query, {"id": worker_id})
+
+    @resilient()
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         if not leases:
             return set()
@@ -278,25 +331,29 @@ class PostgresStore(AdminVerbs):
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, key, values = q.filters(DIALECT, queues)
         values["now"] = self._now(now_ms)
-        rows = await self._fetchall("peek" + key, lambda: q.due(DIALECT, COLUMNS, where, limit="1"), values)
+        prefix = q.seek_prefix(DIALECT, queues)
+        rows = await self._fetchall(
+            "peek" + key, lambda: q.due(DIALECT, COLUMNS, where, limit="1", prefix=prefix), values
+        )
         return JobRecord(*rows[0]) if rows else None
 
     @resilient()
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
         where, key, values = q.filters(DIALECT, queues)
         values["now"] = self._now(now_ms)
-        return int(
-            (await self._fetchall("count_ready" + key, lambda: q.count_ready_query(DIALECT, where), values))[
-                0
-            ][0]
+        prefix = q.seek_prefix(DIALECT, queues)
+        rows = await self._fetchall(
+            "count_ready" + key, lambda: q.count_ready_query(DIALECT, where, prefix=prefix), values
         )
+        return int(rows[0][0])
 
     @resilient()
     async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
         where, key, values = q.filters(DIALECT, queues)
         caller_now = self._caller_now()
         values["now"] = self._now(caller_now)
-        rows = await self._fetchall("next_due" + key, lambda: q.next_due_query(DIALECT, where), values)
+        prefix = q.seek_prefix(DIALECT, queues)
+        rows = await self._fetchall("next_due" + key, lambda: q.next_due_query(DIALECT, where, prefix=prefix), values)
         due, db_now = rows[0]
         if due is None:
             return None

@@ -10,7 +10,9 @@ import sqlite3
 from collections.abc import Collection
 
 from ...errors import JobNotFound
+from ...history import AttemptRecord, WorkerRecord
 from ...job import JobRecord
+from .. import history_sql as hq
 from .. import sql as q
 from ..base import not_retryable, unique_key_taken
 from .core import SQLiteCore
@@ -113,3 +115,13 @@ class AdminVerbs(SQLiteCore):
         sql = self._q("throughput", lambda: q.throughput_query(self._d))
         rows = await self.db.read(lambda c: c.execute(sql, {"since": since_ms}).fetchall())
         return [(int(m), int(d), int(f)) for m, d, f in rows]
+
+    async def attempts(self, job_id: str) -> list[AttemptRecord]:
+        sql = self._q("attempts", lambda: hq.attempts_query(self._d, self._attempts_table))
+        rows = await self.db.read(lambda c: c.execute(sql, {"id": job_id}).fetchall())
+        return [AttemptRecord(*row) for row in rows]
+
+    async def workers(self) -> list[WorkerRecord]:
+        sql = self._q("workers", lambda: hq.workers_query(self._workers_table))
+        rows = await self.db.read(lambda c: c.execute(sql).fetchall())
+        return [WorkerRecord(*row) for row in rows]

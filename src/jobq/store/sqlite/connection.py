@@ -145,6 +145,8 @@ class Database:
         self.closed = False
         #: The database thread: every statement that may wait runs here.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite")
+        #: Where :meth:`write_then_sync` waits for the disk, off the database thread.
+        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite-sync")
         self._conn = self.connect()
         # Statements that cannot wait run on the caller's thread, saving the
         # hand-off to the database thread (see _run_now). Its writes are the
@@ -198,6 +200,42 @@ class Database:
         losing anything (a claim): under "full", committed without a sync."""
         return await self._run(self._write_unsynced, do, write=True, inline=True)
 
+    async def write_then_sync(self, do: Statement[R]) -> R:
+        """:meth:`write`, as durable when it returns, with the sync made once
+        the write lock is released: the transaction commits without a sync
+        (its frames are in the WAL), then the WAL is synced from a thread of
+        its own before this returns. Meanwhile other writers, of this process
+        or another, take the lock and write, and one sync of the file may
+        cover several of their commits (the file system batches concurrent
+        syncs), where syncing inside each commit would make them queue for
+        the lock one sync at a time. A power loss before the sync ends may
+        undo the transaction, but then nobody was told it was done. Under
+        "fast": :meth:`write`."""
+        if self.durability != "full":
+            return await self.write(do)
+        result = await self._run(self._write_unsynced, do, write=True, inline=False)
+        if self.closed:  # closed meanwhile: its sync thread takes no more work
+            await asyncio.to_thread(self._sync_wal)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._syncer, self._sync_wal)
+        return result
+
+    def _sync_wal(self) -> None:
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            # The last connection closed meanwhile, checkpointing the WAL
+            # into the database file (synced) before removing it.
+            return
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot sync the WAL of {self.path!r}: {exc}") from None
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot sync the WAL of {self.path!r}: {exc}") from None
+        finally:
+            os.close(fd)
+
     async def _run(
         self, fn: Callable[[Statement[R]], R], do: Statement[R], *, write: bool, inline: bool
     ) -> R:
@@ -247,7 +285,7 @@ class Database:
                     finally:
                         conn.text_factory = str
                 if not is_busy(exc):
-                    raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+                    raise self.failure(exc) from None
                 if time.monotonic() >= deadline:
                     raise StoreUnavailable(
                         f"SQLite database {self.path!r} stayed locked for {self.busy_timeout:g} s"
@@ -260,8 +298,16 @@ class Database:
                     shortened.append(True)
             except sqlite3.DatabaseError as exc:
                 if _is_damaged(exc):
-                    raise StoreUnavailable(f"SQLite error on {self.path!r}: {exc}") from None
+                    raise self.failure(exc) from None
                 raise
+
+    def failure(self, exc: sqlite3.Error) -> BaseException:
+        """What a caller gets for a SQLite error that waiting cannot cure: an
+        operational error or a damaged file as StoreUnavailable; the others
+        (a constraint broken, a misuse) as they are."""
+        if isinstance(exc, sqlite3.OperationalError) or _is_damaged(exc):
+            return StoreUnavailable(f"SQLite error on {self.path!r}: {exc}")
+        return exc
 
     def write_blocking(self, fn: Statement[R], *, in_transaction: bool = True) -> R:
         """Runs ``fn`` in one ``BEGIN IMMEDIATE`` transaction (or none),
@@ -342,6 +388,7 @@ class Database:
         self.closed = True
         await asyncio.get_running_loop().run_in_executor(self.executor, self._conn.close)
         self.executor.shutdown(wait=True)
+        self._syncer.shutdown(wait=True)
         self._now_conn.close()
 
     def close_sync(self) -> None:
@@ -351,4 +398,5 @@ class Database:
         self.closed = True
         self.executor.submit(self._conn.close).result()
         self.executor.shutdown(wait=True)
+        self._syncer.shutdown(wait=True)
         self._now_conn.close()

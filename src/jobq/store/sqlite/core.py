@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from ...errors import JobqError, SchemaOutdated, StoreUnavailable
 from ...job import JobRecord
+from .. import history_sql as hq
 from .. import schema as shape
 from .. import sql as q
 from ..base import missing
@@ -34,7 +35,7 @@ from .connection import (
     is_busy,
     open_for_reading,
 )
-from .schema import LATEST_VERSION, Found, index_name, inspect, migrate
+from .schema import LATEST_VERSION, Found, attempts_table, index_name, inspect, migrate, workers_table
 from .schema import check_table_name as check_sqlite_table_name
 from .wake import ChangeWatch, WakeFile
 
@@ -161,6 +162,9 @@ class SQLiteCore:
         self._insert_sql = q.insert_query(dataclasses.replace(d, value=lambda _: "?"))
         self._settle_sql: dict[q.SettleShape, SettleStatements] = {}  # see _settle_statements
         self._get_sql = q.get_query(d)
+        self._attempts_table = attempts_table(self.table)
+        self._workers_table = workers_table(self.table)
+        self._attempts_sql = hq.record_attempt_query(self._attempts_table, self.table)
 
     def _settle_statements(self, shape: q.SettleShape) -> SettleStatements:
         """The settle statement for a batch of this shape (see
@@ -209,11 +213,12 @@ class SQLiteCore:
     def _missing(self, conn: sqlite3.Connection, job_id: str) -> JobqError:
         return missing(job_id, self._get(conn, job_id))
 
-    def _ready_index(self, queues: Sequence[str] | None) -> str:
-        """The partial index over waiting rows a claim must walk. Named, not
+    def _ready_walk(self, queues: Sequence[str] | None) -> dict[str, str]:
+        """The partial index over waiting rows a claim must walk, and the
+        filter it leads with (see :func:`jobq.store.sql.due`). Named, not
         left to the planner: without statistics it may pick the status index
         and sort every waiting row, making each claim cost grow with the backlog.
         The walk stops after ``LIMIT`` due rows."""
-        if queues is not None and len(queues) == 1:
-            return f" INDEXED BY {index_name(self.table, 'queue_ready')}"
-        return f" INDEXED BY {index_name(self.table, 'ready')}"
+        prefix = q.seek_prefix(self._d, queues)
+        name = "queue_ready" if prefix else "ready"
+        return {"prefix": prefix, "index": f" INDEXED BY {index_name(self.table, name)}"}

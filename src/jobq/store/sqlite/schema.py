@@ -59,6 +59,16 @@ def starts_table(table: str) -> str:
     return f"jobq_{table}_starts"
 
 
+def attempts_table(table: str) -> str:
+    """The attempt history of a job table (version 4)."""
+    return f"jobq_{table}_attempts"
+
+
+def workers_table(table: str) -> str:
+    """The worker registry of a job table (version 4)."""
+    return f"jobq_{table}_workers"
+
+
 def check_table_name(table: str) -> str:
     """A job table may not take the name of jobq's bookkeeping, nor one
     SQLite keeps for itself."""
@@ -188,6 +198,11 @@ def inspect(conn: sqlite3.Connection, table: str, where: str = "") -> Found:
     starts = starts_table(table)
     taken(starts, "start log", "table", starts, STARTS_COLUMNS)
     taken(f"{starts}_window", "start log's index", "index", starts)
+    attempts = attempts_table(table)
+    taken(attempts, "attempt history", "table", attempts, ("seq", "job_id", "outcome"))
+    taken(f"{attempts}_job", "attempt history's index", "index", attempts)
+    taken(f"{attempts}_prune", "attempt history's trigger", "trigger", table)
+    taken(workers_table(table), "worker registry", "table", workers_table(table), ("id", "heartbeat_at"))
     for index in (*shape.V1_INDEXES, *shape.V2_INDEXES):
         taken(index_name(table, index.name), f"index {index.name!r}", "index", table)
     version = 0
@@ -227,8 +242,27 @@ def _v3_error_type(conn: sqlite3.Connection, table: str) -> None:
     _add(conn, table, V3_COLUMNS, ())
 
 
+def _v4_history(conn: sqlite3.Connection, table: str) -> None:
+    attempts = attempts_table(table)
+    conn.execute(shape.attempts_table_ddl(TYPES, attempts, "TEXT NOT NULL"))
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {attempts}_job ON {attempts} (job_id, seq)")
+    # A trigger, not a foreign key (SQLite enforces those only on connections
+    # that ask): a job deleted by any writer, k-msg's included, takes its
+    # history with it.
+    conn.execute(
+        f"CREATE TRIGGER IF NOT EXISTS {attempts}_prune AFTER DELETE ON {table}"
+        f" BEGIN DELETE FROM {attempts} WHERE job_id = old.id; END"
+    )
+    conn.execute(shape.workers_table_ddl(TYPES, workers_table(table)))
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (_v1_create, _v2_features, _v3_error_type)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (
+    _v1_create,
+    _v2_features,
+    _v3_error_type,
+    _v4_history,
+)
 LATEST_VERSION = len(MIGRATIONS)
 
 

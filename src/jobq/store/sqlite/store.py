@@ -14,19 +14,25 @@ data_version``) in :mod:`.wake`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...errors import JobqError, StoreUnavailable
+from ...history import WorkerRecord
 from ...job import JobRecord, record_values
 from ...transitions import Transition
+from .. import history_sql as hq
 from .. import sql as q
 from ..base import ClaimRequest, Settled, claimed, settle_then_claim
+from ..group import GroupCommit, Outcomes
+from ..history_sql import attempt_values
 from ..limited import limited_claim
 from ..sql import COLUMNS, settle_params, settle_shape
 from .admin import AdminVerbs
+from .connection import is_busy
 from .core import run_steps
 from .schema import starts_table
 
@@ -48,17 +54,57 @@ class SQLiteStore(AdminVerbs):
     # -- the worker's verbs -----------------------------------------------
 
     async def insert(self, records: Sequence[JobRecord]) -> None:
-        sql = self._insert_sql
+        """At durability "full", concurrent inserts share one commit
+        (:mod:`jobq.store.group`), synced once the write lock is released
+        (:meth:`~.connection.Database.write_then_sync`), so producers in other
+        processes write meanwhile; each returns once its rows are synced."""
         rows = list(map(record_values, records))
-
-        def do(conn: sqlite3.Connection) -> None:
-            if len(rows) == 1:
-                conn.execute(sql, rows[0])
-            else:
-                conn.executemany(sql, rows)
-
-        await self.db.write(do)
+        if self.durability == "full":
+            await self._inserts.submit(rows)
+            return
+        await self.db.write(lambda conn: self._insert_rows(conn, rows))
         self._wake_file.touch()
+
+    @functools.cached_property
+    def _inserts(self) -> GroupCommit[list[tuple[Any, ...]]]:
+        """Concurrent inserts' shared commits (made on first use)."""
+        return GroupCommit(self._commit_inserts)
+
+    def _insert_rows(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        if len(rows) == 1:
+            conn.execute(self._insert_sql, rows[0])
+        else:
+            conn.executemany(self._insert_sql, rows)
+
+    async def _commit_inserts(self, batch: Sequence[list[tuple[Any, ...]]]) -> Outcomes:
+        """One transaction, one sync, for the inserts of a batch, each inside
+        a savepoint of its own: an insert that fails is rolled back alone
+        and reported to its caller, the others commit."""
+
+        def alone(conn: sqlite3.Connection) -> Outcomes:
+            self._insert_rows(conn, batch[0])
+            return [None]
+
+        def together(conn: sqlite3.Connection) -> Outcomes:
+            outcomes: Outcomes = []
+            for rows in batch:
+                conn.execute("SAVEPOINT jobq_insert")
+                try:
+                    self._insert_rows(conn, rows)
+                except sqlite3.Error as exc:
+                    if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                        raise  # the whole transaction is retried
+                    conn.execute("ROLLBACK TO jobq_insert")
+                    outcomes.append(self.db.failure(exc))
+                else:
+                    outcomes.append(None)
+                conn.execute("RELEASE jobq_insert")
+            return outcomes
+
+        outcomes = await self.db.write_then_sync(alone if len(batch) == 1 else together)
+        if None in outcomes:
+            self._wake_file.touch()
+        return outcomes
 
     async def claim(self, request: ClaimRequest) -> list[JobRecord]:
         if request.limits:
@@ -74,7 +120,7 @@ class SQLiteStore(AdminVerbs):
             ("claim", key),
             lambda: (
                 f"UPDATE {self.table} SET {q.lease_assignments(d)} WHERE id IN"
-                f" ({q.due(d, 'id', where, limit=':limit', index=self._ready_index(r.queues))}) RETURNING {COLUMNS}"
+                f" ({q.due(d, 'id', where, limit=':limit', **self._ready_walk(r.queues))}) RETURNING {COLUMNS}"
             ),
         )
         values.update(q.lease_params(r), now=r.now_ms)
@@ -137,6 +183,14 @@ class SQLiteStore(AdminVerbs):
         shape = settle_shape(list(zip(*values, strict=True))[1:]) if values else ()
         sql, returning_sql, pick = self._settle_statements(shape)
         rows = list(map(pick, values))
+        record_attempts = self._attempts_sql
+
+        def history(conn: sqlite3.Connection, written: Sequence[Transition]) -> None:
+            # Each attempt's row goes in the transaction of its outcome: one
+            # executemany for the batch.
+            attempts = [attempt_values(t, now_ms) for t in written if t.outcome is not None]
+            if attempts:
+                conn.executemany(record_attempts, attempts)
 
         def one_by_one(conn: sqlite3.Connection) -> list[Settled]:
             settled: list[Settled] = []
@@ -147,6 +201,7 @@ class SQLiteStore(AdminVerbs):
                 else:
                     changed = conn.execute(sql, row).rowcount
                     settled.append(None if changed else self._missing(conn, transition.job_id))
+            history(conn, [t for t, s in zip(transitions, settled, strict=True) if not isinstance(s, JobqError)])
             return settled
 
         def do(conn: sqlite3.Connection) -> list[Settled]:
@@ -159,9 +214,24 @@ class SQLiteStore(AdminVerbs):
                 conn.execute("RELEASE jobq_settle")
                 return one_by_one(conn)
             conn.execute("RELEASE jobq_settle")
+            history(conn, transitions)
             return [None] * len(rows)
 
         return do
+
+    async def heartbeat(self, worker: WorkerRecord, *, forget_before_ms: int) -> None:
+        upsert = self._q("heartbeat", lambda: hq.heartbeat_query(self._d, self._workers_table))
+        forget = self._q("forget_workers", lambda: hq.forget_workers_query(self._d, self._workers_table))
+
+        def do(conn: sqlite3.Connection) -> None:
+            conn.execute(upsert, worker._asdict())
+            conn.execute(forget, {"before": forget_before_ms})
+
+        await self.db.write(do)
+
+    async def unregister(self, worker_id: str) -> None:
+        sql = self._q("unregister", lambda: hq.unregister_query(self._d, self._workers_table))
+        await self.db.write(lambda c: c.execute(sql, {"id": worker_id}))
 
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:
         sql = self._q(
@@ -198,19 +268,19 @@ class SQLiteStore(AdminVerbs):
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         where, key, values = q.filters(self._d, queues)
         sql = self._q(
-            ("peek", key), lambda: q.due(self._d, COLUMNS, where, limit="1", index=self._ready_index(queues))
+            ("peek", key), lambda: q.due(self._d, COLUMNS, where, limit="1", **self._ready_walk(queues))
         )
         rows = await self.db.read(lambda c: c.execute(sql, {**values, "now": now_ms}).fetchall())
         return JobRecord(*rows[0]) if rows else None
 
     async def count_ready(self, *, now_ms: int, queues: Sequence[str] | None = None) -> int:
         where, key, values = q.filters(self._d, queues)
-        sql = self._q(("count_ready", key), lambda: q.count_ready_query(self._d, where))
+        sql = self._q(("count_ready", key), lambda: q.count_ready_query(self._d, where, **self._ready_walk(queues)))
         return int(await self.db.read(lambda c: c.execute(sql, {**values, "now": now_ms}).fetchone()[0]))
 
     async def next_due_ms(self, *, queues: Sequence[str] | None = None) -> int | None:
         where, key, values = q.filters(self._d, queues)
-        sql = self._q(("next_due", key), lambda: q.next_due_query(self._d, where))
+        sql = self._q(("next_due", key), lambda: q.next_due_query(self._d, where, **self._ready_walk(queues)))
         return await self.db.read(lambda c: c.execute(sql, {**values, "now": None}).fetchone()[0])
 
     async def get(self, job_id: str) -> JobRecord | None:

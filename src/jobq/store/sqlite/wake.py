@@ -158,9 +158,9 @@ class WakeFile:
 
     def _give_up(self, exc: OSError) -> None:
         if isinstance(exc, NotRegularFile):
-            log.warning("jobq: %s; it is left alone, and workers poll for new work instead", exc)
+            log.warning("%s; it is left alone, and workers poll for new work instead", exc)
         else:
-            log.debug("jobq: cannot use %s for wake-ups (%s); polling instead", self.path, exc)
+            log.debug("cannot use %s for wake-ups (%s); polling instead", self.path, exc)
         self._broken = True
         self.close()
 

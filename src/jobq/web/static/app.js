@@ -118,8 +118,8 @@
       var workers = document.getElementById("workers");
       if (workers) {
         var rows = d.workers.map(function (w) {
-          var tr = el("tr");
-          tr.appendChild(el("td", w.owner));
+          var tr = el("tr", null, w.alive === false ? "dead" : null);
+          tr.appendChild(el("td", w.alive === false ? w.owner + " (dead)" : w.owner));
           tr.appendChild(el("td", w.jobs, "num"));
           return tr;
         });
@@ -185,10 +185,18 @@
     var id = box.getAttribute("data-id");
     var shown = document.getElementById("job-status").textContent;
     return getJSON("/api/jobs/" + encodeURIComponent(id)).then(function (j) {
-      if (j.status !== shown) {
-        // The actions on offer depend on the status: render the page anew.
+      var attempts = document.querySelectorAll("#attempts tr.attempt").length;
+      if (j.status !== shown || (j.history && j.history.length !== attempts)) {
+        // The actions on offer depend on the status, and a new attempt adds
+        // a row to the history: render the page anew.
         window.location.reload();
         return;
+      }
+      var bar = document.getElementById("job-progress");
+      if (bar && j.progress !== null) {
+        bar.value = j.progress;
+        setText("job-progress-text", (j.progress * 100).toFixed(1) + " %");
+        setText("job-progress-message", j.progress_message || "");
       }
       setText("job-attempts", j.attempts + " of " + j.max_attempts);
       setText("job-owner", j.lease_owner || "");
@@ -197,7 +205,39 @@
     });
   }
 
-  var updaters = { overview: updateOverview, jobs: updateJobs, job: updateJob };
+  function updateWorkers() {
+    return getJSON("/api/workers").then(function (d) {
+      var stamp = function (t) { return t ? String(t).slice(0, 19).replace("T", " ") : ""; };
+      var rows = d.workers.map(function (w) {
+        var tr = el("tr", null, w.alive === false ? "worker dead" : "worker");
+        tr.setAttribute("data-alive", w.alive === false ? "no" : "yes");
+        tr.appendChild(el("td", w.owner, "mono"));
+        var state = el("td");
+        state.appendChild(el("span", w.alive === false ? "dead" : "alive", w.alive === false ? "badge s-failed" : "badge s-completed"));
+        tr.appendChild(state);
+        tr.appendChild(el("td", w.host || ""));
+        tr.appendChild(el("td", w.pid === undefined || w.pid === null ? "" : w.pid, "num"));
+        tr.appendChild(el("td", w.queues ? w.queues.join(", ") : "all"));
+        tr.appendChild(el("td", w.concurrency === undefined || w.concurrency === null ? "" : w.concurrency, "num"));
+        tr.appendChild(el("td", w.jobs, "num"));
+        tr.appendChild(el("td", w.done === undefined || w.done === null ? "" : w.done, "num"));
+        tr.appendChild(el("td", stamp(w.started_at), "mono"));
+        tr.appendChild(el("td", stamp(w.heartbeat_at), "mono"));
+        tr.appendChild(el("td", w.version || "", "mono"));
+        return tr;
+      });
+      if (!rows.length) {
+        var tr = el("tr");
+        var td = el("td", "no workers registered", "muted");
+        td.setAttribute("colspan", "11");
+        tr.appendChild(td);
+        rows.push(tr);
+      }
+      replaceRows(document.querySelector("#workers-table tbody"), rows);
+    });
+  }
+
+  var updaters = { overview: updateOverview, jobs: updateJobs, job: updateJob, workers: updateWorkers };
   var update = updaters[page];
 
   document.querySelectorAll("form.confirm").forEach(function (form) {
