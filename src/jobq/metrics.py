@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 try:
@@ -58,10 +58,13 @@ __all__ = [
 ]  # fmt: skip
 
 
-def queue_metrics(rows: Iterable[Any], ages: Mapping[str, float] | None = None) -> list[Metric]:
-    """``jobq_jobs{queue,status}`` from the rows of ``Queue.summary()``, and
+def queue_metrics(
+    rows: Iterable[Any], ages: Mapping[str, float] | None = None, paused: Iterable[str] = ()
+) -> list[Metric]:
+    """``jobq_jobs{queue,status}`` from the rows of ``Queue.summary()``,
     ``jobq_oldest_ready_job_age_seconds{queue}`` from ``ages`` (see
-    :func:`queue_figures`) when given."""
+    :func:`queue_figures`) when given, and ``jobq_queue_paused{queue}`` (1)
+    for each of the ``paused`` queues."""
     jobs = GaugeMetricFamily("jobq_jobs", "Jobs in the store, by queue and status", labels=["queue", "status"])
     totals: dict[tuple[str, str], int] = {}
     for row in rows:
@@ -69,8 +72,13 @@ def queue_metrics(rows: Iterable[Any], ages: Mapping[str, float] | None = None) 
         totals[key] = totals.get(key, 0) + int(row.count)
     for (queue, status), count in sorted(totals.items()):
         jobs.add_metric([queue, status], count)
+    stopped = GaugeMetricFamily(
+        "jobq_queue_paused", "1 for each named queue workers do not claim from (paused)", labels=["queue"]
+    )
+    for name in sorted(paused):
+        stopped.add_metric([name], 1)
     if ages is None:
-        return [jobs]
+        return [jobs, stopped]
     oldest = GaugeMetricFamily(
         "jobq_oldest_ready_job_age_seconds",
         "Seconds the oldest ready job of each queue has waited since it was enqueued (0: none ready)",
@@ -78,14 +86,19 @@ def queue_metrics(rows: Iterable[Any], ages: Mapping[str, float] | None = None) 
     )
     for queue, age in sorted(ages.items()):
         oldest.add_metric([queue], age)
-    return [jobs, oldest]
+    return [jobs, stopped, oldest]
 
 
-async def queue_figures(queue: Queue) -> tuple[list[Any], dict[str, float]]:
-    """The queue's counts (``Queue.summary()``) and, per named queue, the age
-    in seconds of its oldest ready job (one small read per queue that has
-    ready jobs)."""
-    rows = await queue.summary()
+#: What :func:`queue_metrics` is made from: the summary rows, the age of each
+#: queue's oldest ready job, the paused queues.
+Figures = tuple[list[Any], dict[str, float], list[str]]
+
+
+async def queue_figures(queue: Queue) -> Figures:
+    """The queue's counts (``Queue.summary()``), per named queue the age in
+    seconds of its oldest ready job (one small read per queue that has ready
+    jobs), and the paused queues."""
+    rows = list(await queue.summary())
     now = queue.clock.now()
     names = sorted({str(row.queue) for row in rows})
     ready = {str(row.queue) for row in rows if row.status is JobStatus.PENDING and row.count}
@@ -94,16 +107,16 @@ async def queue_figures(queue: Queue) -> tuple[list[Any], dict[str, float]]:
         page = await queue.list_jobs(status=JobStatus.PENDING, queue=name, limit=1, order="oldest")
         if page.jobs:
             ages[name] = max(0.0, now - page.jobs[0].created_at.timestamp())
-    return rows, ages
+    return rows, ages, list(await queue.paused())
 
 
 class _Rows(Collector):
-    def __init__(self, rows: Sequence[Any], ages: Mapping[str, float] | None = None) -> None:
-        self.rows = rows
-        self.ages = ages
+    def __init__(self, figures: Figures) -> None:
+        self.figures = figures
 
     def collect(self) -> Iterable[Metric]:
-        return queue_metrics(self.rows, self.ages)
+        rows, ages, paused = self.figures
+        return queue_metrics(rows, ages, paused)
 
 
 class QueueCollector(Collector):
@@ -117,11 +130,11 @@ class QueueCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         future = asyncio.run_coroutine_threadsafe(queue_figures(self.queue), self.loop)
         try:
-            rows, ages = future.result(SCRAPE_TIMEOUT)
+            rows, ages, paused = future.result(SCRAPE_TIMEOUT)
         except Exception:  # an unreachable store leaves this scrape without counts
             future.cancel()
             return []
-        return queue_metrics(rows, ages)
+        return queue_metrics(rows, ages, paused)
 
 
 class _CircuitCollector(Collector):
@@ -301,9 +314,9 @@ async def render_latest(queue: Queue, registry: CollectorRegistry | None = None)
     queue's store calls."""
     registry = REGISTRY if registry is None else registry
     _stores(registry).add(queue)
-    rows, ages = await queue_figures(queue)
+    figures = await queue_figures(queue)
     counts = CollectorRegistry(auto_describe=False)
-    counts.register(_Rows(rows, ages))
+    counts.register(_Rows(figures))
     return generate_latest(counts) + generate_latest(registry)
 
 

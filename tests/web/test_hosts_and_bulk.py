@@ -150,7 +150,11 @@ def test_retry_all_failed_retries_what_it_can_and_lists_the_rest(db: dict[str, A
     server, port = serve(db["tmp"], db["url"])
     try:
         host = f"127.0.0.1:{port}"
-        status, body = post(port, "/jobs/retry-failed", {}, host=host)
+        status, body = post(port, "/jobs/retry-failed", {}, host=host)  # a browser's form: asked first
+        assert status == 200 and "Retry 3 jobs?" in body and 'name="confirmed"' in body
+        with jobq.connect_sync(db["url"]) as queue:
+            assert queue.get_job(first).status is jobq.JobStatus.FAILED  # type: ignore[union-attr]
+        status, body = post(port, "/jobs/retry-failed", {"confirmed": "1"}, host=host)
         assert status == 200 and blocked in body and "unique key" in body and "Retried 2 failed jobs" in body
         status, body = post(port, "/jobs/retry-failed", {}, host=host, accept="application/json")
         answer = json.loads(body)

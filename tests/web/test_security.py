@@ -30,10 +30,21 @@ def concrete(path: str, job_id: str) -> str:
 async def test_every_route_refuses_an_unauthenticated_request(anonymous: Any, web_queue: jobq.Queue) -> None:
     job = await failed_job(web_queue)
     for method, path in ROUTES:
+        if path == "/login":
+            continue  # the one way in: see test_sessions.py
         response = await anonymous.request(method, concrete(path, job.id), headers={"Origin": ORIGIN})
         assert response.status_code == 401, (method, path, response.status_code)
         assert "content-security-policy" in response.headers
         assert "www-authenticate" in response.headers
+        assert "login-form" not in response.text  # scripts get one line, not the form
+    # A browser asking for a page gets the login form instead, with no
+    # WWW-Authenticate (which would pop up the browser's own dialog).
+    for method, path in ROUTES:
+        if method == "GET" and not path.startswith(("/api/", "/static/", "/metrics", "/login")):
+            response = await anonymous.get(concrete(path, job.id), headers={"Accept": "text/html"})
+            assert response.status_code == 401 and 'id="login-form"' in response.text, path
+            assert "www-authenticate" not in response.headers
+            assert "content-security-policy" in response.headers
     # Nothing changed.
     assert (await web_queue.get_job(job.id)).status is jobq.JobStatus.FAILED  # type: ignore[union-attr]
 
@@ -57,6 +68,12 @@ async def test_login_with_the_token_sets_a_session_cookie(anonymous: Any) -> Non
     assert TOKEN not in cookie
     assert (await anonymous.get("/")).status_code == 200  # the client kept the cookie
     anonymous.cookies.set("jobq_session", "forged")
+    assert (await anonymous.get("/")).status_code == 401
+    # A cookie signed with another dashboard's secret is worth nothing here.
+    from jobq.web.sessions import Sessions
+
+    other, _ = Sessions(b"another-secret-" * 3, None).issue()
+    anonymous.cookies.set("jobq_session", other)
     assert (await anonymous.get("/")).status_code == 401
 
 

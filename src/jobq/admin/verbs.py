@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
-from ..clock import from_ms, to_ms
+from ..clock import datetime_of_ms, from_ms, to_ms
 from ..errors import InvalidOption, JobNotFound
 from ..history import Attempt, WorkerInfo
 from ..job import TERMINAL_STATUSES, Job, JobRecord, JobStatus
+from ..store.base import Search
 
 if TYPE_CHECKING:
     from ..store.base import AdminStore
@@ -118,6 +119,8 @@ class AdminVerbs:
 
         def _lenient_job(self, record: JobRecord) -> Job[Any]: ...
 
+        def _notify(self) -> None: ...
+
     async def attempts(self, job_id: str) -> list[Attempt]:
         """The job's attempt history, oldest first: one row per attempt
         (its worker, start, end, outcome, and any error with its type and
@@ -151,11 +154,16 @@ class AdminVerbs:
         limit: int = LIST_LIMIT,
         offset: int = 0,
         order: str = "newest",
+        ids: Collection[str] | None = None,
+        unique_key: str | None = None,
+        text: str | None = None,
     ) -> JobPage:
         """A page of jobs, newest (or oldest) ``created_at`` first, filtered
         by status (one or several; ``DELAYED`` and ``PENDING`` apart, as
-        ``get_job`` reports them), type and named queue; ``total`` counts
-        every match."""
+        ``get_job`` reports them), type and named queue, and searched by
+        ``ids``, ``unique_key`` and ``text`` (found, case aside, in the
+        payload as stored JSON or in the error: a scan, for operators);
+        ``total`` counts every match."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
         check_offset(offset)
@@ -176,6 +184,7 @@ class AdminVerbs:
             offset=offset,
             newest_first=order == "newest",
             now_ms=self.now_ms(),
+            search=_search(ids, unique_key, text),
         )
         return JobPage([self._lenient_job(r) for r in records], total, limit, offset)
 
@@ -202,6 +211,30 @@ class AdminVerbs:
             ThroughputRow(from_ms(minute), *found.get(minute, (0, 0)))  # type: ignore[arg-type]
             for minute in range(since, current + 1, _MINUTE_MS)
         ]
+
+    # -- pausing queues ----------------------------------------------------------
+
+    async def pause(self, queue: str) -> bool:
+        """Pauses the named queue: workers stop claiming its jobs within
+        :data:`~jobq.processor.producer.PAUSE_CHECK_INTERVAL` seconds (each
+        reads the paused queues that often), while jobs keep arriving and
+        those already running finish. Every worker of this job table obeys,
+        in every process. ``dequeue()`` and ``claim()`` called directly are
+        an operator's own claims and are not held back. Returns ``False`` if
+        the queue was already paused."""
+        return await self.store.pause_queue(_queue_name(queue), now_ms=self.now_ms())
+
+    async def resume(self, queue: str) -> bool:
+        """Lets workers claim from a paused queue again (waking idle ones);
+        ``False`` if it was not paused."""
+        resumed = await self.store.resume_queue(_queue_name(queue))
+        if resumed:
+            self._notify()
+        return resumed
+
+    async def paused(self) -> dict[str, datetime]:
+        """The paused queues, by name, each with when it was paused (aware UTC)."""
+        return {name: datetime_of_ms(at) for name, at in (await self.store.paused_queues()).items()}
 
     # -- deleting finished jobs ----------------------------------------------------
 
@@ -273,6 +306,38 @@ class AdminVerbs:
         for bound, group in groups.items():
             removed += await verb(group, before_ms=bound)
         return removed
+
+
+MAX_SEARCH_CHARS = 1000  # the longest text list_jobs searches for
+
+
+def _search(ids: Collection[str] | None, unique_key: str | None, text: str | None) -> Search | None:
+    """The search filters of ``list_jobs``, checked; ``None`` when there are none."""
+    if ids is None and unique_key is None and text is None:
+        return None
+    if ids is not None:
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        if not all(isinstance(job_id, str) for job_id in ids):
+            raise InvalidOption("ids must be job ids (str)")
+        ids = [job_id for job_id in ids if codec.storable_id(job_id)]  # no job has any other
+    if unique_key is not None:
+        codec.check_names([unique_key], "unique_key")
+    if text is not None:
+        if not isinstance(text, str) or not text or len(text) > MAX_SEARCH_CHARS:
+            raise InvalidOption(f"text must be a non-empty str of at most {MAX_SEARCH_CHARS} characters")
+        codec.check_text(text, "text", InvalidOption)
+    return Search(ids, unique_key, text)
+
+
+def _queue_name(queue: object) -> str:
+    """A queue name to pause or resume: :class:`~jobq.InvalidOption` unless
+    it is one a job could name."""
+    if not isinstance(queue, str) or not queue.strip():
+        raise InvalidOption(f"a queue name must be a non-empty str, not {queue!r}")
+    if len(queue) > codec.MAX_TYPE_LENGTH:
+        raise InvalidOption(f"queue name is {len(queue)} characters long; the limit is {codec.MAX_TYPE_LENGTH}")
+    codec.check_text(queue, "queue name", InvalidOption)
+    return queue
 
 
 def check_offset(offset: object) -> None:

@@ -202,15 +202,18 @@ def _group(rows: Iterable[Any], key: str) -> dict[str, dict[str, int]]:
 
 
 async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW) -> dict[str, Any]:
-    """Counts per status, per queue and per type, and recent throughput."""
+    """Counts per status, per queue and per type, the paused queues (with
+    when each was paused), and recent throughput."""
     counts = await queue.counts()
     rows = await queue.summary()
     history = await queue.throughput(minutes=minutes)
     completed = sum(int(r.completed) for r in history)
     failed = sum(int(r.failed) for r in history)
+    paused = await queue.paused()
     return {
         "counts": {status_text(s): n for s, n in counts.items()},
         "total": sum(counts.values()),
+        "paused": {name: iso(at) for name, at in paused.items()},
         "by_queue": _group(rows, "queue"),
         "by_type": _group(rows, "type"),
         "throughput": {

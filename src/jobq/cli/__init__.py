@@ -16,8 +16,8 @@ the values given before it).
 
 This module holds the command line's grammar and :func:`main`; the commands
 live in :mod:`~jobq.cli.worker` (worker, demo), :mod:`~jobq.cli.jobs`
-(enqueue, stats, migrate, list, show, workers, retry, cancel, remove, prune, clear)
-and :mod:`~jobq.cli.dashboard`, and what they share in :mod:`~jobq.cli.common`.
+(enqueue, stats, migrate, list, show, workers, retry, cancel, remove, prune, clear),
+:mod:`~jobq.cli.queues` (pause, resume) and :mod:`~jobq.cli.dashboard`, and what they share in :mod:`~jobq.cli.common`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ..errors import JobqError
 from ..job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, TERMINAL_STATUSES
 from ..logs import LOG_FORMATS
 from ..logs import configure as configure_logging
-from . import dashboard, jobs, worker
+from . import dashboard, jobs, queues, worker
 from .common import (
     URL_ENV,
     Command,
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=worker.cmd_demo)
 
     _add_operator_commands(command)
+    queues.add_queue_commands(command)
     return parser
 
 
@@ -236,6 +237,11 @@ def _add_operator_commands(command: Command) -> None:
         "--allowed-host", action="append", metavar="HOST",
         help="a host name the dashboard answers to besides loopback ones (repeatable; for a proxy or a"
         " DNS name in front of it)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--secret-file", metavar="PATH",
+        help="file holding the secret that signs sessions (and derives the printed token), created if missing;"
+        " with it, logins survive a restart (default $JOBQ_DASHBOARD_SECRET_FILE; $JOBQ_DASHBOARD_SECRET wins)",
     )  # fmt: skip
     serve.add_argument("--log-level-uvicorn", default="warning", help=argparse.SUPPRESS)
     serve.set_defaults(run=dashboard.cmd_dashboard)

@@ -2,7 +2,11 @@
 
 Without a login configured in the environment it serves on a loopback
 address only, behind a token it prints in the URL (or, with ``--no-auth``,
-behind nothing); anywhere else it refuses to start. On loopback it answers
+behind nothing); anywhere else it refuses to start. The token is derived
+from the dashboard's secret (``JOBQ_DASHBOARD_SECRET``, or the file of
+``--secret-file`` / ``JOBQ_DASHBOARD_SECRET_FILE``), so with a secret kept
+the token and the browsers' sessions survive a restart; without one, both
+last as long as the process. On loopback it answers
 only requests whose ``Host`` is a loopback name or one given with
 ``--allowed-host``, so a DNS-rebinding page cannot reach it.
 """
@@ -74,10 +78,13 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
 
         from ..web import BasicAuth, TokenAuth, auth_from_env, create_app
         from ..web.hosts import is_loopback
+        from ..web.sessions import SECRET_FILE_ENV, derived_token, load_secret
     except ImportError as exc:
         raise CommandError(f"the dashboard needs the web extra: pip install 'jobq[web]' ({exc})") from None
     check_port(args.port, "--port")
     auth: TokenAuth | BasicAuth | None = auth_from_env()
+    kept = load_secret(path=args.secret_file)
+    secret = kept or secrets.token_bytes(32)
     if not is_loopback(args.host) and auth is None:
         raise CommandError(
             f"refusing to serve on {args.host} without authentication: set JOBQ_DASHBOARD_TOKEN"
@@ -88,7 +95,7 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
             raise CommandError("--no-auth is allowed on a loopback address only")
         auth = None
     elif auth is None:
-        auth = TokenAuth(secrets.token_urlsafe(24))
+        auth = TokenAuth(derived_token(secret))
     async with opened(args) as queue:
         await queue.counts()  # fails now, in one line, if the store is unreachable
         sock = listen_socket(args.host, args.port)  # and here if the port is taken, before the URL is printed
@@ -98,7 +105,7 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
             # is required, and --allowed-host narrows the names further.
             allowed = args.allowed_host or []
             hosts = allowed if allowed or is_loopback(args.host) else None
-            app = create_app(queue, auth=auth, allowed_hosts=hosts)
+            app = create_app(queue, auth=auth, secret=secret, allowed_hosts=hosts)
             host = f"[{args.host}]" if ":" in args.host else args.host
             where = f"http://{host}:{args.port}/"
             if isinstance(auth, TokenAuth):
@@ -106,6 +113,12 @@ async def cmd_dashboard(args: argparse.Namespace) -> int:
             print(f"jobq dashboard for {queue.store.name}: {where}", flush=True)
             if isinstance(auth, BasicAuth):
                 print(f"log in as {auth.username} (password from the environment)", flush=True)
+            if kept is None and auth is not None:
+                print(
+                    f"sessions{' and the token' if isinstance(auth, TokenAuth) else ''} end when it stops;"
+                    f" --secret-file (or {SECRET_FILE_ENV}) keeps them across restarts",
+                    flush=True,
+                )
             config = uvicorn.Config(
                 app, host=args.host, port=args.port, log_level=args.log_level_uvicorn, access_log=False,
                 lifespan="off", server_header=False,

@@ -146,6 +146,9 @@ async def cmd_stats(args: argparse.Namespace) -> int:
     if out["by_queue"]:
         print()
         print(_count_table("queue", out["by_queue"]))
+    if out["paused"]:
+        print()
+        print("paused: " + ", ".join(f"{name} (since {at[:19].replace('T', ' ')})" for name, at in out["paused"].items()))
     if out["by_type"]:
         print()
         print(_count_table("type", out["by_type"]))

@@ -36,7 +36,8 @@ from ..events import Emitter, Event, ProcessorMetrics
 from ..keylimits import KeyLimit
 from ..newjobs import check_timeout
 from ..options import reject_unknown
-from ..queue import RESCUE_INTERVAL, Queue
+from ..queue import Queue
+from ..rescue import RESCUE_INTERVAL
 from ..retry import RETRY_DELAYS, RetryPolicy
 from .compat import KmsgVerbs
 from .completer import Completer, Reporter
@@ -227,6 +228,12 @@ class JobProcessor(KmsgVerbs):
     def circuits(self) -> dict[str, Circuit]:
         """The circuit breakers' states, by job type (once a job of the type ran)."""
         return self._circuits
+
+    @property
+    def paused_queues(self) -> frozenset[str]:
+        """The paused queues (``Queue.pause``) this processor leaves out of
+        its claims, as it last read them (empty before it starts)."""
+        return frozenset() if self._producer is None else self._producer.paused
 
     # -- registration ------------------------------------------------------
 

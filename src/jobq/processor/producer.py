@@ -8,6 +8,10 @@ fire-and-forget), so ``stop()`` knows exactly what is in flight. With
 per-queue concurrency, each queue with free slots is claimed on its own,
 starting with a different queue each pass (round robin).
 
+Paused queues (``Queue.pause``) are read at most every
+``PAUSE_CHECK_INTERVAL`` and left out of the claims; while any is paused,
+the idle wait is at most that long too, so a resume is seen as soon.
+
 Every claim carries the outcomes waiting in the completer, so under load one
 transaction finishes a batch of jobs and takes the next. When nothing is
 claimed, the loop waits for the first of: an enqueue in this process, a
@@ -43,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -64,6 +69,9 @@ log = logging.getLogger("jobq")
 
 CLAIM_RETRY_MIN = 0.05  # seconds; the first pause after a failed claim (it doubles)
 SIZE_COUNT_INTERVAL = 1.0  # seconds; how often an idle worker counts the ready jobs (metrics)
+#: Seconds between reads of the paused queues: a pause takes effect within
+#: this long (a claim already in flight still starts its jobs).
+PAUSE_CHECK_INTERVAL = 0.5
 
 
 class Producer:
@@ -100,6 +108,9 @@ class Producer:
         self._run = run
         self._next_queue = 0
         self._size_counted_at = 0.0
+        #: The paused queues as last read, and when (monotonic seconds).
+        self.paused: frozenset[str] = frozenset()
+        self._paused_read_at = -math.inf
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
 
@@ -204,6 +215,7 @@ class Producer:
             self._slot_free.clear()
             await self._slot_free.wait()
             return
+        await self._read_paused()
         now = self.queue.clock.now()
         limit = min(free, config.claim_batch)
         if self._isolating:
@@ -254,17 +266,42 @@ class Producer:
         self._isolating = True
         return [job for job in jobs if job.lost_count < self.suspect_after]
 
+    async def _read_paused(self) -> None:
+        """Reads the paused queues if the last read is older than
+        ``PAUSE_CHECK_INTERVAL`` (an error goes to the claim loop, which
+        logs it and tries again after a pause)."""
+        if time.monotonic() - self._paused_read_at < PAUSE_CHECK_INTERVAL:
+            return
+        paused = frozenset(await self.queue.paused())
+        if paused != self.paused:
+            log.info("paused queues: %s", ", ".join(sorted(paused)) or "none")
+        self.paused, self._paused_read_at = paused, time.monotonic()
+
+    def _serving(self) -> list[str] | None:
+        """The named queues to claim from now: this processor's, less the
+        paused ones (``None``: every queue, the paused ones then excluded in
+        the claim)."""
+        names = self.config.queue_names
+        if names is None or not self.paused:
+            return None if names is None else list(names)
+        return [name for name in names if name not in self.paused]
+
     async def _claim_batch(self, limit: int, closed: list[str]) -> list[Job[Any]]:
         """One claim of up to ``limit`` jobs; with per-queue concurrency, one
         claim per queue that has free slots (starting with a different queue
-        each time), each with the per-key limits."""
+        each time), each with the per-key limits. Paused queues are left out."""
         per_queue = self.config.queue_concurrency
         if per_queue is None:
-            return await self._claim(limit, self.config.queue_names, closed)
+            queues = self._serving()
+            if queues == []:
+                return []  # every queue it serves is paused
+            return await self._claim(limit, queues, closed)
         busy: dict[str, int] = {}
         for running in self.running.values():
             busy[running.job.queue] = busy.get(running.job.queue, 0) + 1
-        names = list(per_queue)
+        names = [name for name in per_queue if name not in self.paused]
+        if not names:
+            return []
         start, self._next_queue = self._next_queue % len(names), self._next_queue + 1
         jobs: list[Job[Any]] = []
         for name in names[start:] + names[:start]:
@@ -287,6 +324,7 @@ class Producer:
             errors, jobs = await self.queue.settle_and_claim(
                 batch[1], limit, queues=queues, exclude_types=closed, owner=self.worker_id,
                 limits=self.config.limits, lost_below=lost_below, lost_from=lost_from,
+                exclude_queues=self.paused if queues is None else (),
             )  # fmt: skip
         except BaseException:
             completer.give_back(batch)
@@ -301,9 +339,9 @@ class Producer:
         after which a limit may have room again."""
         self.completer.flush()
         limits, poll = self.config.limits, self.config.poll_interval
-        timeout = min(poll, wait_hint(limits) if limits else poll)
+        timeout = min(poll, wait_hint(limits) if limits else poll, self._paused_cap())
         try:
-            due = await self.queue.next_due(queues=self.config.queue_names)
+            due = await self._next_due()
         except JobqError:
             due = None
         if due is not None and due > now:
@@ -316,10 +354,10 @@ class Producer:
         """Waits for work: a local enqueue, another process's commit, the next
         delayed job coming due, a circuit half-opening, or ``poll_interval``."""
         self.completer.flush()
-        timeout = self.config.poll_interval
-        queues = self.config.queue_names
+        timeout = min(self.config.poll_interval, self._paused_cap())
+        queues = self._serving()
         try:
-            due = await self.queue.next_due(queues=queues)
+            due = await self._next_due()
             if time.monotonic() - self._size_counted_at > SIZE_COUNT_INTERVAL:
                 self.metrics.queue_size = await self.queue.size(queues=queues)
                 self._size_counted_at = time.monotonic()
@@ -359,10 +397,29 @@ class Producer:
                 waiter.cancel()
             await asyncio.gather(woken, changed, return_exceptions=True)
 
+    def _paused_cap(self) -> float:
+        """The longest idle wait: while a queue is paused, the time between
+        reads of the paused queues, so a resume is seen that soon."""
+        return PAUSE_CHECK_INTERVAL if self.paused else math.inf
+
+    async def _next_due(self) -> float | None:
+        """When the next job of the queues it claims from comes due. With
+        every queue served and some paused, ``None``: a paused queue's jobs
+        would be due at once, and the idle wait is capped instead."""
+        queues = self._serving()
+        if queues == [] or (queues is None and self.paused):
+            return None
+        return await self.queue.next_due(queues=queues)
+
     async def _anything_ready(self) -> bool:
-        """A read, no lock: is a job ready in this processor's queues?"""
+        """A read, no lock: is a job ready in this processor's queues? (With
+        every queue served and some paused, a paused queue's job counts:
+        the claim then finds nothing, and the wait goes on.)"""
+        queues = self._serving()
+        if queues == []:
+            return False
         try:
-            return await self.queue.peek(queues=self.config.queue_names) is not None
+            return await self.queue.peek(queues=queues) is not None
         except JobqError:
             return True  # let the claim meet the error and back off
 

@@ -71,7 +71,7 @@ class Registration:
         try:
             await self.beat()
         except Exception:  # noqa: BLE001 - the registry never stops a worker
-            log.warning("jobq: worker %s could not register itself; trying again", self.worker_id, exc_info=True)
+            log.warning("worker %s could not register itself; trying again", self.worker_id, exc_info=True)
 
     async def unregister(self) -> None:
         """Deletes the row at a graceful stop (a failure is logged: the row
@@ -79,4 +79,4 @@ class Registration:
         try:
             await self.queue.store.unregister(self.worker_id)
         except Exception:  # noqa: BLE001 - a stop goes on whatever the registry says
-            log.warning("jobq: worker %s could not unregister itself", self.worker_id, exc_info=True)
+            log.warning("worker %s could not unregister itself", self.worker_id, exc_info=True)

@@ -47,12 +47,36 @@ class ClaimRequest:
     queues: Sequence[str] | None = None
     #: Job types not to take (their circuit is open).
     exclude_types: Collection[str] = ()
+    #: Named queues not to take from (paused).
+    exclude_queues: Collection[str] = ()
     #: Per-key limits (see :mod:`jobq.keylimits`), counted in the claim's transaction.
     limits: Sequence[KeyLimit] = ()
     #: Only jobs whose worker was lost fewer times than this (``None``: any).
     lost_below: int | None = None
     #: Only jobs whose worker was lost at least this many times (``None``: any).
     lost_from: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """More filters of :meth:`AdminStore.list_jobs`, all of which a job must
+    pass: its id among ``ids``, its ``unique_key``, and ``text`` (matched
+    without regard to case) found in its payload as stored (JSON) or in its
+    error. Every store matches as :meth:`matches` does."""
+
+    ids: Sequence[str] | None = None
+    unique_key: str | None = None
+    text: str | None = None
+
+    def matches(self, record: JobRecord) -> bool:
+        if self.ids is not None and record.id not in self.ids:
+            return False
+        if self.unique_key is not None and record.unique_key != self.unique_key:
+            return False
+        if self.text is not None:
+            needle = self.text.lower()
+            return needle in str(record.data).lower() or needle in (record.error or "").lower()
+        return True
 
 
 #: Per transition: ``None`` (or, when asked, the record as stored after) if
@@ -135,6 +159,13 @@ class WorkerStore(Protocol):
         ...
 
     async def get(self, job_id: str) -> JobRecord | None: ...
+
+    async def paused_queues(self) -> dict[str, int]:
+        """The paused named queues of this job table, each with when it was
+        paused (epoch ms). Workers read it every
+        :data:`~jobq.processor.producer.PAUSE_CHECK_INTERVAL` and leave those
+        queues out of their claims."""
+        ...
 
     async def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         """Which of these processing jobs have a cancel request."""
@@ -231,6 +262,20 @@ class AdminStore(Protocol):
         """The worker registry, by start time."""
         ...
 
+    async def pause_queue(self, queue: str, *, now_ms: int) -> bool:
+        """Marks a named queue paused (at ``now_ms``); ``False`` if it already
+        was. Its jobs stay where they are, and new ones may still arrive."""
+        ...
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Unmarks a paused queue and wakes idle workers; ``False`` if it was
+        not paused."""
+        ...
+
+    async def paused_queues(self) -> dict[str, int]:
+        """As :meth:`WorkerStore.paused_queues`."""
+        ...
+
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
         """Deletes jobs in those stored statuses (finished before
         ``before_ms`` when given), with their attempt history; returns how many."""
@@ -254,9 +299,11 @@ class AdminStore(Protocol):
         offset: int,
         newest_first: bool,
         now_ms: int,
+        search: Search | None = None,
     ) -> tuple[list[JobRecord], int]:
         """A page of jobs by created_at (ties by id), and how many match.
-        ``statuses`` are public ones: ``delayed`` and ``pending`` apart."""
+        ``statuses`` are public ones: ``delayed`` and ``pending`` apart;
+        ``search`` adds the filters of :class:`Search`."""
         ...
 
     async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:

@@ -21,7 +21,7 @@ from ..errors import NotRetryable
 from ..history import AttemptRecord, WorkerRecord
 from ..job import UNFINISHED_STORED, JobRecord, copy_record
 from ..transitions import Transition
-from .base import RETRYABLE, ClaimRequest, Settled, missing, not_retryable, settle_then_claim
+from .base import RETRYABLE, ClaimRequest, Search, Settled, missing, not_retryable, settle_then_claim
 
 _FINAL = frozenset({"completed", "failed", "cancelled"})
 
@@ -89,6 +89,7 @@ class MemoryStore:
         # Per-key rate limits: limit name -> (start ms, key), oldest first.
         self._starts: dict[str, list[tuple[int, str]]] = {}
         self._cron: dict[str, int] = {}  # cron schedule name -> last slot run (epoch ms)
+        self._paused: dict[str, int] = {}  # paused queue -> when it was paused (epoch ms)
         self._finished = Signal()  # a job reached a final status (or was removed)
         # job id -> its attempts, oldest first, as AttemptRecord values
         self._attempts: dict[str, tuple[tuple[Any, ...], ...]] = {}
@@ -174,6 +175,8 @@ class MemoryStore:
         skipped: list[tuple[str, _ReadyEntry]] = []
         with self._lock:
             self._promote_due(now_ms)
+            if request.exclude_queues:
+                queues = [q for q in self._queues(queues) if q not in request.exclude_queues]
             while len(claimed) < limit:
                 best = self._best(queues, now_ms)
                 if best is None:
@@ -325,6 +328,21 @@ class MemoryStore:
         self._finished.set()
         return removed
 
+    async def pause_queue(self, queue: str, *, now_ms: int) -> bool:
+        with self._lock:
+            if queue in self._paused:
+                return False
+            self._paused[queue] = now_ms
+            return True
+
+    async def resume_queue(self, queue: str) -> bool:
+        with self._lock:
+            return self._paused.pop(queue, None) is not None
+
+    async def paused_queues(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._paused.items()))
+
     async def clear(self) -> None:
         with self._lock:
             self._jobs.clear()
@@ -388,6 +406,7 @@ class MemoryStore:
                     if r.status == "pending"
                     and r.process_at <= now_ms
                     and (queues is None or r.queue in queues)
+                    and r.queue not in request.exclude_queues
                     and r.type not in exclude_types
                     and (request.lost_below is None or r.lost_count < request.lost_below)
                     and (request.lost_from is None or r.lost_count >= request.lost_from)
@@ -507,6 +526,7 @@ class MemoryStore:
         offset: int,
         newest_first: bool,
         now_ms: int,
+        search: Search | None = None,
     ) -> tuple[list[JobRecord], int]:
         with self._lock:
             found = [
@@ -515,6 +535,7 @@ class MemoryStore:
                 if (statuses is None or self._public_status(r, now_ms) in statuses)
                 and (types is None or r.type in types)
                 and (queues is None or r.queue in queues)
+                and (search is None or search.matches(r))
             ]
             found.sort(key=lambda r: (r.created_at, r.id), reverse=newest_first)
             return [copy_record(r) for r in found[offset : offset + limit]], len(found)

@@ -22,6 +22,7 @@ from ..errors import InvalidOption
 from ..job import MAX_TIME_MS, RECORD_FIELDS, UNFINISHED_STORED
 from ..transitions import FOREIGN_OWNER, Transition
 from .base import RETRYABLE
+from .operator_sql import search_clauses
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # 63 characters at most, as PostgreSQL allows
 
@@ -310,6 +311,12 @@ def claim_filters(d: Dialect, request: Any) -> tuple[str, str, dict[str, Any]]:
     bounds on ``lost_count`` (a residual test on the rows the claim walks)."""
     r = request
     sql, key, params = filters(d, r.queues, r.exclude_types)
+    if r.exclude_queues:
+        # Paused queues (see :meth:`jobq.Queue.pause`): a residual test, so the
+        # claim walks the same index as without it.
+        sql += f" AND NOT ({d.among('queue', 'exclude_queues')})"
+        key += "p"
+        params["exclude_queues"] = d.array(list(r.exclude_queues))
     if r.lost_below is not None:
         sql, key, params["lost_below"] = f"{sql} AND lost_count < {d.value('lost_below')}", key + "l", r.lost_below
     if r.lost_from is not None:
@@ -555,10 +562,12 @@ def list_jobs_queries(
     types: Collection[str] | None,
     queues: Collection[str] | None,
     newest_first: bool,
+    search: Any = None,
 ) -> tuple[str, str, dict[str, Any]]:
     """A page of jobs by created_at (ties by id; values ``limit`` and
     ``offset``), the count of all that match, and the values of the filters.
-    ``statuses`` are public ones: ``delayed`` and ``pending`` apart."""
+    ``statuses`` are public ones: ``delayed`` and ``pending`` apart;
+    ``search`` (a :class:`~jobq.store.base.Search`) adds its filters."""
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if statuses is not None:
@@ -576,6 +585,8 @@ def list_jobs_queries(
         if values is not None:
             clauses.append(d.among(column, column + "s"))
             params[column + "s"] = d.array(list(values))
+    if search is not None:
+        clauses += search_clauses(d, search, params)
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     direction = "DESC" if newest_first else "ASC"
     page = (

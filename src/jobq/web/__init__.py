@@ -8,6 +8,7 @@ application.
 from __future__ import annotations
 
 try:
+    import itsdangerous  # noqa: F401
     import jinja2  # noqa: F401
     import starlette  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -9,7 +9,6 @@ every mutation is a POST carrying a CSRF token from a same-origin page.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import math
@@ -20,36 +19,29 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jinja2
+from itsdangerous import URLSafeSerializer
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from .. import admin
 from ..errors import InvalidOption, JobNotFound, JobqError
 from ..job import Job, JobStatus
 from ..queue import Queue
-from .auth import SESSION_COOKIE, Auth, BasicAuth, TokenAuth, auth_from_env, session_value
+from .auth import Auth, BasicAuth, TokenAuth, auth_from_env
+from .bulk import FLASH_COOKIE, BulkPages, described, listing
 from .hosts import AllowedHosts
+from .login import CSRF_KEY, SESSION_KEY, Guard, LoginPages, route_path
+from .sessions import SESSION_TTL, Sessions, load_secret
 
 HERE = Path(__file__).parent
 PAGE_SIZE = admin.LIST_LIMIT  # jobs per page in the job list
 MAX_PAGE_SIZE = 500
 MAX_FORM_BYTES = 64 * 1024  # largest POST body accepted
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-    (b"cache-control", b"no-store"),
-]
 STATUSES = [s.value for s in JobStatus]
 _ENV_AUTH = object()
 
@@ -65,73 +57,15 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
-
-
-class _Guard:
-    """The ``Host`` check, authentication and security headers around every route."""
-
-    def __init__(self, app: ASGIApp, auth: Auth | None, secret: bytes, hosts: AllowedHosts | None) -> None:
-        self.app = app
-        self.auth = auth
-        self.secret = secret
-        self.hosts = hosts
-
-    def authenticated(self, request: Request) -> bool:
-        if self.auth is None:
-            return True
-        header = request.headers.get("authorization")
-        if header and self.auth.check_header(header):
-            return True
-        cookie = request.cookies.get(SESSION_COOKIE) or ""
-        return bool(cookie) and hmac.compare_digest(
-            cookie.encode(), session_value(self.secret, self.auth).encode()
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0] not in dict(SECURITY_HEADERS)]
-                message["headers"] = headers + SECURITY_HEADERS
-            await send(message)
-
-        request = Request(scope)
-        if self.hosts is not None and not self.hosts.allows(request.headers.get("host")):
-            response = PlainTextResponse(
-                "400 Bad Request: this dashboard does not answer to that Host"
-                " (see --allowed-host)\n",
-                status_code=400,
-            )
-            await response(scope, receive, send_with_headers)
-            return
-        if _route_path(scope) != "/login" and not self.authenticated(request):
-            assert self.auth is not None
-            response = PlainTextResponse(
-                "401 Unauthorized: log in with the dashboard's token or password\n",
-                status_code=401,
-                headers={"WWW-Authenticate": self.auth.challenge()},
-            )
-            await response(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
-
-
-class Dashboard:
+class Dashboard(LoginPages, BulkPages):
     """Routes of one dashboard over one queue."""
 
-    def __init__(self, queue: Queue, auth: Auth | None, secret: bytes, allowed_origins: set[str]) -> None:
+    def __init__(self, queue: Queue, auth: Auth | None, sessions: Sessions, allowed_origins: set[str]) -> None:
         self.queue = queue
         self.auth = auth
-        self.secret = secret
+        self.sessions = sessions
         self.allowed_origins = allowed_origins
-        self.csrf = hmac.new(secret, b"csrf", hashlib.sha256).hexdigest()
+        self.flasher = URLSafeSerializer(sessions.secret, salt="jobq-flash")
         self.env = _environment()
 
     # -- helpers -------------------------------------------------------------
@@ -142,10 +76,16 @@ class Dashboard:
 
     def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
         template = self.env.get_template(name)
-        html = template.render(base=self.base(request), csrf=self.csrf, statuses=STATUSES, **context)
-        return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+        context.setdefault("csrf", request.scope.get(CSRF_KEY, ""))
+        context.setdefault("logged_in", SESSION_KEY in request.scope)
+        flash = self.take_flash(request) if SESSION_KEY in request.scope or CSRF_KEY in request.scope else None
+        html = template.render(base=self.base(request), statuses=STATUSES, flash=flash, **context)
+        response = Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+        if FLASH_COOKIE in request.cookies:
+            response.delete_cookie(FLASH_COOKIE, path=self.base(request) or "/")
+        return response
 
-    def _check_origin(self, request: Request) -> None:
+    def check_origin(self, request: Request) -> None:
         """Refuses a POST a page of another site sent (403)."""
         own = f"{request.url.scheme}://{request.headers.get('host', '')}"
         allowed = {own, *self.allowed_origins}
@@ -162,15 +102,25 @@ class Dashboard:
                 if f"{parts.scheme}://{parts.netloc}" not in allowed:
                     raise HTTPException(403, "cross-site request refused (Referer)")
 
-    async def form(self, request: Request) -> dict[str, str]:
-        """The POSTed form, after the Origin and CSRF-token checks."""
-        self._check_origin(request)
+    async def read_form(self, request: Request) -> dict[str, str]:
+        """The POSTed form, after the Origin check (the login form's, which
+        has no session yet and so no CSRF token)."""
+        self.check_origin(request)
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
             raise HTTPException(413, "form too large")
-        fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        lists = parse_qs(body.decode("utf-8", "replace"))
+        request.state.form_lists = lists  # every value of a field sent more than once (bulk ids)
+        return {k: v[0] for k, v in lists.items()}
+
+    async def form(self, request: Request) -> dict[str, str]:
+        """The POSTed form, after the Origin and CSRF-token checks: the token
+        must be the one of this request's session (or of its header
+        credentials)."""
+        fields = await self.read_form(request)
         token = request.headers.get("x-csrf-token") or fields.get("csrf_token", "")
-        if not hmac.compare_digest(token.encode(), self.csrf.encode()):
+        expected = str(request.scope.get(CSRF_KEY, ""))
+        if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
             raise HTTPException(403, "missing or wrong CSRF token")
         return fields
 
@@ -195,45 +145,42 @@ class Dashboard:
             "status": status,
             "type": q.get("type") or None,
             "queue": q.get("queue") or None,
+            "id": (q.get("id") or "").strip() or None,
+            "unique_key": q.get("unique_key") or None,
+            "text": q.get("text") or None,
             "limit": limit,
             "offset": offset,
         }
 
-    def done(self, request: Request, target: str, fields: dict[str, str]) -> Response:
-        """After a form POST: back to a page of this dashboard (303); for
-        scripts that asked for JSON, a JSON answer."""
+    async def page_of_jobs(self, filters: dict[str, Any]) -> admin.JobPage:
+        """The page the job list's filters ask for (a bad search is a 400)."""
+        try:
+            return await self.queue.list_jobs(
+                **listing(filters), limit=filters["limit"], offset=filters["offset"]
+            )
+        except InvalidOption as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    def done(self, request: Request, target: str, fields: dict[str, str], message: str) -> Response:
+        """After a form POST: back to a page of this dashboard (303), which
+        shows ``message``; for scripts that asked for JSON, a JSON answer."""
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"ok": True, "next": target})
         back = fields.get("next", "")
         if back.startswith("/") and not back.startswith("//"):
             target = back
-        return RedirectResponse(self.base(request) + target, status_code=303)
+        return self.flash(RedirectResponse(self.base(request) + target, status_code=303), request, message)
 
     # -- pages -----------------------------------------------------------------
 
-    async def login(self, request: Request) -> Response:
-        token = request.query_params.get("token", "")
-        if not isinstance(self.auth, TokenAuth) or not self.auth.check_token(token):
-            challenge = self.auth.challenge() if self.auth is not None else 'Bearer realm="jobq"'
-            raise HTTPException(401, "wrong or missing token", headers={"WWW-Authenticate": challenge})
-        response = RedirectResponse(self.base(request) + "/", status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            session_value(self.secret, self.auth),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path=self.base(request) or "/",
-        )
-        return response
-
     async def overview_page(self, request: Request) -> Response:
         data = await admin.overview(self.queue)
-        return self.render(request, "overview.html", page="overview", data=data)
+        queue_names = sorted({*data["by_queue"], *data["paused"]})
+        return self.render(request, "overview.html", page="overview", data=data, queue_names=queue_names)
 
     async def jobs_page(self, request: Request) -> Response:
         filters = self.filters(request)
-        page = await self.queue.list_jobs(**filters)
+        page = await self.page_of_jobs(filters)
         jobs = [admin.job_dict(j, full=False) for j in page.jobs]
         query = {k: v for k, v in filters.items() if v and k not in ("offset",)}
 
@@ -282,7 +229,7 @@ class Dashboard:
             await self.queue.retry(job_id)
         except JobqError as exc:
             raise HTTPException(409, str(exc)) from None
-        return self.done(request, f"/jobs/{job_id}", fields)
+        return self.done(request, f"/jobs/{job_id}", fields, f"Job {job_id} retried: it waits to run again.")
 
     async def cancel(self, request: Request) -> Response:
         fields = await self.form(request)
@@ -290,7 +237,7 @@ class Dashboard:
         await self.job_or_404(job_id)
         if not await self.queue.cancel(job_id):
             raise HTTPException(409, f"job {job_id} has finished and cannot be cancelled")
-        return self.done(request, f"/jobs/{job_id}", fields)
+        return self.done(request, f"/jobs/{job_id}", fields, f"Job {job_id} cancelled.")
 
     async def remove(self, request: Request) -> Response:
         fields = await self.form(request)
@@ -298,21 +245,55 @@ class Dashboard:
         if not await self.queue.remove(job_id):
             raise HTTPException(404, f"no job with id {job_id}")
         fields.pop("next", None)
-        return self.done(request, "/jobs", fields)
+        return self.done(request, "/jobs", fields, f"Job {job_id} removed.")
+
+    async def pause_queue(self, request: Request) -> Response:
+        """Pauses the named queue of the form (see :meth:`jobq.Queue.pause`)."""
+        fields = await self.form(request)
+        name = fields.get("queue", "")
+        try:
+            changed = await self.queue.pause(name)
+        except InvalidOption as exc:
+            raise HTTPException(400, str(exc)) from None
+        said = "paused: workers claim nothing more from it" if changed else "was paused already"
+        return self.done(request, "/", fields, f"Queue {name} {said}.")
+
+    async def resume_queue(self, request: Request) -> Response:
+        """Lets workers claim from the form's queue again."""
+        fields = await self.form(request)
+        name = fields.get("queue", "")
+        try:
+            changed = await self.queue.resume(name)
+        except InvalidOption as exc:
+            raise HTTPException(400, str(exc)) from None
+        said = "resumed: workers claim from it again" if changed else "was not paused"
+        return self.done(request, "/", fields, f"Queue {name} {said}.")
 
     async def retry_failed(self, request: Request) -> Response:
         """Retries every failed job it can; those it cannot (another job
-        holds their unique key) are listed, with why, and the rest retried."""
+        holds their unique key) are listed, with why, and the rest retried.
+        A browser's form is first asked to confirm, with the count."""
         fields = await self.form(request)
-        report = await admin.retry_all_failed(self.queue, type=fields.get("type") or None)
-        if "application/json" in request.headers.get("accept", ""):
+        job_type = fields.get("type") or None
+        wants_json = "application/json" in request.headers.get("accept", "")
+        if not wants_json and fields.get("confirmed") != "1":
+            count = (await self.queue.list_jobs(status="failed", type=job_type, limit=1)).total
+            filters = {"status": "failed", **({"type": job_type} if job_type else {})}
+            return self.render(
+                request, "confirm.html", page="jobs", action="retry", count=count, total=count, limit=count,
+                scope="failed", ids=[], filters=filters, described=described(filters),
+                back="/jobs?" + urlencode(filters), endpoint="/jobs/retry-failed",
+            )  # fmt: skip
+        report = await admin.retry_all_failed(self.queue, type=job_type)
+        if wants_json:
             skipped = [{"id": job_id, "error": error} for job_id, error in report.not_retried]
             return JSONResponse({"ok": not skipped, "retried": report.retried, "not_retried": skipped})
         if report.not_retried:
             return self.render(
                 request, "retried.html", page="jobs", retried=report.retried, not_retried=report.not_retried
             )
-        return self.done(request, "/jobs?status=failed", fields)
+        noun = "job" if report.retried == 1 else "jobs"
+        return self.done(request, "/jobs?status=failed", fields, f"Retried {report.retried} failed {noun}.")
 
     # -- JSON API and metrics --------------------------------------------------
 
@@ -321,7 +302,7 @@ class Dashboard:
 
     async def api_jobs(self, request: Request) -> Response:
         filters = self.filters(request)
-        page = await self.queue.list_jobs(**filters)
+        page = await self.page_of_jobs(filters)
         return JSONResponse(
             {
                 "jobs": [admin.job_dict(j, full=False) for j in page.jobs],
@@ -345,7 +326,7 @@ class Dashboard:
 
     async def error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        wants_json = _route_path(request.scope).startswith("/api/") or "application/json" in request.headers.get(
+        wants_json = route_path(request.scope).startswith("/api/") or "application/json" in request.headers.get(
             "accept", ""
         )
         if wants_json:
@@ -363,6 +344,7 @@ def create_app(
     secret: bytes | None = None,
     allowed_origins: set[str] | frozenset[str] = frozenset(),
     allowed_hosts: Collection[str] | None = None,
+    session_ttl: float = SESSION_TTL,
 ) -> ASGIApp:
     """The dashboard for ``queue`` as an ASGI app, to serve on its own or to
     mount in a Starlette or FastAPI application (``app.mount("/jobq", ...)``).
@@ -373,7 +355,10 @@ def create_app(
     out, credentials come from the environment (``JOBQ_DASHBOARD_TOKEN``, or
     ``JOBQ_DASHBOARD_USER`` and ``JOBQ_DASHBOARD_PASSWORD``), and it is an
     error if none is set. ``secret`` keys session cookies and CSRF tokens
-    (default: random per app). ``allowed_origins`` adds origins (such as
+    (default: ``JOBQ_DASHBOARD_SECRET``, else the file named by
+    ``JOBQ_DASHBOARD_SECRET_FILE``, created if missing; else random per
+    app, and then sessions end when the app does). ``session_ttl``: seconds
+    a login lasts (default 12 hours). ``allowed_origins`` adds origins (such as
     ``"https://ops.example.com"`` behind a proxy) from which POSTs are
     accepted besides the page's own. ``allowed_hosts``: the host names a
     request's ``Host`` header may name (loopback names always may); any
@@ -396,18 +381,23 @@ def create_app(
         chosen = auth
     else:
         raise InvalidOption("auth must be a TokenAuth, a BasicAuth, a token, a (user, password) pair or None")
-    key = secret or secrets.token_bytes(32)
-    board = Dashboard(queue, chosen, key, set(allowed_origins))
+    key = secret or load_secret() or secrets.token_bytes(32)
+    board = Dashboard(queue, chosen, Sessions(key, chosen, session_ttl), set(allowed_origins))
     routes = [
         Route("/", board.overview_page),
-        Route("/login", board.login),
+        Route("/login", board.login_page),
+        Route("/login", board.login, methods=["POST"]),
+        Route("/logout", board.logout, methods=["POST"]),
         Route("/jobs", board.jobs_page),
         Route("/jobs/retry-failed", board.retry_failed, methods=["POST"]),
+        Route("/jobs/bulk", board.bulk, methods=["POST"]),
         Route("/jobs/{job_id}", board.job_page),
         Route("/jobs/{job_id}/retry", board.retry, methods=["POST"]),
         Route("/jobs/{job_id}/cancel", board.cancel, methods=["POST"]),
         Route("/jobs/{job_id}/remove", board.remove, methods=["POST"]),
         Route("/workers", board.workers_page),
+        Route("/queues/pause", board.pause_queue, methods=["POST"]),
+        Route("/queues/resume", board.resume_queue, methods=["POST"]),
         Route("/api/overview", board.api_overview),
         Route("/api/jobs", board.api_jobs),
         Route("/api/jobs/{job_id}", board.api_job),
@@ -419,20 +409,25 @@ def create_app(
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.dashboard = board
     hosts = None if allowed_hosts is None else AllowedHosts(allowed_hosts)
-    return _Guard(app, chosen, key, hosts)
+    return Guard(app, chosen, board.sessions, hosts, board)
 
 
 #: Every route, for tests and documentation: (method, path).
 ROUTES: list[tuple[str, str]] = [
     ("GET", "/"),
     ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
     ("GET", "/jobs"),
     ("POST", "/jobs/retry-failed"),
+    ("POST", "/jobs/bulk"),
     ("GET", "/jobs/{job_id}"),
     ("POST", "/jobs/{job_id}/retry"),
     ("POST", "/jobs/{job_id}/cancel"),
     ("POST", "/jobs/{job_id}/remove"),
     ("GET", "/workers"),
+    ("POST", "/queues/pause"),
+    ("POST", "/queues/resume"),
     ("GET", "/api/overview"),
     ("GET", "/api/jobs"),
     ("GET", "/api/jobs/{job_id}"),

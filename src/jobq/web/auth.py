@@ -2,14 +2,14 @@
 
 Both compare in constant time. Credentials come from the caller or from the
 environment (``JOBQ_DASHBOARD_TOKEN``, or ``JOBQ_DASHBOARD_USER`` with
-``JOBQ_DASHBOARD_PASSWORD``).
+``JOBQ_DASHBOARD_PASSWORD``). A browser logs in with them once, on the
+login form, and then holds a session (:mod:`.sessions`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 from collections.abc import Mapping
@@ -46,6 +46,10 @@ class TokenAuth:
     def check_token(self, token: str) -> bool:
         return _same(token, self.token)
 
+    def check_login(self, fields: Mapping[str, str]) -> bool:
+        """The login form's fields: the token."""
+        return _same(fields.get("token", ""), self.token)
+
     def challenge(self) -> str:
         return 'Bearer realm="jobq"'
 
@@ -78,6 +82,12 @@ class BasicAuth:
     def check_token(self, token: str) -> bool:
         return False
 
+    def check_login(self, fields: Mapping[str, str]) -> bool:
+        """The login form's fields: the username and password."""
+        user_ok = _same(fields.get("username", ""), self.username)
+        password_ok = _same(fields.get("password", ""), self.password)
+        return user_ok and password_ok
+
     def challenge(self) -> str:
         return 'Basic realm="jobq", charset="UTF-8"'
 
@@ -97,10 +107,3 @@ def auth_from_env(environ: Mapping[str, str] | None = None) -> Auth | None:
             raise InvalidOption(f"set both {USER_ENV} and {PASSWORD_ENV}, or {TOKEN_ENV}")
         return BasicAuth(user, password)
     return None
-
-
-def session_value(secret: bytes, auth: Auth) -> str:
-    """The cookie a browser gets after logging in with a token: derived from
-    the token, so it is worthless once the token changes."""
-    material = auth.token if isinstance(auth, TokenAuth) else auth.username + ":" + auth.password
-    return hmac.new(secret, b"session:" + material.encode(), hashlib.sha256).hexdigest()

@@ -14,11 +14,17 @@ from ...errors import JobNotFound
 from ...history import AttemptRecord, WorkerRecord
 from ...job import JobRecord
 from .. import history_sql as hq
+from .. import operator_sql as ops_sql
 from .. import sql as q
-from ..base import not_retryable, unique_key_taken
+from ..base import Search, not_retryable, unique_key_taken
 from .core import PostgresCore
 from .resilience import resilient
 from .sql import DIALECT
+
+#: Paused queues per job table (see :meth:`jobq.Queue.pause`), created on first pause.
+PAUSED_TABLE = ops_sql.paused_table("BIGINT")
+#: Key of the advisory lock under which ``jobq_paused`` is created.
+PAUSED_LOCK_KEY = 0x6A6F6271_0003  # "jobq", 3
 
 
 class AdminVerbs(PostgresCore):
@@ -65,6 +71,46 @@ class AdminVerbs(PostgresCore):
     async def clear(self) -> None:
         async with self.connections.connection() as conn:
             await conn.execute(self._q("clear", "DELETE FROM {t}"))
+
+    async def _paused_table(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Creates ``jobq_paused`` on first use (concurrent creators take turns:
+        ``IF NOT EXISTS`` alone can race on PostgreSQL's catalogs)."""
+        if not self._paused_ready:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PAUSED_LOCK_KEY,))
+            await conn.execute(PAUSED_TABLE)
+
+    @resilient()
+    async def pause_queue(self, queue: str, *, now_ms: int) -> bool:
+        query = self._q("pause", lambda: ops_sql.pause_query(DIALECT))
+        async with self.connections.connection() as conn, conn.transaction():
+            await self._paused_table(conn)
+            cur = await conn.execute(query, {"tbl": self.table, "queue": queue, "at": now_ms})
+            paused = cur.rowcount > 0
+        self._paused_ready = True
+        return paused
+
+    @resilient()
+    async def resume_queue(self, queue: str) -> bool:
+        query = self._q("resume", lambda: ops_sql.resume_query(DIALECT))
+        async with self.connections.connection() as conn, conn.transaction():
+            await self._paused_table(conn)
+            cur = await conn.execute(query, {"tbl": self.table, "queue": queue})
+            resumed = cur.rowcount > 0
+            if resumed:
+                await self._notify(conn)  # its waiting jobs may be claimed at once
+        self._paused_ready = True
+        return resumed
+
+    @resilient()
+    async def paused_queues(self) -> dict[str, int]:
+        if not self._paused_ready:
+            # Never paused anything in this database yet: no table, nothing paused.
+            rows = await self._fetchall("paused_exists", "SELECT to_regclass('jobq_paused') IS NOT NULL", {})
+            if not rows[0][0]:
+                return {}
+            self._paused_ready = True
+        rows = await self._fetchall("paused", lambda: ops_sql.paused_query(DIALECT), {"tbl": self.table})
+        return {name: int(at) for name, at in rows}
 
     @resilient()
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
@@ -116,9 +162,10 @@ class AdminVerbs(PostgresCore):
         offset: int,
         newest_first: bool,
         now_ms: int,
+        search: Search | None = None,
     ) -> tuple[list[JobRecord], int]:
         page, count, values = q.list_jobs_queries(
-            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first
+            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search
         )
         values.update(now=self._now(now_ms), limit=limit, offset=offset)
         async with self.connections.connection() as conn, conn.transaction():

@@ -78,6 +78,7 @@ class PostgresCore:
         self._db_clock = True
         self._sql: dict[Any, str] = {}  # query texts by key, each built once
         self._cron_ready = False  # jobq_cron exists (created on first claim_cron_slot)
+        self._paused_ready = False  # jobq_paused exists (created on first pause)
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 self.schema_found = migrate(conn, self.table)

@@ -13,9 +13,13 @@ from ...errors import JobNotFound
 from ...history import AttemptRecord, WorkerRecord
 from ...job import JobRecord
 from .. import history_sql as hq
+from .. import operator_sql as ops_sql
 from .. import sql as q
-from ..base import not_retryable, unique_key_taken
+from ..base import Search, not_retryable, unique_key_taken
 from .core import SQLiteCore
+
+#: Paused queues per job table (see :meth:`jobq.Queue.pause`), created on first pause.
+PAUSED_TABLE = ops_sql.paused_table("INTEGER")
 
 
 class AdminVerbs(SQLiteCore):
@@ -58,6 +62,39 @@ class AdminVerbs(SQLiteCore):
     async def clear(self) -> None:
         await self.db.write(lambda c: c.execute(f"DELETE FROM {self.table}"))
 
+    async def pause_queue(self, queue: str, *, now_ms: int) -> bool:
+        sql = self._q("pause", lambda: ops_sql.pause_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> bool:
+            conn.execute(PAUSED_TABLE)
+            return conn.execute(sql, {"tbl": self.table, "queue": queue, "at": now_ms}).rowcount > 0
+
+        return await self.db.write(do)
+
+    async def resume_queue(self, queue: str) -> bool:
+        sql = self._q("resume", lambda: ops_sql.resume_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> bool:
+            conn.execute(PAUSED_TABLE)
+            return conn.execute(sql, {"tbl": self.table, "queue": queue}).rowcount > 0
+
+        resumed: bool = await self.db.write(do)
+        if resumed:
+            self._wake_file.touch()  # its waiting jobs may be claimed at once
+        return resumed
+
+    async def paused_queues(self) -> dict[str, int]:
+        sql = self._q("paused", lambda: ops_sql.paused_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> dict[str, int]:
+            # Read-only openers never create it: no table, nothing paused.
+            exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobq_paused'"
+            if conn.execute(exists).fetchone() is None:
+                return {}
+            return {name: int(at) for name, at in conn.execute(sql, {"tbl": self.table})}
+
+        return await self.db.read(do)
+
     async def delete_terminal(self, statuses: Collection[str], *, before_ms: int | None = None) -> int:
         if not statuses:
             return 0
@@ -94,9 +131,10 @@ class AdminVerbs(SQLiteCore):
         offset: int,
         newest_first: bool,
         now_ms: int,
+        search: Search | None = None,
     ) -> tuple[list[JobRecord], int]:
         page, count, values = q.list_jobs_queries(
-            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first
+            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search
         )
         values.update(now=now_ms, limit=limit, offset=offset)
 

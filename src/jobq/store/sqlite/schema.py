@@ -44,6 +44,7 @@ V3_COLUMNS = shape.v3_columns(TYPES)
 BOOKKEEPING = {
     "jobq_schema": ("tbl", "version"),  # the version each job table reached
     "jobq_cron": ("tbl", "name", "last_slot"),  # cron schedules' last slots
+    "jobq_paused": ("tbl", "queue", "paused_at"),  # paused queues
 }
 #: Columns of a job table's start log (see :func:`starts_table`).
 STARTS_COLUMNS = ("name", "key", "at_ms")

@@ -38,6 +38,9 @@
   function getJSON(path) {
     return fetch(base + path, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) {
+        // The session ended (expired, or logged out elsewhere): the page
+        // reloads, and shows the login form.
+        if (r.status === 401) window.location.reload();
         if (!r.ok) throw new Error(r.status);
         return r.json();
       });
@@ -96,6 +99,45 @@
       return tr;
     });
   }
+  function hidden(name, value) {
+    var input = el("input");
+    input.setAttribute("type", "hidden");
+    input.setAttribute("name", name);
+    input.setAttribute("value", value);
+    return input;
+  }
+  // The queues' rows: counts, running or paused, and the button that flips it.
+  function queueRows(byQueue, paused) {
+    var names = Object.keys(byQueue).concat(Object.keys(paused).filter(function (n) { return !(n in byQueue); }));
+    names.sort();
+    var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+    return names.map(function (name) {
+      var counts = byQueue[name] || {};
+      var isPaused = name in paused;
+      var tr = el("tr");
+      tr.setAttribute("data-queue", name);
+      var td = el("td");
+      td.appendChild(link(base + "/jobs?queue=" + encodeURIComponent(name), name));
+      tr.appendChild(td);
+      STATUSES.forEach(function (s) { tr.appendChild(el("td", counts[s] || 0, "num")); });
+      var state = el("td", null, "state");
+      var badge = el("span", isPaused ? "paused" : "running", "badge " + (isPaused ? "s-paused" : "s-running"));
+      if (isPaused) badge.setAttribute("title", "since " + String(paused[name]).slice(0, 19).replace("T", " ") + " UTC");
+      state.appendChild(badge);
+      state.appendChild(document.createTextNode(" "));
+      var form = el("form", null, "inline");
+      form.setAttribute("method", "post");
+      form.setAttribute("action", base + "/queues/" + (isPaused ? "resume" : "pause"));
+      form.appendChild(hidden("csrf_token", csrf));
+      form.appendChild(hidden("queue", name));
+      var button = el("button", isPaused ? "Resume" : "Pause", "btn small");
+      button.setAttribute("type", "submit");
+      form.appendChild(button);
+      state.appendChild(form);
+      tr.appendChild(state);
+      return tr;
+    });
+  }
 
   // -- pages ---------------------------------------------------------------
   function updateOverview() {
@@ -112,7 +154,7 @@
       var chart = document.getElementById("chart");
       if (chart) drawChart(chart, d.throughput.series);
       var q = document.getElementById("by-queue");
-      if (q) replaceRows(q, countRows(d.by_queue, "queue"));
+      if (q) replaceRows(q, queueRows(d.by_queue, d.paused || {}));
       var t = document.getElementById("by-type");
       if (t) replaceRows(t, countRows(d.by_type, "type"));
       var workers = document.getElementById("workers");
@@ -153,18 +195,30 @@
     var query = table.getAttribute("data-query");
     return getJSON("/api/jobs" + (query ? "?" + query : "")).then(function (d) {
       setText("total", d.total);
+      setText("bulk-total", d.total);
+      // The ticks survive the refresh: a row keeps its box while it is listed.
+      var picked = {};
+      document.querySelectorAll('#job-rows input[name="job"]:checked').forEach(function (box) { picked[box.value] = true; });
       var rows = d.jobs.map(function (j) {
         var tr = el("tr");
+        var pick = el("td", null, "pick");
+        var box = el("input");
+        box.setAttribute("type", "checkbox");
+        box.setAttribute("name", "job");
+        box.setAttribute("value", j.id);
+        box.checked = !!picked[j.id];
+        pick.appendChild(box);
+        tr.appendChild(pick);
         var id = el("td", null, "mono");
         id.appendChild(link(base + "/jobs/" + encodeURIComponent(j.id), j.id));
         tr.appendChild(id);
-        tr.appendChild(el("td", j.type));
-        tr.appendChild(el("td", j.queue));
+        tr.appendChild(el("td", j.type, "name"));
+        tr.appendChild(el("td", j.queue, "name"));
         var st = el("td");
         st.appendChild(el("span", j.status, "badge s-" + j.status));
         tr.appendChild(st);
         tr.appendChild(el("td", j.attempts + "/" + j.max_attempts, "num"));
-        tr.appendChild(el("td", String(j.created_at).slice(0, 19).replace("T", " "), "mono"));
+        tr.appendChild(el("td", String(j.created_at).slice(0, 19).replace("T", " "), "mono when"));
         tr.appendChild(el("td", j.data_preview, "mono preview"));
         tr.appendChild(el("td", j.error || "", "preview"));
         return tr;
@@ -172,7 +226,7 @@
       if (!rows.length) {
         var tr = el("tr");
         var td = el("td", "no jobs", "muted");
-        td.setAttribute("colspan", "8");
+        td.setAttribute("colspan", "9");
         tr.appendChild(td);
         rows.push(tr);
       }
@@ -242,9 +296,16 @@
 
   document.querySelectorAll("form.confirm").forEach(function (form) {
     form.addEventListener("submit", function (event) {
-      if (!window.confirm("Remove this job for good?")) event.preventDefault();
+      var question = form.getAttribute("data-confirm") || "Remove this job for good?";
+      if (!window.confirm(question)) event.preventDefault();
     });
   });
+  var pickAll = document.getElementById("pick-all");
+  if (pickAll) {
+    pickAll.addEventListener("change", function () {
+      document.querySelectorAll('#job-rows input[name="job"]').forEach(function (box) { box.checked = pickAll.checked; });
+    });
+  }
   var chart = document.getElementById("chart");
   if (chart) {
     try { drawChart(chart, JSON.parse(chart.getAttribute("data-series") || "[]")); } catch (e) { /* redrawn on the next poll */ }
