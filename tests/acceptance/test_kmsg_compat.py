@@ -217,6 +217,10 @@ def test_kmsg_producer_and_jobq_workers_share_one_file_at_once(
     assert producer.stderr() == "", producer.describe()
     wait_until(all_completed(db, total), f"{total} k-msg jobs completed", children=children,
                alive=workers, timeout=200)  # fmt: skip
+    # On a loaded machine one worker may take every job before the other is
+    # up: SIGTERM only once both run (and handle it).
+    wait_until(lambda: all((workdir / f"ready-{w.name}").exists() for w in workers), "both workers to start",
+               children=children, alive=workers)  # fmt: skip
     for w in workers:
         w.signal(15)
     for w in workers:
