@@ -91,7 +91,8 @@ def assert_all_completed_first_try(db: Path, workdir: Path, ids: Iterable[str]) 
         row = by_id[job_id]
         assert row["status"] == "completed", row
         assert row["attempts"] == 0 and row["lost_count"] == 0 and row["error"] is None, row
-        assert row["lease_token"] is None and row["lease_owner"] is None, row
+        # The claim is gone; the worker that completed it stays (the history's last attempt).
+        assert row["lease_token"] is None and row["lease_owner"] == ran_by[job_id], row
         assert row["completed_at"] is not None, row
         # The stored result is the one returned by the worker that ran it.
         assert json.loads(row["result"]) == {"by": ran_by[job_id]}, row
@@ -145,7 +146,7 @@ def test_sigkilled_worker_job_is_rescued_and_completed_by_another_worker(
     row = rows(db)[job.id]
     assert row["status"] == "completed", row
     assert row["attempts"] == 1 and row["lost_count"] == 1, row
-    assert row["lease_token"] is None and row["lease_owner"] is None, row
+    assert row["lease_token"] is None and row["lease_owner"] == "worker-B", row
     assert json.loads(row["result"]) == {"by": "worker-B"}
 
     # A started it once and never finished; B finished it once, seeing one lost attempt.
