@@ -1,0 +1,67 @@
+"""Statements of the dashboard's figures that both SQL stores share, beside
+:mod:`jobq.store.sql`: attempt outcomes per time bucket and the
+distributions of run time and queue age, both read from the attempt
+history (so a retry, which starts a new attempt, erases no failure), and
+the cron schedules' last slots. Each is aggregated by the database
+(``GROUP BY`` a bucket), never by reading rows into Python.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..figures import DURATION_BOUNDS_MS, FAILED_OUTCOMES
+
+if TYPE_CHECKING:
+    from .sql import Dialect
+
+
+def _listed(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def outcomes_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
+    """(bucket start, completed, failed) per bucket of ``bucket`` ms of the
+    attempts ended at or after ``since``; with ``by_queue``, only those of
+    jobs in queue ``queue``."""
+    v = d.value
+    bucket = f"a.ended_at / {v('bucket')} * {v('bucket')}"
+    join = f" JOIN {d.table} j ON j.id = a.job_id AND j.queue = {v('queue')}" if by_queue else ""
+    return (
+        f"SELECT {bucket} AS b,"
+        " sum(CASE WHEN a.outcome = 'completed' THEN 1 ELSE 0 END),"
+        f" sum(CASE WHEN a.outcome IN ({_listed(FAILED_OUTCOMES)}) THEN 1 ELSE 0 END)"
+        f" FROM {attempts} a{join} WHERE a.ended_at >= {v('since')} GROUP BY 1 ORDER BY 1"
+    )
+
+
+def _bound_of(expr: str) -> str:
+    """The upper bound (ms) of the :data:`DURATION_BOUNDS_MS` bucket ``expr``
+    falls in; 0 past the last."""
+    steps = " ".join(f"WHEN {expr} <= {b} THEN {b}" for b in DURATION_BOUNDS_MS)
+    return f"CASE {steps} ELSE 0 END"
+
+
+def durations_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
+    """(job type, measure, bucket upper bound in ms, count): ``run`` from each
+    attempt's start to its end, and ``wait`` from a job's creation to its
+    first attempt's start, for attempts ended at or after ``since`` (with
+    ``by_queue``, of jobs in queue ``queue``)."""
+    v = d.value
+    where = f"a.ended_at >= {v('since')} AND a.started_at IS NOT NULL"
+    if by_queue:
+        where += f" AND j.queue = {v('queue')}"
+    run = _bound_of("a.ended_at - a.started_at")
+    wait = _bound_of("a.started_at - j.created_at")
+    source = f"FROM {attempts} a JOIN {d.table} j ON j.id = a.job_id"
+    return (
+        f"SELECT type, measure, bound, count(*) FROM ("
+        f"SELECT j.type AS type, 'run' AS measure, {run} AS bound {source} WHERE {where}"
+        f" UNION ALL SELECT j.type, 'wait', {wait} {source} WHERE {where} AND a.attempt = 1"
+        f") AS spans GROUP BY type, measure, bound ORDER BY type, measure, bound"
+    )
+
+
+def cron_slots_query(d: Dialect) -> str:
+    """Each cron schedule of table ``tbl`` with its last slot (epoch ms)."""
+    return f"SELECT name, last_slot FROM jobq_cron WHERE tbl = {d.value('tbl')} ORDER BY name"
