@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .job import JobRecord
 
 #: Attempt outcomes that count as a failure in the charts: the handler
 #: raised (and was retried or failed for good), ran past its timeout, or
@@ -123,3 +126,25 @@ def percentiles(rows: Iterable[tuple[str, str, int, int]]) -> dict[str, dict[str
             for m in ("run", "wait")
         }  # fmt: skip
     return out
+
+
+#: The metadata field naming the cron schedule that enqueued a job
+#: (:data:`jobq.processor.cron.CRON_KEY`, which imports the optional croniter).
+CRON_FIELD = "jobq.cron"
+
+
+def made_by_schedule(records: Iterable[JobRecord], name: str, limit: int) -> list[JobRecord]:
+    """Up to ``limit`` of ``records`` the cron schedule ``name`` enqueued,
+    newest first, as the SQL stores' ``cron_jobs`` select them."""
+    import json
+
+    def schedule_of(record: JobRecord) -> Any:
+        try:
+            metadata = json.loads(record.metadata or "null")
+        except ValueError:
+            return None
+        return metadata.get(CRON_FIELD) if isinstance(metadata, dict) else None
+
+    made = [r for r in records if schedule_of(r) == name]
+    made.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return made[:limit]

@@ -127,3 +127,19 @@ async def test_cron_slots_as_claimed(leased: jobq.Queue, clock: jobq.FakeClock) 
     assert await store.claim_cron_slot("tick */5", now + 300_000, record("c2"))
     slots = await leased.cron_slots()
     assert list(slots) == ["tick */5"] and slots["tick */5"].timestamp() * 1000 == now + 300_000
+
+
+async def test_the_jobs_each_schedule_made(leased: jobq.Queue) -> None:
+    made = [
+        await leased.enqueue("tick", i, metadata={"jobq.cron": "tick */5", "jobq.cron_slot": i}) for i in range(3)
+    ]
+    await leased.enqueue("tick", 9, metadata={"jobq.cron": "other"})
+    await leased.enqueue("tick", 10, metadata={"unrelated": "tick */5"})
+    await leased.enqueue("tick", 11)
+    found = await leased.cron_jobs("tick */5")
+    assert {j.id for j in found} == {j.id for j in made}
+    assert sorted(j.metadata["jobq.cron_slot"] for j in found) == [0, 1, 2]
+    assert len(await leased.cron_jobs("tick */5", limit=2)) == 2
+    assert await leased.cron_jobs("nothing") == []
+    with pytest.raises(InvalidOption):
+        await leased.cron_jobs("tick */5", limit=0)

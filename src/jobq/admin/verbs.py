@@ -243,6 +243,13 @@ class AdminVerbs:
         """Each cron schedule this job table has run, with its last slot (aware UTC)."""
         return {name: datetime_of_ms(slot) for name, slot in (await self.store.cron_slots()).items()}
 
+    async def cron_jobs(self, name: str, *, limit: int = LIST_LIMIT) -> list[Job[Any]]:
+        """Up to ``limit`` jobs the cron schedule ``name`` enqueued, newest
+        first (each with its slot in ``metadata["jobq.cron_slot"]``)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
+        return [self._lenient_job(r) for r in await self.store.cron_jobs(str(name), limit=limit)]
+
     # -- pausing queues ----------------------------------------------------------
 
     async def pause(self, queue: str) -> bool:

@@ -339,6 +339,11 @@ class AdminStore(Protocol):
         (epoch ms; see :meth:`WorkerStore.claim_cron_slot`)."""
         ...
 
+    async def cron_jobs(self, name: str, *, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` jobs the cron schedule ``name`` enqueued (their
+        metadata's :data:`~jobq.processor.cron.CRON_KEY`), newest first."""
+        ...
+
 
 @runtime_checkable
 class Store(WorkerStore, AdminStore, Protocol):

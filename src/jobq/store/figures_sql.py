@@ -65,3 +65,16 @@ def durations_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
 def cron_slots_query(d: Dialect) -> str:
     """Each cron schedule of table ``tbl`` with its last slot (epoch ms)."""
     return f"SELECT name, last_slot FROM jobq_cron WHERE tbl = {d.value('tbl')} ORDER BY name"
+
+
+def cron_jobs_query(d: Dialect) -> str:
+    """Up to ``limit`` jobs the cron schedule ``name`` enqueued (metadata
+    field ``field``, :data:`~jobq.processor.cron.CRON_KEY`), newest first. A
+    scan of the job table: an operator's page, not a hot path."""
+    from .sql import COLUMNS
+
+    v = d.value
+    return (
+        f"SELECT {COLUMNS} FROM {d.table} WHERE {d.json_field('field')} = {v('name')}"
+        f" ORDER BY created_at DESC, id DESC LIMIT {v('limit')}"
+    )

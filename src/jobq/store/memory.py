@@ -578,6 +578,10 @@ class MemoryStore:
         with self._lock:
             return dict(sorted(self._cron.items()))
 
+    async def cron_jobs(self, name: str, *, limit: int) -> list[JobRecord]:
+        with self._lock:
+            return figures.made_by_schedule(map(copy_record, self._jobs.values()), name, limit)
+
     async def wait_for_change(self, timeout: float) -> bool:
         # Nothing outside this process can change an in-memory store.
         await asyncio.sleep(timeout)

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from ... import figures
 from ...errors import JobNotFound
 from ...history import AttemptRecord, WorkerRecord
 from ...job import JobRecord
@@ -227,3 +228,12 @@ class AdminVerbs(PostgresCore):
                 return {}
         rows = await self._fetchall("cron_slots", lambda: fq.cron_slots_query(DIALECT), {"tbl": self.table})
         return {name: int(slot) for name, slot in rows}
+
+    @resilient()
+    async def cron_jobs(self, name: str, *, limit: int) -> list[JobRecord]:
+        rows = await self._fetchall(
+            "cron_jobs",
+            lambda: fq.cron_jobs_query(DIALECT),
+            {"field": DIALECT.json_key(figures.CRON_FIELD), "name": name, "limit": limit},
+        )
+        return [JobRecord(*row) for row in rows]

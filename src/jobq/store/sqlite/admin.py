@@ -9,6 +9,7 @@ import json
 import sqlite3
 from collections.abc import Collection
 
+from ... import figures
 from ...errors import JobNotFound
 from ...history import AttemptRecord, WorkerRecord
 from ...job import JobRecord
@@ -191,3 +192,9 @@ class AdminVerbs(SQLiteCore):
             return {name: int(slot) for name, slot in conn.execute(sql, {"tbl": self.table})}
 
         return await self.db.read(do)
+
+    async def cron_jobs(self, name: str, *, limit: int) -> list[JobRecord]:
+        sql = self._q("cron_jobs", lambda: fq.cron_jobs_query(self._d))
+        values = {"field": self._d.json_key(figures.CRON_FIELD), "name": name, "limit": limit}
+        rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
+        return [JobRecord(*row) for row in rows]
