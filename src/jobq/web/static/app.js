@@ -117,7 +117,10 @@
       var tr = el("tr");
       tr.setAttribute("data-queue", name);
       var td = el("td");
-      td.appendChild(link(base + "/jobs?queue=" + encodeURIComponent(name), name));
+      td.appendChild(link(base + "/queues/" + encodeURIComponent(name), name));
+      td.appendChild(document.createTextNode(" "));
+      td.appendChild(link(base + "/jobs?queue=" + encodeURIComponent(name), "jobs"));
+      td.lastChild.className = "muted small";
       tr.appendChild(td);
       STATUSES.forEach(function (s) { tr.appendChild(el("td", counts[s] || 0, "num")); });
       var state = el("td", null, "state");
