@@ -44,6 +44,15 @@ def test_queue_page_charts_and_cron_page(site: dict[str, Any], browser: Any) -> 
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.goto(f"{site['base']}/login?token={TOKEN}")
 
+    # The overview's chart (drawn by the page script) has its axes and units too.
+    page.wait_for_selector("#chart svg rect.bar", state="attached")
+    overview = page.locator("#chart svg")
+    assert overview.locator("text.axis-title").all_text_contents() == [
+        "jobs per minute", "failure rate, last 5 minutes (%)", "time (UTC)",
+    ]
+    assert overview.locator("text.y-right").all_text_contents()[-1] == "100%"
+    assert overview.locator("text.y-left").count() >= 2 and overview.locator("text.x").count() >= 2
+
     # From the overview's queue panel to the queue's page.
     page.click("#by-queue tr[data-queue='demo'] a[href='/queues/demo']")
     page.wait_for_url("**/queues/demo")

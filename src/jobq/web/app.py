@@ -35,7 +35,7 @@ from ..job import Job, JobStatus
 from ..queue import Queue
 from .auth import Auth, BasicAuth, TokenAuth, auth_from_env
 from .bulk import FLASH_COOKIE, BulkPages, described, listing
-from .charts import duration_text
+from .charts import RATE_MIN_ATTEMPTS, RATE_TRAIL, duration_text
 from .hosts import AllowedHosts
 from .login import CSRF_KEY, SESSION_KEY, Guard, LoginPages, route_path
 from .pages import FigurePages
@@ -198,7 +198,10 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     async def overview_page(self, request: Request) -> Response:
         data = await admin.overview(self.queue)
         queue_names = sorted({*data["by_queue"], *data["paused"]})
-        return self.render(request, "overview.html", page="overview", data=data, queue_names=queue_names)
+        return self.render(
+            request, "overview.html", page="overview", data=data, queue_names=queue_names,
+            rate_trail=RATE_TRAIL, rate_min=RATE_MIN_ATTEMPTS,
+        )  # fmt: skip
 
     async def jobs_page(self, request: Request) -> Response:
         filters = self.filters(request)
