@@ -95,6 +95,18 @@ def duration_counts(
     return [(*key, n) for key, n in sorted(counts.items())]
 
 
+def fold_durations(rows: Iterable[tuple[Any, Any, Any, Any]]) -> list[tuple[str, str, int, int]]:
+    """(type, measure, bound, count) from the SQL stores' one-pass rows of
+    (type, run bound, wait bound or ``None``, count)."""
+    counts: dict[tuple[str, str, int], int] = {}
+    for job_type, run, wait, n in rows:
+        for measure, bound in (("run", run), ("wait", wait)):
+            if bound is not None:
+                key = (str(job_type), measure, int(bound))
+                counts[key] = counts.get(key, 0) + int(n)
+    return [(*key, n) for key, n in sorted(counts.items())]
+
+
 def percentile(counts: Mapping[int, int], fraction: float) -> int | None:
     """The bucket bound at or under which ``fraction`` of the counted
     durations fall (``None`` when nothing was counted; ``PAST_LAST_BOUND``

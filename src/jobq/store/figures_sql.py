@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..figures import DURATION_BOUNDS_MS, FAILED_OUTCOMES
+from ..figures import DURATION_BOUNDS_MS, FAILED_OUTCOMES, PAST_LAST_BOUND
 
 if TYPE_CHECKING:
     from .sql import Dialect
@@ -35,30 +35,33 @@ def outcomes_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
     )
 
 
-def _bound_of(expr: str) -> str:
+def _bound_of(expr: str, bounds: tuple[int, ...] = DURATION_BOUNDS_MS) -> str:
     """The upper bound (ms) of the :data:`DURATION_BOUNDS_MS` bucket ``expr``
-    falls in; 0 past the last."""
-    steps = " ".join(f"WHEN {expr} <= {b} THEN {b}" for b in DURATION_BOUNDS_MS)
-    return f"CASE {steps} ELSE 0 END"
+    falls in; 0 past the last. A balanced tree of ``CASE`` (five comparisons
+    a row, not one per bucket), as :func:`jobq.figures.bound_of` reads it."""
+    if len(bounds) == 1:
+        return f"CASE WHEN {expr} <= {bounds[0]} THEN {bounds[0]} ELSE {PAST_LAST_BOUND} END"
+    mid = len(bounds) // 2
+    low, high = bounds[:mid], bounds[mid:]
+    return f"CASE WHEN {expr} <= {low[-1]} THEN {_bound_of(expr, low)} ELSE {_bound_of(expr, high)} END"
 
 
 def durations_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
-    """(job type, measure, bucket upper bound in ms, count): ``run`` from each
-    attempt's start to its end, and ``wait`` from a job's creation to its
-    first attempt's start, for attempts ended at or after ``since`` (with
-    ``by_queue``, of jobs in queue ``queue``)."""
+    """(job type, run bound, wait bound, count) in one pass over the
+    attempts ended at or after ``since`` (with ``by_queue``, of jobs in
+    queue ``queue``): the run bound from each attempt's start to its end,
+    the wait bound from its job's creation to its start for first attempts
+    only (NULL for the others). :func:`jobq.figures.fold_durations` turns
+    these few hundred rows into ``durations`` rows."""
     v = d.value
     where = f"a.ended_at >= {v('since')} AND a.started_at IS NOT NULL"
     if by_queue:
         where += f" AND j.queue = {v('queue')}"
     run = _bound_of("a.ended_at - a.started_at")
     wait = _bound_of("a.started_at - j.created_at")
-    source = f"FROM {attempts} a JOIN {d.table} j ON j.id = a.job_id"
     return (
-        f"SELECT type, measure, bound, count(*) FROM ("
-        f"SELECT j.type AS type, 'run' AS measure, {run} AS bound {source} WHERE {where}"
-        f" UNION ALL SELECT j.type, 'wait', {wait} {source} WHERE {where} AND a.attempt = 1"
-        f") AS spans GROUP BY type, measure, bound ORDER BY type, measure, bound"
+        f"SELECT j.type, {run}, CASE WHEN a.attempt = 1 THEN {wait} END, count(*)"
+        f" FROM {attempts} a JOIN {d.table} j ON j.id = a.job_id WHERE {where} GROUP BY 1, 2, 3"
     )
 
 

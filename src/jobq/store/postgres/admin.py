@@ -217,7 +217,7 @@ class AdminVerbs(PostgresCore):
             lambda: fq.durations_query(DIALECT, "{attempts}", by_queue=by_queue),
             {"since": since_ms, "queue": queue},
         )
-        return [(str(t), str(m), int(b), int(n)) for t, m, b, n in rows]
+        return figures.fold_durations(rows)
 
     @resilient()
     async def cron_slots(self) -> dict[str, int]:

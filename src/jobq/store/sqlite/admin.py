@@ -179,7 +179,7 @@ class AdminVerbs(SQLiteCore):
             ("durations", by_queue), lambda: fq.durations_query(self._d, self._attempts_table, by_queue=by_queue)
         )
         rows = await self.db.read(lambda c: c.execute(sql, {"since": since_ms, "queue": queue}).fetchall())
-        return [(str(t), str(m), int(b), int(n)) for t, m, b, n in rows]
+        return figures.fold_durations(rows)
 
     async def cron_slots(self) -> dict[str, int]:
         sql = self._q("cron_slots", lambda: fq.cron_slots_query(self._d))
