@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jinja2
@@ -38,11 +38,8 @@ from .bulk import FLASH_COOKIE, BulkPages, described, listing
 from .charts import RATE_MIN_ATTEMPTS, RATE_TRAIL, duration_text
 from .hosts import AllowedHosts
 from .login import CSRF_KEY, SESSION_KEY, Guard, LoginPages, route_path
-from .pages import FigurePages
+from .pages import FigurePages, Schedule
 from .sessions import SESSION_TTL, Sessions, load_secret
-
-if TYPE_CHECKING:
-    from ..processor.cron import CronSchedule
 
 HERE = Path(__file__).parent
 PAGE_SIZE = admin.LIST_LIMIT  # jobs per page in the job list
@@ -80,7 +77,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
 
     def __init__(
         self, queue: Queue, auth: Auth | None, sessions: Sessions, allowed_origins: set[str],
-        schedules: Sequence[CronSchedule] = (),
+        schedules: Sequence[Schedule] = (),
     ) -> None:  # fmt: skip
         self.queue = queue
         self.schedules = list(schedules)
@@ -370,7 +367,7 @@ def create_app(
     allowed_origins: set[str] | frozenset[str] = frozenset(),
     allowed_hosts: Collection[str] | None = None,
     session_ttl: float = SESSION_TTL,
-    cron: Sequence[CronSchedule] = (),
+    cron: Sequence[Schedule] = (),
 ) -> ASGIApp:
     """The dashboard for ``queue`` as an ASGI app, to serve on its own or to
     mount in a Starlette or FastAPI application (``app.mount("/jobq", ...)``).

@@ -10,21 +10,21 @@ Each page is a few store reads (the figures are aggregated by the store, see
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import admin
-from ..errors import BackendMissing, InvalidOption
+from ..errors import InvalidOption
 from ..figures import WINDOWS, Window
 from ..job import JobStatus
 from .charts import duration_chart, outcome_chart
 
 if TYPE_CHECKING:
-    from ..processor.cron import CronSchedule
     from ..queue import Queue
 
 CRON_JOBS_SHOWN = 10  # jobs listed under each cron schedule
@@ -91,32 +91,64 @@ async def queue_view(queue: Queue, name: str, window: Window) -> dict[str, Any]:
     }
 
 
-def next_slot(schedule: CronSchedule | None, now: float) -> datetime | None:
+class Schedule(Protocol):
+    """A cron schedule as the cron page reads it: a
+    :class:`jobq.processor.cron.CronSchedule` given to ``create_app(cron=...)``
+    (the dashboard does not import the worker's modules), or one read from
+    its stored name (:class:`NamedSchedule`)."""
+
+    name: str
+    expression: str
+    timezone: str
+
+    def next_slot(self, now: float) -> float: ...
+
+
+@dataclass
+class NamedSchedule:
+    """A schedule stored under its default name, ``"<job type> <expression>"``
+    (see :class:`jobq.processor.cron.CronSchedule`), read back from it. The
+    name does not say the timezone: its slots are read in UTC, and a
+    schedule in another timezone is given to ``create_app(cron=...)``."""
+
+    name: str
+    expression: str
+    timezone: str = "UTC"
+
+    def next_slot(self, now: float) -> float:
+        from croniter import croniter
+
+        return float(croniter(self.expression, datetime.fromtimestamp(now, UTC)).get_next(float))
+
+    @classmethod
+    def parse(cls, name: str) -> NamedSchedule | None:
+        """The schedule a default name holds, if its last five or six words
+        are a cron expression (``None`` otherwise, or without croniter)."""
+        try:
+            from croniter import croniter
+        except ImportError:
+            return None
+        words = name.split()
+        for fields in (6, 5):
+            expression = " ".join(words[-fields:])
+            if len(words) > fields and croniter.is_valid(expression):
+                return cls(name, expression)
+        return None
+
+
+def next_slot(schedule: Schedule | None, now: float) -> datetime | None:
     if schedule is None:
         return None
     return datetime.fromtimestamp(schedule.next_slot(now), UTC)
 
 
-def known_schedules(given: list[CronSchedule], names: list[str]) -> dict[str, CronSchedule]:
+def known_schedules(given: list[Schedule], names: list[str]) -> dict[str, Schedule]:
     """The schedules whose expression the dashboard knows: those given to
-    ``create_app(cron=...)``, and those stored under their default name
-    (``"<job type> <expression>"``), whose expression the name holds."""
-    from ..processor.cron import CronSchedule  # croniter itself is needed only to read an expression
-
-    known = {s.name: s for s in given}
+    ``create_app(cron=...)``, and those stored under their default name."""
+    known: dict[str, Schedule] = {s.name: s for s in given}
     for name in names:
-        if name in known:
-            continue
-        words = name.split()
-        for fields in (6, 5):
-            if len(words) > fields:
-                try:
-                    schedule = CronSchedule(" ".join(words[-fields:]), " ".join(words[:-fields]))
-                except (BackendMissing, InvalidOption):  # not an expression, or no croniter
-                    continue
-                if schedule.name == name:
-                    known[name] = schedule
-                    break
+        if name not in known and (parsed := NamedSchedule.parse(name)) is not None:
+            known[name] = parsed
     return known
 
 
@@ -125,7 +157,7 @@ class FigurePages:
 
     if TYPE_CHECKING:  # provided by Dashboard
         queue: Queue
-        schedules: list[CronSchedule]
+        schedules: list[Schedule]
 
         def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response: ...
 
