@@ -14,6 +14,7 @@ postgresql:// URL, a postgres column joins the table. huey and pgqueuer
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import pg
+from .child import LOG_LEVEL_ENV
 from .config import DEFAULT, POSTGRES, QUICK
 from .report import RESULTS_DIR, build_table, table_from_json, write_json
 from .runner import DEFAULT_WORKLOADS, WORKLOADS, Bench, BenchError, make_workdir
@@ -68,6 +70,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--quiet", action="store_true", help="print only the table")
     parser.add_argument(
+        "--log-level", metavar="LEVEL", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="configure logging in each measuring process at this level, to a real handler writing to"
+        " /dev/null (as `jobq worker` logs, without the terminal's cost); default: no logging configured",
+    )  # fmt: skip
+    parser.add_argument(
         "--table", type=Path, nargs="+", metavar="JSON", default=None,
         help="measure nothing: print the table of earlier runs' JSON files (e.g. bench/results/latest.json);"
         " a later file adds the cells the earlier ones lack (e.g. a separate --only rss run)",
@@ -87,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
+
+    if args.log_level is not None:
+        os.environ[LOG_LEVEL_ENV] = args.log_level  # read by each child (bench.child)
 
     if args.table is not None:
         print("\n".join(table_from_json(args.table)))

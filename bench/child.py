@@ -12,13 +12,30 @@ import asyncio
 import importlib
 import inspect
 import json
+import logging
+import os
 import sys
 import traceback
 
 from . import workloads
 
+#: Set by ``python -m bench --log-level``: the level a measuring process logs at.
+LOG_LEVEL_ENV = "JOBQ_BENCH_LOG_LEVEL"
+
+
+def configure_logging() -> None:
+    """Logging as ``jobq worker`` sets it up (a handler and formatter on the
+    root logger), writing to /dev/null, when ``--log-level`` asked for it."""
+    level = os.environ.get(LOG_LEVEL_ENV)
+    if level:
+        logging.basicConfig(
+            level=level, stream=open(os.devnull, "w"),  # noqa: SIM115 - open for the process's life
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )  # fmt: skip
+
 
 def main(argv: list[str]) -> int:
+    configure_logging()
     spec = json.loads(argv[0])
     module_name, _, name = spec["workload"].rpartition(".")
     try:

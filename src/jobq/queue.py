@@ -5,7 +5,10 @@ injected clock, new jobs checked and encoded (:mod:`jobq.newjobs`), the
 outcomes of claimed jobs decided by the rules of :mod:`jobq.transitions`
 and written under their fence, rows decoded into :class:`~jobq.job.Job`,
 and workers in this process woken when a job is enqueued. The operators'
-verbs come from :class:`~jobq.admin.verbs.AdminVerbs`.
+verbs come from :class:`~jobq.admin.verbs.AdminVerbs`, those that take back
+the jobs of lost workers from :class:`~jobq.rescue.RescueVerbs`, and those
+that steer a stored job (cancel, retry, progress, wait) from
+:class:`~jobq.steering.SteeringVerbs`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from .job import (
 )
 from .keylimits import KeyLimit
 from .newjobs import QUEUE_DEFAULTS, IdSequence, NewJob, default_worker_id, new_records
+from .rescue import RescueVerbs
 from .results import Finishes
+from .steering import SteeringVerbs
 from .store.base import ClaimRequest, ClockedStore, Settled, Store, TransactionalStore, TwinStore
 from .store.instrumented import instrument
 from .transitions import Transition
@@ -43,19 +48,14 @@ from .transitions import Transition
 _log = logging.getLogger("jobq")
 
 LEASE = 30.0  # seconds a claim holds a job before a rescuer may take it back
-RESCUE_INTERVAL = 1.0  # seconds between expired-lease sweeps: claim's own, and the processor's default
-RESCUE_BATCH = 500  # expired leases read and settled per transaction by one sweep
 UNFENCED_TRIES = 5  # reads of a job an unfenced fail makes while its row keeps changing
 MAX_LOST_LEASES = 3  # a job whose worker was lost this many times fails for good
 #: Seconds a claim without a lease (k-msg's, a script's) may hold a job,
 #: counted from when a rescuer first sees it, before it is taken back.
 FOREIGN_CLAIM_TIMEOUT = 900.0
-#: The longest foreign claim timeout a store is given, in ms (any finite
-#: timeout is accepted; a longer one waits this long, 31,000 years).
-FOREIGN_CLAIM_TIMEOUT_MAX_MS = 10**15
 
 
-class Queue(AdminVerbs):
+class Queue(RescueVerbs, SteeringVerbs, AdminVerbs):
     """A job queue on one store. Use :func:`jobq.connect` or a backend class
     (:class:`jobq.MemoryQueue`, :class:`jobq.SQLiteQueue`) to make one.
 
@@ -520,74 +520,6 @@ class Queue(AdminVerbs):
         until = self.now_ms() + to_ms(self.lease if lease is None else lease)
         return await self.store.extend_leases(pairs, until_ms=until)
 
-    async def rescue_expired(self) -> list[Job[Any]]:
-        """Returns every job whose claim ran out to waiting (a failed attempt,
-        a lost worker), or fails it for good when it is out of attempts or was
-        lost ``max_lost_leases`` times; a job asked to stop ends cancelled.
-        A claim runs out when its lease ends, or, for a job held without a
-        lease by another writer (k-msg's workers), ``foreign_claim_timeout``
-        seconds after a rescuer first saw it. Returns the jobs rescued (not
-        those cancelled). The rules are :func:`jobq.transitions.rescued`;
-        each write is fenced on the row as read, so rescuers in any number of
-        processes rescue a job once."""
-        now_ms = self.now_ms()
-        self._next_rescue_ms = now_ms + to_ms(RESCUE_INTERVAL)
-        foreign_ms = min(to_ms(self.foreign_claim_timeout), FOREIGN_CLAIM_TIMEOUT_MAX_MS)
-        rescued: list[Job[Any]] = []
-        while True:
-            records = await self.store.expired(
-                now_ms=now_ms, limit=RESCUE_BATCH, foreign_timeout_ms=foreign_ms
-            )
-            if not records:
-                break
-            decided = [self._rescue(r, foreign_ms) for r in records]
-            settled = await self.store.settle(decided, now_ms=now_ms, returning=True)
-            self._settled(decided, settled)
-            rescued += [
-                self._lenient_job(record)
-                for record in settled
-                if isinstance(record, JobRecord) and record.status != "cancelled"
-            ]
-            if len(records) < RESCUE_BATCH:
-                break
-        return rescued
-
-    def _rescue(self, record: JobRecord, foreign_ms: int) -> Transition:
-        """What becomes of an expired lease: :func:`jobq.transitions.rescued`,
-        unless the row cannot be read as a job (a lease end past year 9999,
-        text in a number column): then it fails for good, saying why."""
-        bad = unreadable(record)
-        if bad is not None:
-            return transitions.unreadable(record, str(bad), held=False)
-        return transitions.rescued(record, max_lost=self.max_lost_leases, foreign_timeout_ms=foreign_ms)
-
-    async def fail_unreadable_waiting(self) -> int:
-        """Fails for good every waiting job whose ``process_at`` cannot be a
-        time (text another program wrote, a time past year 9999): no claim
-        ever takes it. Returns how many. Called when :meth:`next_due` meets
-        one; it then reads the waiting jobs that are not due, which are few
-        (such a row shows only once it is the last in line)."""
-        now_ms = self.now_ms()
-        failed, offset = 0, 0
-        while True:
-            records, _ = await self.store.list_jobs(
-                statuses=["delayed"], types=None, queues=None, limit=RESCUE_BATCH, offset=offset,
-                newest_first=False, now_ms=now_ms,
-            )  # fmt: skip
-            bad = [(r, unreadable(r)) for r in records]
-            decided = [transitions.unreadable(r, str(e), held=False) for r, e in bad if e is not None]
-            done = 0
-            if decided:
-                settled = await self.store.settle(decided, now_ms=now_ms)
-                for t, outcome in zip(decided, settled, strict=True):
-                    if not isinstance(outcome, JobqError):
-                        done += 1
-                        _log.warning("job %s failed: %s", t.job_id, t.error)
-            failed += done
-            if len(records) < RESCUE_BATCH:
-                return failed
-            offset += RESCUE_BATCH - done  # the failed ones left the listing
-
     async def peek(self, *, queues: Sequence[str] | None = None) -> Job[Any] | None:
         """The job ``dequeue`` would return, without claiming it."""
         codec.check_names(queues, "queues")
@@ -627,109 +559,6 @@ class Queue(AdminVerbs):
 
     async def clear(self) -> None:
         await self.store.clear()
-
-    # -- cancellation --------------------------------------------------------
-
-    def on_cancel(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """Calls ``listener(job_id)`` (from any thread) when this queue object
-        asks a running job to stop; returns a function that unregisters it.
-        A processor in this process stops the job at once; others notice the
-        stored request within their ``cancel_check_interval``."""
-        self._cancel_listeners.append(listener)
-        return lambda: self._cancel_listeners.remove(listener) if listener in self._cancel_listeners else None
-
-    async def cancel(self, job_id: str) -> bool:
-        """Cancels a job so that it ends in status ``CANCELLED``.
-
-        - waiting (pending or delayed): cancelled at once, it never runs;
-          returns ``True``.
-        - running: a cancel request is stored (``cancel_requested_at``); the
-          processor running it cancels an async handler cooperatively (a sync
-          handler is abandoned in its thread) and stores ``cancelled``;
-          returns ``True``. If the handler finishes first, its outcome stands.
-          A request on a job whose worker was lost is honoured when its lease
-          expires.
-        - finished (completed, failed, cancelled): nothing changes; returns
-          ``False``.
-        - unknown id: raises :class:`~jobq.JobNotFound`.
-        """
-        if not codec.storable_id(job_id):
-            raise JobNotFound(job_id)
-        changed, record = await self.store.cancel(job_id, now_ms=self.now_ms())
-        if changed and record.status == "processing":
-            for listener in list(self._cancel_listeners):
-                listener(job_id)
-        return changed
-
-    async def cancel_running(self, job: Job[Any], reason: str | None = None) -> Job[Any]:
-        """Ends a job this caller holds (the ``Job`` from ``dequeue``) as
-        ``CANCELLED``, storing ``reason`` as its error when given. Fenced:
-        raises :class:`~jobq.LeaseLost` if that claim is gone."""
-        job_id, token = self._target(job)
-        if token is None:
-            raise TypeError("cancel_running needs the Job returned by dequeue, not an id; use cancel()")
-        if reason is not None:
-            if not isinstance(reason, str):
-                raise InvalidOption(f"reason must be a str or None, not {type(reason).__name__}")
-            codec.check_text(reason, "reason", InvalidOption)
-        cancel = transitions.cancelled(job_id, token, reason, run=transitions.attempt_of(job))
-        return self._lenient_job(await self._settle_one(cancel))
-
-    async def cancel_requests(self, jobs: Sequence[Job[Any] | str]) -> set[str]:
-        """The ids among ``jobs`` (running ones) that have a cancel request."""
-        return await self.store.cancel_requested([self._target(j)[0] for j in jobs])
-
-    # -- retry ---------------------------------------------------------------------
-
-    async def retry(self, job_id: str) -> Job[Any]:
-        """Puts a failed or cancelled job back to waiting, ready now, with
-        ``attempts`` reset to 0 so it gets its full ``max_attempts`` again.
-        Its last ``error`` is kept until the next run. Raises
-        :class:`~jobq.NotRetryable` for any other status (or when another
-        unfinished job now holds its ``unique_key``), :class:`~jobq.JobNotFound`
-        for an unknown id."""
-        if not codec.storable_id(job_id):
-            raise JobNotFound(job_id)
-        record = await self.store.retry(job_id, now_ms=self.now_ms())
-        self._notify()
-        return self._lenient_job(record)
-
-    # -- progress ----------------------------------------------------------------
-
-    async def set_progress(self, job: str | Job[Any], value: float, message: str | None = None) -> None:
-        """Stores a job's progress (any finite number; a fraction or a
-        percentage, as the application likes) and an optional message, shown
-        by ``get_job``. Given the ``Job`` from ``dequeue``, fenced like
-        ``complete``."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidOption(f"progress must be a finite number, not {value!r}")
-        if message is not None:
-            if not isinstance(message, str):
-                raise InvalidOption(f"progress message must be a str or None, not {type(message).__name__}")
-            codec.check_text(message, "progress message", InvalidOption)
-        job_id, token = self._target(job)
-        if message is not None:
-            message = codec.error_text(message)  # a lone surrogate cannot be stored: U+FFFD
-        await self.store.set_progress(job_id, token=token, progress=float(value), message=message)
-
-    async def wait_for_change(self, timeout: float) -> bool:
-        """Returns when another process may have stored work, or after
-        ``timeout``; ``True`` when the store was told of new work (see
-        :meth:`jobq.store.base.Store.wait_for_change`)."""
-        return await self.store.wait_for_change(timeout)
-
-    async def wait(self, job_id: str, *, timeout: float | None = None) -> Job[Any]:
-        """Waits until the job has finished (completed, failed or cancelled)
-        and returns it. Raises :class:`~jobq.ResultTimeout` after ``timeout``
-        seconds (``None``: no limit), :class:`~jobq.JobNotFound` if there is
-        no such job (or it is removed meanwhile). Waits on the store's
-        announcements of finished jobs, not a sleep loop
-        (:mod:`jobq.results`)."""
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0
-        ):
-            raise InvalidOption(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
-        return await self._finishes.wait(job_id, self.get_job, timeout)
 
     def twin(self) -> Queue | None:
         """A queue on the same jobs through connections of its own, for use

@@ -16,7 +16,7 @@ from contract_helpers import DEADLINE, stored
 
 import jobq
 from jobq import JobStatus, transitions
-from jobq import queue as queue_module
+from jobq import rescue as rescue_module
 from jobq.job import JobRecord
 
 LEASE = 10.0  # seconds
@@ -111,7 +111,7 @@ async def test_a_lease_runs_out_exactly_at_its_end(leased: jobq.Queue, clock: jo
 async def test_one_sweep_rescues_every_batch(
     leased: jobq.Queue, clock: jobq.FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queue_module, "RESCUE_BATCH", 2)
+    monkeypatch.setattr(rescue_module, "RESCUE_BATCH", 2)
     jobs = await leased.enqueue_many([jobq.NewJob("t", i) for i in range(5)])
     assert len(await leased.claim(5, rescue=False)) == 5
     clock.advance(LEASE + 1)

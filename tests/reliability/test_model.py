@@ -49,7 +49,7 @@ from jobq import JobStatus
 LEASE_MS = 10_500  # a lease never ends exactly on a whole second, where the clock moves
 MAX_LOST = 3
 START_MS = 1_700_000_000_000
-RESCUE_EVERY_MS = 1_000  # claim's own sweep, at most once a second (jobq.queue.RESCUE_INTERVAL)
+RESCUE_EVERY_MS = 1_000  # claim's own sweep, at most once a second (jobq.rescue.RESCUE_INTERVAL)
 KEYS = st.sampled_from([None, None, None, "k1", "k2"])  # unique keys, mostly none
 
 

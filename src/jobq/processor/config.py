@@ -19,7 +19,7 @@ from ..errors import InvalidOption
 from ..job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE
 from ..keylimits import KeyLimit, check_limits
 from ..newjobs import Defaults
-from ..queue import RESCUE_INTERVAL
+from ..rescue import RESCUE_INTERVAL
 from ..retry import RETRY_DELAYS, FixedDelays, RetryPolicy
 from .limits import CircuitBreaker, RateLimit
 

@@ -36,7 +36,8 @@ from ..events import Emitter, Event, ProcessorMetrics
 from ..keylimits import KeyLimit
 from ..newjobs import check_timeout
 from ..options import reject_unknown
-from ..queue import RESCUE_INTERVAL, Queue
+from ..queue import Queue
+from ..rescue import RESCUE_INTERVAL
 from ..retry import RETRY_DELAYS, RetryPolicy
 from .compat import KmsgVerbs
 from .completer import Completer, Reporter

@@ -193,7 +193,7 @@ _HISTORY_RETURNING = (
 _HISTORY_CTE = (
     f", history AS (INSERT INTO {{attempts}} ({ATTEMPT_COLUMNS})"
     " SELECT id, COALESCE(h_attempt, 0), h_worker, h_started, {now}, h_outcome, h_error_type, h_error,"
-    " h_traceback FROM done WHERE h_outcome IS NOT NULL ORDER BY id)"
+    " h_traceback FROM done WHERE h_outcome IS NOT NULL)"
 )
 
 
