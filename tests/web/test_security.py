@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from webtest_helpers import ORIGIN, TOKEN, csrf_of, failed_job
@@ -24,7 +25,7 @@ XSS = "<script>alert('x')</script>"
 
 
 def concrete(path: str, job_id: str) -> str:
-    return path.replace("{job_id}", job_id)
+    return path.replace("{job_id}", job_id).replace("{name}", "send%20q")
 
 
 async def test_every_route_refuses_an_unauthenticated_request(anonymous: Any, web_queue: jobq.Queue) -> None:
@@ -199,7 +200,11 @@ async def test_attempt_history_and_workers_are_escaped(client: Any, web_queue: j
     now = web_queue.now_ms()
     hostile = WorkerRecord(XSS, XSS, 1, json.dumps([XSS]), 1, XSS, now, now, 0, 0)
     await web_queue.store.heartbeat(hostile, forget_before_ms=0)
-    for path in (f"/jobs/{job.id}", "/workers", "/"):
+    await web_queue.enqueue(XSS, {"n": 2}, queue=XSS)
+    claimed = await web_queue.dequeue()
+    assert claimed is not None
+    await web_queue.complete(claimed, "ok")
+    for path in (f"/jobs/{job.id}", "/workers", "/", f"/queues/{quote(XSS, safe='')}", "/charts"):
         html = (await client.get(path)).text
         assert "<script>alert" not in html, path
         assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html, path

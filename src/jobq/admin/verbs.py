@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import codec
+from .. import codec, figures
 from ..clock import datetime_of_ms, from_ms, to_ms
 from ..errors import InvalidOption, JobNotFound
 from ..history import Attempt, WorkerInfo, completed_attempt
@@ -219,6 +219,44 @@ class AdminVerbs:
             for minute in range(since, current + 1, _MINUTE_MS)
         ]
 
+    # -- the dashboard's figures ---------------------------------------------------
+
+    async def outcomes(self, window: str = "hour", *, queue: str | None = None) -> list[ThroughputRow]:
+        """Attempts completed and failed per bucket of ``window`` (``"hour"``:
+        per minute over the last hour; ``"day"``: per hour over the last
+        day), from the attempt history, oldest first, zeros included; of
+        jobs in ``queue`` if given. Unlike :meth:`throughput`, every failed
+        attempt counts (retried ones too), so a retry erases none."""
+        w = _window(window)
+        current = figures.bucket_of(self.now_ms(), w.bucket_ms)
+        since = current - w.span_ms + w.bucket_ms
+        rows = await self.store.outcomes(since_ms=since, bucket_ms=w.bucket_ms, queue=queue)
+        found = {b: (c, f) for b, c, f in rows}
+        return [
+            ThroughputRow(from_ms(b), *found.get(b, (0, 0)))  # type: ignore[arg-type]
+            for b in range(since, current + 1, w.bucket_ms)
+        ]
+
+    async def durations(self, window: str = "hour", *, queue: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per job type, run time (an attempt's start to end) and queue age (a
+        job's creation to its first start): p50 and p95 in ms (each the
+        bound of the bucket it falls in, see
+        :data:`~jobq.figures.DURATION_BOUNDS_MS`) and how many attempts were
+        counted, over ``window``; of jobs in ``queue`` if given."""
+        since = self.now_ms() - _window(window).span_ms
+        return figures.percentiles(await self.store.durations(since_ms=since, queue=queue))
+
+    async def cron_slots(self) -> dict[str, datetime]:
+        """Each cron schedule this job table has run, with its last slot (aware UTC)."""
+        return {name: datetime_of_ms(slot) for name, slot in (await self.store.cron_slots()).items()}
+
+    async def cron_jobs(self, name: str, *, limit: int = LIST_LIMIT) -> list[Job[Any]]:
+        """Up to ``limit`` jobs the cron schedule ``name`` enqueued, newest
+        first (each with its slot in ``metadata["jobq.cron_slot"]``)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
+        return [self._lenient_job(r) for r in await self.store.cron_jobs(str(name), limit=limit)]
+
     # -- pausing queues ----------------------------------------------------------
 
     async def pause(self, queue: str) -> bool:
@@ -351,3 +389,10 @@ def check_offset(offset: object) -> None:
     """A page's offset every store takes."""
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIST_OFFSET:
         raise InvalidOption(f"offset must be an int from 0 to {MAX_LIST_OFFSET}, not {offset!r}")
+
+
+def _window(window: str) -> figures.Window:
+    try:
+        return figures.WINDOWS[window]
+    except (KeyError, TypeError):
+        raise InvalidOption(f"window must be one of {sorted(figures.WINDOWS)}, not {window!r}") from None

@@ -315,6 +315,35 @@ class AdminStore(Protocol):
         ``completed_at`` / ``failed_at`` at or after ``since_ms``."""
         ...
 
+    async def outcomes(
+        self, *, since_ms: int, bucket_ms: int, queue: str | None = None
+    ) -> list[tuple[int, int, int]]:
+        """(bucket start in ms, completed, failed) for buckets of
+        ``bucket_ms`` with any, from the attempt history: attempts ended at
+        or after ``since_ms`` (of jobs in ``queue`` if given), a failure
+        being any of :data:`~jobq.figures.FAILED_OUTCOMES`. A retried job
+        keeps its failed attempts here. Aggregated by the store."""
+        ...
+
+    async def durations(self, *, since_ms: int, queue: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(job type, measure, bucket bound in ms, count) of the attempts
+        ended at or after ``since_ms`` (of jobs in ``queue`` if given):
+        ``run``, each attempt's start to end; ``wait``, a job's creation to
+        its first attempt's start; counted in the buckets of
+        :data:`~jobq.figures.DURATION_BOUNDS_MS` (see
+        :func:`~jobq.figures.bound_of`). Aggregated by the store."""
+        ...
+
+    async def cron_slots(self) -> dict[str, int]:
+        """Each cron schedule this job table has run, with its last slot
+        (epoch ms; see :meth:`WorkerStore.claim_cron_slot`)."""
+        ...
+
+    async def cron_jobs(self, name: str, *, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` jobs the cron schedule ``name`` enqueued (their
+        metadata's :data:`~jobq.processor.cron.CRON_KEY`), newest first."""
+        ...
+
 
 @runtime_checkable
 class Store(WorkerStore, AdminStore, Protocol):

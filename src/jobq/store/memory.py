@@ -15,7 +15,7 @@ import threading
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from .. import keylimits
+from .. import figures, keylimits
 from .. import transitions as transitions_
 from ..errors import NotRetryable
 from ..history import AttemptRecord, WorkerRecord
@@ -557,6 +557,30 @@ class MemoryStore:
                 elif r.status == "failed" and r.failed_at is not None and r.failed_at >= since_ms:
                     minutes.setdefault(r.failed_at // 60_000 * 60_000, [0, 0])[1] += 1
         return [(minute, done, failed) for minute, (done, failed) in sorted(minutes.items())]
+
+    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+        with self._lock:
+            rows = [(a[5], a[6]) for job_id in self._in_queue(queue) for a in self._attempts.get(job_id, ())]
+        return figures.outcome_counts(rows, since_ms=since_ms, bucket_ms=bucket_ms)
+
+    async def durations(self, *, since_ms: int, queue: str | None = None) -> list[tuple[str, str, int, int]]:
+        with self._lock:
+            rows = [
+                (self._jobs[job_id].type, self._jobs[job_id].created_at, a[2], a[4], a[5])
+                for job_id in self._in_queue(queue) for a in self._attempts.get(job_id, ())
+            ]  # fmt: skip
+        return figures.duration_counts(rows, since_ms=since_ms)
+
+    def _in_queue(self, queue: str | None) -> list[str]:
+        return [i for i in self._attempts if i in self._jobs and queue in (None, self._jobs[i].queue)]
+
+    async def cron_slots(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._cron.items()))
+
+    async def cron_jobs(self, name: str, *, limit: int) -> list[JobRecord]:
+        with self._lock:
+            return figures.made_by_schedule(map(copy_record, self._jobs.values()), name, limit)
 
     async def wait_for_change(self, timeout: float) -> bool:
         # Nothing outside this process can change an in-memory store.

@@ -13,7 +13,8 @@ import hmac
 import json
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -34,8 +35,10 @@ from ..job import Job, JobStatus
 from ..queue import Queue
 from .auth import Auth, BasicAuth, TokenAuth, auth_from_env
 from .bulk import FLASH_COOKIE, BulkPages, described, listing
+from .charts import RATE_MIN_ATTEMPTS, RATE_TRAIL, duration_text
 from .hosts import AllowedHosts
 from .login import CSRF_KEY, SESSION_KEY, Guard, LoginPages, route_path
+from .pages import FigurePages, Schedule
 from .sessions import SESSION_TTL, Sessions, load_secret
 
 HERE = Path(__file__).parent
@@ -46,6 +49,16 @@ STATUSES = [s.value for s in JobStatus]
 _ENV_AUTH = object()
 
 
+def slot_text(ms: Any) -> str:
+    """A cron slot (epoch ms, from a job's metadata) as UTC text; anything else as it is."""
+    if isinstance(ms, int) and not isinstance(ms, bool):
+        try:
+            return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        except (OverflowError, OSError, ValueError):
+            pass
+    return "" if ms is None else str(ms)
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -53,15 +66,21 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["ts"] = lambda v: "" if v is None else v.strftime("%Y-%m-%d %H:%M:%S")
+    env.filters["slot"] = slot_text
+    env.filters["duration"] = duration_text
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
     return env
 
 
-class Dashboard(LoginPages, BulkPages):
+class Dashboard(LoginPages, BulkPages, FigurePages):
     """Routes of one dashboard over one queue."""
 
-    def __init__(self, queue: Queue, auth: Auth | None, sessions: Sessions, allowed_origins: set[str]) -> None:
+    def __init__(
+        self, queue: Queue, auth: Auth | None, sessions: Sessions, allowed_origins: set[str],
+        schedules: Sequence[Schedule] = (),
+    ) -> None:  # fmt: skip
         self.queue = queue
+        self.schedules = list(schedules)
         self.auth = auth
         self.sessions = sessions
         self.allowed_origins = allowed_origins
@@ -176,7 +195,10 @@ class Dashboard(LoginPages, BulkPages):
     async def overview_page(self, request: Request) -> Response:
         data = await admin.overview(self.queue)
         queue_names = sorted({*data["by_queue"], *data["paused"]})
-        return self.render(request, "overview.html", page="overview", data=data, queue_names=queue_names)
+        return self.render(
+            request, "overview.html", page="overview", data=data, queue_names=queue_names,
+            rate_trail=RATE_TRAIL, rate_min=RATE_MIN_ATTEMPTS,
+        )  # fmt: skip
 
     async def jobs_page(self, request: Request) -> Response:
         filters = self.filters(request)
@@ -345,6 +367,7 @@ def create_app(
     allowed_origins: set[str] | frozenset[str] = frozenset(),
     allowed_hosts: Collection[str] | None = None,
     session_ttl: float = SESSION_TTL,
+    cron: Sequence[Schedule] = (),
 ) -> ASGIApp:
     """The dashboard for ``queue`` as an ASGI app, to serve on its own or to
     mount in a Starlette or FastAPI application (``app.mount("/jobq", ...)``).
@@ -358,7 +381,10 @@ def create_app(
     (default: ``JOBQ_DASHBOARD_SECRET``, else the file named by
     ``JOBQ_DASHBOARD_SECRET_FILE``, created if missing; else random per
     app, and then sessions end when the app does). ``session_ttl``: seconds
-    a login lasts (default 12 hours). ``allowed_origins`` adds origins (such as
+    a login lasts (default 12 hours). ``cron``: the processors'
+    :class:`~jobq.processor.cron.CronSchedule` objects, so the cron page shows their
+    expressions and next slots (those under their default name need not be
+    given). ``allowed_origins`` adds origins (such as
     ``"https://ops.example.com"`` behind a proxy) from which POSTs are
     accepted besides the page's own. ``allowed_hosts``: the host names a
     request's ``Host`` header may name (loopback names always may); any
@@ -382,7 +408,7 @@ def create_app(
     else:
         raise InvalidOption("auth must be a TokenAuth, a BasicAuth, a token, a (user, password) pair or None")
     key = secret or load_secret() or secrets.token_bytes(32)
-    board = Dashboard(queue, chosen, Sessions(key, chosen, session_ttl), set(allowed_origins))
+    board = Dashboard(queue, chosen, Sessions(key, chosen, session_ttl), set(allowed_origins), cron)
     routes = [
         Route("/", board.overview_page),
         Route("/login", board.login_page),
@@ -398,6 +424,9 @@ def create_app(
         Route("/workers", board.workers_page),
         Route("/queues/pause", board.pause_queue, methods=["POST"]),
         Route("/queues/resume", board.resume_queue, methods=["POST"]),
+        Route("/queues/{name:path}", board.queue_page),
+        Route("/charts", board.charts_page),
+        Route("/cron", board.cron_page),
         Route("/api/overview", board.api_overview),
         Route("/api/jobs", board.api_jobs),
         Route("/api/jobs/{job_id}", board.api_job),
@@ -428,6 +457,9 @@ ROUTES: list[tuple[str, str]] = [
     ("GET", "/workers"),
     ("POST", "/queues/pause"),
     ("POST", "/queues/resume"),
+    ("GET", "/queues/{name}"),
+    ("GET", "/charts"),
+    ("GET", "/cron"),
     ("GET", "/api/overview"),
     ("GET", "/api/jobs"),
     ("GET", "/api/jobs/{job_id}"),

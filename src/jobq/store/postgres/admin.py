@@ -10,9 +10,11 @@ from typing import Any
 
 import psycopg
 
+from ... import figures
 from ...errors import JobNotFound
 from ...history import AttemptRecord, WorkerRecord
 from ...job import JobRecord
+from .. import figures_sql as fq
 from .. import history_sql as hq
 from .. import operator_sql as ops_sql
 from .. import sql as q
@@ -196,3 +198,42 @@ class AdminVerbs(PostgresCore):
     async def workers(self) -> list[WorkerRecord]:
         rows = await self._fetchall("workers", lambda: hq.workers_query("{workers}"), {})
         return [WorkerRecord(*row) for row in rows]
+
+    @resilient()
+    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+        by_queue = queue is not None
+        rows = await self._fetchall(
+            ("outcomes", by_queue),
+            lambda: fq.outcomes_query(DIALECT, "{attempts}", by_queue=by_queue),
+            {"since": since_ms, "bucket": bucket_ms, "queue": queue},
+        )
+        return [(int(b), int(d), int(f)) for b, d, f in rows]
+
+    @resilient()
+    async def durations(self, *, since_ms: int, queue: str | None = None) -> list[tuple[str, str, int, int]]:
+        by_queue = queue is not None
+        rows = await self._fetchall(
+            ("durations", by_queue),
+            lambda: fq.durations_query(DIALECT, "{attempts}", by_queue=by_queue),
+            {"since": since_ms, "queue": queue},
+        )
+        return figures.fold_durations(rows)
+
+    @resilient()
+    async def cron_slots(self) -> dict[str, int]:
+        if not self._cron_ready:
+            # No slot claimed in this database yet: no table, no schedule.
+            rows = await self._fetchall("cron_exists", "SELECT to_regclass('jobq_cron') IS NOT NULL", {})
+            if not rows[0][0]:
+                return {}
+        rows = await self._fetchall("cron_slots", lambda: fq.cron_slots_query(DIALECT), {"tbl": self.table})
+        return {name: int(slot) for name, slot in rows}
+
+    @resilient()
+    async def cron_jobs(self, name: str, *, limit: int) -> list[JobRecord]:
+        rows = await self._fetchall(
+            "cron_jobs",
+            lambda: fq.cron_jobs_query(DIALECT),
+            {"field": DIALECT.json_key(figures.CRON_FIELD), "name": name, "limit": limit},
+        )
+        return [JobRecord(*row) for row in rows]

@@ -9,9 +9,11 @@ import json
 import sqlite3
 from collections.abc import Collection
 
+from ... import figures
 from ...errors import JobNotFound
 from ...history import AttemptRecord, WorkerRecord
 from ...job import JobRecord
+from .. import figures_sql as fq
 from .. import history_sql as hq
 from .. import operator_sql as ops_sql
 from .. import sql as q
@@ -163,3 +165,36 @@ class AdminVerbs(SQLiteCore):
         sql = self._q("workers", lambda: hq.workers_query(self._workers_table))
         rows = await self.db.read(lambda c: c.execute(sql).fetchall())
         return [WorkerRecord(*row) for row in rows]
+
+    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+        by_queue = queue is not None
+        sql = self._q(("outcomes", by_queue), lambda: fq.outcomes_query(self._d, self._attempts_table, by_queue=by_queue))
+        values = {"since": since_ms, "bucket": bucket_ms, "queue": queue}
+        rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
+        return [(int(b), int(d), int(f)) for b, d, f in rows]
+
+    async def durations(self, *, since_ms: int, queue: str | None = None) -> list[tuple[str, str, int, int]]:
+        by_queue = queue is not None
+        sql = self._q(
+            ("durations", by_queue), lambda: fq.durations_query(self._d, self._attempts_table, by_queue=by_queue)
+        )
+        rows = await self.db.read(lambda c: c.execute(sql, {"since": since_ms, "queue": queue}).fetchall())
+        return figures.fold_durations(rows)
+
+    async def cron_slots(self) -> dict[str, int]:
+        sql = self._q("cron_slots", lambda: fq.cron_slots_query(self._d))
+
+        def do(conn: sqlite3.Connection) -> dict[str, int]:
+            # Created by the first cron slot claimed: no table, no schedule yet.
+            exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobq_cron'"
+            if conn.execute(exists).fetchone() is None:
+                return {}
+            return {name: int(slot) for name, slot in conn.execute(sql, {"tbl": self.table})}
+
+        return await self.db.read(do)
+
+    async def cron_jobs(self, name: str, *, limit: int) -> list[JobRecord]:
+        sql = self._q("cron_jobs", lambda: fq.cron_jobs_query(self._d))
+        values = {"field": self._d.json_key(figures.CRON_FIELD), "name": name, "limit": limit}
+        rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
+        return [JobRecord(*row) for row in rows]

@@ -52,39 +52,82 @@
     Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
     return node;
   }
+  // The overview's chart: stacked bars of jobs finished per minute (left
+  // axis), the failure rate on its own axis (right, 0-100 %) read over a
+  // trailing window and drawn only where enough jobs finished (the server
+  // sets both numbers: data-rate-trail, data-rate-min), time along the bottom.
+  function niceCeiling(v) {
+    if (v <= 1) return 1;
+    var power = Math.pow(10, Math.floor(Math.log10(v)));
+    var steps = [1, 2, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * power >= v) return steps[i] * power;
+    return 10 * power;
+  }
+  function text(root, attrs, value) {
+    var node = svg("text", attrs);
+    node.textContent = value;
+    root.appendChild(node);
+    return node;
+  }
   function drawChart(container, series) {
-    var W = 720, H = 200, P = 28;
+    var W = 760, H = 230, L = 52, R = 56, T = 12, B = 40;
+    var trail = parseInt(container.getAttribute("data-rate-trail") || "5", 10);
+    var least = parseInt(container.getAttribute("data-rate-min") || "5", 10);
     var root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img" });
-    var max = 1;
-    series.forEach(function (p) { max = Math.max(max, p.completed + p.failed); });
+    var top = 0;
+    series.forEach(function (p) { top = Math.max(top, p.completed + p.failed); });
+    top = niceCeiling(top);
+    var plotW = W - L - R, plotH = H - T - B, bottom = T + plotH;
     var n = Math.max(series.length, 1);
-    var step = (W - 2 * P) / n;
-    var y = function (v) { return H - P - (v / max) * (H - 2 * P); };
-    root.appendChild(svg("line", { x1: P, y1: H - P, x2: W - P, y2: H - P, class: "axis" }));
-    var label = svg("text", { x: 2, y: P - 8, class: "tick" });
-    label.textContent = max + " jobs/min";
-    root.appendChild(label);
-    var rate = [];
-    series.forEach(function (p, i) {
-      var x = P + i * step;
-      var w = Math.max(step - 2, 1);
-      var total = p.completed + p.failed;
-      root.appendChild(svg("rect", { x: x, y: y(p.completed), width: w, height: H - P - y(p.completed), class: "bar completed" }));
-      root.appendChild(svg("rect", { x: x, y: y(total), width: w, height: y(p.completed) - y(total), class: "bar failed" }));
-      if (total > 0) rate.push((x + w / 2) + "," + (H - P - (p.failed / total) * (H - 2 * P)));
-      var tip = svg("title", {});
-      tip.textContent = String(p.minute).slice(11, 16) + "  completed " + p.completed + ", failed " + p.failed;
-      root.lastChild.appendChild(tip);
-    });
-    if (rate.length > 1) root.appendChild(svg("polyline", { points: rate.join(" "), class: "rate" }));
-    if (series.length) {
-      var first = svg("text", { x: P, y: H - 8, class: "tick" });
-      first.textContent = String(series[0].minute).slice(11, 16);
-      var last = svg("text", { x: W - P, y: H - 8, class: "tick end" });
-      last.textContent = String(series[series.length - 1].minute).slice(11, 16);
-      root.appendChild(first);
-      root.appendChild(last);
+    var slot = plotW / n;
+    var y = function (v, scale) { return bottom - (v / scale) * plotH; };
+    var tickStep = Math.max(1, niceCeiling(top / 5));
+    for (var t = 0; t <= top; t += tickStep) {
+      root.appendChild(svg("line", { x1: L, x2: W - R, y1: y(t, top), y2: y(t, top), class: "grid" }));
+      text(root, { x: L - 6, y: y(t, top) + 4, class: "tick end y-left" }, String(t));
     }
+    [0, 25, 50, 75, 100].forEach(function (pct) {
+      text(root, { x: W - R + 6, y: y(pct, 100) + 4, class: "tick y-right" }, pct + "%");
+    });
+    var segments = [[]];
+    series.forEach(function (p, i) {
+      var x = L + i * slot + slot * 0.1;
+      var w = Math.max(slot * 0.8, 1);
+      var total = p.completed + p.failed;
+      var group = svg("g", {});
+      var tip = svg("title", {});
+      tip.textContent = String(p.minute).slice(11, 16) + " UTC: " + p.completed + " completed, " + p.failed + " failed";
+      group.appendChild(tip);
+      group.appendChild(svg("rect", { x: x, y: y(p.completed, top), width: w, height: bottom - y(p.completed, top), class: "bar completed" }));
+      group.appendChild(svg("rect", { x: x, y: y(total, top), width: w, height: y(p.completed, top) - y(total, top), class: "bar failed" }));
+      root.appendChild(group);
+      var done = 0, failed = 0;
+      series.slice(Math.max(0, i - trail + 1), i + 1).forEach(function (q) { done += q.completed; failed += q.failed; });
+      if (done + failed >= least) {
+        segments[segments.length - 1].push((L + i * slot + slot / 2) + "," + y(100 * failed / (done + failed), 100));
+      } else if (segments[segments.length - 1].length) {
+        segments.push([]);
+      }
+    });
+    segments.forEach(function (points) {
+      if (points.length > 1) root.appendChild(svg("polyline", { points: points.join(" "), class: "rate" }));
+      else if (points.length === 1) {
+        var xy = points[0].split(",");
+        root.appendChild(svg("circle", { cx: xy[0], cy: xy[1], r: 2.5, class: "rate" }));
+      }
+    });
+    var every = Math.max(1, Math.ceil(series.length / 6));
+    for (var i = 0; i < series.length; i += every) {
+      text(root, { x: L + i * slot + slot / 2, y: bottom + 16, class: "tick x" }, String(series[i].minute).slice(11, 16));
+    }
+    root.appendChild(svg("line", { x1: L, x2: L, y1: T, y2: bottom, class: "axis" }));
+    root.appendChild(svg("line", { x1: W - R, x2: W - R, y1: T, y2: bottom, class: "axis" }));
+    root.appendChild(svg("line", { x1: L, x2: W - R, y1: bottom, y2: bottom, class: "axis" }));
+    var mid = T + plotH / 2;
+    text(root, { x: 12, y: mid, transform: "rotate(-90 12 " + mid + ")", "text-anchor": "middle", class: "axis-title" }, "jobs per minute");
+    text(root, { x: W - 8, y: mid, transform: "rotate(90 " + (W - 8) + " " + mid + ")", "text-anchor": "middle", class: "axis-title" },
+      "failure rate, last " + trail + " minutes (%)");
+    text(root, { x: L + plotW / 2, y: H - 6, "text-anchor": "middle", class: "axis-title" }, "time (UTC)");
     while (container.firstChild) container.removeChild(container.firstChild);
     container.appendChild(root);
   }
@@ -117,7 +160,10 @@
       var tr = el("tr");
       tr.setAttribute("data-queue", name);
       var td = el("td");
-      td.appendChild(link(base + "/jobs?queue=" + encodeURIComponent(name), name));
+      td.appendChild(link(base + "/queues/" + encodeURIComponent(name), name));
+      td.appendChild(document.createTextNode(" "));
+      td.appendChild(link(base + "/jobs?queue=" + encodeURIComponent(name), "jobs"));
+      td.lastChild.className = "muted small";
       tr.appendChild(td);
       STATUSES.forEach(function (s) { tr.appendChild(el("td", counts[s] || 0, "num")); });
       var state = el("td", null, "state");

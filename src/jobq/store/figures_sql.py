@@ -1,0 +1,83 @@
+"""Statements of the dashboard's figures that both SQL stores share, beside
+:mod:`jobq.store.sql`: attempt outcomes per time bucket and the
+distributions of run time and queue age, both read from the attempt
+history (so a retry, which starts a new attempt, erases no failure), and
+the cron schedules' last slots. Each is aggregated by the database
+(``GROUP BY`` a bucket), never by reading rows into Python.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..figures import DURATION_BOUNDS_MS, FAILED_OUTCOMES, PAST_LAST_BOUND
+
+if TYPE_CHECKING:
+    from .sql import Dialect
+
+
+def _listed(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def outcomes_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
+    """(bucket start, completed, failed) per bucket of ``bucket`` ms of the
+    attempts ended at or after ``since``; with ``by_queue``, only those of
+    jobs in queue ``queue``."""
+    v = d.value
+    bucket = f"a.ended_at / {v('bucket')} * {v('bucket')}"
+    join = f" JOIN {d.table} j ON j.id = a.job_id AND j.queue = {v('queue')}" if by_queue else ""
+    return (
+        f"SELECT {bucket} AS b,"
+        " sum(CASE WHEN a.outcome = 'completed' THEN 1 ELSE 0 END),"
+        f" sum(CASE WHEN a.outcome IN ({_listed(FAILED_OUTCOMES)}) THEN 1 ELSE 0 END)"
+        f" FROM {attempts} a{join} WHERE a.ended_at >= {v('since')} GROUP BY 1 ORDER BY 1"
+    )
+
+
+def _bound_of(expr: str, bounds: tuple[int, ...] = DURATION_BOUNDS_MS) -> str:
+    """The upper bound (ms) of the :data:`DURATION_BOUNDS_MS` bucket ``expr``
+    falls in; 0 past the last. A balanced tree of ``CASE`` (five comparisons
+    a row, not one per bucket), as :func:`jobq.figures.bound_of` reads it."""
+    if len(bounds) == 1:
+        return f"CASE WHEN {expr} <= {bounds[0]} THEN {bounds[0]} ELSE {PAST_LAST_BOUND} END"
+    mid = len(bounds) // 2
+    low, high = bounds[:mid], bounds[mid:]
+    return f"CASE WHEN {expr} <= {low[-1]} THEN {_bound_of(expr, low)} ELSE {_bound_of(expr, high)} END"
+
+
+def durations_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
+    """(job type, run bound, wait bound, count) in one pass over the
+    attempts ended at or after ``since`` (with ``by_queue``, of jobs in
+    queue ``queue``): the run bound from each attempt's start to its end,
+    the wait bound from its job's creation to its start for first attempts
+    only (NULL for the others). :func:`jobq.figures.fold_durations` turns
+    these few hundred rows into ``durations`` rows."""
+    v = d.value
+    where = f"a.ended_at >= {v('since')} AND a.started_at IS NOT NULL"
+    if by_queue:
+        where += f" AND j.queue = {v('queue')}"
+    run = _bound_of("a.ended_at - a.started_at")
+    wait = _bound_of("a.started_at - j.created_at")
+    return (
+        f"SELECT j.type, {run}, CASE WHEN a.attempt = 1 THEN {wait} END, count(*)"
+        f" FROM {attempts} a JOIN {d.table} j ON j.id = a.job_id WHERE {where} GROUP BY 1, 2, 3"
+    )
+
+
+def cron_slots_query(d: Dialect) -> str:
+    """Each cron schedule of table ``tbl`` with its last slot (epoch ms)."""
+    return f"SELECT name, last_slot FROM jobq_cron WHERE tbl = {d.value('tbl')} ORDER BY name"
+
+
+def cron_jobs_query(d: Dialect) -> str:
+    """Up to ``limit`` jobs the cron schedule ``name`` enqueued (metadata
+    field ``field``, :data:`~jobq.processor.cron.CRON_KEY`), newest first. A
+    scan of the job table: an operator's page, not a hot path."""
+    from .sql import COLUMNS
+
+    v = d.value
+    return (
+        f"SELECT {COLUMNS} FROM {d.table} WHERE {d.json_field('field')} = {v('name')}"
+        f" ORDER BY created_at DESC, id DESC LIMIT {v('limit')}"
+    )

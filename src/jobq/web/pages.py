@@ -1,0 +1,195 @@
+"""The dashboard's queue page, cron page and charts page: what one named
+queue is doing (counts, throughput from the attempt history, the oldest
+ready job, paused or not, the workers serving it and their concurrency),
+what each cron schedule ran, and the charts of every queue together.
+
+Each page is a few store reads (the figures are aggregated by the store, see
+:mod:`jobq.figures`) rendered on the server, charts included
+(:mod:`jobq.web.charts`), so no script is needed to read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import admin
+from ..errors import InvalidOption
+from ..figures import WINDOWS, Window
+from ..job import JobStatus
+from .charts import duration_chart, outcome_chart
+
+if TYPE_CHECKING:
+    from ..queue import Queue
+
+CRON_JOBS_SHOWN = 10  # jobs listed under each cron schedule
+ACTIONS = ("pause", "resume")  # /queues/<action> are the queue controls' POST endpoints
+
+
+def window_of(request: Request) -> Window:
+    name = request.query_params.get("window") or "hour"
+    if name not in WINDOWS:
+        raise HTTPException(400, f"window must be one of {', '.join(sorted(WINDOWS))}")
+    return WINDOWS[name]
+
+
+async def figures(queue: Queue, window: Window, name: str | None) -> dict[str, Any]:
+    """Outcomes and durations of ``window`` (of queue ``name``, or all), with their charts."""
+    rows = await queue.outcomes(window.name, queue=name)
+    completed, failed = sum(r.completed for r in rows), sum(r.failed for r in rows)
+    buckets = max(len(rows), 1)
+    durations = await queue.durations(window.name, queue=name)
+    return {
+        "window": window,
+        "completed": completed,
+        "failed": failed,
+        "completed_per": completed / buckets,
+        "failed_per": failed / buckets,
+        "failure_rate": failed / (completed + failed) if completed + failed else None,
+        "chart": outcome_chart(rows, window),
+        "durations": durations,
+        "duration_chart": duration_chart(durations) if durations else None,
+    }
+
+
+def serves(worker: dict[str, Any], name: str) -> bool:
+    """Whether a registered worker claims from queue ``name`` (no list: every queue)."""
+    return worker.get("queues") is None or name in worker["queues"]
+
+
+async def queue_view(queue: Queue, name: str, window: Window) -> dict[str, Any]:
+    """What the queue page shows of queue ``name``."""
+    counts = {s.value: 0 for s in JobStatus}
+    for row in await queue.summary():
+        if row.queue == name:
+            counts[row.status.value] += row.count
+    oldest = (await queue.list_jobs(status="pending", queue=name, limit=1, order="oldest")).jobs
+    now = datetime.fromtimestamp(queue.clock.now(), UTC)
+    ready = None
+    if oldest:
+        job = oldest[0]
+        # Ready since it was due (a retried job is due from its retry), not since it was created.
+        ready = {"job": job, "seconds": max(0.0, (now - job.process_at).total_seconds())}
+    paused = await queue.paused()
+    workers = [w for w in await admin.workers(queue) if w.get("concurrency") is not None and serves(w, name)]
+    alive = [w for w in workers if w.get("alive")]
+    return {
+        "name": name,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "oldest_ready": ready,
+        "paused_at": paused.get(name),
+        "workers": workers,
+        "concurrency": sum(int(w["concurrency"]) for w in alive),
+        "running": sum(int(w["jobs"] or 0) for w in alive),
+        "figures": await figures(queue, window, name),
+    }
+
+
+class Schedule(Protocol):
+    """A cron schedule as the cron page reads it: a
+    :class:`jobq.processor.cron.CronSchedule` given to ``create_app(cron=...)``
+    (the dashboard does not import the worker's modules), or one read from
+    its stored name (:class:`NamedSchedule`)."""
+
+    name: str
+    expression: str
+    timezone: str
+
+    def next_slot(self, now: float) -> float: ...
+
+
+@dataclass
+class NamedSchedule:
+    """A schedule stored under its default name, ``"<job type> <expression>"``
+    (see :class:`jobq.processor.cron.CronSchedule`), read back from it. The
+    name does not say the timezone: its slots are read in UTC, and a
+    schedule in another timezone is given to ``create_app(cron=...)``."""
+
+    name: str
+    expression: str
+    timezone: str = "UTC"
+
+    def next_slot(self, now: float) -> float:
+        from croniter import croniter
+
+        return float(croniter(self.expression, datetime.fromtimestamp(now, UTC)).get_next(float))
+
+    @classmethod
+    def parse(cls, name: str) -> NamedSchedule | None:
+        """The schedule a default name holds, if its last five or six words
+        are a cron expression (``None`` otherwise, or without croniter)."""
+        try:
+            from croniter import croniter
+        except ImportError:
+            return None
+        words = name.split()
+        for fields in (6, 5):
+            expression = " ".join(words[-fields:])
+            if len(words) > fields and croniter.is_valid(expression):
+                return cls(name, expression)
+        return None
+
+
+def next_slot(schedule: Schedule | None, now: float) -> datetime | None:
+    if schedule is None:
+        return None
+    return datetime.fromtimestamp(schedule.next_slot(now), UTC)
+
+
+def known_schedules(given: list[Schedule], names: list[str]) -> dict[str, Schedule]:
+    """The schedules whose expression the dashboard knows: those given to
+    ``create_app(cron=...)``, and those stored under their default name."""
+    known: dict[str, Schedule] = {s.name: s for s in given}
+    for name in names:
+        if name not in known and (parsed := NamedSchedule.parse(name)) is not None:
+            known[name] = parsed
+    return known
+
+
+class FigurePages:
+    """The queue, cron and charts pages (mixed into the dashboard)."""
+
+    if TYPE_CHECKING:  # provided by Dashboard
+        queue: Queue
+        schedules: list[Schedule]
+
+        def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response: ...
+
+    async def queue_page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name in ACTIONS:
+            # The pause and resume endpoints take POSTs only: a GET never mutates,
+            # and is not taken for the page of a queue of that name.
+            raise HTTPException(405, headers={"Allow": "POST"})
+        window = window_of(request)
+        try:
+            view = await queue_view(self.queue, name, window)
+        except InvalidOption as exc:
+            raise HTTPException(400, str(exc)) from None
+        return self.render(request, "queue.html", page="queue", q=view)
+
+    async def charts_page(self, request: Request) -> Response:
+        shown = await figures(self.queue, window_of(request), None)
+        return self.render(request, "charts.html", page="charts", f=shown)
+
+    async def cron_page(self, request: Request) -> Response:
+        slots = await self.queue.cron_slots()
+        known = known_schedules(self.schedules, list(slots))
+        now = self.queue.clock.now()
+        rows = []
+        for name, last in slots.items():
+            schedule = known.get(name)
+            made = await self.queue.cron_jobs(name, limit=CRON_JOBS_SHOWN)
+            rows.append({"name": name, "last": last, "next": next_slot(schedule, now), "schedule": schedule,
+                         "jobs": made})  # fmt: skip
+        waiting = [  # given to the dashboard, not run yet
+            {"name": s.name, "schedule": s, "next": next_slot(s, now)} for s in self.schedules if s.name not in slots
+        ]
+        return self.render(request, "cron.html", page="cron", schedules=rows, waiting=waiting,
+                           now=datetime.fromtimestamp(now, UTC))  # fmt: skip
