@@ -12,7 +12,7 @@ are the same aggregation over rows in memory, for the in-memory store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,3 +160,28 @@ def made_by_schedule(records: Iterable[JobRecord], name: str, limit: int) -> lis
     made = [r for r in records if schedule_of(r) == name]
     made.sort(key=lambda r: (r.created_at, r.id), reverse=True)
     return made[:limit]
+
+
+
+#: An attempt as the figures read it: (job, attempt, started_at, ended_at, outcome).
+Ended = tuple["JobRecord", int, Any, int, str]
+
+
+def every_attempt(
+    jobs: Iterable[JobRecord], history: Mapping[str, Sequence[Sequence[Any]]], queue: str | None
+) -> list[Ended]:
+    """Every attempt of the ``jobs`` in ``queue`` (any when ``None``): the
+    history's rows (``AttemptRecord`` order), and each completed job's last
+    attempt, read from its row, since a completion adds no history row
+    (:func:`jobq.transitions.completed`). The SQL stores read the same with
+    :func:`jobq.store.figures_sql.every_attempt`."""
+    found: list[Ended] = []
+    for job in jobs:
+        if queue is not None and job.queue != queue:
+            continue
+        for row in history.get(job.id, ()):
+            if row[6] != "completed":
+                found.append((job, row[2], row[4], row[5], row[6]))
+        if job.status == "completed" and job.completed_at is not None:
+            found.append((job, job.attempts + 1, job.started_at, job.completed_at, "completed"))
+    return found

@@ -20,6 +20,20 @@ def _listed(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
+def every_attempt(d: Dialect, attempts: str) -> str:
+    """The attempts ended at or after ``since`` as rows of (job_id, attempt,
+    started_at, ended_at, outcome): the history's rows, and the completed
+    attempts, which are read from their job's row (a completion adds no
+    history row: :func:`jobq.transitions.completed`)."""
+    since = d.value("since")
+    return (
+        f"(SELECT job_id, attempt, started_at, ended_at, outcome FROM {attempts}"
+        f" WHERE ended_at >= {since} AND outcome <> 'completed'"
+        f" UNION ALL SELECT id, attempts + 1, started_at, completed_at, 'completed' FROM {d.table}"
+        f" WHERE status = 'completed' AND completed_at >= {since})"
+    )
+
+
 def outcomes_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
     """(bucket start, completed, failed) per bucket of ``bucket`` ms of the
     attempts ended at or after ``since``; with ``by_queue``, only those of
@@ -31,7 +45,7 @@ def outcomes_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
         f"SELECT {bucket} AS b,"
         " sum(CASE WHEN a.outcome = 'completed' THEN 1 ELSE 0 END),"
         f" sum(CASE WHEN a.outcome IN ({_listed(FAILED_OUTCOMES)}) THEN 1 ELSE 0 END)"
-        f" FROM {attempts} a{join} WHERE a.ended_at >= {v('since')} GROUP BY 1 ORDER BY 1"
+        f" FROM {every_attempt(d, attempts)} a{join} GROUP BY 1 ORDER BY 1"
     )
 
 
@@ -54,14 +68,14 @@ def durations_query(d: Dialect, attempts: str, *, by_queue: bool) -> str:
     only (NULL for the others). :func:`jobq.figures.fold_durations` turns
     these few hundred rows into ``durations`` rows."""
     v = d.value
-    where = f"a.ended_at >= {v('since')} AND a.started_at IS NOT NULL"
+    where = "a.started_at IS NOT NULL"
     if by_queue:
         where += f" AND j.queue = {v('queue')}"
     run = _bound_of("a.ended_at - a.started_at")
     wait = _bound_of("a.started_at - j.created_at")
     return (
         f"SELECT j.type, {run}, CASE WHEN a.attempt = 1 THEN {wait} END, count(*)"
-        f" FROM {attempts} a JOIN {d.table} j ON j.id = a.job_id WHERE {where} GROUP BY 1, 2, 3"
+        f" FROM {every_attempt(d, attempts)} a JOIN {d.table} j ON j.id = a.job_id WHERE {where} GROUP BY 1, 2, 3"
     )
 
 

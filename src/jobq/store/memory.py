@@ -560,19 +560,19 @@ class MemoryStore:
 
     async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
         with self._lock:
-            rows = [(a[5], a[6]) for job_id in self._in_queue(queue) for a in self._attempts.get(job_id, ())]
+            rows = [(ended, outcome) for _, _, _, ended, outcome in self._every_attempt(queue)]
         return figures.outcome_counts(rows, since_ms=since_ms, bucket_ms=bucket_ms)
 
     async def durations(self, *, since_ms: int, queue: str | None = None) -> list[tuple[str, str, int, int]]:
         with self._lock:
             rows = [
-                (self._jobs[job_id].type, self._jobs[job_id].created_at, a[2], a[4], a[5])
-                for job_id in self._in_queue(queue) for a in self._attempts.get(job_id, ())
+                (job.type, job.created_at, attempt, started, ended)
+                for job, attempt, started, ended, _ in self._every_attempt(queue)
             ]  # fmt: skip
         return figures.duration_counts(rows, since_ms=since_ms)
 
-    def _in_queue(self, queue: str | None) -> list[str]:
-        return [i for i in self._attempts if i in self._jobs and queue in (None, self._jobs[i].queue)]
+    def _every_attempt(self, queue: str | None) -> list[figures.Ended]:
+        return figures.every_attempt(self._jobs.values(), self._attempts, queue)
 
     async def cron_slots(self) -> dict[str, int]:
         with self._lock:
