@@ -22,16 +22,18 @@ import jinja2
 from itsdangerous import URLSafeSerializer
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import admin
 from ..errors import InvalidOption, JobNotFound, JobqError
 from ..job import Job, JobStatus
 from ..queue import Queue
+from ..reads import reads_off_loop
 from .auth import Auth, BasicAuth, TokenAuth, auth_from_env
 from .bulk import FLASH_COOKIE, BulkPages, described, listing
 from .hosts import AllowedHosts
@@ -337,6 +339,20 @@ class Dashboard(LoginPages, BulkPages):
         return response
 
 
+class OffLoopReads:
+    """Runs every route's store reads off the event loop (see
+    :mod:`jobq.reads`): an overview counting a million jobs then holds a
+    thread, not the loop, and a static file or another page is served
+    meanwhile."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with reads_off_loop():
+            await self.app(scope, receive, send)
+
+
 def create_app(
     queue: Queue,
     *,
@@ -406,7 +422,7 @@ def create_app(
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {HTTPException: board.error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(OffLoopReads)])
     app.state.dashboard = board
     hosts = None if allowed_hosts is None else AllowedHosts(allowed_hosts)
     return Guard(app, chosen, board.sessions, hosts, board)

@@ -23,7 +23,10 @@
 - Statements run on one thread per store, so the event loop never blocks on
   the file, except those that cannot wait (reads, and writes that need no
   sync while the lock is free), which run on the caller's thread
-  (:meth:`Database._run_now`).
+  (:meth:`Database._run_now`). Reads asked for off the loop
+  (:func:`jobq.reads.reads_off_loop`: the dashboard's) run instead on a
+  reader thread with its own connection, so a long count neither holds the
+  event loop nor waits behind the database thread's writes.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar, cast
 
 from ...errors import InvalidOption, QueueClosed, StoreUnavailable
+from ...reads import OFF_LOOP
 
 R = TypeVar("R")
 #: What a statement runs as: given a connection inside its transaction.
@@ -148,6 +152,10 @@ class Database:
         #: Where :meth:`write_then_sync` waits for the disk, off the database thread.
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite-sync")
         self._conn = self.connect()
+        #: The reader thread and its connection, made on the first read
+        #: asked for off the loop (see :meth:`read`).
+        self._reader: ThreadPoolExecutor | None = None
+        self._reader_conn: sqlite3.Connection | None = None
         # Statements that cannot wait run on the caller's thread, saving the
         # hand-off to the database thread (see _run_now). Its writes are the
         # ones that need no sync, so it never syncs; under "full" it also
@@ -187,8 +195,23 @@ class Database:
     # -- the verbs' ways in ----------------------------------------------------
 
     async def read(self, do: Statement[R]) -> R:
-        """Runs ``do`` outside a transaction (WAL readers never wait)."""
+        """Runs ``do`` outside a transaction (WAL readers never wait): on
+        the caller's thread, or on the reader thread inside
+        :func:`jobq.reads.reads_off_loop`."""
+        if OFF_LOOP.get():
+            if self.closed:
+                raise QueueClosed()
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite-read")
+            return await asyncio.get_running_loop().run_in_executor(self._reader, self._read_off_loop, do)
         return await self._run(self.read_blocking, do, write=False, inline=True)
+
+    def _read_off_loop(self, do: Statement[R]) -> R:
+        """On the reader thread: ``do`` on its own connection (opened on first use)."""
+        if self._reader_conn is None:
+            self._reader_conn = self.connect()
+        conn = self._reader_conn
+        return self._retry_busy(lambda: do(conn), conn)
 
     async def write(self, do: Statement[R]) -> R:
         """Runs ``do`` in one ``BEGIN IMMEDIATE`` transaction, synced under
@@ -390,6 +413,7 @@ class Database:
         self.executor.shutdown(wait=True)
         self._syncer.shutdown(wait=True)
         self._now_conn.close()
+        self._close_reader()
 
     def close_sync(self) -> None:
         """Closes from code that has no event loop."""
@@ -400,3 +424,11 @@ class Database:
         self.executor.shutdown(wait=True)
         self._syncer.shutdown(wait=True)
         self._now_conn.close()
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        """Waits for the reads in flight on the reader thread, then closes its connection."""
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+        if self._reader_conn is not None:
+            self._reader_conn.close()

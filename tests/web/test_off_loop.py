@@ -1,0 +1,61 @@
+"""The dashboard's store reads run off the event loop: while an overview
+waits on a slow read, the same server still answers a static file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+import jobq
+from jobq.store.sqlite.connection import Database
+
+SLOW_READ = 0.3  # seconds each read of the store is made to take
+
+
+@pytest.fixture
+def slow_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SQLite read sleeps first, on whatever thread runs it (a large
+    table, in effect): on the event loop it would hold every request."""
+    original = Database.read
+
+    async def slow_read(self: Database, do: Any) -> Any:
+        def slow(conn: Any) -> Any:
+            time.sleep(SLOW_READ)
+            return do(conn)
+
+        return await original(self, slow)
+
+    monkeypatch.setattr(Database, "read", slow_read)
+
+
+async def test_static_file_served_while_the_overview_reads(
+    client: Any, web_queue: jobq.Queue, slow_reads: None
+) -> None:
+    await web_queue.enqueue("mail", {"to": "a@example.com"})
+    overview = asyncio.create_task(client.get("/api/overview"))
+    await asyncio.sleep(0.05)  # the overview is in its first read
+    static = await client.get("/static/app.js")
+    assert static.status_code == 200
+    assert not overview.done(), "the static file waited for the overview's reads"
+    answer = await overview
+    assert answer.status_code == 200
+    assert answer.json()["counts"]["pending"] == 1
+
+
+async def test_reads_outside_the_dashboard_stay_on_the_callers_thread(tmp_path: Any) -> None:
+    """Outside the dashboard a read runs inline (no thread hand-off for a
+    worker's short reads); inside reads_off_loop, on the reader thread."""
+    import threading
+
+    from jobq.reads import reads_off_loop
+
+    async with jobq.connect(f"sqlite:///{tmp_path / 'q.db'}") as queue:
+        db = queue.store.db  # type: ignore[attr-defined]
+        here = threading.get_ident()
+        assert await db.read(lambda conn: threading.get_ident()) == here
+        with reads_off_loop():
+            assert await db.read(lambda conn: threading.get_ident()) != here
+            assert (await queue.counts())[jobq.JobStatus.PENDING] == 0
