@@ -119,7 +119,7 @@ async def _time_app(url: str, runs: int, n: int) -> dict[str, float]:
             first_page = await client.get("/api/jobs", params={"limit": 50})
             cursor = ""
             if first_page.status_code == 200:
-                cursor = first_page.json().get("last_cursor") or ""
+                cursor = first_page.json().get("next_cursor") or ""
             paths: dict[str, tuple[str, dict[str, Any]]] = {
                 "GET /api/overview": ("/api/overview", {}),
                 "GET / (overview page)": ("/", {}),

@@ -563,11 +563,15 @@ def list_jobs_queries(
     queues: Collection[str] | None,
     newest_first: bool,
     search: Any = None,
+    after: bool = False,
 ) -> tuple[str, str, dict[str, Any]]:
     """A page of jobs by created_at (ties by id; values ``limit`` and
     ``offset``), the count of all that match, and the values of the filters.
     ``statuses`` are public ones: ``delayed`` and ``pending`` apart;
-    ``search`` (a :class:`~jobq.store.base.Search`) adds its filters."""
+    ``search`` (a :class:`~jobq.store.base.Search`) adds its filters.
+    ``after``: the page starts past the row (values ``after_at``,
+    ``after_id``) in the page's order, a keyset cursor that an index walks
+    to, where an offset counts every row before it."""
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if statuses is not None:
@@ -589,8 +593,12 @@ def list_jobs_queries(
         clauses += search_clauses(d, search, params)
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     direction = "DESC" if newest_first else "ASC"
+    page_where = where
+    if after:
+        past = f"(created_at, id) {'<' if newest_first else '>'} ({d.value('after_at')}, {d.value('after_id')})"
+        page_where = f"{where} AND {past}" if where else f" WHERE {past}"
     page = (
-        f"SELECT {COLUMNS} FROM {d.table}{where}"
+        f"SELECT {COLUMNS} FROM {d.table}{page_where}"
         f" ORDER BY created_at {direction}, id {direction} LIMIT {d.value('limit')} OFFSET {d.value('offset')}"
     )
     return page, f"SELECT count(*) FROM {d.table}{where}", params

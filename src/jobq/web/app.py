@@ -141,8 +141,9 @@ class Dashboard(LoginPages, BulkPages):
         try:
             limit = min(max(int(q.get("limit") or PAGE_SIZE), 1), MAX_PAGE_SIZE)
             offset = max(int(q.get("offset") or 0), 0)
+            page = max(int(q.get("page") or 0), 0) or None  # shown beside a cursor's page
         except ValueError:
-            raise HTTPException(400, "limit and offset must be integers") from None
+            raise HTTPException(400, "limit, offset and page must be integers") from None
         return {
             "status": status,
             "type": q.get("type") or None,
@@ -152,13 +153,17 @@ class Dashboard(LoginPages, BulkPages):
             "text": q.get("text") or None,
             "limit": limit,
             "offset": offset,
+            # A page's cursor (JobPage.next_cursor): the next page found
+            # through the index, where an offset counts every job before it.
+            "after": q.get("after") or None,
+            "page": page,
         }
 
     async def page_of_jobs(self, filters: dict[str, Any]) -> admin.JobPage:
         """The page the job list's filters ask for (a bad search is a 400)."""
         try:
             return await self.queue.list_jobs(
-                **listing(filters), limit=filters["limit"], offset=filters["offset"]
+                **listing(filters), limit=filters["limit"], offset=filters["offset"], after=filters["after"]
             )
         except InvalidOption as exc:
             raise HTTPException(400, str(exc)) from None
@@ -184,14 +189,21 @@ class Dashboard(LoginPages, BulkPages):
         filters = self.filters(request)
         page = await self.page_of_jobs(filters)
         jobs = [admin.job_dict(j, full=False) for j in page.jobs]
-        query = {k: v for k, v in filters.items() if v and k not in ("offset",)}
+        query = {k: v for k, v in filters.items() if v and k not in ("offset", "after", "page")}
 
-        def link(offset: int) -> str:
-            return "?" + urlencode({**query, "offset": offset})
+        def link(**where: Any) -> str:
+            return "?" + urlencode({**query, **where})
 
-        prev_link = link(max(filters["offset"] - filters["limit"], 0)) if filters["offset"] > 0 else None
-        next_at = filters["offset"] + filters["limit"]
-        next_link = link(next_at) if next_at < page.total else None
+        # Later pages go by cursor (the old offset links still work when given).
+        if filters["after"] is not None:
+            page_no = filters["page"]
+            prev_link: str | None = link()  # back to the newest
+        else:
+            page_no = filters["offset"] // filters["limit"] + 1
+            prev_link = link(offset=max(filters["offset"] - filters["limit"], 0)) if filters["offset"] > 0 else None
+        next_link = None
+        if page.next_cursor is not None:
+            next_link = link(after=page.next_cursor, **({"page": page_no + 1} if page_no else {}))
         pages = max(1, math.ceil(page.total / filters["limit"]))
         return self.render(
             request,
@@ -202,7 +214,7 @@ class Dashboard(LoginPages, BulkPages):
             filters=filters,
             prev_link=prev_link,
             next_link=next_link,
-            page_no=filters["offset"] // filters["limit"] + 1,
+            page_no=page_no,
             pages=pages,
             api_query=urlencode({k: v for k, v in filters.items() if v}),
         )
@@ -311,6 +323,7 @@ class Dashboard(LoginPages, BulkPages):
                 "total": page.total,
                 "limit": page.limit,
                 "offset": page.offset,
+                "next_cursor": page.next_cursor,
             }
         )
 

@@ -163,10 +163,14 @@ class AdminVerbs(PostgresCore):
         newest_first: bool,
         now_ms: int,
         search: Search | None = None,
+        after: tuple[int, str] | None = None,
     ) -> tuple[list[JobRecord], int]:
         page, count, values = q.list_jobs_queries(
-            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search
+            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search,
+            after=after is not None,
         )
+        if after is not None:
+            values.update(after_at=after[0], after_id=after[1])
         values.update(now=self._now(now_ms), limit=limit, offset=offset)
         async with self.connections.connection() as conn, conn.transaction():
             cur = await conn.execute(self._q(page, page), values)

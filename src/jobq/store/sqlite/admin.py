@@ -132,10 +132,14 @@ class AdminVerbs(SQLiteCore):
         newest_first: bool,
         now_ms: int,
         search: Search | None = None,
+        after: tuple[int, str] | None = None,
     ) -> tuple[list[JobRecord], int]:
         page, count, values = q.list_jobs_queries(
-            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search
+            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search,
+            after=after is not None,
         )
+        if after is not None:
+            values.update(after_at=after[0], after_id=after[1])
         values.update(now=now_ms, limit=limit, offset=offset)
 
         def do(conn: sqlite3.Connection) -> tuple[list[JobRecord], int]:
