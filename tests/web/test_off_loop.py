@@ -59,3 +59,21 @@ async def test_reads_outside_the_dashboard_stay_on_the_callers_thread(tmp_path: 
         with reads_off_loop():
             assert await db.read(lambda conn: threading.get_ident()) != here
             assert (await queue.counts())[jobq.JobStatus.PENDING] == 0
+
+
+async def test_slow_figures_are_labelled_with_their_age(
+    client: Any, web_queue: jobq.Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once per-queue counts are slow to count (here: always), the overview
+    shows the last ones with their age while the status counts stay exact."""
+    import jobq.admin.figures
+
+    monkeypatch.setattr(jobq.admin.figures, "FRESH_ENOUGH", -1.0)
+    await web_queue.enqueue("mail", {}, queue="q1")
+    first = (await client.get("/api/overview")).json()
+    assert first["figures_age"] == 0.0 and first["by_queue"]["q1"]["pending"] == 1
+    await web_queue.enqueue("mail", {}, queue="q1")
+    second = (await client.get("/api/overview")).json()
+    assert second["counts"]["pending"] == 2  # exact, from the status index
+    assert second["by_queue"]["q1"]["pending"] == 1 and second["figures_age"] is not None  # the last count
+    assert "as counted 0 s ago" in (await client.get("/")).text

@@ -25,10 +25,13 @@ from .verbs import (
     Retention,
     ThroughputRow,
 )
+from .figures import Recounted
 from .views import (
     THROUGHPUT_MINUTES,
     RetryReport,
     WorkerSeen,
+    breakdown,
+    counts,
     iso,
     job_detail,
     job_dict,
@@ -53,10 +56,13 @@ __all__ = [
     "AdminVerbs",
     "CountRow",
     "JobPage",
+    "Recounted",
     "Retention",
     "RetryReport",
     "ThroughputRow",
     "WorkerSeen",
+    "breakdown",
+    "counts",
     "iso",
     "job_detail",
     "job_dict",

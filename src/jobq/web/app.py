@@ -69,6 +69,11 @@ class Dashboard(LoginPages, BulkPages):
         self.allowed_origins = allowed_origins
         self.flasher = URLSafeSerializer(sessions.secret, salt="jobq-flash")
         self.env = _environment()
+        #: The overview's per-queue and per-type counts and throughput:
+        #: recounted in the background once counting them is slow.
+        self.figures: admin.Recounted[dict[str, Any]] = admin.Recounted(
+            lambda: admin.breakdown(queue, minutes=admin.THROUGHPUT_MINUTES)
+        )
 
     # -- helpers -------------------------------------------------------------
 
@@ -181,7 +186,7 @@ class Dashboard(LoginPages, BulkPages):
     # -- pages -----------------------------------------------------------------
 
     async def overview_page(self, request: Request) -> Response:
-        data = await admin.overview(self.queue)
+        data = await admin.overview(self.queue, figures=self.figures)
         queue_names = sorted({*data["by_queue"], *data["paused"]})
         return self.render(request, "overview.html", page="overview", data=data, queue_names=queue_names)
 
@@ -312,7 +317,7 @@ class Dashboard(LoginPages, BulkPages):
     # -- JSON API and metrics --------------------------------------------------
 
     async def api_overview(self, request: Request) -> Response:
-        return JSONResponse(await admin.overview(self.queue))
+        return JSONResponse(await admin.overview(self.queue, figures=self.figures))
 
     async def api_jobs(self, request: Request) -> Response:
         filters = self.filters(request)

@@ -139,6 +139,13 @@
     });
   }
 
+  // Counts per queue and type and the throughput, once slow to count, come
+  // from a background count: say how old they are (see jobq.admin.figures).
+  function figuresAge(age) {
+    if (age === null || age === undefined) return "";
+    return "per queue, per type and throughput as counted " + Math.round(age) + " s ago (recounted in the background)";
+  }
+
   // -- pages ---------------------------------------------------------------
   function updateOverview() {
     return getJSON("/api/overview").then(function (d) {
@@ -151,6 +158,7 @@
       setText("tp-failed", d.throughput.failed);
       setText("tp-rate", d.throughput.per_minute);
       setText("tp-failure", (d.throughput.failure_rate * 100).toFixed(1));
+      setText("figures-age", figuresAge(d.figures_age));
       var chart = document.getElementById("chart");
       if (chart) drawChart(chart, d.throughput.series);
       var q = document.getElementById("by-queue");
