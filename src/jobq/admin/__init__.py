@@ -12,6 +12,7 @@ the dashboard.
 Nothing here imports an optional dependency.
 """
 
+from .figures import Recounted
 from .verbs import (
     CANCELLED_RETENTION,
     COMPLETED_RETENTION,
@@ -25,8 +26,8 @@ from .verbs import (
     Retention,
     ThroughputRow,
 )
-from .figures import Recounted
 from .views import (
+    BREAKDOWN_LIMIT,
     THROUGHPUT_MINUTES,
     RetryReport,
     WorkerSeen,
@@ -46,6 +47,7 @@ from .views import (
 )
 
 __all__ = [
+    "BREAKDOWN_LIMIT",
     "CANCELLED_RETENTION",
     "COMPLETED_RETENTION",
     "FAILED_RETENTION",

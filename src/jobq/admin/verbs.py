@@ -203,11 +203,20 @@ class AdminVerbs:
         cursor = page_cursor(records[-1]) if more else None
         return JobPage([self._lenient_job(r) for r in records], total, limit, offset, cursor)
 
-    async def summary(self) -> list[CountRow]:
+    async def summary(self, statuses: Collection[JobStatus | str] | None = None) -> list[CountRow]:
         """How many jobs there are per named queue, type and status (only
-        combinations that have jobs)."""
-        rows = await self.store.summary(now_ms=self.now_ms())
-        return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in _STATUS_VALUES]
+        combinations that have jobs); with ``statuses``, of those statuses
+        only, which reads only their jobs (through the status index)."""
+        if statuses is None:
+            rows = await self.store.summary(now_ms=self.now_ms())
+            return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in _STATUS_VALUES]
+        try:
+            chosen = {JobStatus(s).value for s in ([statuses] if isinstance(statuses, str) else statuses)}
+        except ValueError as exc:
+            raise InvalidOption(f"summary: {exc}") from None
+        stored = {"pending" if s == "delayed" else s for s in chosen}  # delayed jobs are stored pending
+        rows = await self.store.summary(now_ms=self.now_ms(), statuses=sorted(stored))
+        return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in chosen]
 
     async def throughput(self, minutes: int = THROUGHPUT_WINDOW) -> list[ThroughputRow]:
         """Jobs completed and failed (for good) per minute over the last

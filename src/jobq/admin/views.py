@@ -26,6 +26,9 @@ PREVIEW_CHARS = 120  # characters of a payload shown in job lists
 RETRY_ALL_BATCH = 200  # failed jobs fetched per round by retry_all_failed
 WORKER_SCAN_LIMIT = 1000  # processing jobs read to find the workers holding them
 THROUGHPUT_MINUTES = 60  # minutes of history on the dashboard's chart
+BREAKDOWN_LIMIT = 100_000  # jobs in all beyond which stats() breaks down only unfinished ones unless told
+#: The statuses stats() breaks down per queue and type at any size.
+UNFINISHED = (JobStatus.PENDING, JobStatus.DELAYED, JobStatus.PROCESSING)
 
 
 def iso(value: Any) -> Any:
@@ -202,10 +205,20 @@ def _group(rows: Iterable[Any], key: str) -> dict[str, dict[str, int]]:
     return dict(sorted(grouped.items()))
 
 
-async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW) -> dict[str, Any]:
+async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished: bool | None = None) -> dict[str, Any]:
     """Counts per status, per queue and per type, the paused queues (with
-    when each was paused), and recent throughput."""
-    return {**await counts(queue), **await breakdown(queue, minutes=minutes)}
+    when each was paused), and recent throughput.
+
+    Per queue and per type, finished jobs are counted only up to
+    :data:`BREAKDOWN_LIMIT` jobs in all (or when ``finished`` is true):
+    beyond, that means reading every job, seconds at a million, so only the
+    waiting and running ones are broken down (found on the status index), and
+    ``breakdown`` says ``"unfinished"`` (else ``"all"``)."""
+    out = await counts(queue)
+    every = out["total"] <= BREAKDOWN_LIMIT if finished is None else finished
+    out.update(await breakdown(queue, minutes=minutes, finished=every))
+    out["breakdown"] = "all" if every else "unfinished"
+    return out
 
 
 async def counts(queue: Queue) -> dict[str, Any]:
@@ -220,10 +233,11 @@ async def counts(queue: Queue) -> dict[str, Any]:
     }
 
 
-async def breakdown(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW) -> dict[str, Any]:
-    """Counts per queue and per type, and recent throughput: these read
-    every job (see :mod:`jobq.admin.figures` for the overview's way round)."""
-    rows = await queue.summary()
+async def breakdown(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished: bool = True) -> dict[str, Any]:
+    """Counts per queue and per type (of unfinished jobs only unless
+    ``finished``), and recent throughput: with finished jobs, these read every
+    job (see :mod:`jobq.admin.figures` for the overview's way round)."""
+    rows = await queue.summary(None if finished else UNFINISHED)
     history = await queue.throughput(minutes=minutes)
     completed = sum(int(r.completed) for r in history)
     failed = sum(int(r.failed) for r in history)

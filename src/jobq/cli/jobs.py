@@ -135,7 +135,7 @@ def find_task(app: App, name: str) -> Task[Any, Any]:
 
 async def cmd_stats(args: argparse.Namespace) -> int:
     async with opened(args, read_only=True) as queue:
-        out = await admin.stats(queue, minutes=args.minutes)
+        out = await admin.stats(queue, minutes=args.minutes, finished=True if args.all else None)
         out["ready"] = await queue.size()
     if args.json:
         emit(out)
@@ -152,6 +152,12 @@ async def cmd_stats(args: argparse.Namespace) -> int:
     if out["by_type"]:
         print()
         print(_count_table("type", out["by_type"]))
+    if out["breakdown"] == "unfinished":
+        print()
+        print(
+            f"per queue and type: waiting and running jobs only, at {out['total']} jobs"
+            " (--all counts finished ones too, reading every job)"
+        )
     tp = out["throughput"]
     print()
     print(

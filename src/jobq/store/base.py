@@ -309,8 +309,11 @@ class AdminStore(Protocol):
         page's order (then ``offset`` counts from there); the count ignores it."""
         ...
 
-    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
-        """(queue, type, public status, count) for every combination present."""
+    async def summary(
+        self, *, now_ms: int, statuses: Collection[str] | None = None
+    ) -> list[tuple[str, str, str, int]]:
+        """(queue, type, public status, count) for every combination present
+        (among jobs in the stored ``statuses``, when given)."""
         ...
 
     async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:

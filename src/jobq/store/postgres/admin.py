@@ -180,8 +180,13 @@ class AdminVerbs(PostgresCore):
         return records, int(row[0]) if row else 0
 
     @resilient()
-    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
-        rows = await self._fetchall("summary", lambda: q.summary_query(DIALECT), {"now": self._now(now_ms)})
+    async def summary(
+        self, *, now_ms: int, statuses: Collection[str] | None = None
+    ) -> list[tuple[str, str, str, int]]:
+        among = statuses is not None
+        values = {"now": self._now(now_ms), "statuses": list(statuses or ())}
+        name = "summary_among" if among else "summary"
+        rows = await self._fetchall(name, lambda: q.summary_query(DIALECT, statuses=among), values)
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
     @resilient()
