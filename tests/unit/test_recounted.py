@@ -78,3 +78,31 @@ async def test_a_failed_recount_is_logged_and_the_last_figures_kept(caplog: pyte
     assert "recounting the overview's figures failed" in caplog.text and "RuntimeError" in caplog.text
     c.now += 1
     assert (await figures.get())[0] == 1 and c.calls == 2  # backed off: no recount yet
+
+
+async def test_a_first_count_outlasting_the_wait_is_answered_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jobq.admin.figures as figures_module
+
+    monkeypatch.setattr(figures_module, "FIRST_WAIT", 0.01)
+    release = asyncio.Event()
+
+    async def slow_count() -> str:
+        await release.wait()
+        return "counted"
+
+    figures = Recounted(slow_count)
+    assert await figures.get() == (None, None)  # still counting: answered without
+    assert await figures.get() == (None, None)  # the same count goes on, none started beside
+    release.set()
+    value, _ = await figures.get()
+    assert value == "counted"
+
+
+async def test_an_error_of_the_first_count_reaches_the_caller() -> None:
+    c = Counter()
+    c.fail = True
+    figures = Recounted(c.count, clock=c.clock)
+    with pytest.raises(RuntimeError):
+        await figures.get()
+    c.fail = False
+    assert await figures.get() == (2, None)

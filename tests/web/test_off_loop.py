@@ -77,3 +77,24 @@ async def test_slow_figures_are_labelled_with_their_age(
     assert second["counts"]["pending"] == 2  # exact, from the status index
     assert second["by_queue"]["q1"]["pending"] == 1 and second["figures_age"] is not None  # the last count
     assert "as counted 0 s ago" in (await client.get("/")).text
+
+
+async def test_while_the_first_count_runs_the_overview_shows_unfinished_jobs(
+    client: Any, web_queue: jobq.Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An overview never waits long for the first count per queue and type:
+    it answers with the waiting and running jobs alone, and says so."""
+    import jobq.admin.figures
+
+    monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 0.0)
+    await web_queue.enqueue("mail", {}, queue="q1")
+    done = await web_queue.enqueue("mail", {}, queue="q1", priority=5)
+    claimed = await web_queue.dequeue()
+    assert claimed is not None and claimed.id == done.id
+    await web_queue.complete(claimed)
+    first = (await client.get("/api/overview")).json()
+    assert first["breakdown"] == "unfinished" and first["by_queue"]["q1"] == {"pending": 1}
+    assert first["counts"]["completed"] == 1  # the status counts stay whole
+    monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 5.0)
+    later = (await client.get("/api/overview")).json()
+    assert later["breakdown"] == "all" and later["by_queue"]["q1"] == {"pending": 1, "completed": 1}

@@ -8,7 +8,9 @@ a count took longer than :data:`FRESH_ENOUGH`, :class:`Recounted` answers at
 once with the last figures and their age, and recounts in the background,
 one count at a time, at most every :data:`RECOUNT_EVERY` seconds. The
 overview labels such figures with their age, so nobody reads them as exact
-and current.
+and current. The first count is waited for :data:`FIRST_WAIT` seconds at
+most; until it ends, the caller answers without it (the overview: with the
+unfinished jobs alone, said so).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ T = TypeVar("T")
 FRESH_ENOUGH = 0.1  # seconds: figures counted faster are counted again for every request
 RECOUNT_EVERY = 5.0  # seconds between background recounts of slow figures
 RETRY_AFTER = 30.0  # seconds before recounting again after a recount failed
+FIRST_WAIT = 0.25  # seconds the first count is waited for before answering without it
 
 log = logging.getLogger("jobq.admin")
 
@@ -41,17 +44,28 @@ class Recounted(Generic[T]):
         self._next = 0.0  # not recounting before this (clock seconds)
         self._task: asyncio.Task[None] | None = None
 
-    async def get(self) -> tuple[T, float | None]:
+    async def get(self) -> tuple[T | None, float | None]:
         """The figures, and how many seconds ago they were counted (``None``:
-        counted for this call)."""
-        if self._value is None or self._took < FRESH_ENOUGH:
+        counted for this call); ``(None, None)`` while the first count has
+        run :data:`FIRST_WAIT` seconds without ending. An error of the first
+        count is raised to a caller."""
+        if self._value is None:
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._recount())
+            done, _ = await asyncio.wait({self._task}, timeout=FIRST_WAIT)
+            if not done:
+                return None, None
+            task, self._task = self._task, None
+            task.result()  # its error, if it failed
+            assert self._value is not None
+            return self._value, (None if self._took < FRESH_ENOUGH else 0.0)
+        if self._took < FRESH_ENOUGH:
             if self._task is not None and not self._task.done():
                 await asyncio.shield(self._task)  # one count at a time
             else:
                 await self._recount()
-            if self._value is not None and self._took < FRESH_ENOUGH:
+            if self._took < FRESH_ENOUGH:
                 return self._value, None
-        assert self._value is not None
         now = self._clock()
         if now - self._at >= RECOUNT_EVERY and now >= self._next and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._recount_logged())

@@ -265,15 +265,17 @@ async def overview(
     ``figures`` (a :class:`~jobq.admin.figures.Recounted` of
     :func:`breakdown`), per-queue and per-type counts and throughput come
     from it, and ``figures_age`` says how many seconds ago they were
-    counted (``None``: counted now)."""
+    counted (``None``: counted now). While their first count runs,
+    per-queue and per-type counts are of unfinished jobs only, and
+    ``breakdown`` says ``"unfinished"`` (else ``"all"``)."""
     out = await counts(queue)
-    if figures is None:
-        out.update(await breakdown(queue, minutes=minutes))
-        out["figures_age"] = None
-    else:
-        slow, age = await figures.get()
-        out.update(slow)
-        out["figures_age"] = None if age is None else round(age, 1)
+    slow, age = (None, None) if figures is None else await figures.get()
+    whole = figures is None or slow is not None
+    if slow is None:
+        slow = await breakdown(queue, minutes=minutes, finished=False)
+    out.update(slow)
+    out["breakdown"] = "all" if whole else "unfinished"
+    out["figures_age"] = None if age is None else round(age, 1)
     now = datetime.fromtimestamp(queue.clock.now(), UTC)
     oldest_page = await queue.list_jobs(status=JobStatus.PENDING.value, limit=1, order="oldest")
     oldest = oldest_page.jobs[0] if oldest_page.jobs else None
