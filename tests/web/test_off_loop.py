@@ -98,3 +98,30 @@ async def test_while_the_first_count_runs_the_overview_shows_unfinished_jobs(
     monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 5.0)
     later = (await client.get("/api/overview")).json()
     assert later["breakdown"] == "all" and later["by_queue"]["q1"] == {"pending": 1, "completed": 1}
+
+
+async def test_a_slow_read_off_the_loop_does_not_hold_the_others(tmp_path: Any) -> None:
+    """The overview's count in the background must not make the next
+    overview's reads wait: reads off the loop run side by side."""
+    import threading
+
+    from jobq.reads import reads_off_loop
+
+    async with jobq.connect(f"sqlite:///{tmp_path / 'q.db'}") as queue:
+        await queue.enqueue("t", 1)
+        db = queue.store.db  # type: ignore[attr-defined]
+        release = threading.Event()
+
+        def stuck(conn: Any) -> int:
+            release.wait(10)
+            return 0
+
+        with reads_off_loop():
+            slow = asyncio.create_task(db.read(stuck))
+            await asyncio.sleep(0.05)
+            try:
+                assert (await queue.counts())[jobq.JobStatus.PENDING] == 1
+                assert not slow.done()
+            finally:
+                release.set()
+            assert await slow == 0
