@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 FRESH_ENOUGH = 0.1  # seconds: figures counted faster are counted again for every request
-RECOUNT_EVERY = 5.0  # seconds between background recounts of slow figures
+RECOUNT_EVERY = 30.0  # seconds between background recounts of slow figures (each slows the other reads meanwhile)
 RETRY_AFTER = 30.0  # seconds before recounting again after a recount failed
 FIRST_WAIT = 0.25  # seconds the first count is waited for before answering without it
 
