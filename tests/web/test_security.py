@@ -237,7 +237,8 @@ async def test_list_filters_and_paging(client: Any, web_queue: jobq.Queue) -> No
     by_cursor = (await client.get(f"/api/jobs?type=even&limit=2&after={api['next_cursor']}")).json()
     assert [j["id"] for j in by_cursor["jobs"]] == [j["id"] for j in second["jobs"]]
     assert by_cursor["next_cursor"] is None
-    assert "page 2 of 2" in (await client.get(f"/jobs?type=even&limit=2&after={api['next_cursor']}&page=2")).text
+    cursor_page = (await client.get(f"/jobs?type=even&limit=2&after={api['next_cursor']}&page=2")).text
+    assert "page 2 of 2" in cursor_page and "&larr; newest" in cursor_page and 'id="next"' not in cursor_page
     assert (await client.get("/api/jobs?after=nonsense")).status_code == 400
     assert (await client.get("/api/jobs?status=bogus")).status_code == 400
     overview = (await client.get("/api/overview")).json()
