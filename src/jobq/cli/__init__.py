@@ -174,6 +174,10 @@ def _add_operator_commands(command: Command) -> None:
     listing.add_argument("--limit", type=int, default=LIST_LIMIT, help=f"jobs per page (default {LIST_LIMIT})")
     listing.add_argument("--offset", type=int, default=0, help="jobs to skip (default 0)")
     listing.add_argument("--page", type=int, help="page number from 1 (instead of --offset)")
+    listing.add_argument(
+        "--after", metavar="CURSOR",
+        help="the page after the one whose next cursor this is (printed under each page; same filters and order)",
+    )  # fmt: skip
     listing.add_argument("--order", choices=["newest", "oldest"], default="newest", help="default newest")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=jobs.cmd_list)
