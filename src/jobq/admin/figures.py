@@ -81,5 +81,5 @@ class Recounted(Generic[T]):
         try:
             await self._recount()
         except Exception:
-            log.exception("jobq: recounting the overview's figures failed; retrying in %g s", RETRY_AFTER)
+            log.exception("recounting the overview's figures failed; retrying in %g s", RETRY_AFTER)
             self._next = self._clock() + RETRY_AFTER
