@@ -81,6 +81,24 @@ def test_stats_counts_per_status_queue_and_type(queue_url: str, tmp_path: Path) 
     assert len(header) == len(row)  # aligned columns
 
 
+def test_stats_beyond_its_limit_breaks_down_unfinished_jobs_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobq.admin import views
+    from jobq.cli import main
+
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    seed(url)
+    monkeypatch.setattr(views, "BREAKDOWN_LIMIT", 5)  # a big table, in effect
+    assert main(["stats", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "waiting and running jobs only, at 9 jobs (--all counts finished ones too" in out
+    assert "send_bulk" not in out  # its jobs all failed: not broken down
+    assert main(["stats", "--all", "--json", "--url", url]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["breakdown"] == "all" and data["by_type"]["send_bulk"] == {"failed": 2}
+
+
 def test_list_filters_and_pages(queue_url: str, tmp_path: Path) -> None:
     ids = seed(queue_url)
     # Newest first; jobs created in the same millisecond come by id, whose
@@ -101,7 +119,14 @@ def test_list_filters_and_pages(queue_url: str, tmp_path: Path) -> None:
     assert text.splitlines()[0].split() == ["id", "type", "queue", "status", "attempts", "created", "(UTC)", "payload"]
     assert "1-2 of 2 jobs" in text
     paged = ok(run("list", "--limit", "3", url=queue_url, cwd=tmp_path))
-    assert "next page: --offset 3" in paged
+    assert "next page: --offset 3 (or --after " in paged
+    # By cursor: the page after the first, as --page 2 reads it.
+    cursor = page["next_cursor"]
+    by_cursor = json.loads(ok(run("list", "--json", "--queue", "sms", "--limit", "2", "--after", cursor, url=queue_url, cwd=tmp_path)))
+    assert [j["id"] for j in by_cursor["jobs"]] == newest[2:4] and by_cursor["next_cursor"]
+    last = ok(run("list", "--queue", "sms", "--limit", "2", "--after", by_cursor["next_cursor"], url=queue_url, cwd=tmp_path))
+    assert "1 jobs past the cursor, of 5" in last and "next page" not in last
+    one_line_error(run("list", "--after", "nonsense", url=queue_url, cwd=tmp_path), "after must be a page's next_cursor")
 
 
 def test_show_every_field(queue_url: str, tmp_path: Path) -> None:

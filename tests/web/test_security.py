@@ -237,7 +237,14 @@ async def test_list_filters_and_paging(client: Any, web_queue: jobq.Queue) -> No
     assert (await client.get("/api/jobs?status=failed")).json()["total"] == 1
     assert (await client.get("/api/jobs?queue=q2")).json()["total"] == 2
     page = (await client.get("/jobs?type=even&limit=2")).text
-    assert 'id="next"' in page and "offset=2" in page
+    # The next page goes by cursor (the sort key of the page's last job).
+    assert 'id="next"' in page and f"after={api['next_cursor']}" in page and "page=2" in page
+    by_cursor = (await client.get(f"/api/jobs?type=even&limit=2&after={api['next_cursor']}")).json()
+    assert [j["id"] for j in by_cursor["jobs"]] == [j["id"] for j in second["jobs"]]
+    assert by_cursor["next_cursor"] is None
+    cursor_page = (await client.get(f"/jobs?type=even&limit=2&after={api['next_cursor']}&page=2")).text
+    assert "page 2 of 2" in cursor_page and "&larr; newest" in cursor_page and 'id="next"' not in cursor_page
+    assert (await client.get("/api/jobs?after=nonsense")).status_code == 400
     assert (await client.get("/api/jobs?status=bogus")).status_code == 400
     overview = (await client.get("/api/overview")).json()
     assert overview["counts"]["failed"] == 1 and overview["by_queue"]["q1"]["pending"] == 5

@@ -12,6 +12,7 @@ the dashboard.
 Nothing here imports an optional dependency.
 """
 
+from .figures import Recounted
 from .verbs import (
     CANCELLED_RETENTION,
     COMPLETED_RETENTION,
@@ -26,9 +27,12 @@ from .verbs import (
     ThroughputRow,
 )
 from .views import (
+    BREAKDOWN_LIMIT,
     THROUGHPUT_MINUTES,
     RetryReport,
     WorkerSeen,
+    breakdown,
+    counts,
     iso,
     job_detail,
     job_dict,
@@ -43,6 +47,7 @@ from .views import (
 )
 
 __all__ = [
+    "BREAKDOWN_LIMIT",
     "CANCELLED_RETENTION",
     "COMPLETED_RETENTION",
     "FAILED_RETENTION",
@@ -53,10 +58,13 @@ __all__ = [
     "AdminVerbs",
     "CountRow",
     "JobPage",
+    "Recounted",
     "Retention",
     "RetryReport",
     "ThroughputRow",
     "WorkerSeen",
+    "breakdown",
+    "counts",
     "iso",
     "job_detail",
     "job_dict",

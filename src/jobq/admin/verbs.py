@@ -10,6 +10,7 @@ is one store call (or a few) that every backend answers the same way.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +61,9 @@ class JobPage:
     total: int
     limit: int
     offset: int
+    #: The cursor of the next page (``list_jobs(after=...)``), or ``None``
+    #: when this page is the last.
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +168,20 @@ class AdminVerbs:
         ids: Collection[str] | None = None,
         unique_key: str | None = None,
         text: str | None = None,
+        after: str | None = None,
     ) -> JobPage:
         """A page of jobs, newest (or oldest) ``created_at`` first, filtered
         by status (one or several; ``DELAYED`` and ``PENDING`` apart, as
         ``get_job`` reports them), type and named queue, and searched by
         ``ids``, ``unique_key`` and ``text`` (found, case aside, in the
         payload as stored JSON or in the error: a scan, for operators);
-        ``total`` counts every match."""
+        ``total`` counts every match.
+
+        ``after``: a page's ``next_cursor``, to read the page after it (with
+        the same filters and order). The store seeks to it through an index
+        where an ``offset`` counts every job before it, so the last page of a
+        million jobs costs what the first does; jobs added meanwhile do not
+        shift the pages. ``offset`` then counts from the cursor."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidOption(f"limit must be an int from 1 to {MAX_LIST_LIMIT}, not {limit!r}")
         check_offset(offset)
@@ -187,19 +198,32 @@ class AdminVerbs:
             statuses=statuses,
             types=_names(type, "type"),
             queues=_names(queue, "queue"),
-            limit=limit,
+            limit=limit + 1,  # one more, to know whether a next page exists
             offset=offset,
             newest_first=order == "newest",
             now_ms=self.now_ms(),
             search=_search(ids, unique_key, text),
+            **({} if after is None else {"after": parse_cursor(after)}),
         )
-        return JobPage([self._lenient_job(r) for r in records], total, limit, offset)
+        more = len(records) > limit
+        records = records[:limit]
+        cursor = page_cursor(records[-1]) if more else None
+        return JobPage([self._lenient_job(r) for r in records], total, limit, offset, cursor)
 
-    async def summary(self) -> list[CountRow]:
+    async def summary(self, statuses: Collection[JobStatus | str] | None = None) -> list[CountRow]:
         """How many jobs there are per named queue, type and status (only
-        combinations that have jobs)."""
-        rows = await self.store.summary(now_ms=self.now_ms())
-        return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in _STATUS_VALUES]
+        combinations that have jobs); with ``statuses``, of those statuses
+        only, which reads only their jobs (through the status index)."""
+        if statuses is None:
+            rows = await self.store.summary(now_ms=self.now_ms())
+            return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in _STATUS_VALUES]
+        try:
+            chosen = {JobStatus(s).value for s in ([statuses] if isinstance(statuses, str) else statuses)}
+        except ValueError as exc:
+            raise InvalidOption(f"summary: {exc}") from None
+        stored = {"pending" if s == "delayed" else s for s in chosen}  # delayed jobs are stored pending
+        rows = await self.store.summary(now_ms=self.now_ms(), statuses=sorted(stored))
+        return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in chosen]
 
     async def throughput(self, minutes: int = THROUGHPUT_WINDOW) -> list[ThroughputRow]:
         """Jobs completed and failed (for good) per minute over the last
@@ -383,6 +407,21 @@ def _queue_name(queue: object) -> str:
         raise InvalidOption(f"queue name is {len(queue)} characters long; the limit is {codec.MAX_TYPE_LENGTH}")
     codec.check_text(queue, "queue name", InvalidOption)
     return queue
+
+
+def page_cursor(record: JobRecord) -> str:
+    """The cursor of the page after ``record``: its ``created_at`` (epoch
+    ms) and id, the page's sort key."""
+    return f"{record.created_at}.{record.id}"
+
+
+def parse_cursor(cursor: object) -> tuple[int, str]:
+    """A :func:`page_cursor` read back; :class:`~jobq.InvalidOption` if it is not one."""
+    if isinstance(cursor, str):
+        at, dot, job_id = cursor.partition(".")
+        if dot and job_id and re.fullmatch(r"-?[0-9]{1,18}", at):
+            return int(at), job_id
+    raise InvalidOption(f"after must be a page's next_cursor, not {cursor!r}")
 
 
 def check_offset(offset: object) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JobNotFound, NotRetryable
 from ..history import WORKER_FIELDS
 from ..job import Job, JobStatus
+from .figures import Recounted
 from .verbs import THROUGHPUT_WINDOW
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ PREVIEW_CHARS = 120  # characters of a payload shown in job lists
 RETRY_ALL_BATCH = 200  # failed jobs fetched per round by retry_all_failed
 WORKER_SCAN_LIMIT = 1000  # processing jobs read to find the workers holding them
 THROUGHPUT_MINUTES = 60  # minutes of history on the dashboard's chart
+BREAKDOWN_LIMIT = 100_000  # jobs in all beyond which stats() breaks down only unfinished ones unless told
+#: The statuses stats() breaks down per queue and type at any size.
+UNFINISHED = (JobStatus.PENDING, JobStatus.DELAYED, JobStatus.PROCESSING)
 
 
 def iso(value: Any) -> Any:
@@ -201,19 +205,43 @@ def _group(rows: Iterable[Any], key: str) -> dict[str, dict[str, int]]:
     return dict(sorted(grouped.items()))
 
 
-async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW) -> dict[str, Any]:
+async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished: bool | None = None) -> dict[str, Any]:
     """Counts per status, per queue and per type, the paused queues (with
-    when each was paused), and recent throughput."""
+    when each was paused), and recent throughput.
+
+    Per queue and per type, finished jobs are counted only up to
+    :data:`BREAKDOWN_LIMIT` jobs in all (or when ``finished`` is true):
+    beyond, that means reading every job, seconds at a million, so only the
+    waiting and running ones are broken down (found on the status index), and
+    ``breakdown`` says ``"unfinished"`` (else ``"all"``)."""
+    out = await counts(queue)
+    every = out["total"] <= BREAKDOWN_LIMIT if finished is None else finished
+    out.update(await breakdown(queue, minutes=minutes, finished=every))
+    out["breakdown"] = "all" if every else "unfinished"
+    return out
+
+
+async def counts(queue: Queue) -> dict[str, Any]:
+    """Counts per status and the paused queues (with when each was paused):
+    answered from indexes, fast at any size."""
     counts = await queue.counts()
-    rows = await queue.summary()
-    history = await queue.throughput(minutes=minutes)
-    completed = sum(int(r.completed) for r in history)
-    failed = sum(int(r.failed) for r in history)
     paused = await queue.paused()
     return {
         "counts": {status_text(s): n for s, n in counts.items()},
         "total": sum(counts.values()),
         "paused": {name: iso(at) for name, at in paused.items()},
+    }
+
+
+async def breakdown(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished: bool = True) -> dict[str, Any]:
+    """Counts per queue and per type (of unfinished jobs only unless
+    ``finished``), and recent throughput: with finished jobs, these read every
+    job (see :mod:`jobq.admin.figures` for the overview's way round)."""
+    rows = await queue.summary(None if finished else UNFINISHED)
+    history = await queue.throughput(minutes=minutes)
+    completed = sum(int(r.completed) for r in history)
+    failed = sum(int(r.failed) for r in history)
+    return {
         "by_queue": _group(rows, "queue"),
         "by_type": _group(rows, "type"),
         "throughput": {
@@ -230,9 +258,24 @@ async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW) -> dict[str, 
     }
 
 
-async def overview(queue: Queue, *, minutes: int = THROUGHPUT_MINUTES) -> dict[str, Any]:
-    """What the dashboard's overview shows, as JSON-ready values."""
-    out = await stats(queue, minutes=minutes)
+async def overview(
+    queue: Queue, *, minutes: int = THROUGHPUT_MINUTES, figures: Recounted[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """What the dashboard's overview shows, as JSON-ready values. With
+    ``figures`` (a :class:`~jobq.admin.figures.Recounted` of
+    :func:`breakdown`), per-queue and per-type counts and throughput come
+    from it, and ``figures_age`` says how many seconds ago they were
+    counted (``None``: counted now). While their first count runs,
+    per-queue and per-type counts are of unfinished jobs only, and
+    ``breakdown`` says ``"unfinished"`` (else ``"all"``)."""
+    out = await counts(queue)
+    slow, age = (None, None) if figures is None else await figures.get()
+    whole = figures is None or slow is not None
+    if slow is None:
+        slow = await breakdown(queue, minutes=minutes, finished=False)
+    out.update(slow)
+    out["breakdown"] = "all" if whole else "unfinished"
+    out["figures_age"] = None if age is None else round(age, 1)
     now = datetime.fromtimestamp(queue.clock.now(), UTC)
     oldest_page = await queue.list_jobs(status=JobStatus.PENDING.value, limit=1, order="oldest")
     oldest = oldest_page.jobs[0] if oldest_page.jobs else None

@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..admin import LIST_LIMIT, THROUGHPUT_WINDOW
+from ..admin.views import BREAKDOWN_LIMIT
 from ..demo import DEMO_CONCURRENCY, DEMO_JOBS
 from ..errors import JobqError
 from ..job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, TERMINAL_STATUSES
@@ -139,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--minutes", type=int, default=THROUGHPUT_WINDOW, help=f"throughput window (default {THROUGHPUT_WINDOW})"
     )
     stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.add_argument(
+        "--all", action="store_true",
+        help=f"count finished jobs per queue and type too beyond {BREAKDOWN_LIMIT:,} jobs (reads every job)",
+    )  # fmt: skip
     stats.set_defaults(run=jobs.cmd_stats)
 
     migrate = command("migrate", "create or upgrade the job table's schema (idempotent; safe to run at once)")
@@ -169,6 +174,10 @@ def _add_operator_commands(command: Command) -> None:
     listing.add_argument("--limit", type=int, default=LIST_LIMIT, help=f"jobs per page (default {LIST_LIMIT})")
     listing.add_argument("--offset", type=int, default=0, help="jobs to skip (default 0)")
     listing.add_argument("--page", type=int, help="page number from 1 (instead of --offset)")
+    listing.add_argument(
+        "--after", metavar="CURSOR",
+        help="the page after the one whose next cursor this is (printed under each page; same filters and order)",
+    )  # fmt: skip
     listing.add_argument("--order", choices=["newest", "oldest"], default="newest", help="default newest")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=jobs.cmd_list)

@@ -135,7 +135,7 @@ def find_task(app: App, name: str) -> Task[Any, Any]:
 
 async def cmd_stats(args: argparse.Namespace) -> int:
     async with opened(args, read_only=True) as queue:
-        out = await admin.stats(queue, minutes=args.minutes)
+        out = await admin.stats(queue, minutes=args.minutes, finished=True if args.all else None)
         out["ready"] = await queue.size()
     if args.json:
         emit(out)
@@ -152,6 +152,12 @@ async def cmd_stats(args: argparse.Namespace) -> int:
     if out["by_type"]:
         print()
         print(_count_table("type", out["by_type"]))
+    if out["breakdown"] == "unfinished":
+        print()
+        print(
+            f"per queue and type: waiting and running jobs only, at {out['total']} jobs"
+            " (--all counts finished ones too, reading every job)"
+        )
     tp = out["throughput"]
     print()
     print(
@@ -168,11 +174,15 @@ async def cmd_list(args: argparse.Namespace) -> int:
     check_offset(offset)  # before the file is opened: a bad argument is the first thing said
     async with opened(args, read_only=True) as queue:
         page = await queue.list_jobs(
-            status=args.status, type=args.type, queue=args.queue, limit=args.limit, offset=offset, order=args.order
-        )
+            status=args.status, type=args.type, queue=args.queue, limit=args.limit, offset=offset, order=args.order,
+            after=args.after,
+        )  # fmt: skip
     jobs = [admin.job_dict(job, full=False) for job in page.jobs]
     if args.json:
-        emit({"jobs": jobs, "total": page.total, "limit": page.limit, "offset": page.offset})
+        emit(
+            {"jobs": jobs, "total": page.total, "limit": page.limit, "offset": page.offset,
+             "next_cursor": page.next_cursor}
+        )  # fmt: skip
         return 0
     rows = [
         [j["id"], j["type"], j["queue"], j["status"], f"{j['attempts']}/{j['max_attempts']}",
@@ -180,9 +190,16 @@ async def cmd_list(args: argparse.Namespace) -> int:
         for j in jobs
     ]  # fmt: skip
     print(table(["id", "type", "queue", "status", "attempts", "created (UTC)", "payload"], rows, numeric=[4]))
+    # The cursor finds the next page through an index; an offset counts
+    # every job before it (slow deep into a million).
+    follow = f" (or --after {page.next_cursor}, faster deep in a big table)" if page.next_cursor else ""
+    if args.after is not None:
+        print(f"\n{len(jobs)} jobs past the cursor, of {page.total}", end="")
+        print(f"; next page: --after {page.next_cursor}" if page.next_cursor else "")
+        return 0
     shown_to = page.offset + len(jobs)
     print(f"\n{page.offset + 1 if jobs else 0}-{shown_to} of {page.total} jobs", end="")
-    print(f"; next page: --offset {shown_to}" if shown_to < page.total else "")
+    print(f"; next page: --offset {shown_to}{follow}" if shown_to < page.total else "")
     return 0
 
 

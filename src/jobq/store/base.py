@@ -300,14 +300,20 @@ class AdminStore(Protocol):
         newest_first: bool,
         now_ms: int,
         search: Search | None = None,
+        after: tuple[int, str] | None = None,
     ) -> tuple[list[JobRecord], int]:
         """A page of jobs by created_at (ties by id), and how many match.
         ``statuses`` are public ones: ``delayed`` and ``pending`` apart;
-        ``search`` adds the filters of :class:`Search`."""
+        ``search`` adds the filters of :class:`Search`. ``after`` (a job's
+        ``(created_at, id)``): the page holds only jobs past it in the
+        page's order (then ``offset`` counts from there); the count ignores it."""
         ...
 
-    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
-        """(queue, type, public status, count) for every combination present."""
+    async def summary(
+        self, *, now_ms: int, statuses: Collection[str] | None = None
+    ) -> list[tuple[str, str, str, int]]:
+        """(queue, type, public status, count) for every combination present
+        (among jobs in the stored ``statuses``, when given)."""
         ...
 
     async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:

@@ -527,6 +527,7 @@ class MemoryStore:
         newest_first: bool,
         now_ms: int,
         search: Search | None = None,
+        after: tuple[int, str] | None = None,
     ) -> tuple[list[JobRecord], int]:
         with self._lock:
             found = [
@@ -538,12 +539,19 @@ class MemoryStore:
                 and (search is None or search.matches(r))
             ]
             found.sort(key=lambda r: (r.created_at, r.id), reverse=newest_first)
-            return [copy_record(r) for r in found[offset : offset + limit]], len(found)
+            page = found
+            if after is not None:
+                page = [r for r in found if ((r.created_at, r.id) < after if newest_first else (r.created_at, r.id) > after)]
+            return [copy_record(r) for r in page[offset : offset + limit]], len(found)
 
-    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
+    async def summary(
+        self, *, now_ms: int, statuses: Collection[str] | None = None
+    ) -> list[tuple[str, str, str, int]]:
         counts: dict[tuple[str, str, str], int] = {}
         with self._lock:
             for r in self._jobs.values():
+                if statuses is not None and r.status not in statuses:
+                    continue
                 group = (r.queue, r.type, self._public_status(r, now_ms))
                 counts[group] = counts.get(group, 0) + 1
         return [(*group, count) for group, count in sorted(counts.items())]

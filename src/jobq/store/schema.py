@@ -122,6 +122,20 @@ V2_INDEXES = (
 )
 
 
+#: Version 5's indexes.
+V5_INDEXES = (
+    # Listing every job newest (or oldest) first, a page at a time from a
+    # cursor (created_at, id): without it each page sorts the whole table.
+    # created_at only grows, so inserts append at the index's edge.
+    Index("created", "(created_at, id)"),
+    # Throughput (jobs finished per minute lately) reads only the recent
+    # finishes, not every finished job the table keeps. Finish times only
+    # grow, so a finish appends at the index's edge.
+    Index("completed", "(completed_at)", "status = 'completed'"),
+    Index("failed", "(failed_at)", "status = 'failed'"),
+)
+
+
 def starts_table_ddl(types: Types, starts: str) -> str:
     """The table of recent job starts that per-key rate limits count (version 2)."""
     return f"CREATE TABLE IF NOT EXISTS {starts} (name TEXT NOT NULL, key TEXT NOT NULL, at_ms {types.time} NOT NULL)"

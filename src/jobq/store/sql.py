@@ -539,12 +539,25 @@ def count_terminal_query(d: Dialect, before: str | None) -> str:
 
 
 def count_by_status_query(d: Dialect) -> str:
-    return f"SELECT {public_status(d.now)} AS s, count(*) FROM {d.table} GROUP BY s"
-
-
-def summary_query(d: Dialect) -> str:
+    """Jobs per public status. Counted per stored status (an index on
+    status answers it without reading the rows), then the delayed ones moved
+    out of ``pending`` (counted on the index of waiting jobs): the public
+    status of each row would need every row read."""
+    t, late = d.table, delayed(d.now)
     return (
-        f"SELECT queue, type, {public_status(d.now)} AS s, count(*) FROM {d.table}"
+        f"SELECT s, sum(n) FROM (SELECT status AS s, count(*) AS n FROM {t} GROUP BY status"
+        f" UNION ALL SELECT 'delayed', count(*) FROM {t} WHERE {late}"
+        f" UNION ALL SELECT 'pending', -count(*) FROM {t} WHERE {late}) AS c GROUP BY s HAVING sum(n) > 0"
+    )
+
+
+def summary_query(d: Dialect, *, statuses: bool = False) -> str:
+    """Jobs per queue, type and public status; with ``statuses``, only the
+    rows in those stored statuses (value ``statuses``), found on the status
+    index: the unfinished few of a table of a million finished jobs."""
+    where = f" WHERE {d.among('status', 'statuses')}" if statuses else ""
+    return (
+        f"SELECT queue, type, {public_status(d.now)} AS s, count(*) FROM {d.table}{where}"
         f" GROUP BY queue, type, s ORDER BY queue, type, s"
     )
 
@@ -569,11 +582,15 @@ def list_jobs_queries(
     queues: Collection[str] | None,
     newest_first: bool,
     search: Any = None,
+    after: bool = False,
 ) -> tuple[str, str, dict[str, Any]]:
     """A page of jobs by created_at (ties by id; values ``limit`` and
     ``offset``), the count of all that match, and the values of the filters.
     ``statuses`` are public ones: ``delayed`` and ``pending`` apart;
-    ``search`` (a :class:`~jobq.store.base.Search`) adds its filters."""
+    ``search`` (a :class:`~jobq.store.base.Search`) adds its filters.
+    ``after``: the page starts past the row (values ``after_at``,
+    ``after_id``) in the page's order, a keyset cursor that an index walks
+    to, where an offset counts every row before it."""
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if statuses is not None:
@@ -595,8 +612,12 @@ def list_jobs_queries(
         clauses += search_clauses(d, search, params)
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     direction = "DESC" if newest_first else "ASC"
+    page_where = where
+    if after:
+        past = f"(created_at, id) {'<' if newest_first else '>'} ({d.value('after_at')}, {d.value('after_id')})"
+        page_where = f"{where} AND {past}" if where else f" WHERE {past}"
     page = (
-        f"SELECT {COLUMNS} FROM {d.table}{where}"
+        f"SELECT {COLUMNS} FROM {d.table}{page_where}"
         f" ORDER BY created_at {direction}, id {direction} LIMIT {d.value('limit')} OFFSET {d.value('offset')}"
     )
     return page, f"SELECT count(*) FROM {d.table}{where}", params

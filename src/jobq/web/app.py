@@ -23,16 +23,18 @@ import jinja2
 from itsdangerous import URLSafeSerializer
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import admin
 from ..errors import InvalidOption, JobNotFound, JobqError
 from ..job import Job, JobStatus
 from ..queue import Queue
+from ..reads import reads_off_loop
 from .auth import Auth, BasicAuth, TokenAuth, auth_from_env
 from .bulk import FLASH_COOKIE, BulkPages, described, listing
 from .charts import RATE_MIN_ATTEMPTS, RATE_TRAIL, duration_text
@@ -86,6 +88,11 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
         self.allowed_origins = allowed_origins
         self.flasher = URLSafeSerializer(sessions.secret, salt="jobq-flash")
         self.env = _environment()
+        #: The overview's per-queue and per-type counts and throughput:
+        #: recounted in the background once counting them is slow.
+        self.figures: admin.Recounted[dict[str, Any]] = admin.Recounted(
+            lambda: admin.breakdown(queue, minutes=admin.THROUGHPUT_MINUTES)
+        )
 
     # -- helpers -------------------------------------------------------------
 
@@ -158,8 +165,9 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
         try:
             limit = min(max(int(q.get("limit") or PAGE_SIZE), 1), MAX_PAGE_SIZE)
             offset = max(int(q.get("offset") or 0), 0)
+            page = max(int(q.get("page") or 0), 0) or None  # shown beside a cursor's page
         except ValueError:
-            raise HTTPException(400, "limit and offset must be integers") from None
+            raise HTTPException(400, "limit, offset and page must be integers") from None
         return {
             "status": status,
             "type": q.get("type") or None,
@@ -169,13 +177,17 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
             "text": q.get("text") or None,
             "limit": limit,
             "offset": offset,
+            # A page's cursor (JobPage.next_cursor): the next page found
+            # through the index, where an offset counts every job before it.
+            "after": q.get("after") or None,
+            "page": page,
         }
 
     async def page_of_jobs(self, filters: dict[str, Any]) -> admin.JobPage:
         """The page the job list's filters ask for (a bad search is a 400)."""
         try:
             return await self.queue.list_jobs(
-                **listing(filters), limit=filters["limit"], offset=filters["offset"]
+                **listing(filters), limit=filters["limit"], offset=filters["offset"], after=filters["after"]
             )
         except InvalidOption as exc:
             raise HTTPException(400, str(exc)) from None
@@ -193,7 +205,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     # -- pages -----------------------------------------------------------------
 
     async def overview_page(self, request: Request) -> Response:
-        data = await admin.overview(self.queue)
+        data = await admin.overview(self.queue, figures=self.figures)
         queue_names = sorted({*data["by_queue"], *data["paused"]})
         return self.render(
             request, "overview.html", page="overview", data=data, queue_names=queue_names,
@@ -204,14 +216,21 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
         filters = self.filters(request)
         page = await self.page_of_jobs(filters)
         jobs = [admin.job_dict(j, full=False) for j in page.jobs]
-        query = {k: v for k, v in filters.items() if v and k not in ("offset",)}
+        query = {k: v for k, v in filters.items() if v and k not in ("offset", "after", "page")}
 
-        def link(offset: int) -> str:
-            return "?" + urlencode({**query, "offset": offset})
+        def link(**where: Any) -> str:
+            return "?" + urlencode({**query, **where})
 
-        prev_link = link(max(filters["offset"] - filters["limit"], 0)) if filters["offset"] > 0 else None
-        next_at = filters["offset"] + filters["limit"]
-        next_link = link(next_at) if next_at < page.total else None
+        # Later pages go by cursor (the old offset links still work when given).
+        if filters["after"] is not None:
+            page_no = filters["page"]
+            prev_link: str | None = link()  # back to the newest
+        else:
+            page_no = filters["offset"] // filters["limit"] + 1
+            prev_link = link(offset=max(filters["offset"] - filters["limit"], 0)) if filters["offset"] > 0 else None
+        next_link = None
+        if page.next_cursor is not None:
+            next_link = link(after=page.next_cursor, **({"page": page_no + 1} if page_no else {}))
         pages = max(1, math.ceil(page.total / filters["limit"]))
         return self.render(
             request,
@@ -222,7 +241,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
             filters=filters,
             prev_link=prev_link,
             next_link=next_link,
-            page_no=filters["offset"] // filters["limit"] + 1,
+            page_no=page_no,
             pages=pages,
             api_query=urlencode({k: v for k, v in filters.items() if v}),
         )
@@ -320,7 +339,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     # -- JSON API and metrics --------------------------------------------------
 
     async def api_overview(self, request: Request) -> Response:
-        return JSONResponse(await admin.overview(self.queue))
+        return JSONResponse(await admin.overview(self.queue, figures=self.figures))
 
     async def api_jobs(self, request: Request) -> Response:
         filters = self.filters(request)
@@ -331,6 +350,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
                 "total": page.total,
                 "limit": page.limit,
                 "offset": page.offset,
+                "next_cursor": page.next_cursor,
             }
         )
 
@@ -357,6 +377,20 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
             response = self.render(request, "error.html", status_code=exc.status_code, page="error", exc=exc)
         response.headers.update(exc.headers or {})
         return response
+
+
+class OffLoopReads:
+    """Runs every route's store reads off the event loop (see
+    :mod:`jobq.reads`): an overview counting a million jobs then holds a
+    thread, not the loop, and a static file or another page is served
+    meanwhile."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with reads_off_loop():
+            await self.app(scope, receive, send)
 
 
 def create_app(
@@ -435,7 +469,7 @@ def create_app(
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {HTTPException: board.error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(OffLoopReads)])
     app.state.dashboard = board
     hosts = None if allowed_hosts is None else AllowedHosts(allowed_hosts)
     return Guard(app, chosen, board.sessions, hosts, board)

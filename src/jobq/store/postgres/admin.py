@@ -165,10 +165,14 @@ class AdminVerbs(PostgresCore):
         newest_first: bool,
         now_ms: int,
         search: Search | None = None,
+        after: tuple[int, str] | None = None,
     ) -> tuple[list[JobRecord], int]:
         page, count, values = q.list_jobs_queries(
-            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search
+            DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search,
+            after=after is not None,
         )
+        if after is not None:
+            values.update(after_at=after[0], after_id=after[1])
         values.update(now=self._now(now_ms), limit=limit, offset=offset)
         async with self.connections.connection() as conn, conn.transaction():
             cur = await conn.execute(self._q(page, page), values)
@@ -178,8 +182,13 @@ class AdminVerbs(PostgresCore):
         return records, int(row[0]) if row else 0
 
     @resilient()
-    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
-        rows = await self._fetchall("summary", lambda: q.summary_query(DIALECT), {"now": self._now(now_ms)})
+    async def summary(
+        self, *, now_ms: int, statuses: Collection[str] | None = None
+    ) -> list[tuple[str, str, str, int]]:
+        among = statuses is not None
+        values = {"now": self._now(now_ms), "statuses": list(statuses or ())}
+        name = "summary_among" if among else "summary"
+        rows = await self._fetchall(name, lambda: q.summary_query(DIALECT, statuses=among), values)
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
     @resilient()

@@ -164,12 +164,17 @@ def _v4_history(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
     cur.execute(shape.workers_table_ddl(TYPES, sql.Identifier(workers_table(table)).as_string(cur)))
 
 
+def _v5_listing(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+    _add(cur, table, (), shape.V5_INDEXES)
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
 MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...] = (
     _v1_create,
     _v2_features,
     _v3_error_type,
     _v4_history,
+    _v5_listing,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -134,10 +134,14 @@ class AdminVerbs(SQLiteCore):
         newest_first: bool,
         now_ms: int,
         search: Search | None = None,
+        after: tuple[int, str] | None = None,
     ) -> tuple[list[JobRecord], int]:
         page, count, values = q.list_jobs_queries(
-            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search
+            self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search,
+            after=after is not None,
         )
+        if after is not None:
+            values.update(after_at=after[0], after_id=after[1])
         values.update(now=now_ms, limit=limit, offset=offset)
 
         def do(conn: sqlite3.Connection) -> tuple[list[JobRecord], int]:
@@ -146,9 +150,13 @@ class AdminVerbs(SQLiteCore):
 
         return await self.db.read(do)
 
-    async def summary(self, *, now_ms: int) -> list[tuple[str, str, str, int]]:
-        sql = self._q("summary", lambda: q.summary_query(self._d))
-        rows = await self.db.read(lambda c: c.execute(sql, {"now": now_ms}).fetchall())
+    async def summary(
+        self, *, now_ms: int, statuses: Collection[str] | None = None
+    ) -> list[tuple[str, str, str, int]]:
+        among = statuses is not None
+        sql = self._q(("summary", among), lambda: q.summary_query(self._d, statuses=among))
+        values = {"now": now_ms, "statuses": json.dumps(list(statuses or ()))}
+        rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
     async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:

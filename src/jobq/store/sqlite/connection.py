@@ -23,7 +23,11 @@
 - Statements run on one thread per store, so the event loop never blocks on
   the file, except those that cannot wait (reads, and writes that need no
   sync while the lock is free), which run on the caller's thread
-  (:meth:`Database._run_now`).
+  (:meth:`Database._run_now`). Reads asked for off the loop
+  (:func:`jobq.reads.reads_off_loop`: the dashboard's) run instead on
+  reader threads, each with its own connection, so a long count neither
+  holds the event loop nor waits behind the database thread's writes, nor
+  makes the other reads wait behind it.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar, cast
 
 from ...errors import InvalidOption, QueueClosed, StoreUnavailable
+from ...reads import OFF_LOOP
 
 R = TypeVar("R")
 #: What a statement runs as: given a connection inside its transaction.
@@ -48,6 +54,9 @@ DURABILITY_MODES: dict[str, str] = {"full": "FULL", "fast": "NORMAL"}
 BUSY_TIMEOUT = 30.0  # seconds a write may wait for the lock before giving up
 MAX_BUSY_TIMEOUT = 86_400.0  # seconds: the longest busy_timeout accepted (a day)
 BUSY_HANDLER_MS = 5_000  # one wait inside SQLite's busy handler, in milliseconds
+#: Threads running reads asked for off the loop: a slow count (the
+#: overview's, in the background) leaves the other threads to the other reads.
+READER_THREADS = 3
 
 
 def _lenient_text(raw: bytes) -> str:
@@ -148,6 +157,13 @@ class Database:
         #: Where :meth:`write_then_sync` waits for the disk, off the database thread.
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite-sync")
         self._conn = self.connect()
+        #: The reader threads and their connections (one each: WAL readers
+        #: run side by side), made on the first read asked for off the loop
+        #: (see :meth:`read`).
+        self._reader: ThreadPoolExecutor | None = None
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
         # Statements that cannot wait run on the caller's thread, saving the
         # hand-off to the database thread (see _run_now). Its writes are the
         # ones that need no sync, so it never syncs; under "full" it also
@@ -187,8 +203,25 @@ class Database:
     # -- the verbs' ways in ----------------------------------------------------
 
     async def read(self, do: Statement[R]) -> R:
-        """Runs ``do`` outside a transaction (WAL readers never wait)."""
+        """Runs ``do`` outside a transaction (WAL readers never wait): on
+        the caller's thread, or on a reader thread inside
+        :func:`jobq.reads.reads_off_loop`."""
+        if OFF_LOOP.get():
+            if self.closed:
+                raise QueueClosed()
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="jobq-sqlite-read")
+            return await asyncio.get_running_loop().run_in_executor(self._reader, self._read_off_loop, do)
         return await self._run(self.read_blocking, do, write=False, inline=True)
+
+    def _read_off_loop(self, do: Statement[R]) -> R:
+        """On a reader thread: ``do`` on that thread's connection (opened on first use)."""
+        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = self._reader_local.conn = self.connect()
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return self._retry_busy(lambda: do(conn), conn)
 
     async def write(self, do: Statement[R]) -> R:
         """Runs ``do`` in one ``BEGIN IMMEDIATE`` transaction, synced under
@@ -390,6 +423,7 @@ class Database:
         self.executor.shutdown(wait=True)
         self._syncer.shutdown(wait=True)
         self._now_conn.close()
+        self._close_reader()
 
     def close_sync(self) -> None:
         """Closes from code that has no event loop."""
@@ -400,3 +434,13 @@ class Database:
         self.executor.shutdown(wait=True)
         self._syncer.shutdown(wait=True)
         self._now_conn.close()
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        """Waits for the reads in flight on the reader threads, then closes their connections."""
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()

@@ -204,7 +204,7 @@ def inspect(conn: sqlite3.Connection, table: str, where: str = "") -> Found:
     taken(f"{attempts}_job", "attempt history's index", "index", attempts)
     taken(f"{attempts}_prune", "attempt history's trigger", "trigger", table)
     taken(workers_table(table), "worker registry", "table", workers_table(table), ("id", "heartbeat_at"))
-    for index in (*shape.V1_INDEXES, *shape.V2_INDEXES):
+    for index in (*shape.V1_INDEXES, *shape.V2_INDEXES, *shape.V5_INDEXES):
         taken(index_name(table, index.name), f"index {index.name!r}", "index", table)
     version = 0
     if exists and "jobq_schema" in objects:
@@ -257,12 +257,17 @@ def _v4_history(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(shape.workers_table_ddl(TYPES, workers_table(table)))
 
 
+def _v5_listing(conn: sqlite3.Connection, table: str) -> None:
+    _add(conn, table, (), shape.V5_INDEXES)
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (
     _v1_create,
     _v2_features,
     _v3_error_type,
     _v4_history,
+    _v5_listing,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

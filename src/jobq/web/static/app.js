@@ -185,6 +185,15 @@
     });
   }
 
+  // Counts per queue and type and the throughput, once slow to count, come
+  // from a background count: say how old they are (see jobq.admin.figures).
+  function figuresAge(d) {
+    if (d.breakdown === "unfinished") return UNFINISHED_NOTE;
+    if (d.figures_age === null || d.figures_age === undefined) return "";
+    return "per queue, per type and throughput as counted " + Math.round(d.figures_age) + " s ago (recounted in the background)";
+  }
+  var UNFINISHED_NOTE = "per queue and per type: waiting and running jobs only, while the finished ones are counted";
+
   // -- pages ---------------------------------------------------------------
   function updateOverview() {
     return getJSON("/api/overview").then(function (d) {
@@ -197,6 +206,7 @@
       setText("tp-failed", d.throughput.failed);
       setText("tp-rate", d.throughput.per_minute);
       setText("tp-failure", (d.throughput.failure_rate * 100).toFixed(1));
+      setText("figures-age", figuresAge(d));
       var chart = document.getElementById("chart");
       if (chart) drawChart(chart, d.throughput.series);
       var q = document.getElementById("by-queue");
