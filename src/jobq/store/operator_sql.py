@@ -1,14 +1,15 @@
 """Statements of the operators' side that both SQL stores share, beside
 :mod:`jobq.store.sql`: the paused queues' table (see
-:meth:`jobq.Queue.pause`) and the search filters of ``list_jobs`` (see
-:class:`~jobq.store.base.Search`)."""
+:meth:`jobq.Queue.pause`), the operators' reads (counts per status, the
+summary, throughput, the pages of ``list_jobs``) and the search filters of
+``list_jobs`` (see :class:`~jobq.store.base.Search`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import Any
 
-if TYPE_CHECKING:
-    from .sql import Dialect
+from .sql import COLUMNS, Dialect, delayed, public_status, ready
 
 
 def paused_table(integer: str) -> str:
@@ -56,3 +57,91 @@ def search_clauses(d: Dialect, search: Any, params: dict[str, Any]) -> list[str]
         escaped = search.text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
         params["text"] = f"%{escaped}%"
     return clauses
+
+
+# -- the operators' reads ---------------------------------------------------------
+
+
+def count_by_status_query(d: Dialect) -> str:
+    """Jobs per public status. Counted per stored status (an index on
+    status answers it without reading the rows), then the delayed ones moved
+    out of ``pending`` (counted on the index of waiting jobs): the public
+    status of each row would need every row read."""
+    t, late = d.table, delayed(d.now)
+    return (
+        f"SELECT s, sum(n) FROM (SELECT status AS s, count(*) AS n FROM {t} GROUP BY status"
+        f" UNION ALL SELECT 'delayed', count(*) FROM {t} WHERE {late}"
+        f" UNION ALL SELECT 'pending', -count(*) FROM {t} WHERE {late}) AS c GROUP BY s HAVING sum(n) > 0"
+    )
+
+
+def summary_query(d: Dialect, *, statuses: bool = False) -> str:
+    """Jobs per queue, type and public status; with ``statuses``, only the
+    rows in those stored statuses (value ``statuses``), found on the status
+    index: the unfinished few of a table of a million finished jobs."""
+    where = f" WHERE {d.among('status', 'statuses')}" if statuses else ""
+    return (
+        f"SELECT queue, type, {public_status(d.now)} AS s, count(*) FROM {d.table}{where}"
+        f" GROUP BY queue, type, s ORDER BY queue, type, s"
+    )
+
+
+def throughput_query(d: Dialect) -> str:
+    """Completed and failed jobs per minute, from ``since`` on."""
+    t, since = d.table, d.value("since")
+    return (
+        f"SELECT minute, sum(done), sum(failed) FROM ("
+        f"SELECT completed_at / 60000 * 60000 AS minute, 1 AS done, 0 AS failed FROM {t}"
+        f" WHERE status = 'completed' AND completed_at >= {since}"
+        f" UNION ALL SELECT failed_at / 60000 * 60000, 0, 1 FROM {t}"
+        f" WHERE status = 'failed' AND failed_at >= {since}) AS finished GROUP BY minute ORDER BY minute"
+    )
+
+
+def list_jobs_queries(
+    d: Dialect,
+    *,
+    statuses: Collection[str] | None,
+    types: Collection[str] | None,
+    queues: Collection[str] | None,
+    newest_first: bool,
+    search: Any = None,
+    after: bool = False,
+) -> tuple[str, str, dict[str, Any]]:
+    """A page of jobs by created_at (ties by id; values ``limit`` and
+    ``offset``), the count of all that match, and the values of the filters.
+    ``statuses`` are public ones: ``delayed`` and ``pending`` apart;
+    ``search`` (a :class:`~jobq.store.base.Search`) adds its filters.
+    ``after``: the page starts past the row (values ``after_at``,
+    ``after_id``) in the page's order, a keyset cursor that an index walks
+    to, where an offset counts every row before it."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if statuses is not None:
+        either: list[str] = []
+        if "pending" in statuses:
+            either.append(f"({ready(d.now)})")
+        if "delayed" in statuses:
+            either.append(f"({delayed(d.now)})")
+        stored = sorted(set(statuses) - {"pending", "delayed"})
+        if stored:
+            either.append(d.among("status", "statuses"))
+            params["statuses"] = d.array(stored)
+        clauses.append("(" + (" OR ".join(either) or "1 = 0") + ")")
+    for column, values in (("type", types), ("queue", queues)):
+        if values is not None:
+            clauses.append(d.among(column, column + "s"))
+            params[column + "s"] = d.array(list(values))
+    if search is not None:
+        clauses += search_clauses(d, search, params)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    direction = "DESC" if newest_first else "ASC"
+    page_where = where
+    if after:
+        past = f"(created_at, id) {'<' if newest_first else '>'} ({d.value('after_at')}, {d.value('after_id')})"
+        page_where = f"{where} AND {past}" if where else f" WHERE {past}"
+    page = (
+        f"SELECT {COLUMNS} FROM {d.table}{page_where}"
+        f" ORDER BY created_at {direction}, id {direction} LIMIT {d.value('limit')} OFFSET {d.value('offset')}"
+    )
+    return page, f"SELECT count(*) FROM {d.table}{where}", params

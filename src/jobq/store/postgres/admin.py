@@ -149,7 +149,7 @@ class AdminVerbs(PostgresCore):
 
     @resilient()
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
-        query = lambda: q.count_by_status_query(DIALECT)  # noqa: E731
+        query = lambda: ops_sql.count_by_status_query(DIALECT)  # noqa: E731
         rows = await self._fetchall("count_by_status", query, {"now": self._now(now_ms)})
         return {status: int(count) for status, count in rows}
 
@@ -167,7 +167,7 @@ class AdminVerbs(PostgresCore):
         search: Search | None = None,
         after: tuple[int, str] | None = None,
     ) -> tuple[list[JobRecord], int]:
-        page, count, values = q.list_jobs_queries(
+        page, count, values = ops_sql.list_jobs_queries(
             DIALECT, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search,
             after=after is not None,
         )
@@ -188,12 +188,12 @@ class AdminVerbs(PostgresCore):
         among = statuses is not None
         values = {"now": self._now(now_ms), "statuses": list(statuses or ())}
         name = "summary_among" if among else "summary"
-        rows = await self._fetchall(name, lambda: q.summary_query(DIALECT, statuses=among), values)
+        rows = await self._fetchall(name, lambda: ops_sql.summary_query(DIALECT, statuses=among), values)
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
     @resilient()
     async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        rows = await self._fetchall("throughput", lambda: q.throughput_query(DIALECT), {"since": since_ms})
+        rows = await self._fetchall("throughput", lambda: ops_sql.throughput_query(DIALECT), {"since": since_ms})
         return [(int(m), int(d), int(f)) for m, d, f in rows]
 
     @resilient()

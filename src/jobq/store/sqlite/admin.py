@@ -119,7 +119,7 @@ class AdminVerbs(SQLiteCore):
         return int(row[0])
 
     async def count_by_status(self, *, now_ms: int) -> dict[str, int]:
-        sql = self._q("count_by_status", lambda: q.count_by_status_query(self._d))
+        sql = self._q("count_by_status", lambda: ops_sql.count_by_status_query(self._d))
         rows = await self.db.read(lambda c: c.execute(sql, {"now": now_ms}).fetchall())
         return {status: count for status, count in rows}
 
@@ -136,7 +136,7 @@ class AdminVerbs(SQLiteCore):
         search: Search | None = None,
         after: tuple[int, str] | None = None,
     ) -> tuple[list[JobRecord], int]:
-        page, count, values = q.list_jobs_queries(
+        page, count, values = ops_sql.list_jobs_queries(
             self._d, statuses=statuses, types=types, queues=queues, newest_first=newest_first, search=search,
             after=after is not None,
         )
@@ -154,13 +154,13 @@ class AdminVerbs(SQLiteCore):
         self, *, now_ms: int, statuses: Collection[str] | None = None
     ) -> list[tuple[str, str, str, int]]:
         among = statuses is not None
-        sql = self._q(("summary", among), lambda: q.summary_query(self._d, statuses=among))
+        sql = self._q(("summary", among), lambda: ops_sql.summary_query(self._d, statuses=among))
         values = {"now": now_ms, "statuses": json.dumps(list(statuses or ()))}
         rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
     async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        sql = self._q("throughput", lambda: q.throughput_query(self._d))
+        sql = self._q("throughput", lambda: ops_sql.throughput_query(self._d))
         rows = await self.db.read(lambda c: c.execute(sql, {"since": since_ms}).fetchall())
         return [(int(m), int(d), int(f)) for m, d, f in rows]
 
