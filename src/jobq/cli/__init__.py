@@ -270,7 +270,9 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
             raise UsageError(f"{sub.prog}: unknown option {name}{suggestion(name, known)} (see {sub.prog} --help)")
         raise UsageError(f"{sub.prog}: unexpected argument {word!r} (see {sub.prog} --help)")
     args.url = getattr(args, "url", None)
-    level = getattr(args, "log_level", None) or os.environ.get(LOG_LEVEL_ENV) or DEFAULT_LOG_LEVEL
+    chosen = getattr(args, "log_level", None) or os.environ.get(LOG_LEVEL_ENV)
+    args.log_level_chosen = bool(chosen)
+    level = chosen or DEFAULT_LOG_LEVEL
     if level.upper() not in LOG_LEVELS:
         raise UsageError(f"${LOG_LEVEL_ENV}={level!r}: the logging level is one of {', '.join(LOG_LEVELS)}")
     args.log_level = level.upper()

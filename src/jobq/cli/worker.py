@@ -540,6 +540,11 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
+    if not getattr(args, "log_level_chosen", False):
+        # The demo's failures are deliberate and its summary counts them: a
+        # line per retry and a traceback per final failure would bury the
+        # progress bar. `jobq --log-level INFO demo` shows them.
+        logging.getLogger("jobq.job").setLevel(logging.CRITICAL)
     for flag, value in (("--jobs", args.jobs), ("--concurrency", args.concurrency)):
         if value < 1:
             raise InvalidOption(f"{flag} must be at least 1, not {value}")
