@@ -53,6 +53,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         " sqlite-fast, postgres) and print the top entries",
     )  # fmt: skip
     parser.add_argument(
+        "--profile-processes", type=int, default=None, metavar="N",
+        help="with --profile: N processes draining one queue together, each profiled, with where each"
+        " thread's time went (idle, SQL, waiting for the write lock, Python)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-postgres", action="store_true",
         help=f"leave out the postgres column even when {' or '.join(pg.ENV_VARS)} is set",
     )  # fmt: skip
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.profile:
-        from .profiling import run_profile
+        from .profiling import run_profile, run_profile_processes
 
         def say(line: str) -> None:
             print(line, flush=True)
@@ -116,13 +121,21 @@ def main(argv: list[str] | None = None) -> int:
             server = pg.Server(*found)
             schema, url = server.fresh()
             try:
-                run_profile(counts.process_jobs, concurrencies[0], "full", say, postgres_url=url)
+                if args.profile_processes:
+                    run_profile_processes(
+                        counts.process_jobs, concurrencies[0], args.profile_processes, "full", say, postgres_url=url
+                    )
+                else:
+                    run_profile(counts.process_jobs, concurrencies[0], "full", say, postgres_url=url)
             finally:
                 server.drop(schema)
                 server.close()
             return 0
         durability = "fast" if args.backend and "sqlite-fast" in args.backend else "full"
-        run_profile(counts.process_jobs, concurrencies[0], durability, say)
+        if args.profile_processes:
+            run_profile_processes(counts.process_jobs, concurrencies[0], args.profile_processes, durability, say)
+        else:
+            run_profile(counts.process_jobs, concurrencies[0], durability, say)
         return 0
 
     postgres: pg.Server | None = None

@@ -78,25 +78,36 @@ def _tail(log: Any) -> str:
     return log.read().decode(errors="replace")[-2000:]
 
 
-def drain_window(url: str) -> tuple[int, int]:
-    """(first claim, last completion) in epoch ms, read from the jobs table."""
-    query = "SELECT min(started_at), max(completed_at) FROM {t} WHERE status = 'completed'"
+def _query_one(url: str, query: str) -> Any:
+    """The first row of ``query`` (``{t}``: the jobs table) on the database at ``url``."""
     if url.startswith("sqlite:"):
         path = url.split("://", 1)[1].split("?", 1)[0][1:]
         conn = sqlite3.connect(path)
         try:
-            first, last = conn.execute(query.format(t="jobs")).fetchone()
+            return conn.execute(query.format(t="jobs")).fetchone()
         finally:
             conn.close()
-    else:
-        import psycopg
+    import psycopg
 
-        from .pg import admin_dsn
-        from .raw import PG_TABLE
+    from .pg import admin_dsn
+    from .raw import PG_TABLE
 
-        with psycopg.connect(admin_dsn(url)) as conn:
-            first, last = conn.execute(query.format(t=PG_TABLE)).fetchone()  # type: ignore[misc]
+    with psycopg.connect(admin_dsn(url)) as conn:
+        return conn.execute(query.format(t=PG_TABLE)).fetchone()  # type: ignore[arg-type]
+
+
+def drain_window(url: str) -> tuple[int, int]:
+    """(first claim, last completion) in epoch ms, read from the jobs table."""
+    first, last = _query_one(url, "SELECT min(started_at), max(completed_at) FROM {t} WHERE status = 'completed'")
     return int(first), int(last)
+
+
+def unfinished(url: str) -> bool:
+    """Whether a job still waits or runs: one seek on the status index, where
+    :meth:`jobq.Queue.counts` reads every row's status (15 ms at 20,000 jobs
+    on SQLite, which polled every 50 ms took a third of a core from the
+    processes measured)."""
+    return _query_one(url, "SELECT 1 FROM {t} WHERE status IN ('pending', 'processing') LIMIT 1") is not None
 
 
 async def process_processes(url: str, n: int, processes: int, concurrency: int, timeout: float) -> dict[str, Any]:
@@ -113,15 +124,16 @@ async def process_processes(url: str, n: int, processes: int, concurrency: int, 
         )  # fmt: skip
         started = time.perf_counter()
         try:
-            completed = 0
-            while completed < n:
+            while unfinished(url):
                 if proc.poll() is not None:
                     raise RuntimeError(f"jobq worker exited with {proc.returncode}: {_tail(log)}")
                 if time.perf_counter() - started > timeout:
-                    raise RuntimeError(f"only {completed} of {n} jobs completed within {timeout:g} s")
+                    raise RuntimeError(f"the {n} jobs were not all completed within {timeout:g} s")
                 await asyncio.sleep(POLL)
-                completed = (await queue.counts())[jobq.JobStatus.COMPLETED]
             wall = time.perf_counter() - started
+            completed = (await queue.counts())[jobq.JobStatus.COMPLETED]
+            if completed != n:
+                raise RuntimeError(f"expected {n} completed jobs, the queue counts {completed}")
         finally:
             code = _stop(proc)
             log.close()

@@ -43,6 +43,8 @@ PAIRED = {
     # the same beside a backlog of jobs not yet due, of a higher priority
     "backlog_claim_cost": ("backlog_claim_empty", "backlog_claim_big"),
     "backlog_process_cost": ("backlog_process_empty", "backlog_process_big"),
+    # several worker processes against one with as many jobs in flight
+    "processes_ratio": ("processes_cli", "processes_cli_one"),
 }
 
 
@@ -138,6 +140,8 @@ def _rows(
         ("task_process", f"task process, 1 worker, concurrency {TASK_CONCURRENCY}", "jobs/s"),
         ("ratio_task_process", f"  task process / process, concurrency {TASK_CONCURRENCY}", "ratio"),
         ("processes_cli", f"process, jobq worker --processes {counts.processes}", "jobs/s"),
+        ("processes_cli_one", "process, jobq worker, one process", "jobs/s"),
+        ("processes_ratio", f"  --processes {counts.processes} / one process", "ratio"),
         ("latency_p50", f"enqueue->start p50 @ {counts.latency_rate:g}/s", "ms"),
         ("latency_p99", f"enqueue->start p99 @ {counts.latency_rate:g}/s", "ms"),
         ("raw_insert", "raw INSERT, 1 per txn", "rows/s"),
@@ -278,7 +282,11 @@ def _notes(
     if "processes_cli" in med:
         notes.append(
             f"--processes {counts.processes}: the CLI and its supervisor, concurrency {concurrencies[0]} per"
-            " process; rate over first claim -> last completion as stored (start-up excluded)."
+            " process; rate over first claim -> last completion as stored (start-up excluded);"
+        )
+        notes.append(
+            f"  one process: the same command at concurrency {concurrencies[0] * counts.processes}"
+            " (as many jobs in flight)."
         )
     if "claim_big" in med:
         notes.append(

@@ -358,16 +358,20 @@ class Bench:
         )  # fmt: skip
 
     def processes(self, backend: str, run: int) -> None:
-        """``jobq worker --processes N`` (the CLI and its supervisor) on a prefilled queue."""
+        """``jobq worker --processes N`` (the CLI and its supervisor) on a
+        prefilled queue, then one process with as many jobs in flight (its
+        concurrency N times as high), so the ratio is what the other
+        processes add, not more concurrency."""
         n, count, c = self.counts.process_jobs, self.counts.processes, self.concurrencies[0]
         timeout = 60 + n / 100
-        self._measure(
-            "processes_cli", backend, run,
-            lambda url: run_child(
-                "cli_workers.process_processes", timeout + 60, url=url, n=n, processes=count,
-                concurrency=c, timeout=timeout,
-            ),
-        )  # fmt: skip
+        for metric, processes, concurrency in (("processes_cli", count, c), ("processes_cli_one", 1, c * count)):
+            self._measure(
+                metric, backend, run,
+                lambda url, processes=processes, concurrency=concurrency: run_child(
+                    "cli_workers.process_processes", timeout + 60, url=url, n=n, processes=processes,
+                    concurrency=concurrency, timeout=timeout,
+                ),
+            )  # fmt: skip
 
     def latency(self, backend: str, run: int) -> None:
         n, rate = self.counts.latency_jobs, self.counts.latency_rate

@@ -141,6 +141,10 @@ async def enqueue_batch(url: str, n: int, size: int) -> dict[str, Any]:
 
 # -- 3. one processor draining a full queue --------------------------------
 
+#: Seconds between the checks a process of :func:`process_shared` makes
+#: for jobs still to run.
+SHARED_POLL = 0.05
+
 
 class _Profilers:
     """cProfile on the event-loop thread and, for SQLite, on the store's one
@@ -181,6 +185,43 @@ async def process(
         processor.handle(JOB_TYPE, noop)
         seconds = await drain(queue, processor, n, timeout, profile)
     return {"n": n, "concurrency": concurrency, "seconds": seconds, "rate": n / seconds}
+
+
+async def process_shared(
+    url: str, n: int, concurrency: int, timeout: float, start_at: float, profile: str | None = None
+) -> dict[str, Any]:
+    """One of several processes draining the same ``n`` prefilled jobs, each
+    with its processor started at ``start_at`` (epoch seconds, so they start
+    together), until the queue counts all ``n`` completed; ``mine`` is how
+    many this process ran. Under cProfile with ``profile``."""
+    from .cli_workers import unfinished  # cli_workers imports this module
+
+    async with jobq.connect(url) as queue:
+        processor = jobq.JobProcessor(queue, concurrency=concurrency)
+        mine = 0
+
+        async def noop(job: jobq.Job[Any]) -> None:
+            nonlocal mine
+            mine += 1
+
+        processor.handle(JOB_TYPE, noop)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        profilers = _Profilers(queue, profile) if profile else None
+        if profilers:
+            profilers.start()
+        started = time.perf_counter()
+        await processor.start()
+        try:
+            while unfinished(url):
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"the jobs were not all completed within {timeout:g} s")
+                await asyncio.sleep(SHARED_POLL)
+            seconds = time.perf_counter() - started
+        finally:
+            if profilers:
+                profilers.stop()
+            await processor.stop()
+    return {"n": n, "mine": mine, "concurrency": concurrency, "seconds": seconds, "rate": n / seconds}
 
 
 async def drain(
