@@ -327,18 +327,34 @@ class Queue(RescueVerbs, SteeringVerbs, AdminVerbs):
         lost_below: int | None = None,
         lost_from: int | None = None,
         exclude_queues: Collection[str] = (),
+        synced: bool = True,
     ) -> tuple[list[JobqError | None], list[Job[Any]]]:
         """:meth:`settle` then :meth:`claim` (without the sweep), in one
         transaction where the store allows. Returns each transition's error
         (or ``None``) and the claimed jobs. ``lost_below`` / ``lost_from``:
         only jobs whose worker was lost fewer / at least that many times.
-        ``exclude_queues``: named queues not to take from (paused ones)."""
+        ``exclude_queues``: named queues not to take from (paused ones).
+        ``synced=False``: where commits and syncs can be apart (SQLite at
+        durability "full"), return before the settled transitions are
+        synced; the caller awaits :meth:`sync` before it reports them."""
         now_ms = self.now_ms()
         request = self._claim_request(
-            now_ms, limit, queues, exclude_types, lease, owner, limits, lost_below, lost_from, exclude_queues
-        )
+            now_ms, limit, queues, exclude_types, lease, owner, limits, lost_below, lost_from, exclude_queues,
+            settle_synced=synced,
+        )  # fmt: skip
         settled, records = await self.store.settle_and_claim(settling, request)
         return self._settled(settling, settled), await self._claimed_jobs(records, now_ms)
+
+    @property
+    def syncs_apart(self) -> bool:
+        """Whether :meth:`settle_and_claim` with ``synced=False`` may return
+        before its writes are durable (then :meth:`sync` makes them so)."""
+        return self.store.syncs_apart
+
+    async def sync(self) -> None:
+        """Makes every write committed so far durable (SQLite at durability
+        "full" syncs its WAL; elsewhere a commit already is)."""
+        await self.store.sync()
 
     async def settle(self, settling: Sequence[Transition]) -> list[JobqError | None]:
         """Writes transitions decided by their caller (see
@@ -381,6 +397,7 @@ class Queue(RescueVerbs, SteeringVerbs, AdminVerbs):
         lost_below: int | None = None,
         lost_from: int | None = None,
         exclude_queues: Collection[str] = (),
+        settle_synced: bool = True,
     ) -> ClaimRequest:
         codec.check_names(queues, "queues")
         codec.check_names(exclude_types, "exclude_types")
@@ -397,6 +414,7 @@ class Queue(RescueVerbs, SteeringVerbs, AdminVerbs):
             lost_below=lost_below,
             lost_from=lost_from,
             exclude_queues=exclude_queues,
+            settle_synced=settle_synced,
         )
 
     async def _claimed_jobs(self, records: list[JobRecord], now_ms: int) -> list[Job[Any]]:

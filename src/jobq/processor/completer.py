@@ -85,6 +85,8 @@ class Completer:
         self._waiting: list[Outcome] = []
         self._writer: asyncio.Task[None] | None = None
         self._deferred = False
+        #: Batches written but not yet synced (see :meth:`settle_when_synced`).
+        self._syncing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -162,6 +164,28 @@ class Completer:
                 report(outcome, error)
             else:
                 self._report(outcome, error)
+
+    def settle_when_synced(self, batch: Batch, errors: list[JobqError | None]) -> None:
+        """:meth:`settle`, once the store has synced the transaction that
+        wrote ``batch`` (committed by ``settle_and_claim(synced=False)``):
+        nothing is reported done before it is durable, while the claim loop
+        goes on with the jobs that transaction claimed."""
+        if not batch[0]:
+            return
+        task = asyncio.get_running_loop().create_task(self._settle_when_synced(batch, errors))
+        self._syncing.add(task)
+        task.add_done_callback(self._syncing.discard)
+
+    async def _settle_when_synced(self, batch: Batch, errors: list[JobqError | None]) -> None:
+        try:
+            await self.queue.sync()
+        except BaseException as exc:  # the sync failed (or was cancelled): nothing is known durable
+            for outcome in batch[0]:
+                self._report(outcome, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.settle(batch, errors)
 
     def give_back(self, batch: Batch) -> None:
         """Returns outcomes whose write failed along with something else (a
@@ -259,10 +283,13 @@ class Completer:
         await asyncio.sleep(pause)
 
     async def drain(self) -> None:
-        """Waits until every outcome handed in so far is written."""
+        """Waits until every outcome handed in so far is written (and synced)."""
         self.flush()
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+        while self._writer is not None or self._syncing:
+            if self._writer is not None:
+                await asyncio.shield(self._writer)
+            if self._syncing:
+                await asyncio.wait(set(self._syncing))
 
 
 # -- reporting -------------------------------------------------------------------

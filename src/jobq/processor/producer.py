@@ -320,16 +320,22 @@ class Producer:
         # one alone when this worker empties for one.
         lost_below = self.suspect_after if self.running else None
         lost_from = self.suspect_after if self._isolating else None
+        # Where a commit and its sync can be apart, the claimed jobs start
+        # while the settled outcomes are synced, then reported.
+        apart = self.queue.syncs_apart
         try:
             errors, jobs = await self.queue.settle_and_claim(
                 batch[1], limit, queues=queues, exclude_types=closed, owner=self.worker_id,
                 limits=self.config.limits, lost_below=lost_below, lost_from=lost_from,
-                exclude_queues=self.paused if queues is None else (),
+                exclude_queues=self.paused if queues is None else (), synced=not apart,
             )  # fmt: skip
         except BaseException:
             completer.give_back(batch)
             raise
-        completer.settle(batch, errors)
+        if apart:
+            completer.settle_when_synced(batch, errors)
+        else:
+            completer.settle(batch, errors)
         return jobs
 
     # -- waiting ------------------------------------------------------------

@@ -55,6 +55,11 @@ class ClaimRequest:
     lost_below: int | None = None
     #: Only jobs whose worker was lost at least this many times (``None``: any).
     lost_from: int | None = None
+    #: ``False``: :meth:`WorkerStore.settle_and_claim` may return before
+    #: what it settled is durable, and the caller awaits
+    #: :meth:`WorkerStore.sync` before it tells anyone (see
+    #: :attr:`WorkerStore.syncs_apart`).
+    settle_synced: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,21 @@ class WorkerStore(Protocol):
         """:meth:`settle` (at ``request.now_ms``), then :meth:`claim`; returns
         both outcomes. A worker's hot path: a store that can should do both in
         one transaction, so finishing a batch and taking the next cost one
-        commit."""
+        commit. With ``request.settle_synced`` false, a store whose
+        :attr:`syncs_apart` is true returns once the transaction is
+        committed, before it is synced: the claimed jobs start while the
+        disk syncs, and the caller reports the settled outcomes after
+        :meth:`sync`."""
+        ...
+
+    #: Whether a commit and its sync can be apart (SQLite at durability
+    #: "full"): then :meth:`settle_and_claim` may leave its sync to
+    #: :meth:`sync`. Elsewhere a commit is durable when it returns.
+    syncs_apart: bool
+
+    async def sync(self) -> None:
+        """Makes every transaction this store committed so far durable (a
+        no-op where commits are durable when they return)."""
         ...
 
     async def extend_leases(self, leases: Sequence[tuple[str, str]], *, until_ms: int) -> set[str]:

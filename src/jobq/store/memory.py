@@ -33,6 +33,7 @@ _DelayedEntry = tuple[int, int, str, int]  # process_at, seq, id, version
 
 class MemoryStore:
     name = "memory"
+    syncs_apart = False  # nothing to sync
 
     def __init__(self) -> None:
         self._jobs: dict[str, JobRecord] = {}
@@ -160,6 +161,9 @@ class MemoryStore:
     ) -> tuple[list[Settled], list[JobRecord]]:
         """Nothing to commit: the two verbs one after the other."""
         return await settle_then_claim(self, transitions, request)
+
+    async def sync(self) -> None:
+        return None
 
     async def peek(self, *, now_ms: int, queues: Sequence[str] | None = None) -> JobRecord | None:
         with self._lock:

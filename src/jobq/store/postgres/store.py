@@ -88,6 +88,7 @@ class PostgresStore(AdminVerbs):
     :class:`~jobq.store.base.ClockedStore`."""
 
     name = "postgres"
+    syncs_apart = False  # a commit returns once the server has synced it
 
     async def _settle_insert(
         self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -209,6 +210,9 @@ class PostgresStore(AdminVerbs):
         if transitions and not request.limits:
             return await self._settle_and_claim(transitions=transitions, request=request)
         return await settle_then_claim(self, transitions, request)
+
+    async def sync(self) -> None:
+        return None
 
     @resilient(retry_if=lambda kwargs: _repeatable(kwargs["transitions"]))
     async def _settle_and_claim(

@@ -247,11 +247,18 @@ class Database:
         if self.durability != "full":
             return await self.write(do)
         result = await self._run(self._write_unsynced, do, write=True, inline=False)
+        await self.sync()
+        return result
+
+    async def sync(self) -> None:
+        """Syncs the WAL, from a thread of its own: every transaction
+        committed before the call is durable when it returns. Calls made
+        while one sync runs wait on the sync thread for the next, which
+        then finds little or nothing left to write."""
         if self.closed:  # closed meanwhile: its sync thread takes no more work
             await asyncio.to_thread(self._sync_wal)
         else:
             await asyncio.get_running_loop().run_in_executor(self._syncer, self._sync_wal)
-        return result
 
     def _sync_wal(self) -> None:
         try:

@@ -150,10 +150,21 @@ class SQLiteStore(AdminVerbs):
         def do(conn: sqlite3.Connection) -> tuple[list[Settled], list[Any]]:
             return settle(conn), conn.execute(sql, values).fetchall()
 
-        # What is settled must be synced; a claim alone need not be.
-        settled, rows = await (self.db.write if transitions else self.db.write_unsynced)(do)
+        # What is settled must be synced; a claim alone need not be. Left
+        # to the caller (settle_synced false), the sync runs apart while the
+        # claimed jobs start, and the commit holds the write lock for no sync.
+        unsynced = not transitions or not request.settle_synced
+        settled, rows = await (self.db.write_unsynced if unsynced else self.db.write)(do)
         self._announce(transitions, settled)
         return settled, claimed(rows)
+
+    @property
+    def syncs_apart(self) -> bool:
+        return self.durability == "full"
+
+    async def sync(self) -> None:
+        if self.durability == "full":
+            await self.db.sync()
 
     async def settle(
         self, transitions: Sequence[Transition], *, now_ms: int, returning: bool = False
