@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import pstats
 import shutil
@@ -25,7 +24,7 @@ from typing import Any
 import jobq
 
 from .report import RESULTS_DIR
-from .runner import _child_cmd, _child_env, _parse, make_workdir, run_child, ROOT
+from .runner import ROOT, _child_cmd, _child_env, _parse, make_workdir, run_child
 from .workloads import _preload
 
 #: Where a thread's time goes, by the built-ins that spend it. A thread's

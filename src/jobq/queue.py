@@ -335,8 +335,9 @@ class Queue(RescueVerbs, SteeringVerbs, AdminVerbs):
         only jobs whose worker was lost fewer / at least that many times.
         ``exclude_queues``: named queues not to take from (paused ones).
         ``synced=False``: where commits and syncs can be apart (SQLite at
-        durability "full"), return before the settled transitions are
-        synced; the caller awaits :meth:`sync` before it reports them."""
+        durability "full": ``store.syncs_apart``), return before the settled
+        transitions are synced; the caller awaits ``store.sync()`` before it
+        reports them."""
         now_ms = self.now_ms()
         request = self._claim_request(
             now_ms, limit, queues, exclude_types, lease, owner, limits, lost_below, lost_from, exclude_queues,
@@ -344,17 +345,6 @@ class Queue(RescueVerbs, SteeringVerbs, AdminVerbs):
         )  # fmt: skip
         settled, records = await self.store.settle_and_claim(settling, request)
         return self._settled(settling, settled), await self._claimed_jobs(records, now_ms)
-
-    @property
-    def syncs_apart(self) -> bool:
-        """Whether :meth:`settle_and_claim` with ``synced=False`` may return
-        before its writes are durable (then :meth:`sync` makes them so)."""
-        return self.store.syncs_apart
-
-    async def sync(self) -> None:
-        """Makes every write committed so far durable (SQLite at durability
-        "full" syncs its WAL; elsewhere a commit already is)."""
-        await self.store.sync()
 
     async def settle(self, settling: Sequence[Transition]) -> list[JobqError | None]:
         """Writes transitions decided by their caller (see

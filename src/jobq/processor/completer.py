@@ -68,6 +68,12 @@ MAX_BATCH = 256  # outcomes written in one transaction at most
 WRITE_RETRY_MIN = 0.05  # seconds; the first pause after a write the store refused (it doubles)
 WRITE_RETRY_MAX = 2.0  # seconds; the longest pause between tries of a write
 
+#: Batches written with a claim whose sync may still run at once (see
+#: :meth:`Completer.settle_when_synced`): enough that the claim loop never
+#: waits for a disk that keeps up, few enough that a slow one holds back
+#: only a few batches' reports.
+MAX_UNSYNCED = 4
+
 #: Called once per outcome once written: ``None``, or the error it met.
 Report = Callable[[Outcome, BaseException | None], None]
 #: Outcomes taken to be written, and their transitions (same order).
@@ -176,9 +182,17 @@ class Completer:
         self._syncing.add(task)
         task.add_done_callback(self._syncing.discard)
 
+    async def synced(self, below: int = 1) -> None:
+        """Waits until fewer than ``below`` written batches wait for their
+        sync (``1``: none). The claim loop waits here for fewer than
+        :data:`MAX_UNSYNCED` before its next transaction, so the outcomes
+        not yet reported stay few however slow the disk."""
+        while len(self._syncing) >= below:
+            await asyncio.wait(set(self._syncing), return_when=asyncio.FIRST_COMPLETED)
+
     async def _settle_when_synced(self, batch: Batch, errors: list[JobqError | None]) -> None:
         try:
-            await self.queue.sync()
+            await self.queue.store.sync()
         except BaseException as exc:  # the sync failed (or was cancelled): nothing is known durable
             for outcome in batch[0]:
                 self._report(outcome, exc)
@@ -288,8 +302,7 @@ class Completer:
         while self._writer is not None or self._syncing:
             if self._writer is not None:
                 await asyncio.shield(self._writer)
-            if self._syncing:
-                await asyncio.wait(set(self._syncing))
+            await self.synced()
 
 
 # -- reporting -------------------------------------------------------------------

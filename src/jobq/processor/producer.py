@@ -58,7 +58,7 @@ from ..events import ProcessorMetrics
 from ..job import Job
 from ..keylimits import wait_hint
 from ..queue import Queue
-from .completer import Completer
+from .completer import MAX_UNSYNCED, Completer
 from .config import ProcessorConfig
 from .executor import Kind, Outcome, Running
 from .leases import LeaseKeeper
@@ -313,6 +313,7 @@ class Producer:
     async def _claim(self, limit: int, queues: Sequence[str] | None, closed: list[str]) -> list[Job[Any]]:
         """One claim, carrying the outcomes waiting to be written."""
         completer = self.completer
+        await completer.synced(below=MAX_UNSYNCED)
         batch = completer.take()
         if len(completer):
             completer.flush()  # more than one batch waits: the writer takes the rest
@@ -322,7 +323,7 @@ class Producer:
         lost_from = self.suspect_after if self._isolating else None
         # Where a commit and its sync can be apart, the claimed jobs start
         # while the settled outcomes are synced, then reported.
-        apart = self.queue.syncs_apart
+        apart = self.queue.store.syncs_apart
         try:
             errors, jobs = await self.queue.settle_and_claim(
                 batch[1], limit, queues=queues, exclude_types=closed, owner=self.worker_id,

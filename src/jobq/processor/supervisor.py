@@ -204,15 +204,16 @@ def watch_supervisor(pid: int, on_lost: Callable[[], None]) -> threading.Thread:
 
 
 def recycle_after(processor: Any, max_jobs: int, on_limit: Callable[[], None]) -> None:
-    """Calls ``on_limit`` once when ``processor`` has finished ``max_jobs``
-    jobs (completed, failed, retried, snoozed or cancelled)."""
-    done = 0
+    """Calls ``on_limit`` once when ``processor`` has started ``max_jobs``
+    jobs: the stop it makes lets them finish. Counted at the start, not at
+    the report of each outcome, which comes once its write is synced: by
+    then the claim loop may have taken more."""
+    started = 0
 
     def count(_event: Any) -> None:
-        nonlocal done
-        done += 1
-        if done == max_jobs:
+        nonlocal started
+        started += 1
+        if started == max_jobs:
             on_limit()
 
-    for name in ("job_completed", "job_failed", "job_retry", "job_snoozed", "job_cancelled"):
-        processor.on(name, count)
+    processor.on("job_started", count)

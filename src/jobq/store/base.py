@@ -140,10 +140,12 @@ class WorkerStore(Protocol):
         :meth:`sync`."""
         ...
 
-    #: Whether a commit and its sync can be apart (SQLite at durability
-    #: "full"): then :meth:`settle_and_claim` may leave its sync to
-    #: :meth:`sync`. Elsewhere a commit is durable when it returns.
-    syncs_apart: bool
+    @property
+    def syncs_apart(self) -> bool:
+        """Whether a commit and its sync can be apart (SQLite at durability
+        "full"): then :meth:`settle_and_claim` may leave its sync to
+        :meth:`sync`. Elsewhere a commit is durable when it returns."""
+        ...
 
     async def sync(self) -> None:
         """Makes every transaction this store committed so far durable (a

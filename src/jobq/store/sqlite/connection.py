@@ -7,7 +7,9 @@
   that way and never switches.
 - Every write is one short ``BEGIN IMMEDIATE`` transaction: it takes the write
   lock up front, so two writers never deadlock upgrading read locks. Waits for
-  the lock go through SQLite's busy handler, then a bounded retry; a caller
+  the lock go through SQLite's busy handler, then a bounded retry (the
+  database thread's waits, the hot path's, are short sleeps in Python
+  instead: see :data:`LOCK_PAUSE`); a caller
   sees :class:`~jobq.errors.StoreUnavailable` only after ``busy_timeout``
   seconds, never "database is locked".
 - Durability: ``"full"`` (the default) syncs the WAL on every commit that
@@ -15,7 +17,10 @@
   failures, cancellations. A claim alone is not synced (:meth:`Database.write_unsynced`):
   if a power loss undoes it, the job is waiting again, which is what its
   lease expiring would have made it (the worker went down with the machine);
-  the next synced commit makes it durable anyway. ``"fast"``
+  the next synced commit makes it durable anyway. A worker's completions,
+  written with its next claim (``settle_and_claim`` with
+  ``settle_synced=False``), are committed without a sync and synced apart
+  (:meth:`Database.sync`) before the processor reports them. ``"fast"``
   (``synchronous=NORMAL``) syncs only at checkpoints: an application or
   worker crash still loses nothing, but a power loss or OS crash can lose the
   last transactions committed before it (enqueues, completions; a lost
@@ -54,6 +59,14 @@ DURABILITY_MODES: dict[str, str] = {"full": "FULL", "fast": "NORMAL"}
 BUSY_TIMEOUT = 30.0  # seconds a write may wait for the lock before giving up
 MAX_BUSY_TIMEOUT = 86_400.0  # seconds: the longest busy_timeout accepted (a day)
 BUSY_HANDLER_MS = 5_000  # one wait inside SQLite's busy handler, in milliseconds
+#: The database thread's waits for the write lock, in seconds: the first, and
+#: the longest it doubles to. SQLite's busy handler sleeps 1 ms, then 2, 5,
+#: 10 ms and more; a worker's transaction holds the lock a fraction of a
+#: millisecond, so two worker processes taking turns would each spend most of
+#: their time asleep. The database thread's connection has no busy handler
+#: and retries on these shorter waits instead.
+LOCK_PAUSE = 0.0001
+MAX_LOCK_PAUSE = 0.002
 #: Threads running reads asked for off the loop: a slow count (the
 #: overview's, in the background) leaves the other threads to the other reads.
 READER_THREADS = 3
@@ -156,7 +169,7 @@ class Database:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite")
         #: Where :meth:`write_then_sync` waits for the disk, off the database thread.
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobq-sqlite-sync")
-        self._conn = self.connect()
+        self._conn = self.connect(busy_ms=0)
         #: The reader threads and their connections (one each: WAL readers
         #: run side by side), made on the first read asked for off the loop
         #: (see :meth:`read`).
@@ -289,13 +302,16 @@ class Database:
 
     # -- on the database thread (or before there is a loop) --------------------
 
-    def _retry_busy(self, fn: Callable[[], R], conn: sqlite3.Connection | None = None) -> R:
+    def _retry_busy(
+        self, fn: Callable[[], R], conn: sqlite3.Connection | None = None, *, polled: bool = False
+    ) -> R:
         """Runs ``fn``, again while the database is busy, for ``busy_timeout``
         seconds in all. One wait in SQLite's busy handler lasts up to
         :data:`BUSY_HANDLER_MS`, so the try that would outlast the deadline
-        gets a handler that waits only the time left (on ``conn``, the
-        database thread's connection; restored after)."""
-        handler_ms = min(BUSY_HANDLER_MS, self._timeout_ms)
+        gets a handler that waits only the time left (on ``conn``; restored
+        after). ``polled``: ``conn`` is the database thread's, which has no
+        handler and waits :data:`LOCK_PAUSE` and more between tries."""
+        handler_ms = 0 if polled else min(BUSY_HANDLER_MS, self._timeout_ms)
         shortened: list[bool] = []
         try:
             return self._retry_busy_until(fn, conn, time.monotonic() + self.busy_timeout, handler_ms, shortened)
@@ -311,7 +327,7 @@ class Database:
         handler_ms: int,
         shortened: list[bool],
     ) -> R:
-        pause = 0.001
+        pause, longest = (LOCK_PAUSE, MAX_LOCK_PAUSE) if handler_ms == 0 else (0.001, 0.05)
         while True:
             try:
                 return fn()
@@ -321,7 +337,7 @@ class Database:
                     # reading is paid for only by the statement that met it.
                     conn.text_factory = _lenient_text
                     try:
-                        return self._retry_busy(fn, conn)
+                        return self._retry_busy(fn, conn, polled=handler_ms == 0)
                     finally:
                         conn.text_factory = str
                 if not is_busy(exc):
@@ -331,7 +347,7 @@ class Database:
                         f"SQLite database {self.path!r} stayed locked for {self.busy_timeout:g} s"
                     ) from None
                 time.sleep(pause)
-                pause = min(pause * 2, 0.05)
+                pause = min(pause * 2, longest)
                 left_ms = int((deadline - time.monotonic()) * 1000)
                 if conn is not None and left_ms < handler_ms:
                     conn.execute(f"PRAGMA busy_timeout = {max(left_ms, 0)}")
@@ -366,7 +382,7 @@ class Database:
                 raise
             return result
 
-        return self._retry_busy(attempt, conn)
+        return self._retry_busy(attempt, conn, polled=True)
 
     def _write_unsynced(self, fn: Statement[R]) -> R:
         if self.durability != "full":
@@ -378,7 +394,7 @@ class Database:
             self._conn.execute("PRAGMA synchronous = FULL")
 
     def read_blocking(self, fn: Statement[R]) -> R:
-        return self._retry_busy(lambda: fn(self._conn), self._conn)
+        return self._retry_busy(lambda: fn(self._conn), self._conn, polled=True)
 
     # -- on the caller's thread ----------------------------------------------
 
