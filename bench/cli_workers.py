@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,6 +111,65 @@ def unfinished(url: str) -> bool:
     return _query_one(url, "SELECT 1 FROM {t} WHERE status IN ('pending', 'processing') LIMIT 1") is not None
 
 
+class Cores:
+    """The CPU the machine spent while workers drain, in cores (CPU seconds
+    over wall seconds): all of it, the worker command's processes, and the
+    PostgreSQL server's (the postmaster listening on the URL's port and its
+    backends; none for SQLite). Sampled by :meth:`sample` while the workers
+    run, since their processes' times go with them when they exit."""
+
+    def __init__(self, url: str, worker_pid: int) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._workers = psutil.Process(worker_pid)
+        self._server = self._find_server(url)
+        self._machine_start = psutil.cpu_times()
+        self._server_start = self._tree_seconds(self._server)
+        self._started = time.perf_counter()
+        self._seconds = (0.0, 0.0)  # the worker tree's and the server's, at the last sample
+
+    def _find_server(self, url: str) -> Any:
+        if url.startswith("sqlite:"):
+            return None
+        port = f"port={urllib.parse.urlsplit(url).port or 5432}"
+        for process in self._psutil.process_iter(["name", "cmdline"]):
+            if process.info["name"] == "postgres" and port in " ".join(process.info["cmdline"] or ()):
+                return process
+        return None
+
+    def _tree_seconds(self, root: Any) -> float:
+        if root is None:
+            return 0.0
+        total = 0.0
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except self._psutil.Error:
+            return 0.0
+        for process in tree:
+            try:
+                times = process.cpu_times()
+            except self._psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+    def sample(self) -> None:
+        self._seconds = (self._tree_seconds(self._workers), self._tree_seconds(self._server) - self._server_start)
+
+    def result(self) -> dict[str, float]:
+        wall = time.perf_counter() - self._started
+        end = self._psutil.cpu_times()
+        spent = {field: getattr(end, field) - getattr(self._machine_start, field) for field in end._fields}
+        total = sum(spent.values())
+        busy = (total - spent.get("idle", 0.0) - spent.get("iowait", 0.0)) / total if total else 0.0
+        return {
+            "cores_machine": busy * (self._psutil.cpu_count() or 1),
+            "cores_workers": self._seconds[0] / wall,
+            "cores_server": self._seconds[1] / wall,
+        }
+
+
 async def process_processes(url: str, n: int, processes: int, concurrency: int, timeout: float) -> dict[str, Any]:
     """Prefills ``n`` jobs, starts ``jobq worker --processes N`` and polls
     until all are completed. The figure is ``n`` over the window from the
@@ -123,14 +183,17 @@ async def process_processes(url: str, n: int, processes: int, concurrency: int, 
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
         started = time.perf_counter()
+        cores = Cores(url, proc.pid)
         try:
             while unfinished(url):
+                cores.sample()
                 if proc.poll() is not None:
                     raise RuntimeError(f"jobq worker exited with {proc.returncode}: {_tail(log)}")
                 if time.perf_counter() - started > timeout:
                     raise RuntimeError(f"the {n} jobs were not all completed within {timeout:g} s")
                 await asyncio.sleep(POLL)
             wall = time.perf_counter() - started
+            used = cores.result()
             completed = (await queue.counts())[jobq.JobStatus.COMPLETED]
             if completed != n:
                 raise RuntimeError(f"expected {n} completed jobs, the queue counts {completed}")
@@ -141,7 +204,7 @@ async def process_processes(url: str, n: int, processes: int, concurrency: int, 
     seconds = max(last - first, 1) / 1000
     return {
         "n": n, "processes": processes, "concurrency": concurrency, "seconds": seconds, "rate": n / seconds,
-        "wall_seconds": wall, "wall_rate": n / wall, "exit_code": code,
+        "wall_seconds": wall, "wall_rate": n / wall, "exit_code": code, **used,
     }  # fmt: skip
 
 

@@ -118,6 +118,15 @@ def _jobs(count: int) -> str:
     return f"{count:,}"
 
 
+def _cores_rows(metric: str) -> list[tuple[str, str, str]]:
+    """The CPU a worker command's run used (see :class:`bench.cli_workers.Cores`)."""
+    return [
+        (f"{metric}_cores_workers", "  CPU used by the worker processes", "cores"),
+        (f"{metric}_cores_server", "  CPU used by the database server", "cores"),
+        (f"{metric}_cores_machine", "  CPU used on the machine, in all", "cores"),
+    ]
+
+
 def _rows(
     counts: Counts, concurrencies: tuple[int, ...], med: dict[str, dict[str, float]]
 ) -> list[tuple[str, str, str]]:
@@ -140,7 +149,9 @@ def _rows(
         ("task_process", f"task process, 1 worker, concurrency {TASK_CONCURRENCY}", "jobs/s"),
         ("ratio_task_process", f"  task process / process, concurrency {TASK_CONCURRENCY}", "ratio"),
         ("processes_cli", f"process, jobq worker --processes {counts.processes}", "jobs/s"),
+        *_cores_rows("processes_cli"),
         ("processes_cli_one", "process, jobq worker, one process", "jobs/s"),
+        *_cores_rows("processes_cli_one"),
         ("processes_ratio", f"  --processes {counts.processes} / one process", "ratio"),
         ("latency_p50", f"enqueue->start p50 @ {counts.latency_rate:g}/s", "ms"),
         ("latency_p99", f"enqueue->start p99 @ {counts.latency_rate:g}/s", "ms"),
@@ -179,8 +190,8 @@ def _num(value: float, unit: str) -> str:
         return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
     if unit == "ratio":
         return f"{value:.2f}x"
-    if unit == "MiB":
-        return f"{value:.1f}"
+    if unit in ("MiB", "cores"):
+        return f"{value:.1f}" if unit == "MiB" else f"{value:.2f}"
     return f"{value:,.0f}"
 
 

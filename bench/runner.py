@@ -365,13 +365,15 @@ class Bench:
         n, count, c = self.counts.process_jobs, self.counts.processes, self.concurrencies[0]
         timeout = 60 + n / 100
         for metric, processes, concurrency in (("processes_cli", count, c), ("processes_cli_one", 1, c * count)):
-            self._measure(
+            result = self._measure(
                 metric, backend, run,
                 lambda url, processes=processes, concurrency=concurrency: run_child(
                     "cli_workers.process_processes", timeout + 60, url=url, n=n, processes=processes,
                     concurrency=concurrency, timeout=timeout,
                 ),
             )  # fmt: skip
+            for part in ("workers", "server", "machine") if result else ():
+                self.samples.add(f"{metric}_cores_{part}", backend, result[f"cores_{part}"], {"run": run})
 
     def latency(self, backend: str, run: int) -> None:
         n, rate = self.counts.latency_jobs, self.counts.latency_rate
