@@ -163,6 +163,10 @@ MUTANTS = [
            "            break\n        return rescued", CORE),
     Mutant("rescue", "memory: expired claims are not found", "store/memory.py",
            "elif transitions_.ran_out(record, now_ms, foreign_timeout_ms):", "elif False:", CORE),
+    # -- durability (jobq/processor/completer.py) -----------------------------------------
+    Mutant("durability", "a completion synced apart is reported before its sync", "processor/completer.py",
+           "            await self.queue.store.sync()\n", "            pass\n",
+           ["tests/integration/test_durability.py"]),
     # -- lease renewal (jobq/processor/leases.py) -----------------------------------------
     Mutant("lease renewal", "the keeper never renews", "processor/leases.py",
            "                if not self.held:\n                    continue",
