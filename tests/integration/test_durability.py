@@ -82,13 +82,17 @@ MARK = re.compile(r'access\("/jobq-mark-(\w+)"')
 SYNC = re.compile(r"\b(fsync|fdatasync)\(")
 
 
-def syncs_per_verb(tmp_path: Path, durability: str, child: str = CHILD) -> dict[str, int]:
+def syncs_per_verb(
+    tmp_path: Path, durability: str, child: str = CHILD, path: Path | None = None, synced: str = ""
+) -> dict[str, int]:
+    """Syncs between the child's marks; with ``synced``, only syncs of a
+    file whose path ends so (strace ``-y`` names each descriptor's file)."""
     if not os.access(STRACE, os.X_OK):
         pytest.skip(f"no strace at {STRACE} (make test installs it: apt-get install strace)")
     trace = tmp_path / "trace.txt"
     done = subprocess.run(
-        [STRACE, "-f", "-qq", "-o", str(trace), "-e", "trace=fsync,fdatasync,access",
-         sys.executable, "-c", child, str(tmp_path / "jobs.db"), durability],
+        [STRACE, "-f", "-qq", "-y", "-o", str(trace), "-e", "trace=fsync,fdatasync,access",
+         sys.executable, "-c", child, str(path or tmp_path / "jobs.db"), durability],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -98,7 +102,7 @@ def syncs_per_verb(tmp_path: Path, durability: str, child: str = CHILD) -> dict[
         if found := MARK.search(line):
             verb = found.group(1)
             counts.setdefault(verb, 0)
-        elif verb is not None and SYNC.search(line):
+        elif verb is not None and SYNC.search(line) and f"{synced}>)" in line:
             counts[verb] += 1
     return counts
 
@@ -128,3 +132,12 @@ def test_a_processor_reports_a_completion_only_after_its_sync(tmp_path: Path) ->
 def test_a_processor_at_fast_durability_reports_without_a_sync(tmp_path: Path) -> None:
     counts = syncs_per_verb(tmp_path, "fast", PROCESSOR_CHILD)
     assert counts["handled"] == 0, counts
+
+
+def test_a_completion_on_a_symlinked_database_is_synced_in_the_real_wal(tmp_path: Path) -> None:
+    # SQLite keeps the WAL beside the file the link points to, not the link.
+    (tmp_path / "data").mkdir()
+    link = tmp_path / "link.db"
+    link.symlink_to(tmp_path / "data" / "real.db")
+    counts = syncs_per_verb(tmp_path, "full", PROCESSOR_CHILD, path=link, synced="real.db-wal")
+    assert counts["handled"] >= 1, counts

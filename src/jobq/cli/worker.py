@@ -131,7 +131,7 @@ def add_worker_options(run: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     run.add_argument(
         "--max-jobs-per-child", type=int, metavar="M",
-        help="exit gracefully after M jobs (under --processes, a new process replaces it)"
+        help="exit gracefully once M jobs have started (under --processes, a new process replaces it)"
         + env("max_jobs_per_child"),
     )  # fmt: skip
     run.add_argument(

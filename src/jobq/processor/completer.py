@@ -193,12 +193,18 @@ class Completer:
     async def _settle_when_synced(self, batch: Batch, errors: list[JobqError | None]) -> None:
         try:
             await self.queue.store.sync()
-        except BaseException as exc:  # the sync failed (or was cancelled): nothing is known durable
+        except asyncio.CancelledError as exc:  # every outcome hears it
             for outcome in batch[0]:
                 self._report(outcome, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            raise
+        except Exception:  # noqa: BLE001 - the commit stands: report it, and say it may not last
+            # The transaction is committed and every reader sees it; a later
+            # sync or checkpoint may still make it durable, or a power loss
+            # undo it (its jobs then run again, as after a lost worker).
+            log.error(
+                "syncing the database failed: the outcomes of %d jobs are written but may not survive"
+                " a power loss", len(batch[0]), exc_info=True,
+            )  # fmt: skip
         self.settle(batch, errors)
 
     def give_back(self, batch: Batch) -> None:

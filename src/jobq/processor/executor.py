@@ -86,6 +86,10 @@ class Kind(enum.Enum):
     RELEASED = "released"  #: given back to run again at once, no attempt spent
 
 
+#: The outcomes after which the job never runs again.
+FINAL = frozenset({Kind.COMPLETED, Kind.FAILED, Kind.CANCELLED})
+
+
 @dataclass(slots=True)
 class Outcome:
     """What the executor decided for one job; the completer writes it."""

@@ -60,7 +60,7 @@ from ..keylimits import wait_hint
 from ..queue import Queue
 from .completer import MAX_UNSYNCED, Completer
 from .config import ProcessorConfig
-from .executor import Kind, Outcome, Running
+from .executor import FINAL, Kind, Outcome, Running
 from .leases import LeaseKeeper
 from .limits import Circuit
 from .maintenance import GIVE_UP_AFTER, STORE_RETRY_MAX, suspect_from
@@ -151,7 +151,11 @@ class Producer:
         task.add_done_callback(lambda done: self.finished(job.id, done))
 
     def finished(self, job_id: str, task: asyncio.Task[Any] | None = None) -> None:
-        running = self.running.pop(job_id, None)
+        running = self.running.get(job_id)
+        if running is not None and task is not None and running.task is not task:
+            running = None  # the job runs again, claimed anew: that entry is the new run's
+        else:
+            self.running.pop(job_id, None)
         if job_id == self._alone:
             self._alone = None
         self._slot_free.set()
@@ -322,8 +326,10 @@ class Producer:
         lost_below = self.suspect_after if self.running else None
         lost_from = self.suspect_after if self._isolating else None
         # Where a commit and its sync can be apart, the claimed jobs start
-        # while the settled outcomes are synced, then reported.
-        apart = self.queue.store.syncs_apart
+        # while the settled outcomes are synced, then reported: only final
+        # ones (a completion, a failure for good, a cancel), whose job never
+        # runs again, so no report can come after the job's next start.
+        apart = self.queue.store.syncs_apart and all(outcome.kind in FINAL for outcome in batch[0])
         try:
             errors, jobs = await self.queue.settle_and_claim(
                 batch[1], limit, queues=queues, exclude_types=closed, owner=self.worker_id,

@@ -205,15 +205,20 @@ def watch_supervisor(pid: int, on_lost: Callable[[], None]) -> threading.Thread:
 
 def recycle_after(processor: Any, max_jobs: int, on_limit: Callable[[], None]) -> None:
     """Calls ``on_limit`` once when ``processor`` has started ``max_jobs``
-    jobs: the stop it makes lets them finish. Counted at the start, not at
-    the report of each outcome, which comes once its write is synced: by
-    then the claim loop may have taken more."""
-    started = 0
+    jobs, or reported as many outcomes (a job with no handler fails without
+    starting): the stop it makes lets those running finish. Starts are
+    counted because an outcome is reported once its write is synced, by
+    which time the claim loop may have taken more jobs."""
+    seen = {"started": 0, "finished": 0}
 
-    def count(_event: Any) -> None:
-        nonlocal started
-        started += 1
-        if started == max_jobs:
-            on_limit()
+    def counter(kind: str) -> Callable[[Any], None]:
+        def count(_event: Any) -> None:
+            seen[kind] += 1
+            if seen[kind] == max_jobs and seen["started" if kind == "finished" else "finished"] < max_jobs:
+                on_limit()  # the first of the two counts to get there
 
-    processor.on("job_started", count)
+        return count
+
+    processor.on("job_started", counter("started"))
+    for name in ("job_completed", "job_failed", "job_retry", "job_snoozed", "job_cancelled"):
+        processor.on(name, counter("finished"))

@@ -241,10 +241,14 @@ class Database:
         durability "full"."""
         return await self._run(self.write_blocking, do, write=True, inline=self.durability == "fast")
 
-    async def write_unsynced(self, do: Statement[R]) -> R:
+    async def write_unsynced(self, do: Statement[R], *, inline: bool = True) -> R:
         """:meth:`write` for a transaction a power loss may undo without
-        losing anything (a claim): under "full", committed without a sync."""
-        return await self._run(self._write_unsynced, do, write=True, inline=True)
+        losing anything (a claim), or whose caller syncs it apart
+        (:meth:`sync`): under "full", committed without a sync. ``inline``:
+        on the caller's thread while the lock is free; else on the database
+        thread, whose commits also checkpoint the WAL (the caller's thread
+        never does under "full")."""
+        return await self._run(self._write_unsynced, do, write=True, inline=inline)
 
     async def write_then_sync(self, do: Statement[R]) -> R:
         """:meth:`write`, as durable when it returns, with the sync made once
@@ -274,12 +278,18 @@ class Database:
             await asyncio.get_running_loop().run_in_executor(self._syncer, self._sync_wal)
 
     def _sync_wal(self) -> None:
+        # SQLite keeps the WAL beside the database file a symlink points to.
+        real = os.path.realpath(self.path)
         try:
-            fd = os.open(self.path + "-wal", os.O_RDONLY)
+            fd = os.open(real + "-wal", os.O_RDONLY)
         except FileNotFoundError:
-            # The last connection closed meanwhile, checkpointing the WAL
-            # into the database file (synced) before removing it.
-            return
+            # No WAL: the last connection closed meanwhile, checkpointing it
+            # into the database file before removing it, or the file is not
+            # in WAL mode. Either way the database file holds the commits.
+            try:
+                fd = os.open(real, os.O_RDONLY)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot sync {self.path!r}: {exc}") from None
         except OSError as exc:
             raise StoreUnavailable(f"cannot sync the WAL of {self.path!r}: {exc}") from None
         try:

@@ -152,9 +152,14 @@ class SQLiteStore(AdminVerbs):
 
         # What is settled must be synced; a claim alone need not be. Left
         # to the caller (settle_synced false), the sync runs apart while the
-        # claimed jobs start, and the commit holds the write lock for no sync.
-        unsynced = not transitions or not request.settle_synced
-        settled, rows = await (self.db.write_unsynced if unsynced else self.db.write)(do)
+        # claimed jobs start, and the commit holds the write lock for no
+        # sync; it runs on the database thread, whose commits checkpoint.
+        if not transitions:
+            settled, rows = await self.db.write_unsynced(do)
+        elif not request.settle_synced:
+            settled, rows = await self.db.write_unsynced(do, inline=False)
+        else:
+            settled, rows = await self.db.write(do)
         self._announce(transitions, settled)
         return settled, claimed(rows)
 
