@@ -10,8 +10,8 @@ verb, with errors and the longest call) are timed by the queue's store
 (:mod:`jobq.store.instrumented`), in this process.
 
 The queue's figures also give ``jobq_oldest_ready_job_age_seconds{queue}``:
-how long the oldest ready job of each named queue has waited since it was
-enqueued (0 for a queue with none ready). Attempts are counted by outcome in
+how long the oldest ready job of each named queue has waited since it became
+ready (due: a retried job from its retry; 0 for a queue with none ready). Attempts are counted by outcome in
 ``jobq_job_attempts_total{type,outcome}`` (completed, retry, failed, snoozed,
 cancelled, released, lost).
 
@@ -45,6 +45,7 @@ from .events import Event
 from .job import JobStatus
 from .processor.limits import CircuitState
 from .processor.processor import JobProcessor
+from .admin import ready_since
 from .queue import Queue
 from .store.instrumented import StoreTimings, VerbTiming, timings
 
@@ -81,7 +82,7 @@ def queue_metrics(
         return [jobs, stopped]
     oldest = GaugeMetricFamily(
         "jobq_oldest_ready_job_age_seconds",
-        "Seconds the oldest ready job of each queue has waited since it was enqueued (0: none ready)",
+        "Seconds the oldest ready job of each queue has waited since it became ready (0: none ready)",
         labels=["queue"],
     )
     for queue, age in sorted(ages.items()):
@@ -104,9 +105,9 @@ async def queue_figures(queue: Queue) -> Figures:
     ready = {str(row.queue) for row in rows if row.status is JobStatus.PENDING and row.count}
     ages = dict.fromkeys(names, 0.0)
     for name in sorted(ready):
-        page = await queue.list_jobs(status=JobStatus.PENDING, queue=name, limit=1, order="oldest")
-        if page.jobs:
-            ages[name] = max(0.0, now - page.jobs[0].created_at.timestamp())
+        oldest = await queue.oldest_ready(name)
+        if oldest is not None:
+            ages[name] = max(0.0, now - ready_since(oldest).timestamp())
     return rows, ages, list(await queue.paused())
 
 

@@ -86,6 +86,20 @@ def job_dict(job: Job[Any], *, full: bool = True) -> dict[str, Any]:
     return out
 
 
+def ready_since(job: Job[Any]) -> datetime:
+    """When a waiting job became ready to run: when it was due
+    (``process_at``, which a delay sets and a retry moves to its own time),
+    or when it was created if that is later (a row another program wrote
+    with an earlier due time). The overview's "oldest waiting", the queue
+    page's "oldest ready job" and the metric of its age count from here."""
+    return max(job.created_at, job.process_at)
+
+
+def waited(job: Job[Any], now: datetime) -> float:
+    """Seconds a ready job has waited at ``now`` (see :func:`ready_since`)."""
+    return max(0.0, (now - ready_since(job)).total_seconds())
+
+
 def timeline(job: Job[Any]) -> list[tuple[str, datetime]]:
     """The job's timestamps that are set, in time order."""
     stamps = [
@@ -277,8 +291,7 @@ async def overview(
     out["breakdown"] = "all" if whole else "unfinished"
     out["figures_age"] = None if age is None else round(age, 1)
     now = datetime.fromtimestamp(queue.clock.now(), UTC)
-    oldest_page = await queue.list_jobs(status=JobStatus.PENDING.value, limit=1, order="oldest")
-    oldest = oldest_page.jobs[0] if oldest_page.jobs else None
+    oldest = await queue.oldest_ready()
     out["oldest_waiting"] = (
         None
         if oldest is None
@@ -287,7 +300,8 @@ async def overview(
             "type": oldest.type,
             "queue": oldest.queue,
             "created_at": iso(oldest.created_at),
-            "waiting_seconds": max(0.0, (now - oldest.created_at).total_seconds()),
+            "ready_at": iso(ready_since(oldest)),
+            "waiting_seconds": waited(oldest, now),
         }
     )
     # The registry's workers, idle ones included, dead ones marked.

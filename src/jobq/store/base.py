@@ -316,9 +316,10 @@ class AdminStore(Protocol):
         (among jobs in the stored ``statuses``, when given)."""
         ...
 
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        """(minute start in ms, completed, failed) for minutes with any, from
-        ``completed_at`` / ``failed_at`` at or after ``since_ms``."""
+    async def oldest_ready(self, *, now_ms: int, queue: str | None = None) -> JobRecord | None:
+        """The ready job (public status ``pending`` at ``now_ms``; of
+        ``queue`` if given) due the longest: earliest ``process_at``, then
+        ``created_at``, then ``id``. ``None`` when none is ready."""
         ...
 
     async def outcomes(

@@ -1,7 +1,7 @@
 """Statements of the operators' side that both SQL stores share, beside
 :mod:`jobq.store.sql`: the paused queues' table (see
 :meth:`jobq.Queue.pause`), the operators' reads (counts per status, the
-summary, throughput, the pages of ``list_jobs``) and the search filters of
+summary, the pages of ``list_jobs``) and the search filters of
 ``list_jobs`` (see :class:`~jobq.store.base.Search`)."""
 
 from __future__ import annotations
@@ -86,16 +86,13 @@ def summary_query(d: Dialect, *, statuses: bool = False) -> str:
     )
 
 
-def throughput_query(d: Dialect) -> str:
-    """Completed and failed jobs per minute, from ``since`` on."""
-    t, since = d.table, d.value("since")
-    return (
-        f"SELECT minute, sum(done), sum(failed) FROM ("
-        f"SELECT completed_at / 60000 * 60000 AS minute, 1 AS done, 0 AS failed FROM {t}"
-        f" WHERE status = 'completed' AND completed_at >= {since}"
-        f" UNION ALL SELECT failed_at / 60000 * 60000, 0, 1 FROM {t}"
-        f" WHERE status = 'failed' AND failed_at >= {since}) AS finished GROUP BY minute ORDER BY minute"
-    )
+def oldest_ready_query(d: Dialect, *, by_queue: bool) -> str:
+    """The ready job (of queue ``queue`` with ``by_queue``) that has been
+    ready longest: the earliest due (``process_at``, which a retry moves to
+    its own time), not the earliest created. Read among the waiting rows
+    only (the status index), so a table of finished jobs costs it nothing."""
+    where = ready(d.now) + (f" AND queue = {d.value('queue')}" if by_queue else "")
+    return f"SELECT {COLUMNS} FROM {d.table} WHERE {where} ORDER BY process_at, created_at, id LIMIT 1"
 
 
 def list_jobs_queries(

@@ -68,13 +68,10 @@ async def queue_view(queue: Queue, name: str, window: Window) -> dict[str, Any]:
     for row in await queue.summary():
         if row.queue == name:
             counts[row.status.value] += row.count
-    oldest = (await queue.list_jobs(status="pending", queue=name, limit=1, order="oldest")).jobs
+    oldest = await queue.oldest_ready(name)
     now = datetime.fromtimestamp(queue.clock.now(), UTC)
-    ready = None
-    if oldest:
-        job = oldest[0]
-        # Ready since it was due (a retried job is due from its retry), not since it was created.
-        ready = {"job": job, "seconds": max(0.0, (now - job.process_at).total_seconds())}
+    # Ready since it was due (a retried job is due from its retry), not since it was created.
+    ready = None if oldest is None else {"job": oldest, "seconds": admin.waited(oldest, now)}
     paused = await queue.paused()
     workers = [w for w in await admin.workers(queue) if w.get("concurrency") is not None and serves(w, name)]
     alive = [w for w in workers if w.get("alive")]

@@ -192,9 +192,14 @@ class AdminVerbs(PostgresCore):
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
     @resilient()
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        rows = await self._fetchall("throughput", lambda: ops_sql.throughput_query(DIALECT), {"since": since_ms})
-        return [(int(m), int(d), int(f)) for m, d, f in rows]
+    async def oldest_ready(self, *, now_ms: int, queue: str | None = None) -> JobRecord | None:
+        by_queue = queue is not None
+        rows = await self._fetchall(
+            ("oldest_ready", by_queue),
+            lambda: ops_sql.oldest_ready_query(DIALECT, by_queue=by_queue),
+            {"now": self._now(now_ms), "queue": queue},
+        )
+        return self._records(rows)[0] if rows else None
 
     @resilient()
     async def attempts(self, job_id: str) -> list[AttemptRecord]:

@@ -159,10 +159,11 @@ class AdminVerbs(SQLiteCore):
         rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        sql = self._q("throughput", lambda: ops_sql.throughput_query(self._d))
-        rows = await self.db.read(lambda c: c.execute(sql, {"since": since_ms}).fetchall())
-        return [(int(m), int(d), int(f)) for m, d, f in rows]
+    async def oldest_ready(self, *, now_ms: int, queue: str | None = None) -> JobRecord | None:
+        by_queue = queue is not None
+        sql = self._q(("oldest_ready", by_queue), lambda: ops_sql.oldest_ready_query(self._d, by_queue=by_queue))
+        rows = await self.db.read(lambda c: c.execute(sql, {"now": now_ms, "queue": queue}).fetchall())
+        return self._records(rows)[0] if rows else None
 
     async def attempts(self, job_id: str) -> list[AttemptRecord]:
         sql = self._q("attempts", lambda: hq.attempts_query(self._d, self._attempts_table))

@@ -238,7 +238,7 @@
           oldest.appendChild(link(base + "/jobs/" + encodeURIComponent(o.id), o.type));
           oldest.appendChild(document.createTextNode(" in "));
           oldest.appendChild(el("b", o.queue));
-          oldest.appendChild(document.createTextNode(", waiting " + o.waiting_seconds.toFixed(1) + " s"));
+          oldest.appendChild(document.createTextNode(", ready for " + o.waiting_seconds.toFixed(1) + " s"));
         } else {
           oldest.appendChild(el("span", "nothing is waiting", "muted"));
         }
