@@ -41,11 +41,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
     raise BackendMissing(f"metrics need prometheus-client: pip install 'jobq[web]' ({exc})") from None
 
+from .admin import ready_since
 from .events import Event
 from .job import JobStatus
 from .processor.limits import CircuitState
 from .processor.processor import JobProcessor
-from .admin import ready_since
 from .queue import Queue
 from .store.instrumented import StoreTimings, VerbTiming, timings
 

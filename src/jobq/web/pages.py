@@ -62,6 +62,60 @@ def serves(worker: dict[str, Any], name: str) -> bool:
     return worker.get("queues") is None or name in worker["queues"]
 
 
+def slots_for(worker: dict[str, Any], name: str) -> tuple[int, bool]:
+    """How many of queue ``name``'s jobs a worker runs at once at most, and
+    whether those slots are shared with the other queues it serves (its
+    whole concurrency) rather than the queue's own (per-queue concurrency)."""
+    own = (worker.get("limits") or {}).get("queues") or {}
+    if name in own:
+        return int(own[name]), False
+    return int(worker.get("concurrency") or 0), len(worker.get("queues") or ()) != 1
+
+
+def _seconds(value: Any) -> str:
+    return f"{float(value):g} s"
+
+
+def limit_texts(limits: dict[str, Any]) -> list[str]:
+    """What one worker enforces (its registered ``limits``, see
+    :func:`jobq.history.limits_of`), one line per limit, worded for the page."""
+    out: list[str] = []
+    rate = limits.get("rate_limit")
+    if isinstance(rate, dict):
+        out.append(f"rate limit: at most {rate.get('max_requests')} job starts per "
+                   f"{_seconds(rate.get('window_seconds'))} (this worker)")  # fmt: skip
+    for key in limits.get("key_limits") or ():
+        if not isinstance(key, dict):
+            continue
+        parts = []
+        if key.get("rate") is not None:
+            parts.append(f"at most {key['rate']} starts per {_seconds(key.get('per', 1.0))}")
+        if key.get("concurrency") is not None:
+            parts.append(f"at most {key['concurrency']} running")
+        of = f"jobs of type {key['type']}" if key.get("type") else "jobs"
+        out.append(f"per-key limit on {of} by metadata {key.get('key')!s}: {', '.join(parts)} per key (every worker)")
+    breaker = limits.get("circuit_breaker")
+    if isinstance(breaker, dict):
+        out.append(f"circuit breaker per job type: opens after {breaker.get('failure_threshold')} failures in a row,"
+                   f" lets a trial job through after {_seconds(breaker.get('reset_timeout'))}")  # fmt: skip
+    for job_type, state in sorted((limits.get("open_circuits") or {}).items()):
+        out.append(f"circuit {str(state).replace('_', '-')} for {job_type}: its jobs are not claimed")
+    if limits.get("job_timeout") is not None:
+        out.append(f"job timeout: {_seconds(limits['job_timeout'])}")
+    return out
+
+
+def limits_in_force(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The limits the live ``workers`` enforce, each once, with the workers
+    enforcing it."""
+    found: dict[str, list[str]] = {}
+    for worker in workers:
+        if worker.get("alive"):
+            for text in limit_texts(worker.get("limits") or {}):
+                found.setdefault(text, []).append(str(worker["owner"]))
+    return [{"text": text, "workers": owners} for text, owners in found.items()]
+
+
 async def queue_view(queue: Queue, name: str, window: Window) -> dict[str, Any]:
     """What the queue page shows of queue ``name``."""
     counts = {s.value: 0 for s in JobStatus}
@@ -74,6 +128,8 @@ async def queue_view(queue: Queue, name: str, window: Window) -> dict[str, Any]:
     ready = None if oldest is None else {"job": oldest, "seconds": admin.waited(oldest, now)}
     paused = await queue.paused()
     workers = [w for w in await admin.workers(queue) if w.get("concurrency") is not None and serves(w, name)]
+    for worker in workers:
+        worker["slots"], worker["shared"] = slots_for(worker, name)
     alive = [w for w in workers if w.get("alive")]
     return {
         "name": name,
@@ -82,7 +138,9 @@ async def queue_view(queue: Queue, name: str, window: Window) -> dict[str, Any]:
         "oldest_ready": ready,
         "paused_at": paused.get(name),
         "workers": workers,
-        "concurrency": sum(int(w["concurrency"]) for w in alive),
+        "concurrency": sum(int(w["slots"]) for w in alive),
+        "shared": any(w["shared"] for w in alive),
+        "limits": limits_in_force(workers),
         "running": sum(int(w["jobs"] or 0) for w in alive),
         "figures": await figures(queue, window, name),
     }
