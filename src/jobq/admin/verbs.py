@@ -240,7 +240,8 @@ class AdminVerbs:
             raise InvalidOption(f"minutes must be an int from 1 to {MAX_THROUGHPUT_WINDOW}, not {minutes!r}")
         current = self.now_ms() // _MINUTE_MS * _MINUTE_MS
         since = current - (minutes - 1) * _MINUTE_MS
-        found = {m: (c, f) for m, c, f in await self.store.outcomes(since_ms=since, bucket_ms=_MINUTE_MS)}
+        rows = await self.store.outcomes(since_ms=since, bucket_ms=_MINUTE_MS, until_ms=current)
+        found = {m: (c, f) for m, c, f in rows}
         return [
             ThroughputRow(from_ms(minute), *found.get(minute, (0, 0)))  # type: ignore[arg-type]
             for minute in range(since, current + 1, _MINUTE_MS)
@@ -266,7 +267,7 @@ class AdminVerbs:
         w = _window(window)
         current = figures.bucket_of(self.now_ms(), w.bucket_ms)
         since = current - w.span_ms + w.bucket_ms
-        rows = await self.store.outcomes(since_ms=since, bucket_ms=w.bucket_ms, queue=queue)
+        rows = await self.store.outcomes(since_ms=since, bucket_ms=w.bucket_ms, until_ms=current, queue=queue)
         found = {b: (c, f) for b, c, f in rows}
         return [
             ThroughputRow(from_ms(b), *found.get(b, (0, 0)))  # type: ignore[arg-type]

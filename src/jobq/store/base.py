@@ -323,11 +323,13 @@ class AdminStore(Protocol):
         ...
 
     async def outcomes(
-        self, *, since_ms: int, bucket_ms: int, queue: str | None = None
+        self, *, since_ms: int, bucket_ms: int, until_ms: int, queue: str | None = None
     ) -> list[tuple[int, int, int]]:
         """(bucket start in ms, completed, failed) for buckets of
-        ``bucket_ms`` with any, from the attempt history: attempts ended at
-        or after ``since_ms`` (of jobs in ``queue`` if given), a failure
+        ``bucket_ms`` (rows for buckets without any may be left out), from
+        the attempt history: attempts ended from ``since_ms`` (a bucket's
+        start) to the end of the bucket holding ``until_ms`` (of jobs in
+        ``queue`` if given), a failure
         being any of :data:`~jobq.figures.FAILED_OUTCOMES`. A retried job
         keeps its failed attempts here. Aggregated by the store."""
         ...

@@ -524,9 +524,12 @@ class MemoryStore:
             found = min(ready, key=lambda r: (r.process_at, r.created_at, r.id), default=None)
             return None if found is None else copy_record(found)
 
-    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+    async def outcomes(
+        self, *, since_ms: int, bucket_ms: int, until_ms: int, queue: str | None = None
+    ) -> list[tuple[int, int, int]]:
+        end = figures.bucket_of(until_ms, bucket_ms) + bucket_ms
         with self._lock:
-            rows = [(ended, outcome) for _, _, _, ended, outcome in self._every_attempt(queue)]
+            rows = [(ended, outcome) for _, _, _, ended, outcome in self._every_attempt(queue) if ended < end]
         return figures.outcome_counts(rows, since_ms=since_ms, bucket_ms=bucket_ms)
 
     async def durations(self, *, since_ms: int, queue: str | None = None) -> list[tuple[str, str, int, int]]:

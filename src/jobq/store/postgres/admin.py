@@ -214,12 +214,14 @@ class AdminVerbs(PostgresCore):
         return [WorkerRecord(*row) for row in rows]
 
     @resilient()
-    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+    async def outcomes(
+        self, *, since_ms: int, bucket_ms: int, until_ms: int, queue: str | None = None
+    ) -> list[tuple[int, int, int]]:
         by_queue = queue is not None
         rows = await self._fetchall(
             ("outcomes", by_queue),
             lambda: fq.outcomes_query(DIALECT, "{attempts}", by_queue=by_queue),
-            {"since": since_ms, "bucket": bucket_ms, "queue": queue},
+            {"since": since_ms, "bucket": bucket_ms, "until": until_ms, "queue": queue},
         )
         return [(int(b), int(d), int(f)) for b, d, f in rows]
 

@@ -175,10 +175,12 @@ class AdminVerbs(SQLiteCore):
         rows = await self.db.read(lambda c: c.execute(sql).fetchall())
         return [WorkerRecord(*row) for row in rows]
 
-    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+    async def outcomes(
+        self, *, since_ms: int, bucket_ms: int, until_ms: int, queue: str | None = None
+    ) -> list[tuple[int, int, int]]:
         by_queue = queue is not None
         sql = self._q(("outcomes", by_queue), lambda: fq.outcomes_query(self._d, self._attempts_table, by_queue=by_queue))
-        values = {"since": since_ms, "bucket": bucket_ms, "queue": queue}
+        values = {"since": since_ms, "bucket": bucket_ms, "until": until_ms, "queue": queue}
         rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
         return [(int(b), int(d), int(f)) for b, d, f in rows]
 
