@@ -125,3 +125,35 @@ async def test_a_slow_read_off_the_loop_does_not_hold_the_others(tmp_path: Any) 
             finally:
                 release.set()
             assert await slow == 0
+
+
+async def test_the_queue_page_and_a_scrape_read_the_background_counts(
+    client: Any, web_queue: jobq.Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue page and /metrics take the counts per queue from the
+    overview's background count (no count of every job per page or scrape),
+    and the queue page's charts from a background count of their own; while
+    a first count runs they say what they show."""
+    import jobq.admin.figures
+
+    monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 0.0)
+    await web_queue.enqueue("mail", {}, queue="q1")
+    done = await web_queue.enqueue("mail", {}, queue="q1", priority=5)
+    claimed = await web_queue.dequeue()
+    assert claimed is not None and claimed.id == done.id
+    await web_queue.complete(claimed)
+    first = (await client.get("/queues/q1")).text
+    assert "waiting and running jobs only, while the finished ones are counted" in first
+    assert 'data-count="pending">1<' in first and 'data-count="completed">0<' in first
+    assert "attempts are being counted" in first
+    monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 5.0)
+    monkeypatch.setattr(jobq.admin.figures, "FRESH_ENOUGH", -1.0)  # from now on, every count is slow
+    later = (await client.get("/queues/q1")).text
+    assert 'data-count="completed">1<' in later and 'id="fig-completed">1<' in later
+    assert "counts as counted 0 s ago" in later and "charts as counted 0 s ago" in later
+    scrape = (await client.get("/metrics")).text
+    assert 'jobq_jobs{queue="q1",status="completed"} 1.0' in scrape
+    assert 'jobq_jobs{queue="q1",status="pending"} 1.0' in scrape
+    # A new job shows in the next background count, not in this scrape.
+    await web_queue.enqueue("mail", {}, queue="q1")
+    assert 'jobq_jobs{queue="q1",status="pending"} 1.0' in (await client.get("/metrics")).text

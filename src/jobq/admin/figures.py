@@ -26,7 +26,7 @@ T = TypeVar("T")
 FRESH_ENOUGH = 0.1  # seconds: figures counted faster are counted again for every request
 RECOUNT_EVERY = 30.0  # seconds between background recounts of slow figures (each slows the other reads meanwhile)
 RETRY_AFTER = 30.0  # seconds before recounting again after a recount failed
-FIRST_WAIT = 0.25  # seconds the first count is waited for before answering without it
+FIRST_WAIT = 0.2  # seconds the first count is waited for before answering without it
 
 log = logging.getLogger("jobq.admin")
 
@@ -43,6 +43,11 @@ class Recounted(Generic[T]):
         self._took = 0.0  # seconds the last count took
         self._next = 0.0  # not recounting before this (clock seconds)
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def counted(self) -> bool:
+        """Whether a count has ended: :meth:`get` answers with figures from now on."""
+        return self._value is not None
 
     async def get(self) -> tuple[T | None, float | None]:
         """The figures, and how many seconds ago they were counted (``None``:

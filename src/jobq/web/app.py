@@ -40,7 +40,7 @@ from .bulk import FLASH_COOKIE, BulkPages, described, listing
 from .charts import RATE_MIN_ATTEMPTS, RATE_TRAIL, duration_text
 from .hosts import AllowedHosts
 from .login import CSRF_KEY, SESSION_KEY, Guard, LoginPages, route_path
-from .pages import FigurePages, Schedule
+from .pages import Charted, FigurePages, Schedule
 from .sessions import SESSION_TTL, Sessions, load_secret
 
 HERE = Path(__file__).parent
@@ -93,6 +93,8 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
         self.figures: admin.Recounted[dict[str, Any]] = admin.Recounted(
             lambda: admin.breakdown(queue, minutes=admin.THROUGHPUT_MINUTES)
         )
+        #: The queue pages' figures, recounted in the background once slow.
+        self.charted = Charted(queue)
 
     # -- helpers -------------------------------------------------------------
 
@@ -364,7 +366,8 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     async def metrics(self, request: Request) -> Response:
         from ..metrics import CONTENT_TYPE, render_latest
 
-        return Response(await render_latest(self.queue), media_type=CONTENT_TYPE)
+        # The counts per queue of the overview's (background) count, not a count per scrape.
+        return Response(await render_latest(self.queue, counted=self.figures), media_type=CONTENT_TYPE)
 
     async def error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
