@@ -26,7 +26,9 @@ T = TypeVar("T")
 FRESH_ENOUGH = 0.1  # seconds: figures counted faster are counted again for every request
 RECOUNT_EVERY = 30.0  # seconds between background recounts of slow figures (each slows the other reads meanwhile)
 RETRY_AFTER = 30.0  # seconds before recounting again after a recount failed
-FIRST_WAIT = 0.2  # seconds the first count is waited for before answering without it
+#: Seconds the first count is waited for before answering without it: as
+#: long as a count may take and still be made for every request.
+FIRST_WAIT = FRESH_ENOUGH
 
 log = logging.getLogger("jobq.admin")
 

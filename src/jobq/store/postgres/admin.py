@@ -185,10 +185,10 @@ class AdminVerbs(PostgresCore):
     async def summary(
         self, *, now_ms: int, statuses: Collection[str] | None = None
     ) -> list[tuple[str, str, str, int]]:
-        among = statuses is not None
-        values = {"now": self._now(now_ms), "statuses": list(statuses or ())}
-        name = "summary_among" if among else "summary"
-        rows = await self._fetchall(name, lambda: ops_sql.summary_query(DIALECT, statuses=among), values)
+        chosen = None if statuses is None else tuple(sorted(statuses))
+        rows = await self._fetchall(
+            ("summary", chosen), lambda: ops_sql.summary_query(DIALECT, statuses=chosen), {"now": self._now(now_ms)}
+        )
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
     @resilient()

@@ -153,9 +153,9 @@ class AdminVerbs(SQLiteCore):
     async def summary(
         self, *, now_ms: int, statuses: Collection[str] | None = None
     ) -> list[tuple[str, str, str, int]]:
-        among = statuses is not None
-        sql = self._q(("summary", among), lambda: ops_sql.summary_query(self._d, statuses=among))
-        values = {"now": now_ms, "statuses": json.dumps(list(statuses or ()))}
+        chosen = None if statuses is None else tuple(sorted(statuses))
+        sql = self._q(("summary", chosen), lambda: ops_sql.summary_query(self._d, statuses=chosen))
+        values = {"now": now_ms}
         rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
