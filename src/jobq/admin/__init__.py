@@ -12,7 +12,7 @@ the dashboard.
 Nothing here imports an optional dependency.
 """
 
-from .figures import Recounted
+from .figures import STATUS_RECOUNT_EVERY, Recounted
 from .verbs import (
     CANCELLED_RETENTION,
     COMPLETED_RETENTION,
@@ -56,6 +56,7 @@ __all__ = [
     "FAILED_RETENTION",
     "LIST_LIMIT",
     "MAX_LIST_LIMIT",
+    "STATUS_RECOUNT_EVERY",
     "THROUGHPUT_MINUTES",
     "THROUGHPUT_WINDOW",
     "AdminVerbs",

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import JobNotFound, NotRetryable
 from ..history import WORKER_FIELDS
@@ -22,6 +22,8 @@ from .verbs import THROUGHPUT_WINDOW
 
 if TYPE_CHECKING:
     from ..queue import Queue
+
+T = TypeVar("T")
 
 PREVIEW_CHARS = 120  # characters of a payload shown in job lists
 RETRY_ALL_BATCH = 200  # failed jobs fetched per round by retry_all_failed
@@ -247,11 +249,14 @@ async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished: boo
 async def counts(queue: Queue) -> dict[str, Any]:
     """Counts per status and the paused queues (with when each was paused):
     answered from indexes, fast at any size."""
-    counts = await queue.counts()
-    paused = await queue.paused()
+    by_status, paused = await asyncio.gather(queue.counts(), queue.paused())
+    return _counts_dict(by_status, paused)
+
+
+def _counts_dict(by_status: dict[JobStatus, int], paused: dict[str, datetime]) -> dict[str, Any]:
     return {
-        "counts": {status_text(s): n for s, n in counts.items()},
-        "total": sum(counts.values()),
+        "counts": {status_text(s): n for s, n in by_status.items()},
+        "total": sum(by_status.values()),
         "paused": {name: iso(at) for name, at in paused.items()},
     }
 
@@ -307,8 +312,26 @@ async def slow_figures(
     return await unfinished, None, False
 
 
+async def status_counts(
+    queue: Queue, counted: Recounted[dict[JobStatus, int]] | None
+) -> tuple[dict[str, Any], float | None]:
+    """:func:`counts` (the paused queues read now), and how many seconds ago
+    the jobs per status were counted (``None``: now): from ``counted`` when
+    given (a :class:`Recounted` of :meth:`jobq.Queue.counts`)."""
+    value, age = (None, None) if counted is None else await counted.get()
+    by_status, paused = await asyncio.gather(
+        queue.counts() if value is None else _given(value), queue.paused()
+    )
+    return _counts_dict(by_status, paused), age
+
+
+async def _given(value: T) -> T:
+    return value
+
+
 async def overview(
-    queue: Queue, *, minutes: int = THROUGHPUT_MINUTES, figures: Recounted[dict[str, Any]] | None = None
+    queue: Queue, *, minutes: int = THROUGHPUT_MINUTES, figures: Recounted[dict[str, Any]] | None = None,
+    counted: Recounted[dict[JobStatus, int]] | None = None,
 ) -> dict[str, Any]:
     """What the dashboard's overview shows, as JSON-ready values. With
     ``figures`` (a :class:`~jobq.admin.figures.Recounted` of
@@ -316,13 +339,16 @@ async def overview(
     from it, and ``figures_age`` says how many seconds ago they were
     counted (``None``: counted now). While their first count runs,
     per-queue and per-type counts are of unfinished jobs only, and
-    ``breakdown`` says ``"unfinished"`` (else ``"all"``)."""
+    ``breakdown`` says ``"unfinished"`` (else ``"all"``). With ``counted``
+    (a :class:`~jobq.admin.figures.Recounted` of :meth:`jobq.Queue.counts`),
+    the jobs per status come from it, ``counts_age`` their age likewise."""
     # Independent reads, side by side (the stores read on several threads or
     # connections): the overview waits for the slowest, not for their sum.
-    found, (slow, age, whole), oldest, registry = await asyncio.gather(
-        counts(queue), slow_figures(queue, minutes, figures), queue.oldest_ready(), workers(queue)
+    (found, counts_age), (slow, age, whole), oldest, registry = await asyncio.gather(
+        status_counts(queue, counted), slow_figures(queue, minutes, figures), queue.oldest_ready(), workers(queue)
     )
-    out: dict[str, Any] = found
+    out: dict[str, Any] = dict(found)
+    out["counts_age"] = None if counts_age is None else round(counts_age, 1)
     out.update(slow)
     out["breakdown"] = "all" if whole else "unfinished"
     out["figures_age"] = None if age is None else round(age, 1)

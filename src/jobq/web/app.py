@@ -93,6 +93,12 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
         self.figures: admin.Recounted[dict[str, Any]] = admin.Recounted(
             lambda: admin.breakdown(queue, minutes=admin.THROUGHPUT_MINUTES)
         )
+        #: The jobs per status: counted for every request while that is
+        #: fast, else every few seconds in the background, so open pages
+        #: polling never wait on a count of a million jobs.
+        self.counted: admin.Recounted[dict[JobStatus, int]] = admin.Recounted(
+            queue.counts, every=admin.STATUS_RECOUNT_EVERY, first_wait=math.inf
+        )
         #: The queue pages' figures, recounted in the background once slow.
         self.charted = Charted(queue)
 
@@ -207,7 +213,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     # -- pages -----------------------------------------------------------------
 
     async def overview_page(self, request: Request) -> Response:
-        data = await admin.overview(self.queue, figures=self.figures)
+        data = await admin.overview(self.queue, figures=self.figures, counted=self.counted)
         queue_names = sorted({*data["by_queue"], *data["paused"]})
         return self.render(
             request, "overview.html", page="overview", data=data, queue_names=queue_names,
@@ -341,7 +347,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     # -- JSON API and metrics --------------------------------------------------
 
     async def api_overview(self, request: Request) -> Response:
-        return JSONResponse(await admin.overview(self.queue, figures=self.figures))
+        return JSONResponse(await admin.overview(self.queue, figures=self.figures, counted=self.counted))
 
     async def api_jobs(self, request: Request) -> Response:
         filters = self.filters(request)
