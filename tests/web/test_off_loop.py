@@ -178,3 +178,30 @@ async def test_slow_status_counts_come_from_the_background_labelled(
     assert second["counts"]["pending"] == 1 and second["counts_age"] is not None  # the last count, labelled
     assert "q1" in second["paused"]  # read for every request
     assert "jobs per status as counted 0 s ago" in (await client.get("/")).text
+
+
+async def test_on_a_big_table_the_first_overview_does_not_wait_for_the_whole_count(
+    client: Any, web_queue: jobq.Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond BREAKDOWN_LIMIT jobs, the first overview starts the count per
+    queue and type after the jobs per status (the two would slow each
+    other) and answers without waiting for it; the next polls fill it in."""
+    import jobq.admin.figures
+    import jobq.admin.views
+
+    monkeypatch.setattr(jobq.admin.views, "BREAKDOWN_LIMIT", 0)  # every table is big
+    monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 5.0)  # would be waited for, on a small one
+    await web_queue.enqueue("mail", {}, queue="q1")
+    done = await web_queue.enqueue("mail", {}, queue="q1", priority=5)
+    claimed = await web_queue.dequeue()
+    assert claimed is not None and claimed.id == done.id
+    await web_queue.complete(claimed)
+    first = (await client.get("/api/overview")).json()
+    assert first["breakdown"] == "unfinished" and first["by_queue"]["q1"] == {"pending": 1}
+    assert (first["counts"]["pending"], first["counts"]["completed"]) == (1, 1)
+    for _ in range(50):
+        later = (await client.get("/api/overview")).json()
+        if later["breakdown"] == "all":
+            break
+        await asyncio.sleep(0.05)
+    assert later["breakdown"] == "all" and later["by_queue"]["q1"] == {"pending": 1, "completed": 1}

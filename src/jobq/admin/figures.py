@@ -65,15 +65,17 @@ class Recounted(Generic[T]):
         """Whether a count has ended: :meth:`get` answers with figures from now on."""
         return self._value is not None
 
-    async def get(self) -> tuple[T | None, float | None]:
+    async def get(self, *, first_wait: float | None = None) -> tuple[T | None, float | None]:
         """The figures, and how many seconds ago they were counted (``None``:
         counted for this call); ``(None, None)`` while the first count has
-        run :data:`FIRST_WAIT` seconds without ending. An error of the first
+        run :data:`FIRST_WAIT` seconds (or ``first_wait``, this once; 0:
+        start it and do not wait) without ending. An error of the first
         count is raised to a caller."""
         if self._value is None:
             if self._task is None or self._task.done():
                 self._task = asyncio.create_task(self._recount())
-            wait = FIRST_WAIT if self._first_wait is None else self._first_wait
+            wait = first_wait if first_wait is not None else self._first_wait
+            wait = FIRST_WAIT if wait is None else wait
             done, _ = await asyncio.wait({self._task}, timeout=None if wait == math.inf else wait)
             if not done:
                 return None, None

@@ -288,28 +288,41 @@ async def breakdown(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished:
 
 
 async def slow_figures(
-    queue: Queue, minutes: int, figures: Recounted[dict[str, Any]] | None
-) -> tuple[dict[str, Any], float | None, bool]:
+    queue: Queue, minutes: int, figures: Recounted[dict[str, Any]] | None, *,
+    unfinished: Recounted[dict[str, Any]] | None = None, big: bool = False,
+) -> tuple[dict[str, Any], float | None, bool]:  # fmt: skip
     """:func:`breakdown` (from ``figures`` when given), how many seconds ago
     it was counted (``None``: now), and whether it counts every job. Until
     the first count of ``figures`` ends, that of the unfinished jobs alone
-    (found on the status index) runs beside it, so the answer waits
-    :data:`~jobq.admin.figures.FIRST_WAIT` seconds at most, not that and
-    then a count."""
+    (found on the status index; from ``unfinished`` when given, a
+    :class:`Recounted` of it) stands in. That one runs beside the first
+    count, so the answer waits :data:`~jobq.admin.figures.FIRST_WAIT`
+    seconds at most, not that and then a count; on a ``big`` table (more
+    than :data:`BREAKDOWN_LIMIT` jobs) the first count is started in the
+    background and not waited for at all."""
     if figures is None:
         return await breakdown(queue, minutes=minutes), None, True
     if figures.counted:
         value, age = await figures.get()
         assert value is not None
         return value, age, True
-    unfinished = asyncio.create_task(breakdown(queue, minutes=minutes, finished=False))
+    if big:
+        value, age = await figures.get(first_wait=0.0)
+        if value is not None:
+            return value, age, True
+        if unfinished is not None:
+            early, _ = await unfinished.get()
+            if early is not None:
+                return early, None, False
+        return await breakdown(queue, minutes=minutes, finished=False), None, False
+    unfinished_count = asyncio.create_task(breakdown(queue, minutes=minutes, finished=False))
     # Not needed if the whole count ends in time: left to end (cancelling a
     # read may leave its connection mid-statement), its outcome dropped.
-    unfinished.add_done_callback(lambda task: task.cancelled() or task.exception())
+    unfinished_count.add_done_callback(lambda task: task.cancelled() or task.exception())
     value, age = await figures.get()
     if value is not None:
         return value, age, True
-    return await unfinished, None, False
+    return await unfinished_count, None, False
 
 
 async def status_counts(
@@ -331,7 +344,7 @@ async def _given(value: T) -> T:
 
 async def overview(
     queue: Queue, *, minutes: int = THROUGHPUT_MINUTES, figures: Recounted[dict[str, Any]] | None = None,
-    counted: Recounted[dict[JobStatus, int]] | None = None,
+    counted: Recounted[dict[JobStatus, int]] | None = None, unfinished: Recounted[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What the dashboard's overview shows, as JSON-ready values. With
     ``figures`` (a :class:`~jobq.admin.figures.Recounted` of
@@ -341,12 +354,20 @@ async def overview(
     per-queue and per-type counts are of unfinished jobs only, and
     ``breakdown`` says ``"unfinished"`` (else ``"all"``). With ``counted``
     (a :class:`~jobq.admin.figures.Recounted` of :meth:`jobq.Queue.counts`),
-    the jobs per status come from it, ``counts_age`` their age likewise."""
+    the jobs per status come from it, ``counts_age`` their age likewise;
+    with ``unfinished`` (one of :func:`breakdown` of the unfinished jobs),
+    what stands in for ``figures`` until their first count ends, which on
+    a big table starts once the jobs per status are counted (the two would
+    slow each other) and is not waited for."""
     # Independent reads, side by side (the stores read on several threads or
     # connections): the overview waits for the slowest, not for their sum.
-    (found, counts_age), (slow, age, whole), oldest, registry = await asyncio.gather(
-        status_counts(queue, counted), slow_figures(queue, minutes, figures), queue.oldest_ready(), workers(queue)
+    first = figures is not None and not figures.counted
+    stand_in = unfinished.get() if first and unfinished is not None else _given(None)
+    (found, counts_age), oldest, registry, _ = await asyncio.gather(
+        status_counts(queue, counted), queue.oldest_ready(), workers(queue), stand_in
     )
+    big = found["total"] > BREAKDOWN_LIMIT
+    slow, age, whole = await slow_figures(queue, minutes, figures, unfinished=unfinished, big=big)
     out: dict[str, Any] = dict(found)
     out["counts_age"] = None if counts_age is None else round(counts_age, 1)
     out.update(slow)

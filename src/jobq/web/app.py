@@ -99,6 +99,11 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
         self.counted: admin.Recounted[dict[JobStatus, int]] = admin.Recounted(
             queue.counts, every=admin.STATUS_RECOUNT_EVERY, first_wait=math.inf
         )
+        #: What stands in for ``figures`` while their first count runs.
+        self.unfinished: admin.Recounted[dict[str, Any]] = admin.Recounted(
+            lambda: admin.breakdown(queue, minutes=admin.THROUGHPUT_MINUTES, finished=False),
+            every=admin.STATUS_RECOUNT_EVERY, first_wait=math.inf,
+        )
         #: The queue pages' figures, recounted in the background once slow.
         self.charted = Charted(queue)
 
@@ -213,7 +218,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     # -- pages -----------------------------------------------------------------
 
     async def overview_page(self, request: Request) -> Response:
-        data = await admin.overview(self.queue, figures=self.figures, counted=self.counted)
+        data = await admin.overview(self.queue, figures=self.figures, counted=self.counted, unfinished=self.unfinished)
         queue_names = sorted({*data["by_queue"], *data["paused"]})
         return self.render(
             request, "overview.html", page="overview", data=data, queue_names=queue_names,
@@ -347,7 +352,9 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     # -- JSON API and metrics --------------------------------------------------
 
     async def api_overview(self, request: Request) -> Response:
-        return JSONResponse(await admin.overview(self.queue, figures=self.figures, counted=self.counted))
+        return JSONResponse(
+            await admin.overview(self.queue, figures=self.figures, counted=self.counted, unfinished=self.unfinished)
+        )
 
     async def api_jobs(self, request: Request) -> Response:
         filters = self.filters(request)
