@@ -141,7 +141,8 @@ class Attempt:
 
 class WorkerRecord(NamedTuple):
     """A worker process as the registry keeps it (times in epoch ms;
-    ``queues`` as JSON text, ``null`` for every queue)."""
+    ``queues`` as JSON text, ``null`` for every queue; ``limits`` as JSON
+    text, see :func:`limits_of`)."""
 
     id: str
     host: str
@@ -153,6 +154,7 @@ class WorkerRecord(NamedTuple):
     heartbeat_at: int
     running: int
     done: int
+    limits: str = "{}"  # schema version 6; a worker of an older jobq leaves the default
 
 
 #: Columns of the workers table, in :class:`WorkerRecord` order.
@@ -170,6 +172,23 @@ def forget_before(now_ms: int) -> int:
     return now_ms - int(FORGET_AFTER * 1000)
 
 
+def limits_of(text: object) -> dict[str, Any]:
+    """A worker's stored ``limits`` as a dict (empty when it said none, or
+    is unreadable): what it enforces, as its processor registers it
+    (:mod:`jobq.processor.registry`): ``queues``, slots per named queue (a
+    processor with per-queue concurrency); ``rate_limit``,
+    ``{"max_requests", "window_seconds"}``; ``key_limits``, a list of
+    ``{"key", "type", "rate", "per", "concurrency"}``; ``circuit_breaker``,
+    ``{"failure_threshold", "timeout", "reset_timeout"}``; ``open_circuits``,
+    the state of each job type whose circuit is not closed; ``job_timeout``,
+    seconds."""
+    try:
+        found = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """A worker process, as :meth:`jobq.Queue.workers` returns it."""
@@ -185,6 +204,7 @@ class WorkerInfo:
     running: int  # jobs running at the last heartbeat
     done: int  # jobs finished (any outcome) since it started
     alive: bool  # heard from within DEAD_AFTER_HEARTBEATS heartbeats
+    limits: dict[str, Any]  # what it enforces (see limits_of); empty for a worker of an older jobq
 
     @classmethod
     def from_record(cls, record: WorkerRecord, now_ms: int) -> WorkerInfo:
@@ -198,6 +218,7 @@ class WorkerInfo:
         return cls(
             r.id, r.host, int(r.pid), queues, int(r.concurrency), r.version, datetime_of_ms(r.started_at),
             datetime_of_ms(r.heartbeat_at), int(r.running), int(r.done), not dead(r.heartbeat_at, now_ms),
+            limits_of(r.limits),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,6 +235,7 @@ class WorkerInfo:
             "running": self.running,
             "done": self.done,
             "alive": self.alive,
+            "limits": self.limits,
         }
 
 

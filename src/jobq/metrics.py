@@ -10,8 +10,8 @@ verb, with errors and the longest call) are timed by the queue's store
 (:mod:`jobq.store.instrumented`), in this process.
 
 The queue's figures also give ``jobq_oldest_ready_job_age_seconds{queue}``:
-how long the oldest ready job of each named queue has waited since it was
-enqueued (0 for a queue with none ready). Attempts are counted by outcome in
+how long the oldest ready job of each named queue has waited since it became
+ready (due: a retried job from its retry; 0 for a queue with none ready). Attempts are counted by outcome in
 ``jobq_job_attempts_total{type,outcome}`` (completed, retry, failed, snoozed,
 cancelled, released, lost).
 
@@ -41,6 +41,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
     raise BackendMissing(f"metrics need prometheus-client: pip install 'jobq[web]' ({exc})") from None
 
+from .admin import THROUGHPUT_MINUTES, CountRow, Recounted, breakdown, ready_since, slow_figures
 from .events import Event
 from .job import JobStatus
 from .processor.limits import CircuitState
@@ -81,7 +82,7 @@ def queue_metrics(
         return [jobs, stopped]
     oldest = GaugeMetricFamily(
         "jobq_oldest_ready_job_age_seconds",
-        "Seconds the oldest ready job of each queue has waited since it was enqueued (0: none ready)",
+        "Seconds the oldest ready job of each queue has waited since it became ready (0: none ready)",
         labels=["queue"],
     )
     for queue, age in sorted(ages.items()):
@@ -94,19 +95,33 @@ def queue_metrics(
 Figures = tuple[list[Any], dict[str, float], list[str]]
 
 
-async def queue_figures(queue: Queue) -> Figures:
+async def queue_figures(queue: Queue, counted: Recounted[dict[str, Any]] | None = None) -> Figures:
     """The queue's counts (``Queue.summary()``), per named queue the age in
     seconds of its oldest ready job (one small read per queue that has ready
-    jobs), and the paused queues."""
-    rows = list(await queue.summary())
+    jobs), and the paused queues.
+
+    With ``counted`` (a :class:`~jobq.admin.Recounted` of
+    :func:`jobq.admin.breakdown`, the dashboard's), the counts per queue are
+    its own: exact while counting is fast, else the last background count
+    (a scrape never counts a million jobs), and the waiting and running
+    jobs alone until its first count ends."""
+    if counted is None:
+        rows = list(await queue.summary())
+    else:
+        slow, _, _ = await slow_figures(queue, THROUGHPUT_MINUTES, counted)
+        rows = [
+            CountRow(name, "", JobStatus(status), n)
+            for name, statuses in slow["by_queue"].items()
+            for status, n in statuses.items()
+        ]
     now = queue.clock.now()
     names = sorted({str(row.queue) for row in rows})
     ready = {str(row.queue) for row in rows if row.status is JobStatus.PENDING and row.count}
     ages = dict.fromkeys(names, 0.0)
     for name in sorted(ready):
-        page = await queue.list_jobs(status=JobStatus.PENDING, queue=name, limit=1, order="oldest")
-        if page.jobs:
-            ages[name] = max(0.0, now - page.jobs[0].created_at.timestamp())
+        oldest = await queue.oldest_ready(name)
+        if oldest is not None:
+            ages[name] = max(0.0, now - ready_since(oldest).timestamp())
     return rows, ages, list(await queue.paused())
 
 
@@ -126,9 +141,12 @@ class QueueCollector(Collector):
     def __init__(self, queue: Queue, loop: asyncio.AbstractEventLoop) -> None:
         self.queue = queue
         self.loop = loop
+        #: Counted again for each scrape while that is fast, in the
+        #: background once it is slow (a scrape never counts a million jobs).
+        self.counted: Recounted[dict[str, Any]] = Recounted(lambda: breakdown(queue, minutes=1))
 
     def collect(self) -> Iterable[Metric]:
-        future = asyncio.run_coroutine_threadsafe(queue_figures(self.queue), self.loop)
+        future = asyncio.run_coroutine_threadsafe(queue_figures(self.queue, self.counted), self.loop)
         try:
             rows, ages, paused = future.result(SCRAPE_TIMEOUT)
         except Exception:  # an unreachable store leaves this scrape without counts
@@ -308,13 +326,15 @@ def instrument(processor: JobProcessor, registry: CollectorRegistry | None = Non
 _ATTEMPT_OUTCOMES = {"succeeded": "completed", "retried": "retry", "failed": "failed"}
 
 
-async def render_latest(queue: Queue, registry: CollectorRegistry | None = None) -> bytes:
-    """The text exposition the dashboard serves: the queue's counts, then
-    ``registry`` (default: the process-wide one), with the timings of the
-    queue's store calls."""
+async def render_latest(
+    queue: Queue, registry: CollectorRegistry | None = None, *, counted: Recounted[dict[str, Any]] | None = None
+) -> bytes:
+    """The text exposition the dashboard serves: the queue's counts (see
+    :func:`queue_figures` for ``counted``), then ``registry`` (default: the
+    process-wide one), with the timings of the queue's store calls."""
     registry = REGISTRY if registry is None else registry
     _stores(registry).add(queue)
-    figures = await queue_figures(queue)
+    figures = await queue_figures(queue, counted)
     counts = CollectorRegistry(auto_describe=False)
     counts.register(_Rows(figures))
     return generate_latest(counts) + generate_latest(registry)

@@ -133,6 +133,7 @@ class SyncQueue:
     counts = _Verb(Queue.counts)
     summary = _Verb(Queue.summary)
     throughput = _Verb(Queue.throughput)
+    oldest_ready = _Verb(Queue.oldest_ready)
     attempts = _Verb(Queue.attempts)
     workers = _Verb(Queue.workers)
     retry = _Verb(Queue.retry)

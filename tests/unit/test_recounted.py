@@ -106,3 +106,28 @@ async def test_an_error_of_the_first_count_reaches_the_caller() -> None:
         await figures.get()
     c.fail = False
     assert await figures.get() == (2, None)
+
+
+async def test_an_interval_of_its_own_and_a_first_count_waited_for() -> None:
+    """``every`` replaces RECOUNT_EVERY; ``first_wait=math.inf`` waits for
+    the first count however long it takes."""
+    import math
+
+    now = [0.0]
+    calls = [0]
+
+    async def count() -> int:
+        calls[0] += 1
+        await asyncio.sleep(0.05)
+        now[0] += 1.0  # every count is slow, by this clock
+        return calls[0]
+
+    figures = Recounted(count, clock=lambda: now[0], every=5.0, first_wait=math.inf)
+    assert await figures.get() == (1, 0.0)
+    now[0] += 4.0
+    assert (await figures.get())[0] == 1  # not yet five seconds
+    now[0] += 1.0
+    value, age = await figures.get()
+    assert value == 1 and age == 5.0  # stale, and a recount started
+    await asyncio.sleep(0.1)
+    assert (await figures.get())[0] == 2

@@ -60,7 +60,7 @@ async def test_version_1_file_upgrades_to_the_latest_keeping_its_jobs(tmp_path: 
     make_v1_file(path)
     assert version_of(path) == 1
     async with jobq.connect(f"sqlite:///{path}", clock=jobq.FakeClock(NOW_MS / 1000)) as queue:
-        assert LATEST_VERSION == 5 and version_of(path) == 5
+        assert LATEST_VERSION == 6 and version_of(path) == 6
         conn = sqlite3.connect(path)
         names = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -66,6 +66,39 @@ async def test_the_queue_page(client: Any, web_queue: jobq.Queue) -> None:
     assert (await client.get("/queues/sms?window=week")).status_code == 400
 
 
+async def test_the_queue_page_shows_the_limits_in_force(client: Any, web_queue: jobq.Queue) -> None:
+    now = int(web_queue.clock.now() * 1000)
+    limits = {
+        "queues": {"sms": 3, "mail": 5},
+        "rate_limit": {"max_requests": 10, "window_seconds": 1.0},
+        "key_limits": [{"key": "<b>provider</b>", "type": None, "rate": 2, "per": 60.0, "concurrency": 1}],
+        "circuit_breaker": {"failure_threshold": 4, "timeout": 5.0, "reset_timeout": 30.0},
+        "open_circuits": {"send": "open"},
+        "job_timeout": 90.0,
+    }
+    row = WorkerRecord("w-limited", "box", 1, '["sms", "mail"]', 8, "test", now, now, 0, 0, json.dumps(limits))
+    await web_queue.store.heartbeat(row, forget_before_ms=0)
+    await register(web_queue, "w-plain", '["sms"]', 2)
+    page = (await client.get("/queues/sms")).text
+    # Per-queue concurrency: 3 of w-limited's slots are the queue's own, beside w-plain's 2.
+    assert "5 jobs at once at most, over 2 live workers" in page and "shared with" not in page
+    limits_list = re.search(r'<ul id="queue-limits">(.*?)</ul>', page, re.S)
+    assert limits_list is not None
+    shown = limits_list.group(1)
+    assert "rate limit: at most 10 job starts per 1 s (this worker)" in shown
+    assert "by metadata &lt;b&gt;provider&lt;/b&gt;: at most 2 starts per 60 s, at most 1 running per key" in shown
+    assert "<b>provider" not in page
+    assert "opens after 4 failures in a row, lets a trial job through after 30 s" in shown
+    assert "circuit open for send: its jobs are not claimed" in shown
+    assert "job timeout: 90 s" in shown and "(w-limited)" in shown
+    mail = (await client.get("/queues/mail")).text
+    assert "5 jobs at once at most, over 1 live workers" in mail
+    # A worker of an older jobq registers no limits: none is claimed.
+    await web_queue.store.unregister("w-limited")
+    page = (await client.get("/queues/sms")).text
+    assert "no rate limit, per-key limit, circuit breaker or job timeout" in page
+
+
 async def test_pause_and_resume_from_the_queue_page(client: Any, web_queue: jobq.Queue) -> None:
     await web_queue.enqueue("send", queue="sms")
     page = (await client.get("/queues/sms")).text

@@ -198,7 +198,9 @@ async def test_attempt_history_and_workers_are_escaped(client: Any, web_queue: j
     except ValueError as exc:
         await web_queue.fail(claimed, exc)
     now = web_queue.now_ms()
-    hostile = WorkerRecord(XSS, XSS, 1, json.dumps([XSS]), 1, XSS, now, now, 0, 0)
+    limits = {"queues": {XSS: 1}, "key_limits": [{"key": XSS, "type": XSS, "rate": XSS, "per": 1.0}],
+              "open_circuits": {XSS: XSS}}  # fmt: skip
+    hostile = WorkerRecord(XSS, XSS, 1, json.dumps([XSS]), 1, XSS, now, now, 0, 0, json.dumps(limits))
     await web_queue.store.heartbeat(hostile, forget_before_ms=0)
     await web_queue.enqueue(XSS, {"n": 2}, queue=XSS)
     claimed = await web_queue.dequeue()
@@ -215,6 +217,8 @@ async def test_attempt_history_and_workers_are_escaped(client: Any, web_queue: j
     assert attempt["error"] == XSS and XSS in attempt["traceback"] and attempt["outcome"] == "failed"
     (worker,) = (await client.get("/api/workers")).json()["workers"]
     assert worker["host"] == XSS and worker["queues"] == [XSS] and worker["alive"] is True
+    queue_page = (await client.get(f"/queues/{quote(XSS, safe='')}")).text
+    assert queue_page.count("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;") >= 4  # the limits' fields too
 
 
 async def test_large_payloads_are_truncated_in_lists(client: Any, web_queue: jobq.Queue) -> None:

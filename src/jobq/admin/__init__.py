@@ -12,7 +12,7 @@ the dashboard.
 Nothing here imports an optional dependency.
 """
 
-from .figures import Recounted
+from .figures import STATUS_RECOUNT_EVERY, Recounted
 from .verbs import (
     CANCELLED_RETENTION,
     COMPLETED_RETENTION,
@@ -38,10 +38,13 @@ from .views import (
     job_dict,
     overview,
     preview,
+    ready_since,
     retry_all_failed,
+    slow_figures,
     stats,
     status_text,
     timeline,
+    waited,
     workers,
     workers_alive,
 )
@@ -53,6 +56,7 @@ __all__ = [
     "FAILED_RETENTION",
     "LIST_LIMIT",
     "MAX_LIST_LIMIT",
+    "STATUS_RECOUNT_EVERY",
     "THROUGHPUT_MINUTES",
     "THROUGHPUT_WINDOW",
     "AdminVerbs",
@@ -70,10 +74,13 @@ __all__ = [
     "job_dict",
     "overview",
     "preview",
+    "ready_since",
     "retry_all_failed",
+    "slow_figures",
     "stats",
     "status_text",
     "timeline",
+    "waited",
     "workers",
     "workers_alive",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -25,8 +26,15 @@ T = TypeVar("T")
 
 FRESH_ENOUGH = 0.1  # seconds: figures counted faster are counted again for every request
 RECOUNT_EVERY = 30.0  # seconds between background recounts of slow figures (each slows the other reads meanwhile)
+#: Seconds between background recounts of the jobs per status, once slow to
+#: count (a tenth of a second or more at a million jobs): the overview's
+#: headline, kept fresher than the per-queue figures, and counted once per
+#: dashboard process however many pages poll.
+STATUS_RECOUNT_EVERY = 5.0
 RETRY_AFTER = 30.0  # seconds before recounting again after a recount failed
-FIRST_WAIT = 0.25  # seconds the first count is waited for before answering without it
+#: Seconds the first count is waited for before answering without it: as
+#: long as a count may take and still be made for every request.
+FIRST_WAIT = FRESH_ENOUGH
 
 log = logging.getLogger("jobq.admin")
 
@@ -35,24 +43,40 @@ class Recounted(Generic[T]):
     """Figures from ``count``, exact while counting is fast, else the last
     ones counted, recounted in the background."""
 
-    def __init__(self, count: Callable[[], Awaitable[T]], *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, count: Callable[[], Awaitable[T]], *, clock: Callable[[], float] = time.monotonic,
+        every: float | None = None, first_wait: float | None = None,
+    ) -> None:  # fmt: skip
+        """``every``: seconds between background recounts (default
+        :data:`RECOUNT_EVERY`); ``first_wait``: seconds the first count is
+        waited for (default :data:`FIRST_WAIT`; ``math.inf``: until it ends)."""
         self._count = count
         self._clock = clock
+        self._every = every
+        self._first_wait = first_wait
         self._value: T | None = None
         self._at = 0.0  # when the value was counted (clock seconds)
         self._took = 0.0  # seconds the last count took
         self._next = 0.0  # not recounting before this (clock seconds)
         self._task: asyncio.Task[None] | None = None
 
-    async def get(self) -> tuple[T | None, float | None]:
+    @property
+    def counted(self) -> bool:
+        """Whether a count has ended: :meth:`get` answers with figures from now on."""
+        return self._value is not None
+
+    async def get(self, *, first_wait: float | None = None) -> tuple[T | None, float | None]:
         """The figures, and how many seconds ago they were counted (``None``:
         counted for this call); ``(None, None)`` while the first count has
-        run :data:`FIRST_WAIT` seconds without ending. An error of the first
+        run :data:`FIRST_WAIT` seconds (or ``first_wait``, this once; 0:
+        start it and do not wait) without ending. An error of the first
         count is raised to a caller."""
         if self._value is None:
             if self._task is None or self._task.done():
                 self._task = asyncio.create_task(self._recount())
-            done, _ = await asyncio.wait({self._task}, timeout=FIRST_WAIT)
+            wait = first_wait if first_wait is not None else self._first_wait
+            wait = FIRST_WAIT if wait is None else wait
+            done, _ = await asyncio.wait({self._task}, timeout=None if wait == math.inf else wait)
             if not done:
                 return None, None
             task, self._task = self._task, None
@@ -67,7 +91,8 @@ class Recounted(Generic[T]):
             if self._took < FRESH_ENOUGH:
                 return self._value, None
         now = self._clock()
-        if now - self._at >= RECOUNT_EVERY and now >= self._next and (self._task is None or self._task.done()):
+        every = RECOUNT_EVERY if self._every is None else self._every
+        if now - self._at >= every and now >= self._next and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._recount_logged())
         return self._value, max(0.0, now - self._at)
 

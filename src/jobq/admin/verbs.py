@@ -226,9 +226,12 @@ class AdminVerbs:
         return [CountRow(q, t, JobStatus(s), n) for q, t, s, n in rows if s in chosen]
 
     async def throughput(self, minutes: int = THROUGHPUT_WINDOW) -> list[ThroughputRow]:
-        """Jobs completed and failed (for good) per minute over the last
-        ``minutes`` minutes, oldest first, one row per minute (zeros
-        included); the last row is the current, partial minute."""
+        """Attempts completed and failed per minute over the last ``minutes``
+        minutes, oldest first, one row per minute (zeros included); the last
+        row is the current, partial minute. Read from the attempt history,
+        as :meth:`outcomes` is: every failed attempt counts (a retried job's
+        too, see :data:`~jobq.figures.FAILED_OUTCOMES`), so retrying a job
+        erases none of its failures."""
         if (
             isinstance(minutes, bool)
             or not isinstance(minutes, int)
@@ -237,11 +240,21 @@ class AdminVerbs:
             raise InvalidOption(f"minutes must be an int from 1 to {MAX_THROUGHPUT_WINDOW}, not {minutes!r}")
         current = self.now_ms() // _MINUTE_MS * _MINUTE_MS
         since = current - (minutes - 1) * _MINUTE_MS
-        found = {m: (c, f) for m, c, f in await self.store.throughput(since_ms=since)}
+        rows = await self.store.outcomes(since_ms=since, bucket_ms=_MINUTE_MS, until_ms=current)
+        found = {m: (c, f) for m, c, f in rows}
         return [
             ThroughputRow(from_ms(minute), *found.get(minute, (0, 0)))  # type: ignore[arg-type]
             for minute in range(since, current + 1, _MINUTE_MS)
         ]
+
+    async def oldest_ready(self, queue: str | None = None) -> Job[Any] | None:
+        """The ready job (of the named ``queue`` if given) that has waited
+        longest since it became due: earliest ``process_at`` first, which a
+        retry moves to the retry's time, so a job retried a moment ago has
+        waited a moment, however long ago it was created. ``None`` when no
+        job is ready."""
+        found = await self.store.oldest_ready(now_ms=self.now_ms(), queue=None if queue is None else str(queue))
+        return None if found is None else self._lenient_job(found)
 
     # -- the dashboard's figures ---------------------------------------------------
 
@@ -254,7 +267,7 @@ class AdminVerbs:
         w = _window(window)
         current = figures.bucket_of(self.now_ms(), w.bucket_ms)
         since = current - w.span_ms + w.bucket_ms
-        rows = await self.store.outcomes(since_ms=since, bucket_ms=w.bucket_ms, queue=queue)
+        rows = await self.store.outcomes(since_ms=since, bucket_ms=w.bucket_ms, until_ms=current, queue=queue)
         found = {b: (c, f) for b, c, f in rows}
         return [
             ThroughputRow(from_ms(b), *found.get(b, (0, 0)))  # type: ignore[arg-type]

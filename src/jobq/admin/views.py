@@ -7,11 +7,12 @@ backend shows the same thing. Nothing here imports an optional dependency.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import JobNotFound, NotRetryable
 from ..history import WORKER_FIELDS
@@ -21,6 +22,8 @@ from .verbs import THROUGHPUT_WINDOW
 
 if TYPE_CHECKING:
     from ..queue import Queue
+
+T = TypeVar("T")
 
 PREVIEW_CHARS = 120  # characters of a payload shown in job lists
 RETRY_ALL_BATCH = 200  # failed jobs fetched per round by retry_all_failed
@@ -84,6 +87,20 @@ def job_dict(job: Job[Any], *, full: bool = True) -> dict[str, Any]:
         if job.error is not None:
             out["error"] = preview(job.error)
     return out
+
+
+def ready_since(job: Job[Any]) -> datetime:
+    """When a waiting job became ready to run: when it was due
+    (``process_at``, which a delay sets and a retry moves to its own time),
+    or when it was created if that is later (a row another program wrote
+    with an earlier due time). The overview's "oldest waiting", the queue
+    page's "oldest ready job" and the metric of its age count from here."""
+    return max(job.created_at, job.process_at)
+
+
+def waited(job: Job[Any], now: datetime) -> float:
+    """Seconds a ready job has waited at ``now`` (see :func:`ready_since`)."""
+    return max(0.0, (now - ready_since(job)).total_seconds())
 
 
 def timeline(job: Job[Any]) -> list[tuple[str, datetime]]:
@@ -214,9 +231,17 @@ async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished: boo
     beyond, that means reading every job, seconds at a million, so only the
     waiting and running ones are broken down (found on the status index), and
     ``breakdown`` says ``"unfinished"`` (else ``"all"``)."""
-    out = await counts(queue)
-    every = out["total"] <= BREAKDOWN_LIMIT if finished is None else finished
-    out.update(await breakdown(queue, minutes=minutes, finished=every))
+    if finished is None:
+        # The unfinished breakdown is read beside the counts that decide
+        # whether it is enough (the usual case on a big table, where it
+        # saves a wait); a small table's whole breakdown is cheap after.
+        out, slow = await asyncio.gather(counts(queue), breakdown(queue, minutes=minutes, finished=False))
+        every = out["total"] <= BREAKDOWN_LIMIT
+        out.update(await breakdown(queue, minutes=minutes) if every else slow)
+    else:
+        every = finished
+        out, slow = await asyncio.gather(counts(queue), breakdown(queue, minutes=minutes, finished=every))
+        out.update(slow)
     out["breakdown"] = "all" if every else "unfinished"
     return out
 
@@ -224,11 +249,14 @@ async def stats(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished: boo
 async def counts(queue: Queue) -> dict[str, Any]:
     """Counts per status and the paused queues (with when each was paused):
     answered from indexes, fast at any size."""
-    counts = await queue.counts()
-    paused = await queue.paused()
+    by_status, paused = await asyncio.gather(queue.counts(), queue.paused())
+    return _counts_dict(by_status, paused)
+
+
+def _counts_dict(by_status: dict[JobStatus, int], paused: dict[str, datetime]) -> dict[str, Any]:
     return {
-        "counts": {status_text(s): n for s, n in counts.items()},
-        "total": sum(counts.values()),
+        "counts": {status_text(s): n for s, n in by_status.items()},
+        "total": sum(by_status.values()),
         "paused": {name: iso(at) for name, at in paused.items()},
     }
 
@@ -237,8 +265,9 @@ async def breakdown(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished:
     """Counts per queue and per type (of unfinished jobs only unless
     ``finished``), and recent throughput: with finished jobs, these read every
     job (see :mod:`jobq.admin.figures` for the overview's way round)."""
-    rows = await queue.summary(None if finished else UNFINISHED)
-    history = await queue.throughput(minutes=minutes)
+    rows, history = await asyncio.gather(
+        queue.summary(None if finished else UNFINISHED), queue.throughput(minutes=minutes)
+    )
     completed = sum(int(r.completed) for r in history)
     failed = sum(int(r.failed) for r in history)
     return {
@@ -258,8 +287,64 @@ async def breakdown(queue: Queue, *, minutes: int = THROUGHPUT_WINDOW, finished:
     }
 
 
+async def slow_figures(
+    queue: Queue, minutes: int, figures: Recounted[dict[str, Any]] | None, *,
+    unfinished: Recounted[dict[str, Any]] | None = None, big: bool = False,
+) -> tuple[dict[str, Any], float | None, bool]:  # fmt: skip
+    """:func:`breakdown` (from ``figures`` when given), how many seconds ago
+    it was counted (``None``: now), and whether it counts every job. Until
+    the first count of ``figures`` ends, that of the unfinished jobs alone
+    (found on the status index; from ``unfinished`` when given, a
+    :class:`Recounted` of it) stands in. That one runs beside the first
+    count, so the answer waits :data:`~jobq.admin.figures.FIRST_WAIT`
+    seconds at most, not that and then a count; on a ``big`` table (more
+    than :data:`BREAKDOWN_LIMIT` jobs) the first count is started in the
+    background and not waited for at all."""
+    if figures is None:
+        return await breakdown(queue, minutes=minutes), None, True
+    if figures.counted:
+        value, age = await figures.get()
+        assert value is not None
+        return value, age, True
+    if big:
+        value, age = await figures.get(first_wait=0.0)
+        if value is not None:
+            return value, age, True
+        if unfinished is not None:
+            early, _ = await unfinished.get()
+            if early is not None:
+                return early, None, False
+        return await breakdown(queue, minutes=minutes, finished=False), None, False
+    unfinished_count = asyncio.create_task(breakdown(queue, minutes=minutes, finished=False))
+    # Not needed if the whole count ends in time: left to end (cancelling a
+    # read may leave its connection mid-statement), its outcome dropped.
+    unfinished_count.add_done_callback(lambda task: task.cancelled() or task.exception())
+    value, age = await figures.get()
+    if value is not None:
+        return value, age, True
+    return await unfinished_count, None, False
+
+
+async def status_counts(
+    queue: Queue, counted: Recounted[dict[JobStatus, int]] | None
+) -> tuple[dict[str, Any], float | None]:
+    """:func:`counts` (the paused queues read now), and how many seconds ago
+    the jobs per status were counted (``None``: now): from ``counted`` when
+    given (a :class:`Recounted` of :meth:`jobq.Queue.counts`)."""
+    value, age = (None, None) if counted is None else await counted.get()
+    by_status, paused = await asyncio.gather(
+        queue.counts() if value is None else _given(value), queue.paused()
+    )
+    return _counts_dict(by_status, paused), age
+
+
+async def _given(value: T) -> T:
+    return value
+
+
 async def overview(
-    queue: Queue, *, minutes: int = THROUGHPUT_MINUTES, figures: Recounted[dict[str, Any]] | None = None
+    queue: Queue, *, minutes: int = THROUGHPUT_MINUTES, figures: Recounted[dict[str, Any]] | None = None,
+    counted: Recounted[dict[JobStatus, int]] | None = None, unfinished: Recounted[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What the dashboard's overview shows, as JSON-ready values. With
     ``figures`` (a :class:`~jobq.admin.figures.Recounted` of
@@ -267,18 +352,28 @@ async def overview(
     from it, and ``figures_age`` says how many seconds ago they were
     counted (``None``: counted now). While their first count runs,
     per-queue and per-type counts are of unfinished jobs only, and
-    ``breakdown`` says ``"unfinished"`` (else ``"all"``)."""
-    out = await counts(queue)
-    slow, age = (None, None) if figures is None else await figures.get()
-    whole = figures is None or slow is not None
-    if slow is None:
-        slow = await breakdown(queue, minutes=minutes, finished=False)
+    ``breakdown`` says ``"unfinished"`` (else ``"all"``). With ``counted``
+    (a :class:`~jobq.admin.figures.Recounted` of :meth:`jobq.Queue.counts`),
+    the jobs per status come from it, ``counts_age`` their age likewise;
+    with ``unfinished`` (one of :func:`breakdown` of the unfinished jobs),
+    what stands in for ``figures`` until their first count ends, which on
+    a big table starts once the jobs per status are counted (the two would
+    slow each other) and is not waited for."""
+    # Independent reads, side by side (the stores read on several threads or
+    # connections): the overview waits for the slowest, not for their sum.
+    first = figures is not None and not figures.counted
+    stand_in = unfinished.get() if first and unfinished is not None else _given(None)
+    (found, counts_age), oldest, registry, _ = await asyncio.gather(
+        status_counts(queue, counted), queue.oldest_ready(), workers(queue), stand_in
+    )
+    big = found["total"] > BREAKDOWN_LIMIT
+    slow, age, whole = await slow_figures(queue, minutes, figures, unfinished=unfinished, big=big)
+    out: dict[str, Any] = dict(found)
+    out["counts_age"] = None if counts_age is None else round(counts_age, 1)
     out.update(slow)
     out["breakdown"] = "all" if whole else "unfinished"
     out["figures_age"] = None if age is None else round(age, 1)
     now = datetime.fromtimestamp(queue.clock.now(), UTC)
-    oldest_page = await queue.list_jobs(status=JobStatus.PENDING.value, limit=1, order="oldest")
-    oldest = oldest_page.jobs[0] if oldest_page.jobs else None
     out["oldest_waiting"] = (
         None
         if oldest is None
@@ -287,10 +382,11 @@ async def overview(
             "type": oldest.type,
             "queue": oldest.queue,
             "created_at": iso(oldest.created_at),
-            "waiting_seconds": max(0.0, (now - oldest.created_at).total_seconds()),
+            "ready_at": iso(ready_since(oldest)),
+            "waiting_seconds": waited(oldest, now),
         }
     )
     # The registry's workers, idle ones included, dead ones marked.
-    out["workers"] = await workers(queue)
+    out["workers"] = registry
     out["now"] = datetime.now(UTC).isoformat()
     return out

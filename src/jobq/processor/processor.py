@@ -364,7 +364,7 @@ class JobProcessor(KmsgVerbs):
         claim_loop, self._unsubscribe = producer.start()
         jobs = self._jobs
         registration = self._registration = Registration(
-            self.queue, self.config, self.worker_id, self._metrics, lambda: len(jobs)
+            self.queue, self.config, self.worker_id, self._metrics, lambda: len(jobs), lambda: self._circuits
         )
         maintenance = Maintenance(
             self.queue, self.config, self._jobs, self._reporter, self._request_cancel, keeper,

@@ -337,17 +337,20 @@ class AdminStore(Protocol):
         (among jobs in the stored ``statuses``, when given)."""
         ...
 
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        """(minute start in ms, completed, failed) for minutes with any, from
-        ``completed_at`` / ``failed_at`` at or after ``since_ms``."""
+    async def oldest_ready(self, *, now_ms: int, queue: str | None = None) -> JobRecord | None:
+        """The ready job (public status ``pending`` at ``now_ms``; of
+        ``queue`` if given) due the longest: earliest ``process_at``, then
+        ``created_at``, then ``id``. ``None`` when none is ready."""
         ...
 
     async def outcomes(
-        self, *, since_ms: int, bucket_ms: int, queue: str | None = None
+        self, *, since_ms: int, bucket_ms: int, until_ms: int, queue: str | None = None
     ) -> list[tuple[int, int, int]]:
         """(bucket start in ms, completed, failed) for buckets of
-        ``bucket_ms`` with any, from the attempt history: attempts ended at
-        or after ``since_ms`` (of jobs in ``queue`` if given), a failure
+        ``bucket_ms`` (rows for buckets without any may be left out), from
+        the attempt history: attempts ended from ``since_ms`` (a bucket's
+        start) to the end of the bucket holding ``until_ms`` (of jobs in
+        ``queue`` if given), a failure
         being any of :data:`~jobq.figures.FAILED_OUTCOMES`. A retried job
         keeps its failed attempts here. Aggregated by the store."""
         ...

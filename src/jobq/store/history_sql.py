@@ -44,7 +44,7 @@ def attempts_query(d: Dialect, attempts: str) -> str:
 
 def heartbeat_query(d: Dialect, workers: str) -> str:
     """Stores a worker's row, or refreshes it (values named by field)."""
-    fresh = ("heartbeat_at", "running", "done", "queues", "concurrency")
+    fresh = ("heartbeat_at", "running", "done", "queues", "concurrency", "limits")
     return (
         f"INSERT INTO {workers} ({', '.join(WORKER_FIELDS)}) VALUES ({', '.join(map(d.value, WORKER_FIELDS))})"
         f" ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in fresh)}"

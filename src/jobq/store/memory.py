@@ -519,19 +519,21 @@ class MemoryStore:
                 counts[group] = counts.get(group, 0) + 1
         return [(*group, count) for group, count in sorted(counts.items())]
 
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        minutes: dict[int, list[int]] = {}
+    async def oldest_ready(self, *, now_ms: int, queue: str | None = None) -> JobRecord | None:
         with self._lock:
-            for r in self._jobs.values():
-                if r.status == "completed" and r.completed_at is not None and r.completed_at >= since_ms:
-                    minutes.setdefault(r.completed_at // 60_000 * 60_000, [0, 0])[0] += 1
-                elif r.status == "failed" and r.failed_at is not None and r.failed_at >= since_ms:
-                    minutes.setdefault(r.failed_at // 60_000 * 60_000, [0, 0])[1] += 1
-        return [(minute, done, failed) for minute, (done, failed) in sorted(minutes.items())]
+            ready = [
+                r for r in self._jobs.values()
+                if (queue is None or r.queue == queue) and self._public_status(r, now_ms) == "pending"
+            ]  # fmt: skip
+            found = min(ready, key=lambda r: (r.process_at, r.created_at, r.id), default=None)
+            return None if found is None else copy_record(found)
 
-    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+    async def outcomes(
+        self, *, since_ms: int, bucket_ms: int, until_ms: int, queue: str | None = None
+    ) -> list[tuple[int, int, int]]:
+        end = figures.bucket_of(until_ms, bucket_ms) + bucket_ms
         with self._lock:
-            rows = [(ended, outcome) for _, _, _, ended, outcome in self._every_attempt(queue)]
+            rows = [(ended, outcome) for _, _, _, ended, outcome in self._every_attempt(queue) if ended < end]
         return figures.outcome_counts(rows, since_ms=since_ms, bucket_ms=bucket_ms)
 
     async def durations(self, *, since_ms: int, queue: str | None = None) -> list[tuple[str, str, int, int]]:

@@ -1,7 +1,7 @@
 """Statements of the operators' side that both SQL stores share, beside
 :mod:`jobq.store.sql`: the paused queues' table (see
 :meth:`jobq.Queue.pause`), the operators' reads (counts per status, the
-summary, throughput, the pages of ``list_jobs``) and the search filters of
+summary, the pages of ``list_jobs``) and the search filters of
 ``list_jobs`` (see :class:`~jobq.store.base.Search`)."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from ..errors import InvalidOption
+from ..job import JobStatus
 from .sql import COLUMNS, Dialect, delayed, public_status, ready
 
 
@@ -75,27 +77,32 @@ def count_by_status_query(d: Dialect) -> str:
     )
 
 
-def summary_query(d: Dialect, *, statuses: bool = False) -> str:
-    """Jobs per queue, type and public status; with ``statuses``, only the
-    rows in those stored statuses (value ``statuses``), found on the status
-    index: the unfinished few of a table of a million finished jobs."""
-    where = f" WHERE {d.among('status', 'statuses')}" if statuses else ""
+def summary_query(d: Dialect, *, statuses: Collection[str] | None = None) -> str:
+    """Jobs per queue, type and public status; with ``statuses`` (stored
+    ones), only the rows in those, found on the status index: the
+    unfinished few of a table of a million finished jobs. The statuses are
+    written into the statement, not given as a list value: SQLite's planner
+    cannot see through a list value (``json_each``) and reads every row."""
+    where = ""
+    if statuses is not None:
+        known = {s.value for s in JobStatus}
+        unknown = sorted(set(statuses) - known)
+        if unknown:
+            raise InvalidOption(f"not a job status: {', '.join(map(repr, unknown))}")
+        where = f" WHERE status IN ({', '.join(repr(s) for s in sorted(statuses)) or 'NULL'})"
     return (
         f"SELECT queue, type, {public_status(d.now)} AS s, count(*) FROM {d.table}{where}"
         f" GROUP BY queue, type, s ORDER BY queue, type, s"
     )
 
 
-def throughput_query(d: Dialect) -> str:
-    """Completed and failed jobs per minute, from ``since`` on."""
-    t, since = d.table, d.value("since")
-    return (
-        f"SELECT minute, sum(done), sum(failed) FROM ("
-        f"SELECT completed_at / 60000 * 60000 AS minute, 1 AS done, 0 AS failed FROM {t}"
-        f" WHERE status = 'completed' AND completed_at >= {since}"
-        f" UNION ALL SELECT failed_at / 60000 * 60000, 0, 1 FROM {t}"
-        f" WHERE status = 'failed' AND failed_at >= {since}) AS finished GROUP BY minute ORDER BY minute"
-    )
+def oldest_ready_query(d: Dialect, *, by_queue: bool) -> str:
+    """The ready job (of queue ``queue`` with ``by_queue``) that has been
+    ready longest: the earliest due (``process_at``, which a retry moves to
+    its own time), not the earliest created. Read among the waiting rows
+    only (the status index), so a table of finished jobs costs it nothing."""
+    where = ready(d.now) + (f" AND queue = {d.value('queue')}" if by_queue else "")
+    return f"SELECT {COLUMNS} FROM {d.table} WHERE {where} ORDER BY process_at, created_at, id LIMIT 1"
 
 
 def list_jobs_queries(

@@ -136,6 +136,17 @@ V5_INDEXES = (
 )
 
 
+#: Version 6: the attempt history by end time, which the overview's
+#: throughput and failure rate read (attempts ended in the last hour) and the
+#: charts page too, without reading every attempt the table keeps; end times
+#: only grow, so a new attempt appends at the index's edge.
+ATTEMPTS_ENDED_INDEX = "(ended_at)"
+#: Version 6: what each registered worker enforces (its per-queue
+#: concurrency, rate limit, per-key limits, circuit breaker and the state
+#: of its open circuits), as JSON text (see :mod:`jobq.history`).
+WORKER_LIMITS_COLUMN = ("limits", "TEXT NOT NULL DEFAULT '{}'")
+
+
 def starts_table_ddl(types: Types, starts: str) -> str:
     """The table of recent job starts that per-key rate limits count (version 2)."""
     return f"CREATE TABLE IF NOT EXISTS {starts} (name TEXT NOT NULL, key TEXT NOT NULL, at_ms {types.time} NOT NULL)"

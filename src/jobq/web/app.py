@@ -40,7 +40,7 @@ from .bulk import FLASH_COOKIE, BulkPages, described, listing
 from .charts import RATE_MIN_ATTEMPTS, RATE_TRAIL, duration_text
 from .hosts import AllowedHosts
 from .login import CSRF_KEY, SESSION_KEY, Guard, LoginPages, route_path
-from .pages import FigurePages, Schedule
+from .pages import Charted, FigurePages, Schedule
 from .sessions import SESSION_TTL, Sessions, load_secret
 
 HERE = Path(__file__).parent
@@ -93,6 +93,19 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
         self.figures: admin.Recounted[dict[str, Any]] = admin.Recounted(
             lambda: admin.breakdown(queue, minutes=admin.THROUGHPUT_MINUTES)
         )
+        #: The jobs per status: counted for every request while that is
+        #: fast, else every few seconds in the background, so open pages
+        #: polling never wait on a count of a million jobs.
+        self.counted: admin.Recounted[dict[JobStatus, int]] = admin.Recounted(
+            queue.counts, every=admin.STATUS_RECOUNT_EVERY, first_wait=math.inf
+        )
+        #: What stands in for ``figures`` while their first count runs.
+        self.unfinished: admin.Recounted[dict[str, Any]] = admin.Recounted(
+            lambda: admin.breakdown(queue, minutes=admin.THROUGHPUT_MINUTES, finished=False),
+            every=admin.STATUS_RECOUNT_EVERY, first_wait=math.inf,
+        )
+        #: The queue pages' figures, recounted in the background once slow.
+        self.charted = Charted(queue)
 
     # -- helpers -------------------------------------------------------------
 
@@ -205,7 +218,7 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     # -- pages -----------------------------------------------------------------
 
     async def overview_page(self, request: Request) -> Response:
-        data = await admin.overview(self.queue, figures=self.figures)
+        data = await admin.overview(self.queue, figures=self.figures, counted=self.counted, unfinished=self.unfinished)
         queue_names = sorted({*data["by_queue"], *data["paused"]})
         return self.render(
             request, "overview.html", page="overview", data=data, queue_names=queue_names,
@@ -339,7 +352,9 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     # -- JSON API and metrics --------------------------------------------------
 
     async def api_overview(self, request: Request) -> Response:
-        return JSONResponse(await admin.overview(self.queue, figures=self.figures))
+        return JSONResponse(
+            await admin.overview(self.queue, figures=self.figures, counted=self.counted, unfinished=self.unfinished)
+        )
 
     async def api_jobs(self, request: Request) -> Response:
         filters = self.filters(request)
@@ -364,7 +379,8 @@ class Dashboard(LoginPages, BulkPages, FigurePages):
     async def metrics(self, request: Request) -> Response:
         from ..metrics import CONTENT_TYPE, render_latest
 
-        return Response(await render_latest(self.queue), media_type=CONTENT_TYPE)
+        # The counts per queue of the overview's (background) count, not a count per scrape.
+        return Response(await render_latest(self.queue, counted=self.figures), media_type=CONTENT_TYPE)
 
     async def error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -10,6 +10,8 @@ Each page is a few store reads (the figures are aggregated by the store, see
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from ..queue import Queue
 
 CRON_JOBS_SHOWN = 10  # jobs listed under each cron schedule
+CHARTED_QUEUES = 32  # queue pages (queue and window) whose figures are kept for background recounts
 ACTIONS = ("pause", "resume")  # /queues/<action> are the queue controls' POST endpoints
 
 
@@ -62,32 +65,112 @@ def serves(worker: dict[str, Any], name: str) -> bool:
     return worker.get("queues") is None or name in worker["queues"]
 
 
-async def queue_view(queue: Queue, name: str, window: Window) -> dict[str, Any]:
-    """What the queue page shows of queue ``name``."""
+def slots_for(worker: dict[str, Any], name: str) -> tuple[int, bool]:
+    """How many of queue ``name``'s jobs a worker runs at once at most, and
+    whether those slots are shared with the other queues it serves (its
+    whole concurrency) rather than the queue's own (per-queue concurrency)."""
+    own = (worker.get("limits") or {}).get("queues") or {}
+    if name in own:
+        return int(own[name]), False
+    return int(worker.get("concurrency") or 0), len(worker.get("queues") or ()) != 1
+
+
+def _seconds(value: Any) -> str:
+    return f"{float(value):g} s"
+
+
+def limit_texts(limits: dict[str, Any]) -> list[str]:
+    """What one worker enforces (its registered ``limits``, see
+    :func:`jobq.history.limits_of`), one line per limit, worded for the page."""
+    out: list[str] = []
+    rate = limits.get("rate_limit")
+    if isinstance(rate, dict):
+        out.append(f"rate limit: at most {rate.get('max_requests')} job starts per "
+                   f"{_seconds(rate.get('window_seconds'))} (this worker)")  # fmt: skip
+    for key in limits.get("key_limits") or ():
+        if not isinstance(key, dict):
+            continue
+        parts = []
+        if key.get("rate") is not None:
+            parts.append(f"at most {key['rate']} starts per {_seconds(key.get('per', 1.0))}")
+        if key.get("concurrency") is not None:
+            parts.append(f"at most {key['concurrency']} running")
+        of = f"jobs of type {key['type']}" if key.get("type") else "jobs"
+        out.append(f"per-key limit on {of} by metadata {key.get('key')!s}: {', '.join(parts)} per key (every worker)")
+    breaker = limits.get("circuit_breaker")
+    if isinstance(breaker, dict):
+        out.append(f"circuit breaker per job type: opens after {breaker.get('failure_threshold')} failures in a row,"
+                   f" lets a trial job through after {_seconds(breaker.get('reset_timeout'))}")  # fmt: skip
+    for job_type, state in sorted((limits.get("open_circuits") or {}).items()):
+        out.append(f"circuit {str(state).replace('_', '-')} for {job_type}: its jobs are not claimed")
+    if limits.get("job_timeout") is not None:
+        out.append(f"job timeout: {_seconds(limits['job_timeout'])}")
+    return out
+
+
+def limits_in_force(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The limits the live ``workers`` enforce, each once, with the workers
+    enforcing it."""
+    found: dict[str, list[str]] = {}
+    for worker in workers:
+        if worker.get("alive"):
+            for text in limit_texts(worker.get("limits") or {}):
+                found.setdefault(text, []).append(str(worker["owner"]))
+    return [{"text": text, "workers": owners} for text, owners in found.items()]
+
+
+async def queue_counts(
+    queue: Queue, name: str, counted: admin.Recounted[dict[str, Any]] | None
+) -> tuple[dict[str, int], float | None, bool]:
+    """Jobs of queue ``name`` per status, how many seconds ago they were
+    counted (``None``: now) and whether finished jobs are among them: from
+    the overview's counts per queue (``counted``, see
+    :func:`jobq.admin.views.slow_figures`), which at a million jobs are
+    counted in the background rather than for each page."""
+    slow, age, whole = await admin.slow_figures(queue, admin.THROUGHPUT_MINUTES, counted)
     counts = {s.value: 0 for s in JobStatus}
-    for row in await queue.summary():
-        if row.queue == name:
-            counts[row.status.value] += row.count
-    oldest = (await queue.list_jobs(status="pending", queue=name, limit=1, order="oldest")).jobs
+    counts.update(slow["by_queue"].get(name, {}))
+    return counts, age, whole
+
+
+async def queue_view(
+    queue: Queue, name: str, window: Window, *,
+    counted: admin.Recounted[dict[str, Any]] | None = None,
+    charted: admin.Recounted[dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What the queue page shows of queue ``name``: its counts from
+    ``counted`` (see :func:`queue_counts`), its figures of ``window`` from
+    ``charted`` (a :class:`~jobq.admin.Recounted` of :func:`figures`; its
+    ``charts_age`` the seconds since they were counted, ``None`` for now;
+    ``figures`` is ``None`` while their first count runs). Without them,
+    both are counted for this call."""
+    charts: Any = figures(queue, window, name) if charted is None else charted.get()
+    (counts, age, whole), oldest, paused, registry, drawn = await asyncio.gather(
+        queue_counts(queue, name, counted), queue.oldest_ready(name), queue.paused(), admin.workers(queue), charts,
+    )  # fmt: skip
+    shown, charts_age = drawn if charted is not None else (drawn, None)
     now = datetime.fromtimestamp(queue.clock.now(), UTC)
-    ready = None
-    if oldest:
-        job = oldest[0]
-        # Ready since it was due (a retried job is due from its retry), not since it was created.
-        ready = {"job": job, "seconds": max(0.0, (now - job.process_at).total_seconds())}
-    paused = await queue.paused()
-    workers = [w for w in await admin.workers(queue) if w.get("concurrency") is not None and serves(w, name)]
+    # Ready since it was due (a retried job is due from its retry), not since it was created.
+    ready = None if oldest is None else {"job": oldest, "seconds": admin.waited(oldest, now)}
+    workers = [w for w in registry if w.get("concurrency") is not None and serves(w, name)]
+    for worker in workers:
+        worker["slots"], worker["shared"] = slots_for(worker, name)
     alive = [w for w in workers if w.get("alive")]
     return {
         "name": name,
         "counts": counts,
+        "counts_age": None if age is None else round(age, 1),
+        "breakdown": "all" if whole else "unfinished",
         "total": sum(counts.values()),
         "oldest_ready": ready,
         "paused_at": paused.get(name),
         "workers": workers,
-        "concurrency": sum(int(w["concurrency"]) for w in alive),
+        "concurrency": sum(int(w["slots"]) for w in alive),
+        "shared": any(w["shared"] for w in alive),
+        "limits": limits_in_force(workers),
         "running": sum(int(w["jobs"] or 0) for w in alive),
-        "figures": await figures(queue, window, name),
+        "figures": shown,
+        "charts_age": None if charts_age is None else round(charts_age, 1),
     }
 
 
@@ -152,12 +235,35 @@ def known_schedules(given: list[Schedule], names: list[str]) -> dict[str, Schedu
     return known
 
 
+class Charted:
+    """The figures of the queue pages last shown (:data:`CHARTED_QUEUES` of
+    them), each a :class:`~jobq.admin.Recounted`: at a million jobs an
+    hour's attempts of one queue take a good part of a second to count, so
+    they are counted in the background, as the overview's counts are."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self._kept: OrderedDict[tuple[str, str], admin.Recounted[dict[str, Any]]] = OrderedDict()
+
+    def of(self, name: str, window: Window) -> admin.Recounted[dict[str, Any]]:
+        key = (name, window.name)
+        found = self._kept.get(key)
+        if found is None:
+            found = self._kept[key] = admin.Recounted(lambda: figures(self.queue, window, name))
+            while len(self._kept) > CHARTED_QUEUES:
+                self._kept.popitem(last=False)
+        self._kept.move_to_end(key)
+        return found
+
+
 class FigurePages:
     """The queue, cron and charts pages (mixed into the dashboard)."""
 
     if TYPE_CHECKING:  # provided by Dashboard
         queue: Queue
         schedules: list[Schedule]
+        figures: admin.Recounted[dict[str, Any]]
+        charted: Charted
 
         def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response: ...
 
@@ -169,7 +275,9 @@ class FigurePages:
             raise HTTPException(405, headers={"Allow": "POST"})
         window = window_of(request)
         try:
-            view = await queue_view(self.queue, name, window)
+            view = await queue_view(
+                self.queue, name, window, counted=self.figures, charted=self.charted.of(name, window)
+            )
         except InvalidOption as exc:
             raise HTTPException(400, str(exc)) from None
         return self.render(request, "queue.html", page="queue", q=view)

@@ -185,16 +185,21 @@ class AdminVerbs(PostgresCore):
     async def summary(
         self, *, now_ms: int, statuses: Collection[str] | None = None
     ) -> list[tuple[str, str, str, int]]:
-        among = statuses is not None
-        values = {"now": self._now(now_ms), "statuses": list(statuses or ())}
-        name = "summary_among" if among else "summary"
-        rows = await self._fetchall(name, lambda: ops_sql.summary_query(DIALECT, statuses=among), values)
+        chosen = None if statuses is None else tuple(sorted(statuses))
+        rows = await self._fetchall(
+            ("summary", chosen), lambda: ops_sql.summary_query(DIALECT, statuses=chosen), {"now": self._now(now_ms)}
+        )
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
     @resilient()
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        rows = await self._fetchall("throughput", lambda: ops_sql.throughput_query(DIALECT), {"since": since_ms})
-        return [(int(m), int(d), int(f)) for m, d, f in rows]
+    async def oldest_ready(self, *, now_ms: int, queue: str | None = None) -> JobRecord | None:
+        by_queue = queue is not None
+        rows = await self._fetchall(
+            ("oldest_ready", by_queue),
+            lambda: ops_sql.oldest_ready_query(DIALECT, by_queue=by_queue),
+            {"now": self._now(now_ms), "queue": queue},
+        )
+        return self._records(rows)[0] if rows else None
 
     @resilient()
     async def attempts(self, job_id: str) -> list[AttemptRecord]:
@@ -209,12 +214,14 @@ class AdminVerbs(PostgresCore):
         return [WorkerRecord(*row) for row in rows]
 
     @resilient()
-    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+    async def outcomes(
+        self, *, since_ms: int, bucket_ms: int, until_ms: int, queue: str | None = None
+    ) -> list[tuple[int, int, int]]:
         by_queue = queue is not None
         rows = await self._fetchall(
             ("outcomes", by_queue),
             lambda: fq.outcomes_query(DIALECT, "{attempts}", by_queue=by_queue),
-            {"since": since_ms, "bucket": bucket_ms, "queue": queue},
+            {"since": since_ms, "bucket": bucket_ms, "until": until_ms, "queue": queue},
         )
         return [(int(b), int(d), int(f)) for b, d, f in rows]
 

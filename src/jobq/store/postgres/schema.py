@@ -168,6 +168,15 @@ def _v5_listing(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
     _add(cur, table, (), shape.V5_INDEXES)
 
 
+def _v6_operations(cur: psycopg.Cursor[tuple[object, ...]], table: str) -> None:
+    attempts = sql.Identifier(attempts_table(table)).as_string(cur)
+    index = sql.Identifier(derived_name(table, "jobq_attempts_ended")).as_string(cur)
+    cur.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {attempts} {shape.ATTEMPTS_ENDED_INDEX}")
+    workers = sql.Identifier(workers_table(table)).as_string(cur)
+    name, decl = shape.WORKER_LIMITS_COLUMN  # its default '{}' is no place for psycopg's format()
+    cur.execute(f"ALTER TABLE {workers} ADD COLUMN IF NOT EXISTS {name} {decl}")
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
 MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...] = (
     _v1_create,
@@ -175,6 +184,7 @@ MIGRATIONS: tuple[Callable[[psycopg.Cursor[tuple[object, ...]], str], None], ...
     _v3_error_type,
     _v4_history,
     _v5_listing,
+    _v6_operations,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

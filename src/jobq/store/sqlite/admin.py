@@ -153,16 +153,17 @@ class AdminVerbs(SQLiteCore):
     async def summary(
         self, *, now_ms: int, statuses: Collection[str] | None = None
     ) -> list[tuple[str, str, str, int]]:
-        among = statuses is not None
-        sql = self._q(("summary", among), lambda: ops_sql.summary_query(self._d, statuses=among))
-        values = {"now": now_ms, "statuses": json.dumps(list(statuses or ()))}
+        chosen = None if statuses is None else tuple(sorted(statuses))
+        sql = self._q(("summary", chosen), lambda: ops_sql.summary_query(self._d, statuses=chosen))
+        values = {"now": now_ms}
         rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
         return [(queue, job_type, status, int(n)) for queue, job_type, status, n in rows]
 
-    async def throughput(self, *, since_ms: int) -> list[tuple[int, int, int]]:
-        sql = self._q("throughput", lambda: ops_sql.throughput_query(self._d))
-        rows = await self.db.read(lambda c: c.execute(sql, {"since": since_ms}).fetchall())
-        return [(int(m), int(d), int(f)) for m, d, f in rows]
+    async def oldest_ready(self, *, now_ms: int, queue: str | None = None) -> JobRecord | None:
+        by_queue = queue is not None
+        sql = self._q(("oldest_ready", by_queue), lambda: ops_sql.oldest_ready_query(self._d, by_queue=by_queue))
+        rows = await self.db.read(lambda c: c.execute(sql, {"now": now_ms, "queue": queue}).fetchall())
+        return self._records(rows)[0] if rows else None
 
     async def attempts(self, job_id: str) -> list[AttemptRecord]:
         sql = self._q("attempts", lambda: hq.attempts_query(self._d, self._attempts_table))
@@ -174,10 +175,12 @@ class AdminVerbs(SQLiteCore):
         rows = await self.db.read(lambda c: c.execute(sql).fetchall())
         return [WorkerRecord(*row) for row in rows]
 
-    async def outcomes(self, *, since_ms: int, bucket_ms: int, queue: str | None = None) -> list[tuple[int, int, int]]:
+    async def outcomes(
+        self, *, since_ms: int, bucket_ms: int, until_ms: int, queue: str | None = None
+    ) -> list[tuple[int, int, int]]:
         by_queue = queue is not None
         sql = self._q(("outcomes", by_queue), lambda: fq.outcomes_query(self._d, self._attempts_table, by_queue=by_queue))
-        values = {"since": since_ms, "bucket": bucket_ms, "queue": queue}
+        values = {"since": since_ms, "bucket": bucket_ms, "until": until_ms, "queue": queue}
         rows = await self.db.read(lambda c: c.execute(sql, values).fetchall())
         return [(int(b), int(d), int(f)) for b, d, f in rows]
 

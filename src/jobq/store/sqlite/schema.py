@@ -202,6 +202,7 @@ def inspect(conn: sqlite3.Connection, table: str, where: str = "") -> Found:
     attempts = attempts_table(table)
     taken(attempts, "attempt history", "table", attempts, ("seq", "job_id", "outcome"))
     taken(f"{attempts}_job", "attempt history's index", "index", attempts)
+    taken(f"{attempts}_ended", "attempt history's index", "index", attempts)
     taken(f"{attempts}_prune", "attempt history's trigger", "trigger", table)
     taken(workers_table(table), "worker registry", "table", workers_table(table), ("id", "heartbeat_at"))
     for index in (*shape.V1_INDEXES, *shape.V2_INDEXES, *shape.V5_INDEXES):
@@ -261,6 +262,12 @@ def _v5_listing(conn: sqlite3.Connection, table: str) -> None:
     _add(conn, table, (), shape.V5_INDEXES)
 
 
+def _v6_operations(conn: sqlite3.Connection, table: str) -> None:
+    attempts = attempts_table(table)
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {attempts}_ended ON {attempts} {shape.ATTEMPTS_ENDED_INDEX}")
+    _add(conn, workers_table(table), (shape.WORKER_LIMITS_COLUMN,), ())
+
+
 #: Migration n (1-based) brings the schema from version n-1 to n.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (
     _v1_create,
@@ -268,6 +275,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection, str], None], ...] = (
     _v3_error_type,
     _v4_history,
     _v5_listing,
+    _v6_operations,
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -192,6 +192,11 @@
     if (d.figures_age === null || d.figures_age === undefined) return "";
     return "per queue, per type and throughput as counted " + Math.round(d.figures_age) + " s ago (recounted in the background)";
   }
+  // The jobs per status, once slow to count, likewise (every few seconds).
+  function countsAge(d) {
+    if (d.counts_age === null || d.counts_age === undefined) return "";
+    return "jobs per status as counted " + Math.round(d.counts_age) + " s ago (recounted every few seconds in the background)";
+  }
   var UNFINISHED_NOTE = "per queue and per type: waiting and running jobs only, while the finished ones are counted";
 
   // -- pages ---------------------------------------------------------------
@@ -207,6 +212,7 @@
       setText("tp-rate", d.throughput.per_minute);
       setText("tp-failure", (d.throughput.failure_rate * 100).toFixed(1));
       setText("figures-age", figuresAge(d));
+      setText("counts-age", countsAge(d));
       var chart = document.getElementById("chart");
       if (chart) drawChart(chart, d.throughput.series);
       var q = document.getElementById("by-queue");
@@ -238,7 +244,7 @@
           oldest.appendChild(link(base + "/jobs/" + encodeURIComponent(o.id), o.type));
           oldest.appendChild(document.createTextNode(" in "));
           oldest.appendChild(el("b", o.queue));
-          oldest.appendChild(document.createTextNode(", waiting " + o.waiting_seconds.toFixed(1) + " s"));
+          oldest.appendChild(document.createTextNode(", ready for " + o.waiting_seconds.toFixed(1) + " s"));
         } else {
           oldest.appendChild(el("span", "nothing is waiting", "muted"));
         }
