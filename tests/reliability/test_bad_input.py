@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -404,7 +405,10 @@ def test_regression_a_deeply_nested_row_does_not_stop_the_claim_loop(harness: Ha
     """A stored payload nested deeper than json can decode used to raise
     RecursionError out of ``claim``, which the claim loop does not catch: the
     processor stopped claiming for good and the batch stayed ``processing``."""
-    run_corrupted(harness, [("data", "[" * 100_000 + "]" * 100_000), ("metadata", '{"a":' * 5000 + "1" + "}" * 5000)])
+    # Deeper than any recursion limit in force: another test (Hypothesis)
+    # may have left it raised, and json decodes as deep as it allows.
+    deep = max(5_000, 10 * sys.getrecursionlimit())
+    run_corrupted(harness, [("data", "[" * 20 * deep + "]" * 20 * deep), ("metadata", '{"a":' * deep + "1" + "}" * deep)])
 
 
 def test_regression_nesting_just_under_the_encoder_limit_never_kills_a_worker(harness: Harness) -> None:
