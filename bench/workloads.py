@@ -11,10 +11,11 @@ the claim cost at scale in :mod:`bench.scale`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jobq
@@ -172,6 +173,20 @@ class _Profilers:
             self.db.dump_stats(f"{self.prefix}.db.prof")
 
 
+@contextlib.contextmanager
+def profiled(queue: jobq.Queue, prefix: str | None) -> Iterator[None]:
+    """cProfile (:class:`_Profilers`) around the block when ``prefix`` names
+    where its stats go; nothing otherwise."""
+    profilers = _Profilers(queue, prefix) if prefix else None
+    if profilers:
+        profilers.start()
+    try:
+        yield
+    finally:
+        if profilers:
+            profilers.stop()
+
+
 async def process(
     url: str, n: int, concurrency: int, timeout: float, profile: str | None = None
 ) -> dict[str, Any]:
@@ -206,20 +221,16 @@ async def process_shared(
 
         processor.handle(JOB_TYPE, noop)
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        profilers = _Profilers(queue, profile) if profile else None
-        if profilers:
-            profilers.start()
         started = time.perf_counter()
-        await processor.start()
         try:
-            while unfinished(url):
-                if time.perf_counter() - started > timeout:
-                    raise RuntimeError(f"the jobs were not all completed within {timeout:g} s")
-                await asyncio.sleep(SHARED_POLL)
-            seconds = time.perf_counter() - started
+            with profiled(queue, profile):
+                await processor.start()
+                while unfinished(url):
+                    if time.perf_counter() - started > timeout:
+                        raise RuntimeError(f"the jobs were not all completed within {timeout:g} s")
+                    await asyncio.sleep(SHARED_POLL)
+                seconds = time.perf_counter() - started
         finally:
-            if profilers:
-                profilers.stop()
             await processor.stop()
     return {"n": n, "mine": mine, "concurrency": concurrency, "seconds": seconds, "rate": n / seconds}
 
@@ -243,18 +254,14 @@ async def drain(
             done.set()
 
     processor.on("job_completed", on_completed)
-    profilers = _Profilers(queue, profile) if profile else None
-    if profilers:
-        profilers.start()
     started = time.perf_counter()
-    await processor.start()
     try:
-        await asyncio.wait_for(done.wait(), timeout)
+        with profiled(queue, profile):
+            await processor.start()
+            await asyncio.wait_for(done.wait(), timeout)
     except TimeoutError:
         raise RuntimeError(f"only {completed} of {n} jobs completed within {timeout:g} s") from None
     finally:
-        if profilers:
-            profilers.stop()
         await processor.stop()
     seconds = finished_at - started
     counts = await queue.counts()

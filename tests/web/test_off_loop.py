@@ -31,6 +31,15 @@ def slow_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Database, "read", slow_read)
 
 
+async def one_waiting_one_completed(queue: jobq.Queue) -> None:
+    """Queue ``q1`` holds one waiting job and one completed."""
+    await queue.enqueue("mail", {}, queue="q1")
+    done = await queue.enqueue("mail", {}, queue="q1", priority=5)
+    claimed = await queue.dequeue()
+    assert claimed is not None and claimed.id == done.id
+    await queue.complete(claimed)
+
+
 async def test_static_file_served_while_the_overview_reads(
     client: Any, web_queue: jobq.Queue, slow_reads: None
 ) -> None:
@@ -88,11 +97,7 @@ async def test_while_the_first_count_runs_the_overview_shows_unfinished_jobs(
     import jobq.admin.figures
 
     monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 0.0)
-    await web_queue.enqueue("mail", {}, queue="q1")
-    done = await web_queue.enqueue("mail", {}, queue="q1", priority=5)
-    claimed = await web_queue.dequeue()
-    assert claimed is not None and claimed.id == done.id
-    await web_queue.complete(claimed)
+    await one_waiting_one_completed(web_queue)
     first = (await client.get("/api/overview")).json()
     assert first["breakdown"] == "unfinished" and first["by_queue"]["q1"] == {"pending": 1}
     assert first["counts"]["completed"] == 1  # the status counts stay whole
@@ -138,11 +143,7 @@ async def test_the_queue_page_and_a_scrape_read_the_background_counts(
     import jobq.admin.figures
 
     monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 0.0)
-    await web_queue.enqueue("mail", {}, queue="q1")
-    done = await web_queue.enqueue("mail", {}, queue="q1", priority=5)
-    claimed = await web_queue.dequeue()
-    assert claimed is not None and claimed.id == done.id
-    await web_queue.complete(claimed)
+    await one_waiting_one_completed(web_queue)
     first = (await client.get("/queues/q1")).text
     assert "waiting and running jobs only, while the finished ones are counted" in first
     assert 'data-count="pending">1<' in first and 'data-count="completed">0<' in first
@@ -191,11 +192,7 @@ async def test_on_a_big_table_the_first_overview_does_not_wait_for_the_whole_cou
 
     monkeypatch.setattr(jobq.admin.views, "BREAKDOWN_LIMIT", 0)  # every table is big
     monkeypatch.setattr(jobq.admin.figures, "FIRST_WAIT", 5.0)  # would be waited for, on a small one
-    await web_queue.enqueue("mail", {}, queue="q1")
-    done = await web_queue.enqueue("mail", {}, queue="q1", priority=5)
-    claimed = await web_queue.dequeue()
-    assert claimed is not None and claimed.id == done.id
-    await web_queue.complete(claimed)
+    await one_waiting_one_completed(web_queue)
     first = (await client.get("/api/overview")).json()
     assert first["breakdown"] == "unfinished" and first["by_queue"]["q1"] == {"pending": 1}
     assert (first["counts"]["pending"], first["counts"]["completed"]) == (1, 1)
